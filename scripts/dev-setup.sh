@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on Debian 12 / Ubuntu 22.04+:
+# the system packages (dcmtk, PostgreSQL, openssl), a running PostgreSQL,
+# and a virtualenv in .venv with the project and its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(dcmtk postgresql openssl python3-venv)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing system packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Tests use the PostgreSQL server on 127.0.0.1:5432 when it answers; start the
+# local cluster if it is installed but stopped (tests start a throwaway one otherwise).
+if command -v pg_lsclusters >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    for version in $(ls /etc/postgresql 2>/dev/null); do
+        $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    done
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"

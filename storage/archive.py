@@ -1,0 +1,418 @@
+"""The archive facade: store, open, find, delete and verify DICOM objects.
+
+:class:`Archive` ties the encrypted :class:`~storage.blobs.BlobStore` to the index
+:class:`~storage.db.Database`. ``store()`` returns only once the blob is fsynced and
+the index row committed, so a caller may acknowledge the object as soon as it returns.
+A crash in between leaves at most an unreferenced blob, which ``verify(cleanup=True)``
+removes when no writer is running (writers hold a shared lock on ``<blobs>/lock``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom.dataset import Dataset
+from sqlalchemy import Select, func, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from storage import index, matching
+from storage.blobs import BlobRef, BlobStore
+from storage.crypto import IntegrityError
+from storage.db import Database, Instance, Patient, Series, Study
+from storage.header import HeaderError, InstanceHeader, is_valid_uid, read_header
+from storage.index import Outcome
+
+
+class ArchiveError(Exception):
+    """Base of the errors the archive reports to its callers."""
+
+
+class OutOfSpaceError(ArchiveError):
+    """Free disk space is below the configured watermark (DICOM status 0xA700)."""
+
+
+class ObjectTooLargeError(ArchiveError):
+    """The object is larger than the configured maximum."""
+
+
+class NotFoundError(ArchiveError, LookupError):
+    """No such study or instance in the archive."""
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What :meth:`Archive.store` did with one object."""
+
+    outcome: Outcome
+    sop_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    patient_id: str
+    patient_name: str
+    version: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """The index entry of one stored instance version."""
+
+    sop_uid: str
+    sop_class_uid: str
+    version: int
+    transfer_syntax: str
+    size: int
+    sha256: str
+    study_uid: str
+    series_uid: str
+    patient_id: str
+    ref: BlobRef
+
+
+@dataclass(frozen=True)
+class DeletedStudy:
+    """What :meth:`Archive.delete_study` removed."""
+
+    study_uid: str
+    patient_id: str
+    instances: int
+
+
+@dataclass
+class VerifyReport:
+    """The result of :meth:`Archive.verify`; ``ok`` is False on any damage."""
+
+    checked: int = 0
+    damaged: list[tuple[str, str]] = field(default_factory=list)
+    inconsistent: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
+    cleaned: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """No stored object is damaged and the index counts are consistent."""
+        return not self.damaged and not self.inconsistent
+
+
+class Archive:
+    """Encrypted, indexed storage of DICOM objects."""
+
+    def __init__(
+        self,
+        database: Database,
+        blobs: BlobStore,
+        *,
+        min_free_bytes: int = 0,
+        max_object_bytes: int = 0,
+    ) -> None:
+        self.database = database
+        self.blobs = blobs
+        self.min_free_bytes = min_free_bytes
+        self.max_object_bytes = max_object_bytes
+        self._lock_fd: int | None = None
+        self._lock_guard = threading.Lock()
+        self._ids = index.IdCache()
+
+    def _hold_writer_lock(self) -> None:
+        with self._lock_guard:
+            if self._lock_fd is None:
+                fd = os.open(self.blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the writer lock and the database connections."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self.database.dispose()
+
+    def _check_space(self, size: int) -> None:
+        free = shutil.disk_usage(self.blobs.root).free
+        if free - size < self.min_free_bytes:
+            raise OutOfSpaceError(
+                f"only {free // 2**20} MiB free, below the {self.min_free_bytes // 2**20} MiB watermark"
+            )
+
+    def store(self, path: Path) -> StoreResult:
+        """Store the DICOM Part 10 file at `path` durably and index it.
+
+        Only the header is parsed. Raises :class:`~storage.header.HeaderError` for a
+        file that is not a complete, valid DICOM object, :class:`ObjectTooLargeError` and
+        :class:`OutOfSpaceError` as configured; in every error case nothing is kept.
+        """
+        size = path.stat().st_size
+        if self.max_object_bytes and size > self.max_object_bytes:
+            limit = self.max_object_bytes
+            raise ObjectTooLargeError(f"object of {size} bytes exceeds the {limit}-byte limit")
+        header = read_header(path)
+        self._check_space(size)
+        self._hold_writer_lock()
+        with self.blobs.writer() as writer:
+            try:
+                with open(path, "rb") as source:
+                    writer.copy_from(source)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise OutOfSpaceError("disk full while writing the object") from exc
+                raise
+            try:
+                ref = writer.commit()
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise OutOfSpaceError("disk full while writing the object") from exc
+                raise
+        try:
+            version, outcome = self._index(header, ref)
+        except BaseException:
+            self.blobs.delete(ref.blob_id)
+            raise
+        if outcome is Outcome.DUPLICATE:
+            self.blobs.delete(ref.blob_id)
+        return self._result(outcome, header, version, ref.size, ref.sha256)
+
+    def _index(self, header: InstanceHeader, ref: BlobRef) -> tuple[int, Outcome]:
+        """Commit the index rows of a stored blob (retrying once if a cached row vanished)."""
+        for attempt in (1, 2):
+            try:
+                with self.database.write_connection() as connection:
+                    version, outcome, learned = index.add_instance(connection, header, ref, self._ids)
+                self._ids.remember(learned)
+                return version, outcome
+            except sa_exc.IntegrityError:
+                self._ids.clear()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _result(
+        outcome: Outcome, header: InstanceHeader, version: int, size: int, sha256: str
+    ) -> StoreResult:
+        return StoreResult(
+            outcome=outcome,
+            sop_uid=header.sop_uid,
+            sop_class_uid=header.sop_class_uid,
+            study_uid=header.study_uid,
+            series_uid=header.series_uid,
+            patient_id=header.patient_id,
+            patient_name=header.patient_name,
+            version=version,
+            size=size,
+            sha256=sha256,
+        )
+
+    def instance(self, sop_uid: str, version: int | None = None) -> InstanceInfo:
+        """The index entry of `sop_uid` (its current version unless `version` is given)."""
+        if not is_valid_uid(sop_uid):
+            raise NotFoundError(f"no instance {sop_uid!r}")
+        query = _info_query().where(Instance.sop_uid == sop_uid)
+        query = query.where(Instance.is_current.is_(True) if version is None else Instance.version == version)
+        with self.database.read() as session:
+            row = session.execute(query).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no instance {sop_uid}" + ("" if version is None else f" version {version}"))
+        return _info(*row)
+
+    def open(self, sop_uid: str, version: int | None = None) -> BinaryIO:
+        """A file object streaming the exact bytes received for `sop_uid`.
+
+        Reading raises :class:`~storage.crypto.IntegrityError` if the blob was altered.
+        """
+        return self.blobs.open(self.instance(sop_uid, version).ref)
+
+    def find(
+        self, level: str, identifier: Dataset, *, limit: int | None = None, offset: int = 0
+    ) -> list[Dataset]:
+        """Match `identifier` at `level` (PATIENT, STUDY, SERIES or IMAGE); see :mod:`storage.matching`."""
+        with self.database.read() as session:
+            return list(matching.find(session, level, identifier, limit=limit, offset=offset))
+
+    def study_instances(self, study_uid: str) -> list[InstanceInfo]:
+        """The current instances of a study, ordered by series and instance number."""
+        query = (
+            _info_query()
+            .where(Study.study_uid == study_uid, Instance.is_current.is_(True))
+            .order_by(Series.series_number, Series.id, Instance.instance_number, Instance.id)
+        )
+        with self.database.read() as session:
+            rows = session.execute(query).all()
+        if not rows:
+            raise NotFoundError(f"no study {study_uid}")
+        return [_info(*row) for row in rows]
+
+    def current_instances(self, sop_uids: list[str]) -> list[InstanceInfo]:
+        """The current versions of `sop_uids` (those that exist), in one query."""
+        query = _info_query().where(Instance.sop_uid.in_(sop_uids), Instance.is_current.is_(True))
+        with self.database.read() as session:
+            return [_info(*row) for row in session.execute(query.order_by(Instance.id))]
+
+    def delete_study(self, study_uid: str) -> DeletedStudy:
+        """Delete a study, every version of its instances and their blobs."""
+        self._hold_writer_lock()
+        with self.database.write() as session:
+            study = session.scalars(select(Study).where(Study.study_uid == study_uid)).one_or_none()
+            if study is None:
+                raise NotFoundError(f"no study {study_uid}")
+            patient_id = (
+                session.scalar(select(Patient.patient_id).where(Patient.id == study.patient_fk)) or ""
+            )
+            blob_ids = index.delete_study(session, study)
+        self._ids.clear()
+        for blob_id in blob_ids:
+            self.blobs.delete(blob_id)
+        return DeletedStudy(study_uid, patient_id, len(blob_ids))
+
+    def verify(self, *, cleanup: bool = False) -> VerifyReport:
+        """Re-authenticate every stored blob against its index row and check the counts.
+
+        With `cleanup`, partial and unreferenced blobs are removed, but only while no
+        other process is writing; otherwise they are only reported.
+        """
+        report = VerifyReport()
+        known: set[str] = set()
+        with self.database.read() as session:
+            for instance in session.scalars(select(Instance).order_by(Instance.id)):
+                known.add(instance.blob_id)
+                report.checked += 1
+                problem = self._check_blob(_ref(instance))
+                if problem:
+                    report.damaged.append((instance.sop_uid, problem))
+            report.inconsistent = _count_mismatches(session)
+        report.temp_files = [p.name for p in self.blobs.temp_files()]
+        report.orphans = sorted(set(self.blobs.blob_ids()) - known)
+        if cleanup and (report.orphans or report.temp_files):
+            report.cleaned = self._clean(report)
+        return report
+
+    def _check_blob(self, ref: BlobRef) -> str | None:
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            for chunk in self.blobs.read(ref):
+                digest.update(chunk)
+                size += len(chunk)
+        except FileNotFoundError:
+            return "blob is missing"
+        except IntegrityError as exc:
+            return str(exc)
+        if size != ref.size or digest.hexdigest() != ref.sha256:
+            return "content does not match the index (size or SHA-256)"
+        return None
+
+    def _clean(self, report: VerifyReport) -> bool:
+        fd = (
+            self._lock_fd
+            if self._lock_fd is not None
+            else os.open(self.blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if fd != self._lock_fd:
+                os.close(fd)
+            return False
+        try:
+            with self.database.read() as session:
+                referenced = set(
+                    session.scalars(select(Instance.blob_id).where(Instance.blob_id.in_(report.orphans)))
+                )
+            for blob_id in set(report.orphans) - referenced:
+                self.blobs.delete(blob_id)
+            for path in self.blobs.temp_files():
+                path.unlink(missing_ok=True)
+        finally:
+            if fd == self._lock_fd:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            else:
+                os.close(fd)
+        return True
+
+
+def _info_query() -> Select[tuple[Instance, str, str, str]]:
+    """Instances with the UIDs of their series and study and their patient's ID."""
+    return (
+        select(Instance, Series.series_uid, Study.study_uid, Patient.patient_id)
+        .join(Series, Instance.series_fk == Series.id)
+        .join(Study, Series.study_fk == Study.id)
+        .join(Patient, Study.patient_fk == Patient.id)
+    )
+
+
+def _ref(instance: Instance) -> BlobRef:
+    return BlobRef(
+        instance.blob_id, instance.key_version, instance.wrapped_key, instance.size, instance.sha256
+    )
+
+
+def _info(instance: Instance, series_uid: str, study_uid: str, patient_id: str) -> InstanceInfo:
+    return InstanceInfo(
+        sop_uid=instance.sop_uid,
+        sop_class_uid=instance.sop_class_uid,
+        version=instance.version,
+        transfer_syntax=instance.transfer_syntax,
+        size=instance.size,
+        sha256=instance.sha256,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        patient_id=patient_id,
+        ref=_ref(instance),
+    )
+
+
+def _count_mismatches(session: Session) -> list[str]:
+    """Studies and series whose stored counts differ from their current instances."""
+    problems: list[str] = []
+    per_series = (
+        select(Series.series_uid, Series.num_instances, func.count(Instance.id))
+        .outerjoin(Instance, (Instance.series_fk == Series.id) & Instance.is_current.is_(True))
+        .group_by(Series.id)
+    )
+    for uid, stored, actual in session.execute(per_series):
+        if stored != actual:
+            problems.append(f"series {uid}: index says {stored} instances, found {actual}")
+    per_study = (
+        select(
+            Study.study_uid,
+            Study.num_instances,
+            Study.num_series,
+            func.coalesce(func.sum(Series.num_instances), 0),
+            func.count(Series.id),
+        )
+        .outerjoin(Series, Series.study_fk == Study.id)
+        .group_by(Study.id)
+    )
+    for uid, stored, stored_series, actual, actual_series in session.execute(per_study):
+        if stored != actual or stored_series != actual_series:
+            problems.append(
+                f"study {uid}: index says {stored} instances in {stored_series} series, "
+                f"found {actual} in {actual_series}"
+            )
+    return problems
+
+
+__all__ = [
+    "Archive",
+    "ArchiveError",
+    "DeletedStudy",
+    "HeaderError",
+    "InstanceInfo",
+    "NotFoundError",
+    "ObjectTooLargeError",
+    "OutOfSpaceError",
+    "Outcome",
+    "StoreResult",
+    "VerifyReport",
+]

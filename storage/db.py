@@ -1,0 +1,269 @@
+"""The index database: engine setup (SQLCipher or PostgreSQL), the schema and migrations.
+
+SQLite is the embedded default and is always opened through SQLCipher with a raw
+256-bit key, so the file on disk holds no readable text. PostgreSQL is reached through
+psycopg. The schema is created and upgraded only by the Alembic migrations in
+``storage/migrations``; the models below are what the code reads and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Alembic's command API is not thread-safe; migrations in one process take turns.
+_MIGRATION_LOCK = threading.Lock()
+
+
+def _bytewise(length: int) -> String:
+    """A string column that sorts bytewise on PostgreSQL too, so prefix ranges use the index."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table in the index."""
+
+
+class Patient(Base):
+    """A patient, identified by Patient ID and issuer (or by name and birth date without one)."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(String(400), unique=True)
+    patient_id: Mapped[str] = mapped_column(_bytewise(64), index=True)
+    issuer: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(324))
+    name_norm: Mapped[str] = mapped_column(_bytewise(324), index=True)
+    birth_date: Mapped[str] = mapped_column(String(8))
+    sex: Mapped[str] = mapped_column(String(16))
+
+
+class Study(Base):
+    """A study, with the attributes needed by C-FIND and the study list, and its counts."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_fk: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    study_date: Mapped[str] = mapped_column(String(8))
+    study_time: Mapped[str] = mapped_column(String(16))
+    accession: Mapped[str] = mapped_column(_bytewise(16), index=True)
+    study_id: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(String(64))
+    referring_name: Mapped[str] = mapped_column(String(324))
+    referring_norm: Mapped[str] = mapped_column(_bytewise(324))
+    modalities: Mapped[str] = mapped_column(String(200))
+    num_series: Mapped[int] = mapped_column(Integer, default=0)
+    num_instances: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Series(Base):
+    """A series within a study, with its instance count."""
+
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    modality: Mapped[str] = mapped_column(String(16), index=True)
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(64))
+    body_part: Mapped[str] = mapped_column(String(16))
+    num_instances: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Instance(Base):
+    """One stored version of a SOP instance and the blob that holds its bytes."""
+
+    __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("sop_uid", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_uid: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    is_current: Mapped[bool] = mapped_column(Boolean)
+    series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    transfer_syntax: Mapped[str] = mapped_column(String(64))
+    frames: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    blob_id: Mapped[str] = mapped_column(String(32), unique=True)
+    key_version: Mapped[int] = mapped_column(Integer)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRecord(Base):
+    """One row of the hash-chained audit trail (written only by ``pacs.audit``)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(64), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(1))
+    outcome: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    source: Mapped[str] = mapped_column(String(128))
+    patient_id: Mapped[str] = mapped_column(String(64))
+    study_uid: Mapped[str] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Node(Base):
+    """An enrolled DICOM node: who may associate, from where, with which certificate and rights."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    host: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int | None] = mapped_column(Integer)
+    permissions: Mapped[str] = mapped_column(String(64))
+    cert_fingerprint: Mapped[str] = mapped_column(String(64))
+    cert_subject: Mapped[str] = mapped_column(String(256))
+    cert_pem: Mapped[str] = mapped_column(Text)
+    cert_issued: Mapped[bool] = mapped_column(Boolean)
+    plaintext: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index("ix_studies_patient_date", Study.patient_fk, Study.study_date)
+Index("ix_studies_newest", Study.study_date, Study.study_time, Study.id)
+Index("ix_instances_series_current", Instance.series_fk, Instance.is_current)
+
+
+def _sqlite_url(path: Path, key: bytes) -> URL:
+    return URL.create("sqlite+pysqlcipher", password=f"x'{key.hex()}'", database=str(path))
+
+
+def _normalise_url(url: str) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """Durable WAL mode, a busy timeout, and explicit BEGIN (IMMEDIATE for writers)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("pacs_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """The index database: an engine plus read and write sessions."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(pacs_write=True)
+        # SQLite has one writer at a time: queue this process's writers on a lock
+        # instead of in SQLite's sleeping busy handler.
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+
+    @classmethod
+    def open(cls, url: str, *, sqlite_path: Path, sqlite_key: bytes) -> Database:
+        """Open PostgreSQL at `url`, or SQLCipher at `sqlite_path` when `url` is empty."""
+        if url:
+            engine = create_engine(_normalise_url(url), pool_pre_ping=True, hide_parameters=True)
+        else:
+            # SQLite gives the -wal and -shm files the mode of the database file.
+            os.close(os.open(sqlite_path, os.O_RDWR | os.O_CREAT, 0o600))
+            engine = create_engine(_sqlite_url(sqlite_path, sqlite_key), pool_size=8, hide_parameters=True)
+            _tune_sqlite(engine)
+        return cls(engine)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is the embedded SQLCipher database."""
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; it is rolled back on exit."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session for writing, committed on success and rolled back on error.
+
+        On SQLite the transaction starts with ``BEGIN IMMEDIATE`` so that concurrent
+        writers queue on the busy timeout instead of failing on a lock upgrade.
+        """
+        with self._write_lock, Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """Like :meth:`write`, but a Core connection, for the hot path of storing objects."""
+        with self._write_lock, self._writer.begin() as connection:
+            yield connection
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest migration (a no-op when it is current)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with _MIGRATION_LOCK, self.engine.connect() as connection:
+            head = ScriptDirectory.from_config(config).get_current_head()
+            if MigrationContext.configure(connection).get_current_revision() == head:
+                return
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

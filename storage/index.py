@@ -1,0 +1,291 @@
+"""Writing and reading index rows: patients, studies, series and instance versions.
+
+The writers take a connection or session inside a write transaction from
+:meth:`storage.db.Database.write_connection` or :meth:`~storage.db.Database.write`;
+the caller commits. Creating a patient, study
+or series tolerates a concurrent writer creating the same one (PostgreSQL), and the
+per-study and per-series counts always describe the current version of each instance.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.blobs import BlobRef
+from storage.db import Instance, Patient, Series, Study
+from storage.header import InstanceHeader, normalise_name
+
+
+class Outcome(enum.Enum):
+    """What storing an object did to the index."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    NEW_VERSION = "new version"
+
+
+def patient_key(header: InstanceHeader) -> str:
+    """The identity of a patient: issuer and Patient ID, or name and birth date without an ID."""
+    if header.patient_id:
+        return f"id:{header.issuer}\\{header.patient_id}"
+    return f"name:{normalise_name(header.patient_name)}\\{header.birth_date}"
+
+
+@dataclass(frozen=True)
+class CurrentVersion:
+    """The current version of a SOP instance, as far as storing a new one cares."""
+
+    id: int
+    version: int
+    sha256: str
+    series_fk: int
+
+
+class IdCache:
+    """Row ids of recently used patients, studies and series, to skip their lookups.
+
+    Only ids of committed rows are remembered (:meth:`remember` after the commit). A
+    remembered row that was deleted meanwhile makes the insert fail on its foreign
+    key; callers then clear the cache and try once more. Safe to share between threads.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._ids: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, key: str) -> int | None:
+        """The remembered id of the `kind` row with `key`."""
+        return self._ids.get((kind, key))
+
+    def remember(self, learned: dict[tuple[str, str], int]) -> None:
+        """Remember ids that a committed transaction used."""
+        with self._lock:
+            if len(self._ids) + len(learned) > self._size:
+                self._ids.clear()
+            self._ids.update(learned)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._ids.clear()
+
+
+def _get_or_insert(
+    session: Connection, table: Table, key: ColumnElement[bool], values: dict[str, Any]
+) -> tuple[int, bool]:
+    """The id of the row matching `key`, inserting `values` first if there is none."""
+    found = session.execute(select(table.c.id).where(key)).scalar_one_or_none()
+    if found is not None:
+        return found, False
+    try:
+        with session.begin_nested():
+            return session.execute(insert(table).values(**values).returning(table.c.id)).scalar_one(), True
+    except IntegrityError:
+        found = session.execute(select(table.c.id).where(key)).scalar_one_or_none()
+        if found is None:
+            raise
+        return found, False
+
+
+def _patient_id(session: Connection, header: InstanceHeader) -> int:
+    key = patient_key(header)
+    table = Patient.__table__
+    row_id, _ = _get_or_insert(
+        session,
+        table,
+        table.c.patient_key == key,
+        {
+            "patient_key": key,
+            "patient_id": header.patient_id,
+            "issuer": header.issuer,
+            "name": header.patient_name,
+            "name_norm": normalise_name(header.patient_name),
+            "birth_date": header.birth_date,
+            "sex": header.sex,
+        },
+    )
+    return row_id
+
+
+def _study_id(session: Connection, header: InstanceHeader, patient_fk: int, now: datetime) -> int:
+    table = Study.__table__
+    row_id, _ = _get_or_insert(
+        session,
+        table,
+        table.c.study_uid == header.study_uid,
+        {
+            "study_uid": header.study_uid,
+            "patient_fk": patient_fk,
+            "study_date": header.study_date,
+            "study_time": header.study_time.replace(":", ""),
+            "accession": header.accession,
+            "study_id": header.study_id,
+            "description": header.study_description,
+            "referring_name": header.referring_name,
+            "referring_norm": normalise_name(header.referring_name),
+            "modalities": "",
+            "num_series": 0,
+            "num_instances": 0,
+            "updated_at": now,
+        },
+    )
+    return row_id
+
+
+def _series_id(session: Connection, header: InstanceHeader, study_fk: int) -> int:
+    table = Series.__table__
+    row_id, created = _get_or_insert(
+        session,
+        table,
+        table.c.series_uid == header.series_uid,
+        {
+            "series_uid": header.series_uid,
+            "study_fk": study_fk,
+            "modality": header.modality,
+            "series_number": header.series_number,
+            "description": header.series_description,
+            "body_part": header.body_part,
+            "num_instances": 0,
+        },
+    )
+    if created:
+        # Lock the study row (PostgreSQL) so concurrent new series cannot lose a modality.
+        session.execute(select(Study.id).where(Study.id == study_fk).with_for_update())
+        modalities = session.scalars(
+            select(Series.modality).where(Series.study_fk == study_fk, Series.modality != "").distinct()
+        ).all()
+        session.execute(
+            update(Study)
+            .where(Study.id == study_fk)
+            .values(num_series=Study.num_series + 1, modalities="\\".join(sorted(modalities)))
+            .execution_options(synchronize_session=False)
+        )
+    return row_id
+
+
+def _cached(
+    cache: IdCache | None, learned: dict[tuple[str, str], int], kind: str, key: str, lookup: Callable[[], int]
+) -> int:
+    found = cache.get(kind, key) if cache is not None else None
+    if found is None:
+        found = lookup()
+    learned[(kind, key)] = found
+    return found
+
+
+# The hot path of every store, as plain statements compiled once (the ORM costs more
+# than the database here).
+_CURRENT = text(
+    "SELECT id, version, sha256, series_fk FROM instances WHERE sop_uid = :sop_uid AND is_current = :current"
+).bindparams(bindparam("current", type_=Boolean))
+_SUPERSEDE = text("UPDATE instances SET is_current = :current WHERE id = :id").bindparams(
+    bindparam("current", type_=Boolean)
+)
+_INSERT = insert(Instance)
+_COUNT_SERIES = text("UPDATE series SET num_instances = num_instances + :delta WHERE id = :series")
+_COUNT_STUDY = text(
+    "UPDATE studies SET num_instances = num_instances + :delta, updated_at = :now "
+    "WHERE id = (SELECT study_fk FROM series WHERE id = :series)"
+).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+
+
+def _count(connection: Connection, series_fk: int, delta: int, now: datetime) -> None:
+    connection.execute(_COUNT_SERIES, {"delta": delta, "series": series_fk})
+    connection.execute(_COUNT_STUDY, {"delta": delta, "now": now, "series": series_fk})
+
+
+def add_instance(
+    connection: Connection, header: InstanceHeader, ref: BlobRef, cache: IdCache | None = None
+) -> tuple[int, Outcome, dict[tuple[str, str], int]]:
+    """Record a stored blob as the current version of its SOP instance.
+
+    Returns the version, the outcome and the row ids used, for `cache` to remember
+    once the transaction has committed.
+
+    If the current version already has the same SHA-256 nothing is added and its
+    version is returned with :attr:`Outcome.DUPLICATE` (the caller discards the new
+    blob). A different object with the same SOP Instance UID becomes a new version;
+    the old one is kept, no longer current.
+    """
+    now = datetime.now(UTC)
+    row = connection.execute(_CURRENT, {"sop_uid": header.sop_uid, "current": True}).one_or_none()
+    previous = CurrentVersion(*row) if row is not None else None
+    if previous is not None and previous.sha256 == ref.sha256:
+        return previous.version, Outcome.DUPLICATE, {}
+    learned: dict[tuple[str, str], int] = {}
+    patient_fk = _cached(
+        cache, learned, "patient", patient_key(header), lambda: _patient_id(connection, header)
+    )
+    study_fk = _cached(
+        cache, learned, "study", header.study_uid, lambda: _study_id(connection, header, patient_fk, now)
+    )
+    series_fk = _cached(
+        cache, learned, "series", header.series_uid, lambda: _series_id(connection, header, study_fk)
+    )
+    version = 1
+    if previous is not None:
+        version = previous.version + 1
+        connection.execute(_SUPERSEDE, {"id": previous.id, "current": False})
+        _count(connection, previous.series_fk, -1, now)
+    connection.execute(
+        _INSERT,
+        {
+            "sop_uid": header.sop_uid,
+            "version": version,
+            "is_current": True,
+            "series_fk": series_fk,
+            "sop_class_uid": header.sop_class_uid,
+            "instance_number": header.instance_number,
+            "transfer_syntax": header.transfer_syntax,
+            "frames": header.frames,
+            "rows": header.rows,
+            "columns": header.columns,
+            "blob_id": ref.blob_id,
+            "key_version": ref.key_version,
+            "wrapped_key": ref.wrapped_key,
+            "size": ref.size,
+            "sha256": ref.sha256,
+            "received_at": now,
+        },
+    )
+    _count(connection, series_fk, +1, now)
+    return version, (Outcome.NEW_VERSION if previous is not None else Outcome.STORED), learned
+
+
+def delete_study(session: Session, study: Study) -> list[str]:
+    """Delete a study with all its series and instance versions; return the freed blob ids.
+
+    The patient goes too when this was their last study.
+    """
+    series_ids = select(Series.id).where(Series.study_fk == study.id)
+    blob_ids = list(session.scalars(select(Instance.blob_id).where(Instance.series_fk.in_(series_ids))))
+    session.execute(delete(Instance).where(Instance.series_fk.in_(series_ids)))
+    session.execute(delete(Series).where(Series.study_fk == study.id))
+    session.execute(delete(Study).where(Study.id == study.id))
+    remaining = session.scalar(select(func.count(Study.id)).where(Study.patient_fk == study.patient_fk))
+    if not remaining:
+        session.execute(delete(Patient).where(Patient.id == study.patient_fk))
+    return blob_ids

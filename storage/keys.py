@@ -1,0 +1,113 @@
+"""The key directory: versioned key-encryption keys and other secrets, kept as 0600 files.
+
+Layout of a key directory (mode 0700, never inside the blob directory)::
+
+    kek-0001.key   32 random bytes, the first key-encryption key
+    kek-0002.key   a later version, after a rotation; the highest version is current
+    <name>.key     other named secrets (for example the audit chain key)
+
+Keys derived for other purposes (the SQLCipher key of the index) come from a KEK
+through HKDF-SHA256, so nothing but the key directory has to be kept secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from storage.crypto import KEY_BYTES
+
+_KEK_NAME = re.compile(r"^kek-(\d{4})\.key$")
+
+
+class KeyFileError(Exception):
+    """Raised when the key directory is missing, unreadable or holds a malformed key."""
+
+
+def write_secret(path: Path, secret: bytes) -> None:
+    """Write `secret` to a new file with mode 0600, durably; refuse to overwrite."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secret)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_secret(path: Path) -> bytes:
+    """Read a 32-byte secret; raise :class:`KeyFileError` naming the file if it is unusable."""
+    try:
+        secret = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
+    if len(secret) != KEY_BYTES:
+        raise KeyFileError(f"key file {path} does not hold a {KEY_BYTES}-byte key")
+    return secret
+
+
+def create_secret(path: Path) -> bytes:
+    """Generate a random 32-byte secret and store it at `path` (0600)."""
+    secret = os.urandom(KEY_BYTES)
+    write_secret(path, secret)
+    return secret
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The versioned key-encryption keys of one key directory."""
+
+    directory: Path
+    keks: dict[int, bytes]
+
+    @property
+    def current_version(self) -> int:
+        """The version new data keys are wrapped with (the highest one)."""
+        return max(self.keks)
+
+    def kek(self, version: int) -> bytes:
+        """Return the KEK of `version`; raise :class:`KeyFileError` if it is not in the ring."""
+        try:
+            return self.keks[version]
+        except KeyError as exc:
+            raise KeyFileError(
+                f"key-encryption key version {version} is missing from {self.directory}"
+            ) from exc
+
+    def derive(self, purpose: str, version: int | None = None) -> bytes:
+        """Derive a 32-byte key for `purpose` from the KEK of `version` (default: current)."""
+        kek = self.kek(self.current_version if version is None else version)
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.encode())
+        return hkdf.derive(kek)
+
+    @classmethod
+    def create(cls, directory: Path) -> KeyRing:
+        """Create `directory` (0700) with a first KEK; refuse a directory that holds one."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        if any(_KEK_NAME.match(p.name) for p in directory.iterdir()):
+            raise KeyFileError(f"{directory} already holds key-encryption keys")
+        return cls(directory, {1: create_secret(directory / "kek-0001.key")})
+
+    @classmethod
+    def load(cls, directory: Path) -> KeyRing:
+        """Load every KEK version found in `directory`."""
+        try:
+            names = [p.name for p in directory.iterdir()]
+        except OSError as exc:
+            raise KeyFileError(f"cannot read key directory {directory}: {exc.strerror}") from exc
+        keks = {
+            int(m.group(1)): read_secret(directory / name) for name in names if (m := _KEK_NAME.match(name))
+        }
+        if not keks:
+            raise KeyFileError(f"no key-encryption key in {directory}")
+        return cls(directory, keks)
