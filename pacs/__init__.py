@@ -1,0 +1,1 @@
+"""The mini-PACS application: command line, settings, PKI, audit trail and DICOM service."""

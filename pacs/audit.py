@@ -1,0 +1,443 @@
+"""The audit trail: append-only, hash-chained records in the index database.
+
+Each record holds the HMAC-SHA256 (keyed with the audit key from the key directory) of
+its own fields and of the previous record's hash, so editing, inserting or deleting a
+row breaks the chain, and someone with database access but not the key cannot rebuild
+it. Records also get a gap-free sequence number, and after every append the newest
+(seq, hash) pair is written, MACed, to an anchor file beside the database: cutting rows
+off the end of the table is then detected too.
+
+Event codes follow DICOM PS3.15 A.5 / IHE ATNA (the DCM coding scheme).
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import hmac
+import json
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from hashlib import sha256
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import select, text
+
+from storage.db import AuditRecord, Database
+
+GENESIS = "0" * 64
+
+
+class EventID(enum.StrEnum):
+    """DICOM audit message event IDs (DCM codes, PS3.16 CID 400)."""
+
+    APPLICATION_ACTIVITY = "110100"
+    AUDIT_LOG_USED = "110101"
+    INSTANCES_ACCESSED = "110103"
+    INSTANCES_TRANSFERRED = "110104"
+    STUDY_DELETED = "110105"
+    EXPORT = "110106"
+    IMPORT = "110107"
+    QUERY = "110112"
+    SECURITY_ALERT = "110113"
+    USER_AUTHENTICATION = "110114"
+
+
+class EventType(enum.StrEnum):
+    """DICOM audit event type codes (DCM codes, PS3.16 CID 401)."""
+
+    NONE = ""
+    APPLICATION_START = "110120"
+    APPLICATION_STOP = "110121"
+    LOGIN = "110122"
+    LOGOUT = "110123"
+    NODE_AUTHENTICATION = "110126"
+    NETWORK_CONFIGURATION = "110128"
+    SECURITY_CONFIGURATION = "110129"
+    SOFTWARE_CONFIGURATION = "110131"
+    USE_OF_RESTRICTED_FUNCTION = "110132"
+    OBJECT_SECURITY_ATTRIBUTES_CHANGED = "110134"
+    USER_SECURITY_ATTRIBUTES_CHANGED = "110136"
+
+
+EVENT_NAMES: dict[str, str] = {
+    "110100": "Application Activity",
+    "110101": "Audit Log Used",
+    "110103": "DICOM Instances Accessed",
+    "110104": "DICOM Instances Transferred",
+    "110105": "DICOM Study Deleted",
+    "110106": "Export",
+    "110107": "Import",
+    "110112": "Query",
+    "110113": "Security Alert",
+    "110114": "User Authentication",
+    "110120": "Application Start",
+    "110121": "Application Stop",
+    "110122": "Login",
+    "110123": "Logout",
+    "110126": "Node Authentication",
+    "110128": "Network Configuration",
+    "110129": "Security Configuration",
+    "110131": "Software Configuration",
+    "110132": "Use of Restricted Function",
+    "110134": "Object Security Attributes Changed",
+    "110136": "User Security Attributes Changed",
+}
+
+
+class Action(enum.StrEnum):
+    """Event action codes: create, read, update, delete, execute."""
+
+    CREATE = "C"
+    READ = "R"
+    UPDATE = "U"
+    DELETE = "D"
+    EXECUTE = "E"
+
+
+class Outcome(enum.IntEnum):
+    """Event outcome indicators."""
+
+    SUCCESS = 0
+    MINOR_FAILURE = 4
+    SERIOUS_FAILURE = 8
+    MAJOR_FAILURE = 12
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """Something that happened: who did what, from where, to which patient and study."""
+
+    event_id: EventID
+    action: Action
+    outcome: Outcome = Outcome.SUCCESS
+    user_id: str = ""
+    source: str = ""
+    event_type: EventType = EventType.NONE
+    patient_id: str = ""
+    study_uid: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChainReport:
+    """The result of :meth:`AuditLog.verify`.
+
+    `problems` make the chain fail. `acknowledged` are problems at exactly the records an
+    admin acknowledged when re-anchoring the chain (see :meth:`AuditLog.reanchor`): still
+    shown, no longer failing. `problem_seqs` are the records the problems concern.
+    """
+
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+    acknowledged: list[str] = field(default_factory=list)
+    problem_seqs: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """The chain is intact (apart from acknowledged problems)."""
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    seq: int
+    hash: str
+
+
+_INVALID = _Anchor(-1, "")
+_REANCHOR = "audit anchor reset"
+
+
+def _canonical(record: AuditRecord) -> bytes:
+    fields_ = [
+        record.seq,
+        record.recorded_at,
+        record.event_id,
+        record.event_type,
+        record.action,
+        record.outcome,
+        record.user_id,
+        record.source,
+        record.patient_id,
+        record.study_uid,
+        record.details,
+        record.prev_hash,
+    ]
+    return json.dumps(fields_, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def as_dict(record: AuditRecord) -> dict[str, Any]:
+    """A record as plain data, with the names of its codes (for export)."""
+    return {
+        "seq": record.seq,
+        "recorded_at": record.recorded_at,
+        "event_id": record.event_id,
+        "event": EVENT_NAMES.get(record.event_id, ""),
+        "event_type": record.event_type,
+        "event_type_name": EVENT_NAMES.get(record.event_type, ""),
+        "action": record.action,
+        "outcome": record.outcome,
+        "user_id": record.user_id,
+        "source": record.source,
+        "patient_id": record.patient_id,
+        "study_uid": record.study_uid,
+        "details": json.loads(record.details),
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }
+
+
+class AuditLog:
+    """Appends to and checks the audit chain of one archive."""
+
+    def __init__(self, database: Database, key: bytes, anchor: Path) -> None:
+        self._database = database
+        self._key = key
+        self._anchor = anchor
+
+    def _mac(self, data: bytes) -> str:
+        return hmac.new(self._key, data, sha256).hexdigest()
+
+    def append(self, event: AuditEvent) -> AuditRecord:
+        """Add `event` at the end of the chain and return the stored record.
+
+        The sequence continues after the anchor if rows were cut off the end, so the
+        gap stays visible. A damaged or missing anchor is left as it is (and keeps
+        failing :meth:`verify`) until an admin calls :meth:`reanchor`.
+        """
+        record, anchor, empty = self._append(event)
+        if (anchor is None and empty) or (anchor is not None and anchor is not _INVALID):
+            self._write_anchor(record.seq, record.hash)
+        return record
+
+    def reanchor(self, user_id: str, report: ChainReport) -> AuditRecord:
+        """Acknowledge the problems of `report` in a Security Alert record and anchor the chain at it.
+
+        Only the records named in `report` are acknowledged; tampering found later, at
+        any other record, still fails :meth:`verify`.
+        """
+        record, _, _ = self._append(
+            AuditEvent(
+                EventID.SECURITY_ALERT,
+                Action.EXECUTE,
+                outcome=Outcome.MINOR_FAILURE,
+                user_id=user_id,
+                event_type=EventType.SECURITY_CONFIGURATION,
+                details={
+                    "what": _REANCHOR,
+                    "acknowledged": report.problems,
+                    "records": sorted(set(report.problem_seqs)),
+                },
+            )
+        )
+        self._write_anchor(record.seq, record.hash, force=True)
+        return record
+
+    def _append(self, event: AuditEvent) -> tuple[AuditRecord, _Anchor | None, bool]:
+        with self._database.write() as session:
+            if not self._database.is_sqlite:
+                session.execute(text("SELECT pg_advisory_xact_lock(7220142)"))
+            last = session.execute(
+                select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+            ).one_or_none()
+            anchor = self._read_anchor()
+            seq = max(last.seq if last else 0, anchor.seq if anchor else 0) + 1
+            record = AuditRecord(
+                seq=seq,
+                recorded_at=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                event_id=str(event.event_id),
+                event_type=str(event.event_type),
+                action=str(event.action),
+                outcome=int(event.outcome),
+                user_id=event.user_id[:128],
+                source=event.source[:128],
+                patient_id=event.patient_id[:64],
+                study_uid=event.study_uid[:64],
+                details=json.dumps(dict(event.details), sort_keys=True, ensure_ascii=False, default=str),
+                prev_hash=last.hash if last else GENESIS,
+            )
+            record.hash = self._mac(_canonical(record))
+            session.add(record)
+        return record, anchor, last is None
+
+    def _anchor_mac(self, seq: int, hash_: str) -> str:
+        return self._mac(f"anchor|{seq}|{hash_}".encode())
+
+    def _read_anchor(self) -> _Anchor | None:
+        try:
+            data = json.loads(self._anchor.read_text())
+            anchor = _Anchor(int(data["seq"]), str(data["hash"]))
+            mac = str(data["mac"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return _INVALID
+        if anchor.seq < 1 or not hmac.compare_digest(mac, self._anchor_mac(anchor.seq, anchor.hash)):
+            return _INVALID
+        return anchor
+
+    def _write_anchor(self, seq: int, hash_: str, *, force: bool = False) -> None:
+        """Move the anchor forward to (seq, hash); it never moves back unless forced."""
+        lock = os.open(self._anchor.with_name(self._anchor.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self._read_anchor()
+            if not force and current is not None and current.seq >= seq:
+                return
+            body = json.dumps({"seq": seq, "hash": hash_, "mac": self._anchor_mac(seq, hash_)})
+            fd, temp = tempfile.mkstemp(prefix=f".{self._anchor.name}.", dir=self._anchor.parent)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, self._anchor)
+            directory = os.open(self._anchor.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        finally:
+            os.close(lock)
+
+    def records(self) -> Iterator[AuditRecord]:
+        """Every record, oldest first."""
+        with self._database.read() as session:
+            yield from session.scalars(select(AuditRecord).order_by(AuditRecord.seq)).yield_per(1000)
+
+    def verify(self) -> ChainReport:
+        """Check sequence, links and MACs of the whole chain, and the anchor."""
+        report = ChainReport()
+        anchor = self._read_anchor()
+        found: list[tuple[int, str]] = []
+        acknowledged: set[int] = set()
+        expected_seq, prev_hash = 1, GENESIS
+        for record in self.records():
+            report.records += 1
+            if record.seq != expected_seq:
+                found.append((record.seq, f"record {expected_seq} is missing (next is {record.seq})"))
+            if record.prev_hash != prev_hash:
+                found.append((record.seq, f"record {record.seq} does not link to the record before it"))
+            if not hmac.compare_digest(record.hash, self._mac(_canonical(record))):
+                found.append((record.seq, f"record {record.seq} was altered (its MAC does not match)"))
+            elif record.event_id == EventID.SECURITY_ALERT:
+                details = json.loads(record.details)
+                if details.get("what") == _REANCHOR:
+                    acknowledged.update(seq for seq in details.get("records", []) if seq <= record.seq)
+            if anchor is not None and record.seq == anchor.seq and record.hash != anchor.hash:
+                found.append((record.seq, f"record {record.seq} does not match the anchor"))
+            expected_seq, prev_hash = record.seq + 1, record.hash
+        for seq, problem in found:
+            if seq in acknowledged:
+                report.acknowledged.append(problem)
+            else:
+                report.problems.append(problem)
+                report.problem_seqs.append(seq)
+        last_seq = expected_seq - 1
+        if anchor is None:
+            if report.records:
+                report.problems.append(f"anchor file {self._anchor} is missing")
+        elif anchor is _INVALID:
+            report.problems.append(f"anchor file {self._anchor} is damaged or forged")
+        elif anchor.seq > last_seq:
+            report.problems.append(
+                f"records {last_seq + 1}..{anchor.seq} were removed from the end of the log"
+            )
+            # The next record is numbered after the anchor; the gap will be reported there.
+            report.problem_seqs.append(anchor.seq + 1)
+        return report
+
+    def export_jsonl(self, out: TextIO) -> int:
+        """Write every record as one JSON object per line; return how many."""
+        count = 0
+        for record in self.records():
+            out.write(json.dumps(as_dict(record), ensure_ascii=False, sort_keys=True) + "\n")
+            count += 1
+        return count
+
+    def export_atna_xml(self, out: TextIO, audit_source: str = "mini-pacs") -> int:
+        """Write every record as a DICOM PS3.15 A.5 AuditMessage inside one AuditMessages root."""
+        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<AuditMessages>\n')
+        count = 0
+        for record in self.records():
+            element = atna_message(record, audit_source)
+            ET.indent(element, level=1)
+            out.write("  " + ET.tostring(element, encoding="unicode") + "\n")
+            count += 1
+        out.write("</AuditMessages>\n")
+        return count
+
+
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_safe(value: str) -> str:
+    """`value` with the characters XML 1.0 cannot carry replaced by U+FFFD."""
+    return _XML_ILLEGAL.sub("\ufffd", value)
+
+
+def _code(tag: str, code: str, system: str, meaning: str) -> ET.Element:
+    return ET.Element(tag, {"csd-code": code, "codeSystemName": system, "originalText": meaning})
+
+
+def atna_message(record: AuditRecord, audit_source: str) -> ET.Element:
+    """One record as a DICOM audit message (PS3.15 A.5.1, the ATNA schema)."""
+    message = ET.Element("AuditMessage")
+    identification = ET.SubElement(
+        message,
+        "EventIdentification",
+        {
+            "EventActionCode": record.action,
+            "EventDateTime": record.recorded_at,
+            "EventOutcomeIndicator": str(record.outcome),
+        },
+    )
+    identification.append(_code("EventID", record.event_id, "DCM", EVENT_NAMES.get(record.event_id, "")))
+    if record.event_type:
+        identification.append(
+            _code("EventTypeCode", record.event_type, "DCM", EVENT_NAMES.get(record.event_type, ""))
+        )
+    participant = {"UserID": record.user_id or "unknown", "UserIsRequestor": "true"}
+    if record.source:
+        participant |= {"NetworkAccessPointID": record.source, "NetworkAccessPointTypeCode": "2"}
+    ET.SubElement(message, "ActiveParticipant", participant)
+    ET.SubElement(message, "AuditSourceIdentification", {"AuditSourceID": audit_source})
+    if record.patient_id:
+        patient = ET.SubElement(
+            message,
+            "ParticipantObjectIdentification",
+            {
+                "ParticipantObjectID": record.patient_id,
+                "ParticipantObjectTypeCode": "1",
+                "ParticipantObjectTypeCodeRole": "1",
+            },
+        )
+        patient.append(_code("ParticipantObjectIDTypeCode", "2", "RFC-3881", "Patient Number"))
+    if record.study_uid:
+        study = ET.SubElement(
+            message,
+            "ParticipantObjectIdentification",
+            {
+                "ParticipantObjectID": record.study_uid,
+                "ParticipantObjectTypeCode": "2",
+                "ParticipantObjectTypeCodeRole": "3",
+            },
+        )
+        study.append(_code("ParticipantObjectIDTypeCode", "110180", "DCM", "Study Instance UID"))
+    details = json.loads(record.details)
+    if details:
+        ET.SubElement(
+            message,
+            "ParticipantObjectIdentification",
+            {"ParticipantObjectID": f"audit-record-{record.seq}", "ParticipantObjectTypeCode": "4"},
+        ).append(ET.Element("ParticipantObjectDetail", {"type": "details", "value": record.details}))
+    for element in message.iter():
+        for name, value in element.attrib.items():
+            element.set(name, _xml_safe(value))
+    return message

@@ -1,0 +1,479 @@
+"""The ``pacs`` command line: the admin's interface to an archive.
+
+Every command takes ``--data DIR`` (or ``PACS_DATA``), builds the settings once and
+passes them on. Bad input ends with a one-line ``pacs: error: ...`` on stderr and a
+non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import getpass
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pacs import importer, pki
+from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
+from pacs.config import ConfigError, check_ae_title, load_settings
+from pacs.datadir import CA_CERT, CA_KEY, DataDirError, Pacs, initialise, open_pacs
+from pacs.dicom.server import DicomServer
+from pacs.nodes import (
+    EnrolledNode,
+    EnrolmentError,
+    NodeRegistry,
+    check_enrolment,
+    issue_node_certificate,
+    parse_permissions,
+)
+from storage.archive import ArchiveError
+from storage.crypto import IntegrityError
+from storage.keys import KeyFileError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A command cannot run as asked; the message is shown to the admin."""
+
+
+def _actor() -> str:
+    try:
+        return f"{getpass.getuser()}@cli"
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}@cli"
+
+
+def _data_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
+    value = args.data or environ.get("PACS_DATA")
+    if not value:
+        raise CommandError("no data directory: give --data DIR or set PACS_DATA")
+    return Path(value)
+
+
+def _open(args: argparse.Namespace, environ: Mapping[str, str]) -> Pacs:
+    return open_pacs(load_settings(_data_dir(args, environ), environ))
+
+
+def cmd_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Create a new archive."""
+    problem = check_ae_title(args.ae_title)
+    if problem:
+        raise CommandError(f"AE title {args.ae_title!r} {problem}")
+    data_dir = _data_dir(args, environ)
+    settings = initialise(
+        data_dir, ae_title=args.ae_title, hostname=args.hostname, db_url=args.db or "", user=_actor()
+    )
+    print(f"Initialised a PACS in {settings.data_dir}")
+    print(f"  AE title       {settings.dicom.ae_title} (DICOM TLS port {settings.dicom.port})")
+    print(f"  web            https://{settings.server.hostname}:{settings.web.port}/")
+    print(f"  index          {'PostgreSQL' if settings.storage.db_url else 'encrypted SQLite (SQLCipher)'}")
+    print(f"  keys           {settings.key_dir} (keep a copy offline: without it nothing can be read)")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Import files, folders and DICOMDIRs."""
+    pacs = _open(args, environ)
+    try:
+        files, failures = importer.collect(Path(p) for p in args.paths)
+        progress = Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=args.quiet,
+        )
+        with progress:
+            task = progress.add_task("import", total=len(files))
+
+            def advance(path: Path, failure: importer.Failure | None) -> None:
+                if failure is not None:
+                    print(f"failed {failure.path}: {failure.reason}", file=sys.stderr)
+                progress.advance(task)
+
+            summary = importer.run(pacs.archive, pacs.audit, files, user=_actor(), on_progress=advance)
+    finally:
+        pacs.close()
+    summary.failures[:0] = failures
+    for failure in failures:
+        print(f"failed {failure.path}: {failure.reason}", file=sys.stderr)
+    print(
+        f"{summary.stored} stored, {summary.duplicates} already present, "
+        f"{summary.new_versions} new versions, {len(summary.failures)} failed, "
+        f"in {len(summary.studies)} studies"
+    )
+    return EXIT_FAILED if summary.failures else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Write decrypted copies of a study's objects."""
+    pacs = _open(args, environ)
+    try:
+        instances = pacs.archive.study_instances(args.study_uid)
+        out = Path(args.outdir)
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        series_dirs: dict[str, Path] = {}
+        for number, info in enumerate(instances, start=1):
+            if info.series_uid not in series_dirs:
+                series_dirs[info.series_uid] = out / f"S{len(series_dirs) + 1:04d}"
+                series_dirs[info.series_uid].mkdir(mode=0o700, exist_ok=True)
+            target = series_dirs[info.series_uid] / f"I{number:06d}.dcm"
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as sink, pacs.archive.blobs.open(info.ref) as source:
+                while chunk := source.read(1 << 20):
+                    sink.write(chunk)
+        pacs.audit.append(
+            AuditEvent(
+                EventID.EXPORT,
+                Action.READ,
+                user_id=_actor(),
+                patient_id=instances[0].patient_id,
+                study_uid=args.study_uid,
+                details={"instances": len(instances), "destination": str(out.resolve())},
+            )
+        )
+    finally:
+        pacs.close()
+    print(f"exported {len(instances)} objects in {len(series_dirs)} series to {out}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Re-authenticate every stored object and check the index."""
+    pacs = _open(args, environ)
+    try:
+        report = pacs.archive.verify(cleanup=True)
+        for sop_uid, problem in report.damaged:
+            print(f"DAMAGED {sop_uid}: {problem}")
+        for problem in report.inconsistent:
+            print(f"INDEX {problem}")
+        leftovers = len(report.orphans) + len(report.temp_files)
+        if leftovers:
+            state = "removed" if report.cleaned else "left in place while another process is writing"
+            print(f"{leftovers} unreferenced or partial blobs from interrupted writes: {state}")
+        pacs.audit.append(
+            AuditEvent(
+                EventID.APPLICATION_ACTIVITY,
+                Action.EXECUTE,
+                outcome=Outcome.SUCCESS if report.ok else Outcome.SERIOUS_FAILURE,
+                user_id=_actor(),
+                event_type=EventType.SOFTWARE_CONFIGURATION,
+                details={
+                    "what": "verify",
+                    "checked": report.checked,
+                    "damaged": len(report.damaged),
+                    "index_problems": len(report.inconsistent),
+                    "leftovers_removed": leftovers if report.cleaned else 0,
+                },
+            )
+        )
+    finally:
+        pacs.close()
+    print(f"{report.checked} objects checked: " + ("all intact" if report.ok else "DAMAGE FOUND"))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_audit_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Check the audit chain."""
+    pacs = _open(args, environ)
+    try:
+        report = pacs.audit.verify()
+        pacs.audit.append(
+            AuditEvent(EventID.AUDIT_LOG_USED, Action.READ, user_id=_actor(), details={"what": "verify"})
+        )
+        if args.reanchor and not report.ok:
+            pacs.audit.reanchor(_actor(), report)
+    finally:
+        pacs.close()
+    for problem in report.acknowledged:
+        print(f"ACKNOWLEDGED {problem}")
+    for problem in report.problems:
+        print(f"BROKEN {problem}")
+    print(f"{report.records} audit records: " + ("chain intact" if report.ok else "CHAIN BROKEN"))
+    if args.reanchor and not report.ok:
+        print("re-anchored: these problems are acknowledged in a Security Alert record from now on")
+        return EXIT_OK
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_audit_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Write the audit trail out."""
+    pacs = _open(args, environ)
+    try:
+        pacs.audit.append(
+            AuditEvent(
+                EventID.AUDIT_LOG_USED,
+                Action.READ,
+                user_id=_actor(),
+                details={"what": "export", "format": args.format},
+            )
+        )
+        export = pacs.audit.export_jsonl if args.format == "jsonl" else pacs.audit.export_atna_xml
+        if args.output:
+            with open(args.output, "x", encoding="utf-8") as out:
+                count = export(out)
+            print(f"{count} audit records written to {args.output}", file=sys.stderr)
+        else:
+            export(sys.stdout)
+    finally:
+        pacs.close()
+    return EXIT_OK
+
+
+def _node_event(action: Action, node: EnrolledNode, what: str) -> AuditEvent:
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        action,
+        user_id=_actor(),
+        event_type=EventType.NETWORK_CONFIGURATION,
+        details={
+            "what": what,
+            "ae_title": node.ae_title,
+            "host": str(node.network),
+            "port": node.port,
+            "permissions": sorted(node.permissions),
+            "certificate": "issued" if node.cert_issued else "pinned",
+            "fingerprint": node.fingerprint,
+            "plaintext": node.plaintext,
+        },
+    )
+
+
+def cmd_modality_add(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Enrol a modality or workstation."""
+    pacs = _open(args, environ)
+    try:
+        settings = pacs.settings
+        if args.plaintext and settings.dicom.plaintext_port == 0:
+            raise CommandError(
+                "--plaintext needs a plaintext port: set [dicom] plaintext_port in pacs.toml first"
+            )
+        permissions = parse_permissions(args.allow)
+        check_enrolment(args.ae_title, host=args.host, port=args.port, plaintext=args.plaintext)
+        registry = NodeRegistry(pacs.database)
+        if registry.get(args.ae_title) is not None:
+            raise CommandError(f"a node with AE title {args.ae_title!r} is already enrolled")
+        if args.issue_cert:
+            ca = pki.Issued(
+                key=pki.load_private_key(settings.key_dir / CA_KEY),
+                cert=pki.load_certificate(settings.tls_dir / CA_CERT),
+            )
+            certificate = issue_node_certificate(
+                ca, args.ae_title, Path(args.issue_cert), server_auth=bool(args.port)
+            )
+        else:
+            certificate = pki.load_certificate(Path(args.cert))
+        node = registry.add(
+            args.ae_title,
+            host=args.host,
+            certificate=certificate,
+            cert_issued=bool(args.issue_cert),
+            permissions=permissions,
+            port=args.port,
+            plaintext=args.plaintext,
+        )
+        pacs.audit.append(_node_event(Action.CREATE, node, "node enrolled"))
+    finally:
+        pacs.close()
+    print(f"enrolled {node.ae_title} from {node.network}, may {','.join(sorted(node.permissions))}")
+    if args.issue_cert:
+        out = Path(args.issue_cert)
+        print(f"  certificate: {out / 'client.crt'}, key: {out / 'client.key'}, CA: {out / 'ca.crt'}")
+        print(
+            f"  test it: TCP_NODELAY=1 echoscu +tls {out / 'client.key'} {out / 'client.crt'} "
+            f"+cf {out / 'ca.crt'} -aec {settings.dicom.ae_title} -aet {node.ae_title} "
+            f"{settings.server.hostname} {settings.dicom.port}"
+        )
+    if node.plaintext:
+        print(f"  WARNING: {node.ae_title} uses UNENCRYPTED DICOM on port {settings.dicom.plaintext_port}")
+    return EXIT_OK
+
+
+def cmd_modality_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """List enrolled nodes."""
+    pacs = _open(args, environ)
+    try:
+        nodes = NodeRegistry(pacs.database).all()
+    finally:
+        pacs.close()
+    print(f"{'AE title':<16}  {'address':<18}  {'port':>5}  {'may':<18}  {'certificate':<20}  transport")
+    for node in nodes:
+        cert = f"{'issued' if node.cert_issued else 'pinned'} {node.fingerprint[:12]}"
+        transport = "PLAINTEXT" if node.plaintext else "tls"
+        print(
+            f"{node.ae_title:<16}  {node.network!s:<18}  {node.port or '':>5}  "
+            f"{','.join(sorted(node.permissions)):<18}  {cert:<20}  {transport}"
+        )
+    return EXIT_OK
+
+
+def cmd_modality_remove(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Remove an enrolled node."""
+    pacs = _open(args, environ)
+    try:
+        node = NodeRegistry(pacs.database).remove(args.ae_title)
+        pacs.audit.append(_node_event(Action.DELETE, node, "node removed"))
+    finally:
+        pacs.close()
+    print(f"removed {node.ae_title}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run the DICOM listener in the foreground until Ctrl-C or SIGTERM."""
+    pacs = _open(args, environ)
+    stop = threading.Event()
+    server = DicomServer(pacs)
+    try:
+        server.start()
+        pacs.audit.append(
+            AuditEvent(
+                EventID.APPLICATION_ACTIVITY,
+                Action.EXECUTE,
+                user_id=_actor(),
+                event_type=EventType.APPLICATION_START,
+                details={"dicom_port": server.tls_port, "plaintext_open": server.plaintext_open},
+            )
+        )
+        settings = pacs.settings
+        print(
+            f"DICOM TLS listening on {settings.dicom.bind}:{server.tls_port} as {settings.dicom.ae_title}",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        gc.freeze()
+        stop.wait()
+        print("stopping: letting associations in flight finish", flush=True)
+    finally:
+        server.stop()
+        pacs.audit.append(
+            AuditEvent(
+                EventID.APPLICATION_ACTIVITY,
+                Action.EXECUTE,
+                user_id=_actor(),
+                event_type=EventType.APPLICATION_STOP,
+            )
+        )
+        pacs.close()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``pacs`` command."""
+    parser = argparse.ArgumentParser(prog="pacs", description="Hardened mini-PACS for small practices.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[..., int], help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument("--data", metavar="DIR", help="data directory (default: $PACS_DATA)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    init = command("init", cmd_init, "create a new archive in an empty or new directory")
+    init.add_argument("--ae-title", default="PACS", help="our AE title (default PACS)")
+    init.add_argument("--hostname", default="localhost", help="name or IP address for the server certificate")
+    init.add_argument("--db", metavar="URL", help="PostgreSQL URL instead of the embedded encrypted SQLite")
+
+    imp = command("import", cmd_import, "import DICOM files, folders and patient CDs (DICOMDIR)")
+    imp.add_argument("paths", nargs="+", metavar="PATH")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    exp = command("export", cmd_export, "write decrypted copies of a study (audited)")
+    exp.add_argument("study_uid", metavar="STUDY_UID")
+    exp.add_argument("outdir", metavar="OUTDIR")
+
+    command("verify", cmd_verify, "re-authenticate every stored object and the index")
+
+    command("serve", cmd_serve, "run the DICOM TLS listener in the foreground (Ctrl-C stops it)")
+
+    modality = commands.add_parser("modality", help="enrol, list or remove DICOM nodes")
+    modality_commands = modality.add_subparsers(dest="modality_command", required=True, metavar="ACTION")
+
+    def modality_command(name: str, handler: Callable[..., int], help_: str) -> argparse.ArgumentParser:
+        sub = modality_commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument("--data", metavar="DIR", help="data directory (default: $PACS_DATA)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add = modality_command("add", cmd_modality_add, "enrol a modality or workstation")
+    add.add_argument("ae_title", metavar="AE")
+    add.add_argument("--host", required=True, metavar="IP|CIDR", help="address or network it connects from")
+    add.add_argument("--allow", default="store", help="comma-separated: store,find,move,get (default store)")
+    add.add_argument("--port", type=int, help="its own DICOM TLS port, to make it a retrieve destination")
+    add.add_argument("--plaintext", action="store_true", help="legacy node without TLS (flagged, audited)")
+    certificate = add.add_mutually_exclusive_group(required=True)
+    certificate.add_argument(
+        "--issue-cert", metavar="OUTDIR", help="issue client.crt/client.key/ca.crt into OUTDIR"
+    )
+    certificate.add_argument("--cert", metavar="PEMFILE", help="pin the node's own certificate")
+    modality_command("list", cmd_modality_list, "list enrolled nodes")
+    remove = modality_command("remove", cmd_modality_remove, "remove an enrolled node")
+    remove.add_argument("ae_title", metavar="AE")
+
+    audit = commands.add_parser("audit", help="verify or export the audit trail")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    for name, handler, help_ in (
+        ("verify", cmd_audit_verify, "check the hash chain of the audit trail"),
+        ("export", cmd_audit_export, "write the audit trail out"),
+    ):
+        sub = audit_commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument("--data", metavar="DIR", help="data directory (default: $PACS_DATA)")
+        sub.set_defaults(handler=handler)
+        if name == "verify":
+            sub.add_argument(
+                "--reanchor",
+                action="store_true",
+                help="after investigating a broken chain, acknowledge its problems in a Security Alert "
+                "record and anchor the chain at it",
+            )
+        if name == "export":
+            sub.add_argument("--format", choices=["jsonl", "atna-xml"], default="jsonl")
+            sub.add_argument(
+                "--output", "-o", metavar="FILE", help="write to FILE instead of standard output"
+            )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run one ``pacs`` command; return its exit status."""
+    args = build_parser().parse_args(argv)
+    environ = os.environ if environ is None else environ
+    os.umask(0o077)
+    try:
+        return int(args.handler(args, environ))
+    except (
+        CommandError,
+        ConfigError,
+        DataDirError,
+        ArchiveError,
+        KeyFileError,
+        IntegrityError,
+        EnrolmentError,
+        pki.PKIError,
+    ) as exc:
+        print(f"pacs: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileExistsError as exc:
+        print(f"pacs: error: {exc.filename} already exists; not overwriting it", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"pacs: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("pacs: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

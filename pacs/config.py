@@ -1,0 +1,269 @@
+"""Settings: one immutable object built from ``DIR/pacs.toml`` and ``PACS_<SECTION>_<KEY>``.
+
+:func:`load_settings` is called once per process and its result passed to everything
+that needs configuration. Every key has a default, a type and a check; an unknown
+section or key, in the file or in the environment, is an error rather than a silent
+no-op, so a typo cannot leave the archive in a state the admin did not intend.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "pacs.toml"
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or its value is invalid; the message names it."""
+
+
+def _doc(text: str, check: Callable[[Any], str | None] | None = None) -> dict[str, Any]:
+    return {"doc": text, "check": check}
+
+
+def _port(allow_zero: bool) -> Callable[[int], str | None]:
+    def check(value: int) -> str | None:
+        low = 0 if allow_zero else 1
+        return None if low <= value <= 65535 else f"must be a port number from {low} to 65535"
+
+    return check
+
+
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "must be greater than zero"
+
+
+def _not_negative(value: int) -> str | None:
+    return None if value >= 0 else "must not be negative"
+
+
+def check_ae_title(value: str) -> str | None:
+    """Why `value` is not a valid AE title (1-16 printable ASCII, no backslash), or None."""
+    if not _AE_TITLE.match(value) or not value.strip():
+        return "must be 1 to 16 printable ASCII characters, not all spaces, without a backslash"
+    return None
+
+
+def _address(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "must be an IP address such as 0.0.0.0 or 127.0.0.1"
+    return None
+
+
+def _db_url(value: str) -> str | None:
+    if value and not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+        return "must be empty (embedded encrypted SQLite) or a postgresql:// URL"
+    return None
+
+
+@dataclass(frozen=True)
+class DicomSettings:
+    """The DICOM listener."""
+
+    ae_title: str = field(
+        default="PACS", metadata=_doc("Our AE title; a called AE title must match it.", check_ae_title)
+    )
+    port: int = field(default=2762, metadata=_doc("DICOM over TLS (IANA dicom-tls).", _port(False)))
+    bind: str = field(
+        default="0.0.0.0", metadata=_doc("Address to listen on; every peer is authenticated.", _address)
+    )
+    plaintext_port: int = field(
+        default=0,
+        metadata=_doc("Unencrypted DICOM for enrolled legacy nodes only; 0 keeps it closed.", _port(True)),
+    )
+    max_associations: int = field(default=10, metadata=_doc("Concurrent associations.", _positive))
+    max_pdu: int = field(default=262144, metadata=_doc("Largest PDU we receive, in bytes.", _positive))
+    acse_timeout: int = field(
+        default=30, metadata=_doc("Seconds to wait for association messages.", _positive)
+    )
+    dimse_timeout: int = field(default=60, metadata=_doc("Seconds to wait for DIMSE messages.", _positive))
+    network_timeout: int = field(default=60, metadata=_doc("Seconds a silent connection is kept.", _positive))
+    max_object_mb: int = field(default=4096, metadata=_doc("Largest object accepted, in MiB.", _positive))
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The HTTPS web viewer."""
+
+    port: int = field(default=8443, metadata=_doc("HTTPS port of the web viewer.", _port(False)))
+    bind: str = field(default="0.0.0.0", metadata=_doc("Address to listen on.", _address))
+    session_idle_minutes: int = field(
+        default=15, metadata=_doc("Idle minutes before a session ends.", _positive)
+    )
+    session_absolute_hours: int = field(
+        default=12, metadata=_doc("Hours before any session ends.", _positive)
+    )
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """The archive: index database, keys and disk watermark."""
+
+    db_url: str = field(
+        default="",
+        metadata=_doc(
+            "Empty: encrypted SQLite (SQLCipher) in the data directory; or a postgresql:// URL.", _db_url
+        ),
+    )
+    key_dir: str = field(
+        default="keys",
+        metadata=_doc("Key directory, absolute or relative to the data directory; never the blob directory."),
+    )
+    min_free_mb: int = field(
+        default=1024,
+        metadata=_doc("Refuse new objects (DICOM 0xA700) below this much free disk, in MiB.", _not_negative),
+    )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Identity of this appliance."""
+
+    hostname: str = field(default="localhost", metadata=_doc("Name or address in the server certificate."))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one archive, rooted at `data_dir`."""
+
+    data_dir: Path
+    server: ServerSettings = ServerSettings()
+    dicom: DicomSettings = DicomSettings()
+    web: WebSettings = WebSettings()
+    storage: StorageSettings = StorageSettings()
+
+    @property
+    def key_dir(self) -> Path:
+        """The key directory as an absolute path."""
+        return (self.data_dir / self.storage.key_dir).resolve()
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where encrypted blobs live."""
+        return self.data_dir / "blobs"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Where the CA and server certificates live (the private keys are in the key directory)."""
+        return self.data_dir / "tls"
+
+    @property
+    def index_path(self) -> Path:
+        """The embedded SQLCipher index file."""
+        return self.data_dir / "index.db"
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "dicom": DicomSettings,
+    "web": WebSettings,
+    "storage": StorageSettings,
+}
+
+
+def _coerce(name: str, kind: type, value: Any) -> Any:
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a whole number, got {value!r}")
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
+        if isinstance(value, int):
+            return value
+        raise ConfigError(f"{name}: expected a whole number, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected text, got {value!r}")
+    return value
+
+
+def _section(name: str, cls: type, values: Mapping[str, Any], origins: Mapping[str, str]) -> Any:
+    """Build section `name` from `values`; errors are prefixed with the key's origin."""
+    known = {f.name: f for f in fields(cls)}
+    parsed: dict[str, Any] = {}
+    for key, raw in values.items():
+        origin = origins.get(key, "settings")
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown setting [{name}] {key} (known: {', '.join(known)})")
+        spec = known[key]
+        kind = int if spec.type in ("int", int) else str
+        try:
+            value = _coerce(f"[{name}] {key}", kind, raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        check = spec.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(f"{origin}: [{name}] {key} = {value!r}: {problem}")
+        parsed[key] = value
+    return cls(**parsed)
+
+
+def load_settings(data_dir: Path, environ: Mapping[str, str]) -> Settings:
+    """Build the settings of the archive in `data_dir` from its pacs.toml and `environ`.
+
+    Raises :class:`ConfigError` naming the file, section or variable at fault.
+    """
+    path = data_dir / CONFIG_NAME
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} not found: is {data_dir} a PACS data directory? (run 'pacs init')"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    for section, values in document.items():
+        if section not in SECTIONS or not isinstance(values, dict):
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+    merged: dict[str, dict[str, Any]] = {name: dict(document.get(name, {})) for name in SECTIONS}
+    origins: dict[str, dict[str, str]] = {name: dict.fromkeys(merged[name], str(path)) for name in SECTIONS}
+    for variable, value in environ.items():
+        if not variable.startswith("PACS_") or variable == "PACS_DATA":
+            continue
+        section, _, key = variable[len("PACS_") :].lower().partition("_")
+        if section not in SECTIONS or not key:
+            raise ConfigError(f"environment variable {variable}: unknown setting")
+        merged[section][key] = value
+        origins[section][key] = f"environment variable {variable}"
+    sections = {name: _section(name, cls, merged[name], origins[name]) for name, cls in SECTIONS.items()}
+    return Settings(data_dir=data_dir.resolve(), **sections)
+
+
+def _toml_value(value: Any) -> str:
+    return str(value) if isinstance(value, int) else json.dumps(value, ensure_ascii=False)
+
+
+def render_config(settings: Settings) -> str:
+    """The text of a pacs.toml holding every setting of `settings`, each with its comment."""
+    lines = [
+        "# Mini-PACS settings. Every key can be overridden by PACS_<SECTION>_<KEY>,",
+        "# e.g. PACS_DICOM_PORT=12762. Unknown keys are an error.",
+    ]
+    for name in SECTIONS:
+        section = getattr(settings, name)
+        lines += ["", f"[{name}]", f"# {type(section).__doc__}"]
+        for spec in fields(section):
+            lines.append(f"# {spec.metadata['doc']}")
+            lines.append(f"{spec.name} = {_toml_value(getattr(section, spec.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def with_overrides(settings: Settings, section: str, **values: Any) -> Settings:
+    """A copy of `settings` with some keys of one section replaced and checked."""
+    current = {f.name: getattr(getattr(settings, section), f.name) for f in fields(SECTIONS[section])}
+    current.update(values)
+    return replace(settings, **{section: _section(section, SECTIONS[section], current, {})})

@@ -1,0 +1,157 @@
+"""The data directory: its layout, its creation by ``pacs init``, and opening what is in it.
+
+Layout (everything 0700/0600; the key directory may be moved elsewhere by
+``[storage] key_dir`` but is never inside ``blobs/``)::
+
+    pacs.toml        settings
+    keys/            kek-0001.key, audit.key, ca.key, server.key
+    tls/             ca.crt, server.crt
+    blobs/           encrypted objects (see storage.blobs)
+    index.db         the SQLCipher index (unless [storage] db_url names PostgreSQL)
+    audit.anchor     the newest audit chain position, MACed
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pacs import pki
+from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType
+from pacs.config import CONFIG_NAME, Settings, render_config, with_overrides
+from storage.archive import Archive
+from storage.blobs import BlobStore
+from storage.db import Database
+from storage.keys import KeyRing, create_secret, read_secret
+
+AUDIT_KEY = "audit.key"
+CA_KEY, CA_CERT = "ca.key", "ca.crt"
+SERVER_KEY, SERVER_CERT = "server.key", "server.crt"
+INDEX_KEY_PURPOSE = "pacs index sqlcipher v1"
+
+
+class DataDirError(Exception):
+    """The data directory cannot be created or opened; the message says why."""
+
+
+@dataclass
+class Pacs:
+    """An open archive: its settings, index, archive facade and audit trail."""
+
+    settings: Settings
+    keyring: KeyRing
+    database: Database
+    archive: Archive
+    audit: AuditLog
+
+    def close(self) -> None:
+        """Release locks and database connections."""
+        self.archive.close()
+
+
+def _open_database(settings: Settings, keyring: KeyRing) -> Database:
+    return Database.open(
+        settings.storage.db_url,
+        sqlite_path=settings.index_path,
+        # Derived from the first KEK, so adding a KEK version does not change it; a KEK
+        # rotation that retires version 1 must re-key the index (PRAGMA rekey).
+        sqlite_key=keyring.derive(INDEX_KEY_PURPOSE, version=1),
+    )
+
+
+def open_pacs(settings: Settings) -> Pacs:
+    """Open the archive described by `settings` (the data directory must be initialised)."""
+    keyring = KeyRing.load(settings.key_dir)
+    database = _open_database(settings, keyring)
+    database.migrate()
+    archive = Archive(
+        database,
+        BlobStore(settings.blob_dir, keyring),
+        min_free_bytes=settings.storage.min_free_mb * 2**20,
+        max_object_bytes=settings.dicom.max_object_mb * 2**20,
+    )
+    audit = AuditLog(database, read_secret(settings.key_dir / AUDIT_KEY), settings.data_dir / "audit.anchor")
+    return Pacs(settings, keyring, database, archive, audit)
+
+
+def _refuse_existing(data_dir: Path) -> None:
+    if (data_dir / CONFIG_NAME).exists():
+        raise DataDirError(
+            f"{data_dir} already holds a PACS ({CONFIG_NAME} exists); refusing to overwrite it"
+        )
+    if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        raise DataDirError(f"{data_dir} exists and is not an empty directory; refusing to use it")
+
+
+def _write_private(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _create_tls(settings: Settings) -> None:
+    settings.tls_dir.mkdir(mode=0o700)
+    ca = pki.create_ca(f"Mini-PACS CA {settings.server.hostname}")
+    extra = [name for name in ("localhost", "127.0.0.1", "::1") if name != settings.server.hostname]
+    server = pki.issue_server_cert(ca, settings.server.hostname, extra_names=extra)
+    pki.write_private_key(settings.key_dir / CA_KEY, ca.key)
+    pki.write_private_key(settings.key_dir / SERVER_KEY, server.key)
+    pki.write_certificate(settings.tls_dir / CA_CERT, ca.cert)
+    pki.write_certificate(settings.tls_dir / SERVER_CERT, server.cert)
+
+
+def initialise(data_dir: Path, *, ae_title: str, hostname: str, db_url: str, user: str) -> Settings:
+    """Create a new archive in `data_dir` and return its settings.
+
+    Refuses a directory that already holds a PACS or anything else. On failure the
+    partly created directory is removed again.
+    """
+    _refuse_existing(data_dir)
+    settings = Settings(data_dir=data_dir.resolve())
+    settings = with_overrides(settings, "dicom", ae_title=ae_title)
+    settings = with_overrides(settings, "server", hostname=hostname)
+    settings = with_overrides(settings, "storage", db_url=db_url)
+    existed = data_dir.exists()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    try:
+        keyring = KeyRing.create(settings.key_dir)
+        create_secret(settings.key_dir / AUDIT_KEY)
+        _create_tls(settings)
+        BlobStore.create(settings.blob_dir, keyring)
+        database = _open_database(settings, keyring)
+        try:
+            database.migrate()
+        finally:
+            database.dispose()
+        _write_private(data_dir / CONFIG_NAME, render_config(settings))
+        pacs = open_pacs(settings)
+        try:
+            pacs.audit.append(
+                AuditEvent(
+                    EventID.APPLICATION_ACTIVITY,
+                    Action.CREATE,
+                    user_id=user,
+                    event_type=EventType.SECURITY_CONFIGURATION,
+                    details={
+                        "what": "archive initialised",
+                        "ae_title": ae_title,
+                        "hostname": hostname,
+                        "index": "postgresql" if db_url else "sqlcipher",
+                    },
+                )
+            )
+        finally:
+            pacs.close()
+    except BaseException:
+        if existed:
+            for child in data_dir.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    return settings

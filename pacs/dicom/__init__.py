@@ -1,0 +1,1 @@
+"""The DICOM network service: TLS contexts, association policy, DIMSE handlers and the server."""

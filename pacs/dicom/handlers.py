@@ -1,0 +1,490 @@
+"""Event handlers of the DICOM service, bound to the pynetdicom AE by ``pacs.dicom.server``.
+
+Association requests go through :mod:`pacs.dicom.policy`; every DIMSE request is checked
+against the node's permissions. C-STORE answers Success only after ``Archive.store()``
+returned (the object is fsynced and indexed). Everything a security auditor asks about
+is written to the audit trail: associations accepted and rejected, instances received per
+study, queries with their keys, and retrieves with their destination.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import ssl
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from cryptography import x509
+from pydicom.dataset import Dataset
+from pynetdicom import build_context, evt
+from pynetdicom.association import Association
+from pynetdicom.events import Event
+
+from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.dicom import policy
+from pacs.nodes import EnrolledNode, NodeRegistry
+from pacs.received import Received, new_version_event
+from storage.archive import Archive, NotFoundError, ObjectTooLargeError, OutOfSpaceError
+from storage.crypto import IntegrityError
+from storage.header import HeaderError
+from storage.index import Outcome as StoreOutcome
+from storage.matching import LEVELS, QueryError
+
+LOG = logging.getLogger(__name__)
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+_STUDY_ROOT = {STUDY_ROOT_FIND, STUDY_ROOT_MOVE, STUDY_ROOT_GET}
+
+
+@dataclass
+class AssociationState:
+    """What the service knows about one accepted association."""
+
+    node: EnrolledNode
+    address: str
+    tls: bool
+    received: Received = field(default_factory=Received)
+    failed: int = 0
+
+
+_UNIQUE_KEYS = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
+_FIND = {"1.2.840.10008.5.1.4.1.2.1.1", STUDY_ROOT_FIND}
+_MOVE = {"1.2.840.10008.5.1.4.1.2.1.2", STUDY_ROOT_MOVE}
+_GET = {"1.2.840.10008.5.1.4.1.2.1.3", STUDY_ROOT_GET}
+VERIFICATION = "1.2.840.10008.1.1"
+
+
+def _granted(node: EnrolledNode, abstract_syntax: str) -> bool:
+    """Whether `node` may negotiate a presentation context for `abstract_syntax`."""
+    if abstract_syntax == VERIFICATION:
+        return True
+    for services, permission in ((_FIND, "find"), (_MOVE, "move"), (_GET, "get")):
+        if abstract_syntax in services:
+            return node.allows(permission)
+    # Storage: to store, or to receive the C-STORE sub-operations of its own C-GET.
+    return node.allows("store") or node.allows("get")
+
+
+def _reject(assoc: Association, reason: int) -> None:
+    """Send an A-ASSOCIATE-RJ and wait until it is on the wire, as pynetdicom's own rejections do."""
+    assoc.acse.send_reject(policy.REJECTED_PERMANENT, policy.SOURCE_SERVICE_USER, reason)
+    assoc.kill()
+
+
+def _service(abstract_syntax: str) -> str:
+    """The service an abstract syntax belongs to, for the audit trail."""
+    for services, name in ((_FIND, "C-FIND"), (_MOVE, "C-MOVE"), (_GET, "C-GET")):
+        if abstract_syntax in services:
+            return name
+    return "C-STORE"
+
+
+def _status(code: int, comment: str = "") -> Dataset:
+    status = Dataset()
+    status.Status = code
+    if comment:
+        status.ErrorComment = comment[:64]
+    return status
+
+
+def peer_certificate(assoc: Association) -> bytes | None:
+    """The DER client certificate of a TLS association, or None."""
+    sock = assoc.dul.socket.socket if assoc.dul.socket is not None else None
+    if isinstance(sock, ssl.SSLSocket):
+        return sock.getpeercert(binary_form=True)
+    return None
+
+
+def certificate_subject(der: bytes | None) -> str:
+    """The subject of a DER certificate, for the audit trail."""
+    if der is None:
+        return ""
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+
+class DicomHandlers:
+    """The handlers of one DICOM service; see :meth:`bindings`."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        audit: AuditLog,
+        registry: NodeRegistry,
+        *,
+        ae_title: str,
+        client_context: Callable[[EnrolledNode], ssl.SSLContext],
+    ) -> None:
+        self.archive = archive
+        self.audit = audit
+        self.registry = registry
+        self.ae_title = ae_title
+        self.client_context = client_context
+        self._states: weakref.WeakKeyDictionary[Association, AssociationState] = weakref.WeakKeyDictionary()
+
+    def bindings(self, *, tls: bool) -> list[tuple[Any, Callable[..., Any]]]:
+        """The (event, handler) pairs for a listener with or without TLS."""
+        return [
+            (evt.EVT_REQUESTED, self.on_requested_tls if tls else self.on_requested_plain),
+            (evt.EVT_CONN_CLOSE, self.on_closed),
+            (evt.EVT_C_ECHO, self.on_echo),
+            (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_C_FIND, self.on_find),
+            (evt.EVT_C_MOVE, self.on_move),
+            (evt.EVT_C_GET, self.on_get),
+        ]
+
+    def _audit(self, event: AuditEvent) -> bool:
+        """Append `event`; False (and logged) if the audit trail cannot be written."""
+        try:
+            self.audit.append(event)
+        except Exception:
+            LOG.exception("could not write an audit record")
+            return False
+        return True
+
+    def _alert(
+        self,
+        event_type: EventType,
+        *,
+        user_id: str,
+        source: str,
+        details: dict[str, Any],
+        refused: bool = True,
+    ) -> bool:
+        """Audit a Security Alert: a refusal (minor failure) unless `refused` is False."""
+        return self._audit(
+            AuditEvent(
+                EventID.SECURITY_ALERT,
+                Action.EXECUTE,
+                outcome=Outcome.MINOR_FAILURE if refused else Outcome.SUCCESS,
+                user_id=user_id,
+                source=source,
+                event_type=event_type,
+                details=details,
+            )
+        )
+
+    # -- association ------------------------------------------------------------------------------
+
+    def on_requested_tls(self, event: Event) -> None:
+        """Decide an association request that arrived over TLS."""
+        self._decide(event, tls=True)
+
+    def on_requested_plain(self, event: Event) -> None:
+        """Decide an association request that arrived on the legacy plaintext port."""
+        self._decide(event, tls=False)
+
+    def _decide(self, event: Event, *, tls: bool) -> None:
+        # pynetdicom negotiates normally when a handler raises, so any error must reject here.
+        try:
+            self._decide_or_raise(event, tls=tls)
+        except Exception:
+            LOG.exception("association policy failed; rejecting")
+            if not event.assoc.is_rejected:
+                _reject(event.assoc, policy.REASON_NO_REASON)
+
+    def _decide_or_raise(self, event: Event, *, tls: bool) -> None:
+        assoc = event.assoc
+        request = assoc.requestor.primitive
+        calling, called = str(request.calling_ae_title).strip(), str(request.called_ae_title).strip()
+        address = assoc.requestor.address
+        der = peer_certificate(assoc) if tls else None
+        verdict = policy.decide(
+            self.registry.all(),
+            our_ae_title=self.ae_title,
+            called_ae_title=called,
+            calling_ae_title=calling,
+            address=address,
+            certificate=der,
+            tls=tls,
+        )
+        details = {
+            "calling_ae_title": calling,
+            "called_ae_title": called,
+            "certificate_subject": certificate_subject(der),
+            "transport": "tls" if tls else "plaintext",
+            "decision": verdict.why,
+        }
+        if not verdict.accepted:
+            _reject(assoc, verdict.reason)
+            self._alert(
+                EventType.NODE_AUTHENTICATION,
+                user_id=calling,
+                source=address,
+                details=details | {"what": "association rejected"},
+            )
+            return
+        assert verdict.node is not None
+        self._states[assoc] = AssociationState(verdict.node, address, tls)
+        assoc.acceptor.supported_contexts = [
+            cx for cx in assoc.acceptor.supported_contexts if _granted(verdict.node, str(cx.abstract_syntax))
+        ]
+        proposed = {str(cx.abstract_syntax) for cx in request.presentation_context_definition_list}
+        refused = sorted({_service(uid) for uid in proposed if not _granted(verdict.node, uid)})
+        if refused:
+            self._alert(
+                EventType.USE_OF_RESTRICTED_FUNCTION,
+                user_id=calling,
+                source=address,
+                details={"what": f"services not granted to {calling} were refused", "services": refused},
+            )
+        self._alert(
+            EventType.NODE_AUTHENTICATION,
+            user_id=calling,
+            source=address,
+            details=details | {"what": "association accepted"},
+            refused=False,
+        )
+
+    def on_closed(self, event: Event) -> None:
+        """Audit what an association transferred once its connection closes."""
+        state = self._states.pop(event.assoc, None)
+        if state is None:
+            return
+        for received in state.received.events(
+            EventID.INSTANCES_TRANSFERRED, user_id=state.node.ae_title, source=state.address
+        ):
+            self._audit(received)
+        if state.failed:
+            self._audit(
+                AuditEvent(
+                    EventID.INSTANCES_TRANSFERRED,
+                    Action.CREATE,
+                    outcome=Outcome.MINOR_FAILURE,
+                    user_id=state.node.ae_title,
+                    source=state.address,
+                    details={"refused_objects": state.failed},
+                )
+            )
+
+    def _permitted(self, event: Event, permission: str) -> AssociationState | None:
+        state = self._states.get(event.assoc)
+        if state is not None and state.node.allows(permission):
+            return state
+        node = state.node.ae_title if state else "unknown"
+        self._alert(
+            EventType.USE_OF_RESTRICTED_FUNCTION,
+            user_id=node,
+            source=state.address if state else event.assoc.requestor.address,
+            details={"what": f"C-{permission.upper()} refused: not granted to {node}"},
+        )
+        return None
+
+    # -- services ---------------------------------------------------------------------------------
+
+    def on_echo(self, event: Event) -> int:
+        """C-ECHO: any accepted node may verify the connection."""
+        return policy.SUCCESS if event.assoc in self._states else policy.NOT_AUTHORISED
+
+    def on_store(self, event: Event) -> int | Dataset:
+        """C-STORE: store durably, then answer; bad objects get a failure with a reason."""
+        spool = event.dataset_path
+        try:
+            return self._store(event, spool)
+        finally:
+            # pynetdicom removes the spool file only when the handler returns normally.
+            spool.unlink(missing_ok=True)
+
+    def _store(self, event: Event, spool: Path) -> int | Dataset:
+        state = self._permitted(event, "store")
+        if state is None:
+            return _status(policy.NOT_AUTHORISED, "this node may not store")
+        try:
+            result = self.archive.store(spool)
+        except HeaderError as exc:
+            state.failed += 1
+            return _status(policy.CANNOT_UNDERSTAND, str(exc))
+        except (OutOfSpaceError, ObjectTooLargeError) as exc:
+            state.failed += 1
+            return _status(policy.OUT_OF_RESOURCES, str(exc))
+        except OSError as exc:
+            state.failed += 1
+            if exc.errno == errno.ENOSPC:
+                return _status(policy.OUT_OF_RESOURCES, "disk full")
+            LOG.exception("storing an object failed")
+            return _status(policy.PROCESSING_FAILURE, f"not stored: {type(exc).__name__}")
+        except Exception as exc:  # the database, for one; never acknowledge, never leak details
+            LOG.exception("storing an object failed")
+            state.failed += 1
+            return _status(policy.PROCESSING_FAILURE, f"not stored: {type(exc).__name__}")
+        state.received.count(result)
+        if result.outcome is StoreOutcome.NEW_VERSION:
+            self._audit(
+                new_version_event(
+                    EventID.INSTANCES_TRANSFERRED, result, user_id=state.node.ae_title, source=state.address
+                )
+            )
+        return policy.SUCCESS
+
+    def _level(self, event: Event, identifier: Dataset) -> str | None:
+        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        if level not in LEVELS:
+            return None
+        if level == "PATIENT" and str(event.request.AffectedSOPClassUID) in _STUDY_ROOT:
+            return None
+        return level
+
+    def _audit_query(self, state: AssociationState, identifier: Dataset, level: str, matches: int) -> bool:
+        keys = {
+            elem.keyword: str(elem.value)
+            for elem in identifier
+            if elem.keyword and elem.value not in (None, "")
+        }
+        return self._audit(
+            AuditEvent(
+                EventID.QUERY,
+                Action.EXECUTE,
+                user_id=state.node.ae_title,
+                source=state.address,
+                patient_id=str(identifier.get("PatientID", "") or ""),
+                study_uid=str(identifier.get("StudyInstanceUID", "") or "")[:64],
+                details={"level": level, "keys": keys, "matches": matches},
+            )
+        )
+
+    def on_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
+        """C-FIND (Patient and Study Root, every level) with the archive's matching."""
+        state = self._permitted(event, "find")
+        if state is None:
+            yield policy.NOT_AUTHORISED, None
+            return
+        identifier = event.identifier
+        level = self._level(event, identifier)
+        if level is None:
+            yield policy.IDENTIFIER_DOES_NOT_MATCH, None
+            return
+        try:
+            matches = self.archive.find(level, identifier)
+        except QueryError:
+            yield policy.IDENTIFIER_DOES_NOT_MATCH, None
+            return
+        if not self._audit_query(state, identifier, level, len(matches)):
+            # No patient data leaves without its audit record.
+            yield policy.OUT_OF_RESOURCES, None
+            return
+        for match in matches:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            if "RetrieveAETitle" in identifier:
+                match.RetrieveAETitle = self.ae_title
+            yield policy.PENDING, match
+
+    @staticmethod
+    def _names_entities(identifier: Dataset, level: str) -> bool:
+        """Whether a retrieve gives the unique key of its level as one value or a UID list, no wildcards."""
+        keyword = _UNIQUE_KEYS[level]
+        value = str(identifier.get(keyword, "") or "").strip()
+        return bool(value) and "*" not in value and "?" not in value
+
+    def _instances(self, identifier: Dataset) -> list[tuple[str, str, str]]:
+        """(SOP Instance UID, SOP Class UID, transfer syntax) of every instance a retrieve names.
+
+        Retrieves match relationally on the unique keys given, at any level.
+        """
+        keys = Dataset()
+        for keyword in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID"):
+            if keyword in identifier:
+                setattr(keys, keyword, identifier[keyword].value)
+        keys.SOPInstanceUID = identifier.get("SOPInstanceUID", "")
+        matches = [str(match.SOPInstanceUID) for match in self.archive.find("IMAGE", keys)]
+        return [
+            (i.sop_uid, i.sop_class_uid, i.transfer_syntax) for i in self.archive.current_instances(matches)
+        ]
+
+    def _load(self, sop_uid: str) -> Dataset:
+        """One stored object as a dataset, to send in its own transfer syntax (in memory only)."""
+        with self.archive.open(sop_uid) as stream:
+            return pydicom.dcmread(io.BytesIO(stream.read()))
+
+    def _audit_retrieve(
+        self, state: AssociationState, kind: str, destination: str, instances: list[tuple[str, str, str]]
+    ) -> bool:
+        return self._audit(
+            AuditEvent(
+                EventID.INSTANCES_TRANSFERRED,
+                Action.READ,
+                user_id=state.node.ae_title,
+                source=state.address,
+                details={"what": kind, "destination": destination, "instances": len(instances)},
+            )
+        )
+
+    def on_move(self, event: Event) -> Iterator[Any]:
+        """C-MOVE: send to enrolled destinations only, over TLS, never to an address the request names."""
+        state = self._permitted(event, "move")
+        destination = self.registry.get(event.move_destination or "")
+        level = self._level(event, event.identifier)
+        if (
+            state is None
+            or level is None
+            or not self._names_entities(event.identifier, level)
+            or destination is None
+            or destination.port is None
+            or destination.network.num_addresses != 1
+        ):
+            if state is not None:
+                self._alert(
+                    EventType.USE_OF_RESTRICTED_FUNCTION,
+                    user_id=state.node.ae_title,
+                    source=state.address,
+                    details={"what": "C-MOVE refused", "destination": event.move_destination or ""},
+                )
+            yield None, None
+            return
+        instances = self._instances(event.identifier)
+        contexts = [build_context(sop_class, [syntax]) for _, sop_class, syntax in instances]
+        unique = {(cx.abstract_syntax, tuple(cx.transfer_syntax)): cx for cx in contexts}
+        yield (
+            str(destination.network.network_address),
+            destination.port,
+            {"contexts": list(unique.values())[:128], "tls_args": (self.client_context(destination), None)},
+        )
+        audited = self._audit_retrieve(state, "C-MOVE", destination.ae_title, instances)
+        yield len(instances) if audited else 1
+        if not audited:
+            yield policy.OUT_OF_RESOURCES, None
+            return
+        for sop_uid, _, _ in instances:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            try:
+                yield policy.PENDING, self._load(sop_uid)
+            except (NotFoundError, IntegrityError, OSError, ValueError):
+                yield policy.PROCESSING_FAILURE, None
+
+    def on_get(self, event: Event) -> Iterator[Any]:
+        """C-GET: send the matching instances back over the same association."""
+        state = self._permitted(event, "get")
+        level = self._level(event, event.identifier) if state is not None else None
+        if state is None or level is None or not self._names_entities(event.identifier, level):
+            yield 1
+            yield (policy.NOT_AUTHORISED if state is None else policy.IDENTIFIER_DOES_NOT_MATCH), None
+            return
+        instances = self._instances(event.identifier)
+        if not self._audit_retrieve(state, "C-GET", state.node.ae_title, instances):
+            yield 1
+            yield policy.OUT_OF_RESOURCES, None
+            return
+        yield len(instances)
+        for sop_uid, _, _ in instances:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            try:
+                yield policy.PENDING, self._load(sop_uid)
+            except (NotFoundError, IntegrityError, OSError, ValueError):
+                yield policy.PROCESSING_FAILURE, None

@@ -1,0 +1,87 @@
+"""Association policy: who may associate, and what each DIMSE request may do.
+
+An association is accepted only when the called AE title is ours and the calling AE
+title, the peer address and the client certificate all match one enrolled node. Over the
+legacy plaintext port there is no certificate, so only nodes enrolled with --plaintext,
+from their exact address, are accepted there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pacs.nodes import EnrolledNode
+
+# A-ASSOCIATE-RJ (PS3.8 9.3.4): result, source and reason/diag values.
+REJECTED_PERMANENT = 0x01
+SOURCE_SERVICE_USER = 0x01
+REASON_NO_REASON = 0x01
+REASON_CALLING_AE_NOT_RECOGNISED = 0x03
+REASON_CALLED_AE_NOT_RECOGNISED = 0x07
+
+# DIMSE statuses (PS3.7 C, PS3.4 Annex B/C).
+SUCCESS = 0x0000
+PENDING = 0xFF00
+NOT_AUTHORISED = 0x0124
+OUT_OF_RESOURCES = 0xA700
+MOVE_DESTINATION_UNKNOWN = 0xA801  # sent by pynetdicom when the handler names no destination
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+PROCESSING_FAILURE = 0x0110
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The policy's decision on one association request."""
+
+    node: EnrolledNode | None
+    reason: int
+    why: str
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the association may go ahead."""
+        return self.node is not None
+
+
+def decide(
+    nodes: Iterable[EnrolledNode],
+    *,
+    our_ae_title: str,
+    called_ae_title: str,
+    calling_ae_title: str,
+    address: str,
+    certificate: bytes | None,
+    tls: bool,
+) -> Verdict:
+    """Decide an association request from `address` presenting `certificate` (DER) or none."""
+    if called_ae_title.strip() != our_ae_title.strip():
+        return Verdict(
+            None, REASON_CALLED_AE_NOT_RECOGNISED, f"called AE title {called_ae_title!r} is not ours"
+        )
+    calling = calling_ae_title.strip()
+    node = next((n for n in nodes if n.ae_title == calling), None)
+    if node is None:
+        return Verdict(
+            None, REASON_CALLING_AE_NOT_RECOGNISED, f"calling AE title {calling!r} is not enrolled"
+        )
+    try:
+        peer = ipaddress.ip_address(address)
+    except ValueError:
+        return Verdict(None, REASON_NO_REASON, f"peer address {address!r} is not an IP address")
+    if peer not in node.network:
+        return Verdict(None, REASON_NO_REASON, f"{calling} may not connect from {address}")
+    if not tls:
+        if not node.plaintext or node.network.num_addresses != 1:
+            return Verdict(None, REASON_NO_REASON, f"{calling} is not enrolled for plaintext DICOM")
+        return Verdict(node, 0, "enrolled legacy node over plaintext")
+    if certificate is None:
+        return Verdict(None, REASON_NO_REASON, f"{calling} presented no client certificate")
+    if hashlib.sha256(certificate).hexdigest() != node.fingerprint:
+        return Verdict(
+            None, REASON_NO_REASON, f"{calling} presented a certificate that is not its enrolled one"
+        )
+    return Verdict(node, 0, "enrolled node")

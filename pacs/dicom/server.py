@@ -1,0 +1,257 @@
+"""The DICOM listener: a pynetdicom AE on the TLS port, and the legacy plaintext port when needed.
+
+Accepted sockets get TCP_NODELAY, and the TLS handshake runs in the connection's own
+thread under the ACSE timeout, so a peer that stalls cannot hold up the others; a failed
+handshake (no certificate, an unknown CA, TLS 1.0/1.1, plaintext on the TLS port) is
+audited as a Security Alert. Enrolment changes reach the running server within
+:data:`REFRESH_SECONDS`: newly pinned certificates are trusted, and the plaintext port
+opens while a plaintext node exists and closes when none is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import socketserver
+import ssl
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pynetdicom import AE, AllStoragePresentationContexts, _config
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.config import Settings
+from pacs.datadir import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.dicom import tls
+from pacs.dicom.handlers import DicomHandlers
+from pacs.nodes import EnrolledNode, NodeRegistry
+
+LOG = logging.getLogger(__name__)
+REFRESH_SECONDS = 2.0
+# Accepted as sent, never transcoded. Kept to the usual ones: pynetdicom copies every
+# supported context for each association, so a shorter list makes associations cheaper.
+TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old devices)
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+]
+_QUERY_RETRIEVE = (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+
+
+class _Listener(ThreadedAssociationServer):
+    """pynetdicom's threaded server, with TCP_NODELAY and an audited, per-thread TLS handshake."""
+
+    handshake_timeout: float = 30.0
+    audit: AuditLog | None = None
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        client, address = self.socket.accept()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        return client, address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            previous = request.gettimeout()
+            try:
+                request.settimeout(self.handshake_timeout)
+                request.do_handshake()
+                request.settimeout(previous)
+            except (OSError, ValueError) as exc:
+                self._handshake_failed(client_address, exc)
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
+
+    def shutdown(self) -> None:
+        """Stop serving and close the socket (the AE does not track servers made by make_server)."""
+        socketserver.BaseServer.shutdown(self)
+        self.server_close()
+
+    def _handshake_failed(self, client_address: Any, exc: Exception) -> None:
+        if self.audit is None:
+            return
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        with contextlib.suppress(Exception):
+            self.audit.append(
+                AuditEvent(
+                    EventID.SECURITY_ALERT,
+                    Action.EXECUTE,
+                    outcome=Outcome.MINOR_FAILURE,
+                    source=str(client_address[0]),
+                    event_type=EventType.NODE_AUTHENTICATION,
+                    details={"what": "TLS handshake refused", "reason": str(reason), "error": str(exc)[:200]},
+                )
+            )
+
+
+class DicomServer:
+    """The DICOM service of one archive: start it, let it run, stop it."""
+
+    def __init__(self, pacs: Pacs) -> None:
+        self.pacs = pacs
+        self.settings: Settings = pacs.settings
+        self.registry = NodeRegistry(pacs.database)
+        self.handlers = DicomHandlers(
+            pacs.archive,
+            pacs.audit,
+            self.registry,
+            ae_title=self.settings.dicom.ae_title,
+            client_context=self._client_context,
+        )
+        self.ae = self._make_ae()
+        self._tls_context: ssl.SSLContext | None = None
+        self._trusted: set[str] = set()
+        self._tls_server: _Listener | None = None
+        self._plain_server: _Listener | None = None
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._previous_tempdir: str | None = None
+
+    def _make_ae(self) -> AE:
+        dicom = self.settings.dicom
+        ae = AE(ae_title=dicom.ae_title)
+        ae.maximum_associations = dicom.max_associations
+        ae.maximum_pdu_size = dicom.max_pdu
+        ae.acse_timeout = dicom.acse_timeout
+        ae.dimse_timeout = dicom.dimse_timeout
+        ae.network_timeout = dicom.network_timeout
+        ae.add_supported_context(Verification)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+        for sop_class in _QUERY_RETRIEVE:
+            ae.add_supported_context(sop_class)
+        return ae
+
+    def _paths(self) -> tuple[Path, Path, Path]:
+        return (
+            self.settings.tls_dir / SERVER_CERT,
+            self.settings.key_dir / SERVER_KEY,
+            self.settings.tls_dir / CA_CERT,
+        )
+
+    def _client_context(self, node: EnrolledNode) -> ssl.SSLContext:
+        certificate, key, _ = self._paths()
+        return tls.client_context(certificate, key, node.cert_pem)
+
+    @property
+    def incoming_dir(self) -> Path:
+        """Where pynetdicom spools objects being received, before they are encrypted (0700)."""
+        return self.settings.data_dir / "incoming"
+
+    def _listen(self, port: int, context: ssl.SSLContext | None) -> _Listener:
+        server = self.ae.make_server(
+            (self.settings.dicom.bind, port),
+            ssl_context=context,
+            evt_handlers=self.handlers.bindings(tls=context is not None),
+            server_class=_Listener,
+        )
+        server.audit = self.pacs.audit
+        server.handshake_timeout = float(self.settings.dicom.acse_timeout)
+        thread = threading.Thread(target=server.serve_forever, name=f"dicom-{port}", daemon=True)
+        thread.start()
+        return server
+
+    def start(self) -> None:
+        """Open the TLS listener (and the plaintext one if a node needs it)."""
+        self.incoming_dir.mkdir(mode=0o700, exist_ok=True)
+        for leftover in self.incoming_dir.iterdir():
+            leftover.unlink()
+        # Received objects are spooled by pynetdicom to a private directory, never to /tmp.
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        self._previous_tempdir = tempfile.tempdir
+        tempfile.tempdir = str(self.incoming_dir)
+        certificate, key, ca = self._paths()
+        nodes = self.registry.all()
+        pinned = {n.fingerprint: n.cert_pem for n in nodes if not n.cert_issued}
+        self._tls_context = tls.server_context(certificate, key, ca, pinned.values())
+        self._trusted = set(pinned)
+        self._tls_server = self._listen(self.settings.dicom.port, self._tls_context)
+        self._refresh(nodes)
+        self._refresher = threading.Thread(target=self._refresh_loop, name="dicom-refresh", daemon=True)
+        self._refresher.start()
+
+    @property
+    def tls_port(self) -> int:
+        """The port the TLS listener is bound to."""
+        assert self._tls_server is not None
+        return int(self._tls_server.server_address[1])
+
+    @property
+    def plaintext_open(self) -> bool:
+        """Whether the legacy plaintext listener is open."""
+        return self._plain_server is not None
+
+    def _refresh(self, nodes: list[EnrolledNode]) -> None:
+        assert self._tls_context is not None
+        new = [n for n in nodes if not n.cert_issued and n.fingerprint not in self._trusted]
+        tls.trust_pinned(self._tls_context, [n.cert_pem for n in new])
+        self._trusted.update(n.fingerprint for n in new)
+        wanted = self.settings.dicom.plaintext_port != 0 and any(n.plaintext for n in nodes)
+        if wanted and self._plain_server is None:
+            self._plain_server = self._listen(self.settings.dicom.plaintext_port, None)
+            LOG.warning(
+                "plaintext DICOM port %s is open for legacy nodes", self.settings.dicom.plaintext_port
+            )
+        elif not wanted and self._plain_server is not None:
+            self._plain_server.shutdown()
+            self._plain_server = None
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REFRESH_SECONDS):
+            try:
+                self._refresh(self.registry.all())
+            except Exception:
+                LOG.exception("refreshing enrolled nodes failed")
+
+    def stop(self, grace_seconds: float = 30.0) -> None:
+        """Stop accepting, let associations in flight finish (up to `grace_seconds`), then abort the rest."""
+        self._stop.set()
+        for server in (self._tls_server, self._plain_server):
+            if server is not None:
+                server.shutdown()
+        self._tls_server = self._plain_server = None
+        deadline = time.monotonic() + grace_seconds
+        while self.ae.active_associations and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for assoc in self.ae.active_associations:
+            assoc.abort()
+        if self._refresher is not None:
+            self._refresher.join(timeout=REFRESH_SECONDS * 2)
+        if tempfile.tempdir == str(self.incoming_dir):
+            tempfile.tempdir = self._previous_tempdir

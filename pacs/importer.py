@@ -1,0 +1,180 @@
+"""``pacs import``: bringing files, folders and patient CDs (DICOMDIR) into the archive.
+
+:func:`collect` expands the paths an admin names into the files to store, following a
+DICOMDIR's references when there is one and walking folders otherwise. :func:`run`
+stores them one by one, carrying on past bad files, and audits one Import event per
+study plus one for each object that replaced an earlier version.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from pacs.audit import Action, AuditEvent, AuditLog, EventID, Outcome
+from pacs.received import Received, StudyTally, new_version_event
+from storage.archive import Archive, ArchiveError, HeaderError
+from storage.index import Outcome as StoreOutcome
+
+_FILE_ID_COMPONENT = re.compile(r"^[A-Za-z0-9_]{1,8}$")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A path that could not be imported, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class Summary:
+    """What an import did."""
+
+    received: Received = field(default_factory=Received)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def studies(self) -> dict[str, StudyTally]:
+        """Tallies per study."""
+        return self.received.studies
+
+    @property
+    def stored(self) -> int:
+        """Objects newly stored."""
+        return sum(t.stored for t in self.studies.values())
+
+    @property
+    def duplicates(self) -> int:
+        """Objects that were already in the archive, byte for byte."""
+        return sum(t.duplicates for t in self.studies.values())
+
+    @property
+    def new_versions(self) -> int:
+        """Objects kept as a new version of a stored SOP instance."""
+        return sum(t.new_versions for t in self.studies.values())
+
+
+def _is_dicomdir(path: Path) -> bool:
+    return path.name.upper() == "DICOMDIR"
+
+
+def _resolve_case_insensitive(root: Path, parts: list[str]) -> Path | None:
+    current = root
+    for part in parts:
+        exact = current / part
+        if exact.exists():
+            current = exact
+            continue
+        matches = [child for child in current.iterdir() if child.name.upper() == part.upper()]
+        if len(matches) != 1:
+            return None
+        current = matches[0]
+    return current
+
+
+def dicomdir_files(dicomdir: Path) -> tuple[list[Path], list[Failure]]:
+    """The files referenced by a DICOMDIR, resolved below its folder (case-insensitively)."""
+    try:
+        directory = pydicom.dcmread(dicomdir, stop_before_pixels=True)
+        records = directory.DirectoryRecordSequence
+    except (InvalidDicomError, AttributeError, OSError, ValueError) as exc:
+        return [], [Failure(dicomdir, f"unreadable DICOMDIR: {exc}")]
+    files: list[Path] = []
+    failures: list[Failure] = []
+    root = dicomdir.parent
+    for record in records:
+        file_id = record.get("ReferencedFileID")
+        if not file_id:
+            continue
+        parts = [file_id] if isinstance(file_id, str) else [str(p) for p in file_id]
+        shown = "\\".join(parts)
+        if not all(_FILE_ID_COMPONENT.match(p) for p in parts):
+            failures.append(Failure(dicomdir, f"DICOMDIR names an invalid file ID {shown!r}"))
+            continue
+        resolved = _resolve_case_insensitive(root, parts)
+        if resolved is None or not resolved.is_file():
+            failures.append(Failure(root.joinpath(*parts), f"referenced by {dicomdir.name} but missing"))
+            continue
+        files.append(resolved)
+    return files, failures
+
+
+def collect(paths: Iterable[Path]) -> tuple[list[Path], list[Failure]]:
+    """Expand `paths` into the files to import and the paths that cannot be.
+
+    A DICOMDIR file, or a folder with a DICOMDIR at its top, contributes the files it
+    references; any other folder contributes every non-hidden file below it.
+    """
+    files: list[Path] = []
+    failures: list[Failure] = []
+    for path in paths:
+        if path.is_dir():
+            dicomdir = next((p for p in path.iterdir() if _is_dicomdir(p) and p.is_file()), None)
+            if dicomdir is not None:
+                found, failed = dicomdir_files(dicomdir)
+                files += found
+                failures += failed
+            else:
+                files += sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+        elif path.is_file():
+            if _is_dicomdir(path):
+                found, failed = dicomdir_files(path)
+                files += found
+                failures += failed
+            else:
+                files.append(path)
+        else:
+            failures.append(Failure(path, "no such file or directory"))
+    return files, failures
+
+
+def run(
+    archive: Archive,
+    audit: AuditLog,
+    files: list[Path],
+    *,
+    user: str,
+    on_progress: Callable[[Path, Failure | None], None] = lambda _path, _failure: None,
+) -> Summary:
+    """Store every file, continuing past bad ones, and audit the import."""
+    summary = Summary()
+    for path in files:
+        failure: Failure | None = None
+        try:
+            result = archive.store(path)
+        except HeaderError as exc:
+            failure = Failure(path, str(exc))
+        except ArchiveError as exc:
+            failure = Failure(path, str(exc))
+        except OSError as exc:
+            failure = Failure(path, exc.strerror or str(exc))
+        else:
+            summary.received.count(result)
+            if result.outcome is StoreOutcome.NEW_VERSION:
+                audit.append(new_version_event(EventID.IMPORT, result, user_id=user))
+        if failure is not None:
+            summary.failures.append(failure)
+        on_progress(path, failure)
+    for event in summary.received.events(EventID.IMPORT, user_id=user):
+        audit.append(event)
+    if summary.failures:
+        audit.append(
+            AuditEvent(
+                EventID.IMPORT,
+                Action.CREATE,
+                outcome=Outcome.MINOR_FAILURE,
+                user_id=user,
+                details={"failed_files": len(summary.failures)},
+            )
+        )
+    return summary
