@@ -1,0 +1,270 @@
+"""The ``pacs`` command line: init, import, export and verify, with bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pydicom
+import pytest
+from cryptography import x509
+from pydicom.fileset import FileSet
+
+from pacs import pki
+from pacs.cli import main
+from pacs.config import Settings
+from pacs.datadir import open_pacs
+from storage.keys import KeyRing
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv), environ={})
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pacs: error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_init_creates_a_private_data_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "pacs"
+    code, out, _ = _run(
+        capsys, "init", "--data", str(data), "--ae-title", "CLINIC", "--hostname", "pacs.example"
+    )
+    assert code == 0
+    assert "CLINIC" in out
+    assert os.stat(data).st_mode & 0o777 == 0o700
+    for key in ("kek-0001.key", "audit.key", "ca.key", "server.key"):
+        assert os.stat(data / "keys" / key).st_mode & 0o777 == 0o600
+    assert os.stat(data / "keys").st_mode & 0o777 == 0o700
+    config = tomllib.loads((data / "pacs.toml").read_text())
+    assert config["dicom"] == {
+        "ae_title": "CLINIC",
+        "port": 2762,
+        "bind": "0.0.0.0",
+        "plaintext_port": 0,
+        "max_associations": 10,
+        "max_pdu": 262144,
+        "acse_timeout": 30,
+        "dimse_timeout": 60,
+        "network_timeout": 60,
+        "max_object_mb": 4096,
+    }
+    assert config["web"]["port"] == 8443 and config["web"]["session_idle_minutes"] == 15
+    assert (data / "pacs.toml").read_text().count("\n# ") >= 15
+
+
+def test_key_encryption_key_is_kept_apart_from_the_blobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "pacs"
+    assert _run(capsys, "init", "--data", str(data))[0] == 0
+    ring = KeyRing.load(data / "keys")
+    assert ring.current_version == 1
+    blob_files = [p.read_bytes() for p in (data / "blobs").rglob("*") if p.is_file()]
+    assert all(ring.kek(1) not in content for content in blob_files)
+    assert not any(p.name.endswith(".key") for p in (data / "blobs").rglob("*"))
+
+
+def test_init_issues_a_server_certificate_for_the_hostname(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "pacs"
+    assert _run(capsys, "init", "--data", str(data), "--hostname", "192.0.2.10")[0] == 0
+    ca = pki.load_certificate(data / "tls" / "ca.crt")
+    server = pki.load_certificate(data / "tls" / "server.crt")
+    server.verify_directly_issued_by(ca)
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "192.0.2.10" in [str(ip) for ip in names.get_values_for_type(x509.IPAddress)]
+    assert pki.load_private_key(data / "keys" / "server.key").public_key() == server.public_key()
+
+
+def test_init_is_audited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "pacs"
+    assert _run(capsys, "init", "--data", str(data))[0] == 0
+    pacs = open_pacs(_settings(data))
+    try:
+        records = list(pacs.audit.records())
+    finally:
+        pacs.close()
+    assert [(r.event_id, r.event_type, r.action) for r in records] == [("110100", "110129", "C")]
+
+
+def _settings(data: Path) -> Settings:
+    from pacs.config import load_settings
+
+    return load_settings(data, {})
+
+
+def test_init_refuses_an_existing_pacs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "pacs"
+    assert _run(capsys, "init", "--data", str(data))[0] == 0
+    before = (data / "keys" / "kek-0001.key").read_bytes()
+    code, _, err = _run(capsys, "init", "--data", str(data))
+    assert code == 2
+    assert "already holds a PACS" in _one_line_error(err)
+    assert (data / "keys" / "kek-0001.key").read_bytes() == before
+
+
+def test_init_refuses_a_directory_with_other_content(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "photos.txt").write_text("holiday")
+    code, _, err = _run(capsys, "init", "--data", str(tmp_path))
+    assert code == 2
+    assert "not an empty directory" in _one_line_error(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos.txt"]
+
+
+def test_init_rejects_an_invalid_ae_title(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(
+        capsys, "init", "--data", str(tmp_path / "d"), "--ae-title", "A_TITLE_THAT_IS_TOO_LONG"
+    )
+    assert code == 2
+    assert "AE title" in _one_line_error(err)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_command_without_data_directory_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "verify")
+    assert code == 2
+    assert "--data" in _one_line_error(err)
+
+
+def test_a_directory_that_is_not_a_pacs_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "verify", "--data", str(tmp_path))
+    assert code == 2
+    assert "pacs init" in _one_line_error(err)
+
+
+@pytest.fixture
+def data_dir(settings: Settings) -> Path:
+    """An initialised data directory (on each index backend)."""
+    return settings.data_dir
+
+
+def test_import_stores_a_folder_and_audits_it(
+    data_dir: Path, ct_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "import", str(ct_dir), "--data", str(data_dir), "--quiet")
+    assert code == 0
+    assert "6 stored" in out
+    pacs = open_pacs(_settings(data_dir))
+    try:
+        assert pacs.archive.verify().checked == 6
+        imports = [r for r in pacs.audit.records() if r.event_id == "110107"]
+    finally:
+        pacs.close()
+    assert len(imports) == 1
+    assert imports[0].patient_id == "PID-Q-7731"
+
+
+def test_import_reports_each_bad_file_by_name_and_carries_on(
+    data_dir: Path, ct_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(ct_dir, folder)
+    (folder / "readme.txt").write_text("not dicom")
+    good = sorted(folder.glob("*.dcm"))
+    good[0].write_bytes(good[0].read_bytes()[:-500])
+    ds = pydicom.dcmread(good[1])
+    del ds.SOPInstanceUID
+    ds.save_as(good[1])
+    code, out, err = _run(
+        capsys, "import", str(folder), str(tmp_path / "absent.dcm"), "--data", str(data_dir), "--quiet"
+    )
+    assert code == 1
+    assert "4 stored" in out and "4 failed" in out
+    assert f"failed {folder / 'readme.txt'}: not a DICOM Part 10 file" in err
+    assert f"{good[0]}: truncated" in err
+    assert f"{good[1]}: missing SOP Instance UID" in err
+    assert f"{tmp_path / 'absent.dcm'}: no such file or directory" in err
+    assert "Traceback" not in err
+
+
+def test_import_reads_a_patient_cd_through_its_dicomdir(
+    data_dir: Path, ct_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fileset = FileSet()
+    for path in sorted(ct_dir.glob("*.dcm")):
+        fileset.add(pydicom.dcmread(path))
+    cd = tmp_path / "cdrom"
+    fileset.write(cd)
+    (cd / "AUTORUN.INF").write_text("[autorun]\nopen=viewer.exe\n")
+    (cd / "VIEWER.EXE").write_bytes(b"MZ" + b"\0" * 100)
+    code, out, err = _run(capsys, "import", str(cd), "--data", str(data_dir), "--quiet")
+    assert (code, err) == (0, "")
+    assert "6 stored" in out and "0 failed" in out
+    code, out, _ = _run(capsys, "import", str(cd / "DICOMDIR"), "--data", str(data_dir), "--quiet")
+    assert code == 0 and "6 already present" in out
+
+
+def test_export_writes_decrypted_copies_and_audits_the_export(
+    data_dir: Path, ct_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(capsys, "import", str(ct_dir), "--data", str(data_dir), "--quiet")[0] == 0
+    study_uid = pydicom.dcmread(next(ct_dir.glob("*.dcm"))).StudyInstanceUID
+    out_dir = tmp_path / "export"
+    code, out, _ = _run(capsys, "export", study_uid, str(out_dir), "--data", str(data_dir))
+    assert code == 0 and "exported 6 objects" in out
+    exported = sorted(p.read_bytes() for p in out_dir.rglob("*.dcm"))
+    assert exported == sorted(p.read_bytes() for p in ct_dir.glob("*.dcm"))
+    assert all(study_uid not in str(p) and "QUIXOTE" not in str(p) for p in out_dir.rglob("*"))
+    assert all(os.stat(p).st_mode & 0o077 == 0 for p in out_dir.rglob("*.dcm"))
+    pacs = open_pacs(_settings(data_dir))
+    try:
+        last = list(pacs.audit.records())[-1]
+    finally:
+        pacs.close()
+    assert (last.event_id, last.study_uid, last.patient_id) == ("110106", study_uid, "PID-Q-7731")
+
+
+def test_export_of_an_unknown_study_is_an_error(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "export", "1.2.3.4", str(tmp_path / "out"), "--data", str(data_dir))
+    assert code == 2
+    assert "no study 1.2.3.4" in _one_line_error(err)
+
+
+def test_verify_exits_non_zero_when_an_object_is_damaged(
+    data_dir: Path, ct_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(capsys, "import", str(ct_dir), "--data", str(data_dir), "--quiet")[0] == 0
+    code, out, _ = _run(capsys, "verify", "--data", str(data_dir))
+    assert code == 0 and "6 objects checked: all intact" in out
+    blob = next((data_dir / "blobs").glob("??/*.blob"))
+    content = bytearray(blob.read_bytes())
+    content[-1] ^= 0xFF
+    blob.write_bytes(bytes(content))
+    code, out, _ = _run(capsys, "verify", "--data", str(data_dir))
+    assert code == 1
+    assert "DAMAGED" in out and "DAMAGE FOUND" in out
+
+
+def test_the_installed_console_script_runs(tmp_path: Path) -> None:
+    pacs = Path(sys.executable).with_name("pacs")
+    result = subprocess.run(
+        [str(pacs), "init", "--data", str(tmp_path / "d")], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run(
+        [str(pacs), "verify"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PACS_DATA": str(tmp_path / "d")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "0 objects checked: all intact" in result.stdout

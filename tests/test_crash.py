@@ -1,0 +1,81 @@
+"""Durability: a writer killed with SIGKILL loses no object whose store() had returned."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from pacs.cli import main
+from pacs.config import Settings, load_settings
+from pacs.datadir import open_pacs
+from tests.data.make_series import make_ct_series
+
+# Stores every file named on stdin and reports each one only after store() returned.
+STORE_LOOP = """
+import sys
+from pathlib import Path
+from pacs.config import load_settings
+from pacs.datadir import open_pacs
+
+pacs = open_pacs(load_settings(Path(sys.argv[1]), {}))
+for line in sys.stdin:
+    result = pacs.archive.store(Path(line.strip()))
+    print("STORED", result.sop_uid, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def two_hundred(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """200 CT slices of 128x128 (about 33 KB each)."""
+    return make_ct_series(tmp_path_factory.mktemp("ct200"), slices=200, rows=128, columns=128)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_sigkill_during_import_loses_no_acknowledged_object(
+    settings: Settings, two_hundred: list[Path], capsys: pytest.CaptureFixture[str], attempt: int
+) -> None:
+    kill_after = random.Random(attempt).randint(20, 180)
+    child = subprocess.Popen(
+        [sys.executable, "-c", STORE_LOOP, str(settings.data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write("".join(f"{path}\n" for path in two_hundred))
+    child.stdin.flush()
+    acknowledged: list[str] = []
+    while len(acknowledged) < kill_after:
+        line = child.stdout.readline()
+        assert line.startswith("STORED "), f"writer stopped early: {line!r}"
+        acknowledged.append(line.split()[1])
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    child.stdout.close()
+    child.stdin.close()
+
+    assert main(["verify", "--data", str(settings.data_dir)], environ={}) == 0
+    assert "all intact" in capsys.readouterr().out
+    by_uid = {_sop_uid(path): path for path in two_hundred}
+    pacs = open_pacs(load_settings(settings.data_dir, {}))
+    try:
+        for uid in acknowledged:
+            with pacs.archive.open(uid) as stream:
+                assert stream.read() == by_uid[uid].read_bytes()
+        report = pacs.archive.verify()
+        assert report.ok and report.orphans == [] and report.temp_files == []
+        assert report.checked >= len(acknowledged)
+    finally:
+        pacs.close()
+
+
+def _sop_uid(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
