@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import QueuePool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Alembic's command API is not thread-safe; migrations in one process take turns.
@@ -221,7 +222,15 @@ class Database:
         else:
             # SQLite gives the -wal and -shm files the mode of the database file.
             os.close(os.open(sqlite_path, os.O_RDWR | os.O_CREAT, 0o600))
-            engine = create_engine(_sqlite_url(sqlite_path, sqlite_key), pool_size=8, hide_parameters=True)
+            # The pysqlcipher dialect defaults to SingletonThreadPool, which closes the
+            # connections of other threads once more than pool_size threads use it.
+            engine = create_engine(
+                _sqlite_url(sqlite_path, sqlite_key),
+                poolclass=QueuePool,
+                pool_size=8,
+                connect_args={"check_same_thread": False},
+                hide_parameters=True,
+            )
             _tune_sqlite(engine)
         return cls(engine)
 

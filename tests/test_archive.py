@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pydicom
@@ -328,3 +330,21 @@ def test_uid_check_rejects_anything_but_digits_and_dots() -> None:
     assert is_valid_uid("1.2.840.10008.1.2")
     for bad in ("1.2.3\n", "1.2.3 ", "", "1..2", ".1.2", "1.2.", "1.2/3", "1" * 65):
         assert not is_valid_uid(bad), repr(bad)
+
+
+def test_many_threads_reading_and_writing_at_once_do_not_disturb_each_other(
+    pacs: Pacs, ct_dir: Path
+) -> None:
+    stored = _store_all(pacs.archive, ct_dir)
+    barrier = threading.Barrier(16)
+
+    def read_everything(_: int) -> int:
+        barrier.wait()
+        return sum(len(_read(pacs.archive, result.sop_uid)) for result in stored[:5])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        sizes = list(pool.map(read_everything, range(16)))
+        report = pacs.archive.verify()
+
+    assert len(set(sizes)) == 1
+    assert report.ok
