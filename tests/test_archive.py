@@ -332,9 +332,7 @@ def test_uid_check_rejects_anything_but_digits_and_dots() -> None:
         assert not is_valid_uid(bad), repr(bad)
 
 
-def test_many_threads_reading_and_writing_at_once_do_not_disturb_each_other(
-    pacs: Pacs, ct_dir: Path
-) -> None:
+def test_many_threads_using_the_index_at_once_do_not_disturb_each_other(pacs: Pacs, ct_dir: Path) -> None:
     stored = _store_all(pacs.archive, ct_dir)
     barrier = threading.Barrier(16)
 
