@@ -38,6 +38,7 @@ from pacs.config import Settings
 from pacs.datadir import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
 from pacs.dicom import tls
 from pacs.dicom.handlers import DicomHandlers
+from pacs.dicom.reactor import EventDrivenRequestHandler
 from pacs.nodes import EnrolledNode, NodeRegistry
 
 LOG = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ class DicomServer:
             ssl_context=context,
             evt_handlers=self.handlers.bindings(tls=context is not None),
             server_class=_Listener,
+            request_handler=EventDrivenRequestHandler,
         )
         server.audit = self.pacs.audit
         server.handshake_timeout = float(self.settings.dicom.acse_timeout)
