@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pacs import importer, pki
+from pacs.accounts import Account, AccountError, Accounts, parse_roles
 from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.config import ConfigError, check_ae_title, load_settings
 from pacs.datadir import CA_CERT, CA_KEY, DataDirError, Pacs, initialise, open_pacs
@@ -76,6 +77,14 @@ def cmd_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(f"  web            https://{settings.server.hostname}:{settings.web.port}/")
     print(f"  index          {'PostgreSQL' if settings.storage.db_url else 'encrypted SQLite (SQLCipher)'}")
     print(f"  keys           {settings.key_dir} (keep a copy offline: without it nothing can be read)")
+    pacs = open_pacs(settings)
+    try:
+        account, password = Accounts(pacs.database, pacs.keyring).add(args.admin, frozenset({"admin"}))
+        pacs.audit.append(_user_event(Action.CREATE, account, "first admin created"))
+    finally:
+        pacs.close()
+    print(f"  first admin    {account.name}, one-time password: {password}")
+    print("                 (shown once; it must be changed, and TOTP enrolled, at the first login)")
     return EXIT_OK
 
 
@@ -368,6 +377,98 @@ def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def _user_event(action: Action, account: Account, what: str) -> AuditEvent:
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        action,
+        user_id=_actor(),
+        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+        details={"what": what, "user": account.name, "roles": sorted(account.roles)},
+    )
+
+
+def _accounts(pacs: Pacs) -> Accounts:
+    return Accounts(pacs.database, pacs.keyring)
+
+
+def cmd_user_add(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Create a web user with a one-time password."""
+    roles = parse_roles(args.role)
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    pacs = _open(args, environ)
+    try:
+        account, password = _accounts(pacs).add(args.name, roles, password)
+        pacs.audit.append(_user_event(Action.CREATE, account, "user created"))
+    finally:
+        pacs.close()
+    print(f"created {account.name} ({', '.join(sorted(account.roles))})")
+    if not args.password_stdin:
+        print(f"one-time password: {password}  (to be changed at the first login)")
+    return EXIT_OK
+
+
+def cmd_user_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """List web users."""
+    pacs = _open(args, environ)
+    try:
+        accounts = _accounts(pacs).all()
+    finally:
+        pacs.close()
+    print(f"{'user':<24}  {'roles':<16}  {'2FA':<8}  state")
+    for account in accounts:
+        state = [
+            flag
+            for flag, on in (
+                ("disabled", account.disabled),
+                ("locked", account.locked),
+                ("must change password", account.must_change_password),
+            )
+            if on
+        ]
+        roles = ",".join(sorted(account.roles))
+        second = "enrolled" if account.totp_enrolled else "pending"
+        print(f"{account.name:<24}  {roles:<16}  {second:<8}  {', '.join(state) or 'active'}")
+    return EXIT_OK
+
+
+def cmd_user_disable(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Disable a web user."""
+    pacs = _open(args, environ)
+    try:
+        accounts = _accounts(pacs)
+        target = accounts.get(args.name)
+        if target is not None and target.is_admin and not target.disabled and accounts.count_admins() == 1:
+            raise CommandError(f"{args.name} is the last enabled admin; add another admin first")
+        account = accounts.set_disabled(args.name)
+        pacs.audit.append(_user_event(Action.UPDATE, account, "user disabled"))
+    finally:
+        pacs.close()
+    print(f"disabled {account.name}")
+    return EXIT_OK
+
+
+def cmd_user_reset(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Give a web user a new one-time password and lift its lockout (and reset 2FA with --totp)."""
+    pacs = _open(args, environ)
+    try:
+        accounts = _accounts(pacs)
+        password = accounts.reset_password(args.name)
+        what = "password reset, lockout lifted"
+        if args.totp:
+            accounts.reset_totp(args.name)
+            what += ", second factor reset"
+        account = accounts.get(args.name)
+        assert account is not None
+        pacs.audit.append(_user_event(Action.UPDATE, account, what))
+    finally:
+        pacs.close()
+    print(f"{account.name}: {what}")
+    print(f"one-time password: {password}  (to be changed at the next login)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``pacs`` command."""
     parser = argparse.ArgumentParser(prog="pacs", description="Hardened mini-PACS for small practices.")
@@ -383,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--ae-title", default="PACS", help="our AE title (default PACS)")
     init.add_argument("--hostname", default="localhost", help="name or IP address for the server certificate")
     init.add_argument("--db", metavar="URL", help="PostgreSQL URL instead of the embedded encrypted SQLite")
+    init.add_argument("--admin", default="admin", help="name of the first admin user (default admin)")
 
     imp = command("import", cmd_import, "import DICOM files, folders and patient CDs (DICOMDIR)")
     imp.add_argument("paths", nargs="+", metavar="PATH")
@@ -419,6 +521,27 @@ def build_parser() -> argparse.ArgumentParser:
     modality_command("list", cmd_modality_list, "list enrolled nodes")
     remove = modality_command("remove", cmd_modality_remove, "remove an enrolled node")
     remove.add_argument("ae_title", metavar="AE")
+
+    user = commands.add_parser("user", help="add, list, disable or reset web users")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+
+    def user_command(name: str, handler: Callable[..., int], help_: str) -> argparse.ArgumentParser:
+        sub = user_commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument("--data", metavar="DIR", help="data directory (default: $PACS_DATA)")
+        sub.set_defaults(handler=handler)
+        if name != "list":
+            sub.add_argument("name", metavar="NAME")
+        return sub
+
+    user_add = user_command("add", cmd_user_add, "create a web user with a one-time password")
+    user_add.add_argument("--role", required=True, help="admin, physician, or both: admin,physician")
+    user_add.add_argument(
+        "--password-stdin", action="store_true", help="read the initial password from standard input"
+    )
+    user_command("list", cmd_user_list, "list web users")
+    user_command("disable", cmd_user_disable, "disable a web user")
+    user_reset = user_command("reset", cmd_user_reset, "new one-time password; lifts a lockout")
+    user_reset.add_argument("--totp", action="store_true", help="also remove the second factor (re-enrol)")
 
     audit = commands.add_parser("audit", help="verify or export the audit trail")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -459,6 +582,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         KeyFileError,
         IntegrityError,
         EnrolmentError,
+        AccountError,
         pki.PKIError,
     ) as exc:
         print(f"pacs: error: {exc}", file=sys.stderr)

@@ -167,6 +167,35 @@ class Node(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class User(Base):
+    """A web user: password hash, roles, TOTP second factor and lockout state (``pacs.accounts``)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    roles: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    must_change_password: Mapped[bool] = mapped_column(Boolean)
+    disabled: Mapped[bool] = mapped_column(Boolean)
+    locked: Mapped[bool] = mapped_column(Boolean)
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_confirmed: Mapped[bool] = mapped_column(Boolean)
+    last_totp_step: Mapped[int] = mapped_column(BigInteger)
+    recovery_codes: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoginThrottle(Base):
+    """Consecutive login failures of one account or one address, and when it may try again."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    retry_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 Index("ix_studies_patient_date", Study.patient_fk, Study.study_date)
 Index("ix_studies_newest", Study.study_date, Study.study_time, Study.id)
 Index("ix_instances_series_current", Instance.series_fk, Instance.is_current)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -96,7 +97,11 @@ def test_init_is_audited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         records = list(pacs.audit.records())
     finally:
         pacs.close()
-    assert [(r.event_id, r.event_type, r.action) for r in records] == [("110100", "110129", "C")]
+    assert [(r.event_id, r.event_type, r.action) for r in records] == [
+        ("110100", "110129", "C"),
+        ("110113", "110136", "C"),
+    ]
+    assert json.loads(records[1].details)["user"] == "admin"
 
 
 def _settings(data: Path) -> Settings:

@@ -1,0 +1,438 @@
+"""User accounts: argon2id passwords, the TOTP second factor, recovery codes, throttling and lockout.
+
+Passwords are hashed with argon2id at OWASP's first recommended setting (46 MiB, one
+pass) and re-hashed at login when :data:`HASHER`'s parameters change. A password is
+12 to 256 characters and must not be one of zxcvbn's 30,000 most common passwords; there
+are no composition rules. TOTP follows RFC 6238 (30 s steps, six digits, one step of
+drift either way), and each step is accepted once. TOTP secrets are stored encrypted
+under a key derived from the key-encryption key; recovery codes are stored as keyed
+hashes. Failures of an account and of an address are counted separately: after a few,
+each further attempt waits twice as long as the last; at :data:`LOCKOUT_AFTER` the
+account is locked until an admin lifts the lock. Nothing here says whether a user exists.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+from storage.db import Database, LoginThrottle, User
+from storage.keys import KeyRing
+
+ROLES = ("admin", "physician")
+MIN_PASSWORD, MAX_PASSWORD = 12, 256
+HASHER = PasswordHasher(time_cost=1, memory_cost=47104, parallelism=1)
+TOTP_ISSUER = "mini-PACS"
+RECOVERY_CODES = 10
+ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES = 3, 10
+LOCKOUT_AFTER = 10
+MAX_BACKOFF = timedelta(minutes=15)
+_NAME_CHARS = set(string.ascii_letters + string.digits + "._-@")
+_TOTP_KEY_PURPOSE = "totp secrets v1"
+_RECOVERY_KEY_PURPOSE = "recovery codes v1"
+
+
+class AccountError(Exception):
+    """Bad input to an account operation (the message is safe to show)."""
+
+
+class PasswordPolicyError(AccountError):
+    """A password that is too short, too long or too common."""
+
+
+class Verdict(enum.Enum):
+    """How a password check ended. Callers show the same message for every failure."""
+
+    ACCEPTED = "accepted"
+    WRONG = "wrong password or unknown user"
+    THROTTLED = "too many recent failures"
+    LOCKED = "account locked"
+    DISABLED = "account disabled"
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the rest of the application may know about a user."""
+
+    name: str
+    roles: frozenset[str]
+    must_change_password: bool
+    disabled: bool
+    locked: bool
+    totp_enrolled: bool
+    recovery_codes_left: int
+    created_at: datetime
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the user may manage users, modalities and the audit trail."""
+        return "admin" in self.roles
+
+    @property
+    def is_physician(self) -> bool:
+        """Whether the user may open images."""
+        return "physician" in self.roles
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    """The outcome of :meth:`Accounts.check_password`."""
+
+    verdict: Verdict
+    account: Account | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the password was right and the account may go on to the second factor."""
+        return self.verdict is Verdict.ACCEPTED
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+@cache
+def _dummy_hash() -> str:
+    return HASHER.hash(secrets.token_hex(16))
+
+
+def check_password_policy(password: str, *, user_name: str = "") -> None:
+    """Raise :class:`PasswordPolicyError` unless `password` may be used."""
+    if len(password) < MIN_PASSWORD:
+        raise PasswordPolicyError(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise PasswordPolicyError(f"a password has at most {MAX_PASSWORD} characters")
+    lowered = password.lower()
+    if lowered in _common_passwords():
+        raise PasswordPolicyError("this password is on the list of common and breached passwords")
+    if user_name and user_name.lower() in lowered:
+        raise PasswordPolicyError("a password must not contain the user name")
+
+
+def check_user_name(name: str) -> None:
+    """Raise :class:`AccountError` unless `name` is 1-64 letters, digits or ``._-@``."""
+    if not 0 < len(name) <= 64 or not set(name) <= _NAME_CHARS:
+        raise AccountError(f"user name {name!r} must be 1-64 letters, digits or . _ - @")
+
+
+def parse_roles(text: str) -> frozenset[str]:
+    """Roles from a comma-separated list; raise :class:`AccountError` for an unknown one."""
+    roles = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = roles - set(ROLES)
+    if not roles or unknown:
+        raise AccountError(f"roles must be among {', '.join(ROLES)}; got {text!r}")
+    return roles
+
+
+def one_time_password() -> str:
+    """A random password for a new or reset account (20 characters, about 119 bits)."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(20))
+
+
+def _view(user: User) -> Account:
+    return Account(
+        name=user.name,
+        roles=frozenset(r for r in user.roles.split(",") if r),
+        must_change_password=user.must_change_password,
+        disabled=user.disabled,
+        locked=user.locked,
+        totp_enrolled=user.totp_confirmed,
+        recovery_codes_left=len(json.loads(user.recovery_codes)),
+        created_at=_aware(user.created_at),
+    )
+
+
+def _backoff(failures: int, free: int) -> timedelta:
+    if failures <= free:
+        return timedelta(0)
+    return min(timedelta(seconds=2 ** (failures - free - 1)), MAX_BACKOFF)
+
+
+class Accounts:
+    """The users of one archive, in its index database."""
+
+    def __init__(self, database: Database, keyring: KeyRing, *, now: Callable[[], float] = time.time) -> None:
+        self._database = database
+        self._keyring = keyring
+        self._now = now
+
+    def _utcnow(self) -> datetime:
+        return datetime.fromtimestamp(self._now(), UTC)
+
+    @staticmethod
+    def _get(session: Session, name: str) -> User:
+        user = session.scalars(select(User).where(User.name == name)).one_or_none()
+        if user is None:
+            raise AccountError(f"no user {name!r}")
+        return user
+
+    def add(self, name: str, roles: frozenset[str], password: str | None = None) -> tuple[Account, str]:
+        """Create a user who must change the password at first login; return it and the password.
+
+        Without `password`, a random one-time password is made.
+        """
+        check_user_name(name)
+        if not roles or not roles <= set(ROLES):
+            raise AccountError(f"roles must be among {', '.join(ROLES)}")
+        password = password if password is not None else one_time_password()
+        check_password_policy(password, user_name=name)
+        with self._database.write() as session:
+            if session.scalars(select(User.id).where(User.name == name)).first() is not None:
+                raise AccountError(f"user {name!r} already exists")
+            user = User(
+                name=name,
+                roles=",".join(r for r in ROLES if r in roles),
+                password_hash=HASHER.hash(password),
+                must_change_password=True,
+                disabled=False,
+                locked=False,
+                totp_secret=None,
+                totp_confirmed=False,
+                last_totp_step=0,
+                recovery_codes="[]",
+                created_at=self._utcnow(),
+            )
+            session.add(user)
+            session.flush()
+            return _view(user), password
+
+    def get(self, name: str) -> Account | None:
+        """The account called `name`, or None."""
+        with self._database.read() as session:
+            user = session.scalars(select(User).where(User.name == name)).one_or_none()
+            return _view(user) if user is not None else None
+
+    def all(self) -> list[Account]:
+        """Every account, by name."""
+        with self._database.read() as session:
+            return [_view(u) for u in session.scalars(select(User).order_by(User.name))]
+
+    def count_admins(self) -> int:
+        """How many enabled accounts hold the admin role."""
+        return sum(1 for a in self.all() if a.is_admin and not a.disabled)
+
+    def set_disabled(self, name: str, disabled: bool = True) -> Account:
+        """Disable (or enable again) an account."""
+        with self._database.write() as session:
+            user = self._get(session, name)
+            user.disabled = disabled
+            return _view(user)
+
+    def reset_password(self, name: str) -> str:
+        """Give the account a new one-time password, lift its lockout; return the password."""
+        password = one_time_password()
+        with self._database.write() as session:
+            user = self._get(session, name)
+            user.password_hash = HASHER.hash(password)
+            user.must_change_password = True
+            user.locked = False
+            session.execute(delete(LoginThrottle).where(LoginThrottle.key == _throttle_keys(name, "")[0]))
+        return password
+
+    def reset_totp(self, name: str) -> Account:
+        """Remove the second factor and recovery codes; the next login enrols TOTP again."""
+        with self._database.write() as session:
+            user = self._get(session, name)
+            user.totp_secret = None
+            user.totp_confirmed = False
+            user.recovery_codes = "[]"
+            return _view(user)
+
+    def lift_lockout(self, name: str) -> Account:
+        """Unlock the account and forget its recent failures."""
+        with self._database.write() as session:
+            user = self._get(session, name)
+            user.locked = False
+            session.execute(delete(LoginThrottle).where(LoginThrottle.key == _throttle_keys(name, "")[0]))
+            return _view(user)
+
+    def change_password(self, name: str, new_password: str) -> None:
+        """Set a password the user chose (policy-checked); it no longer must be changed."""
+        check_password_policy(new_password, user_name=name)
+        with self._database.write() as session:
+            user = self._get(session, name)
+            if password_matches(user.password_hash, new_password):
+                raise PasswordPolicyError("the new password must differ from the old one")
+            user.password_hash = HASHER.hash(new_password)
+            user.must_change_password = False
+
+    # Login: the password step.
+
+    def retry_after(self, name: str, address: str) -> float:
+        """Seconds until `name` from `address` may try again (0 when it may now)."""
+        now = self._utcnow()
+        with self._database.read() as session:
+            rows = session.scalars(
+                select(LoginThrottle.retry_at).where(
+                    LoginThrottle.key.in_([f"user:{name}", f"addr:{address}"])
+                )
+            ).all()
+        waits = [(_aware(r) - now).total_seconds() for r in rows]
+        return max([0.0, *waits])
+
+    def check_password(self, name: str, password: str, address: str) -> PasswordCheck:
+        """Check a password, honouring back-off, lockout and disabled accounts.
+
+        An unknown user costs the same hash as a known one. A wrong password counts as a
+        failure of the account and of the address.
+        """
+        if self.retry_after(name, address) > 0:
+            password_matches(_dummy_hash(), password)
+            return PasswordCheck(Verdict.THROTTLED)
+        with self._database.read() as session:
+            user = session.scalars(select(User).where(User.name == name)).one_or_none()
+            stored = user.password_hash if user is not None else _dummy_hash()
+            account = _view(user) if user is not None else None
+        right = password_matches(stored, password)
+        if account is None or not right:
+            self.record_failure(name, address)
+            return PasswordCheck(Verdict.WRONG)
+        if account.locked:
+            return PasswordCheck(Verdict.LOCKED, account)
+        if account.disabled:
+            return PasswordCheck(Verdict.DISABLED, account)
+        if HASHER.check_needs_rehash(stored):
+            with self._database.write() as session:
+                self._get(session, name).password_hash = HASHER.hash(password)
+        return PasswordCheck(Verdict.ACCEPTED, account)
+
+    def record_failure(self, name: str, address: str) -> bool:
+        """Count a failed password or second factor; return True if it locked the account."""
+        now = self._utcnow()
+        locked = False
+        with self._database.write() as session:
+            user_key, address_key = _throttle_keys(name, address)
+            for key, free in ((user_key, ACCOUNT_FREE_FAILURES), (address_key, ADDRESS_FREE_FAILURES)):
+                row = session.get(LoginThrottle, key)
+                if row is None:
+                    row = LoginThrottle(key=key, failures=0, retry_at=now)
+                    session.add(row)
+                row.failures += 1
+                row.retry_at = now + _backoff(row.failures, free)
+                if key == user_key and row.failures >= LOCKOUT_AFTER:
+                    user = session.scalars(select(User).where(User.name == name)).one_or_none()
+                    if user is not None and not user.locked:
+                        user.locked = locked = True
+        return locked
+
+    def record_success(self, name: str, address: str) -> None:
+        """Forget the failures of the account and the address after a complete login."""
+        with self._database.write() as session:
+            session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(_throttle_keys(name, address))))
+
+    # Login: the second factor.
+
+    def _totp_key(self) -> bytes:
+        return self._keyring.derive(_TOTP_KEY_PURPOSE, version=1)
+
+    def _seal_secret(self, name: str, secret: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + AESGCM(self._totp_key()).encrypt(nonce, secret.encode(), name.encode())
+
+    def _open_secret(self, name: str, sealed: bytes) -> str:
+        return AESGCM(self._totp_key()).decrypt(sealed[:12], sealed[12:], name.encode()).decode()
+
+    def begin_totp_enrolment(self, name: str) -> str:
+        """A fresh TOTP secret (base32) for an account without a confirmed one; kept until confirmed."""
+        secret = pyotp.random_base32()
+        with self._database.write() as session:
+            user = self._get(session, name)
+            if user.totp_confirmed:
+                raise AccountError(f"user {name!r} has already enrolled a second factor")
+            user.totp_secret = self._seal_secret(name, secret)
+        return secret
+
+    def provisioning_uri(self, name: str, secret: str) -> str:
+        """The ``otpauth://`` URI an authenticator app reads from the QR code."""
+        return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=TOTP_ISSUER)
+
+    def _accept_code(self, session: Session, user: User, code: str) -> bool:
+        if user.totp_secret is None or not (len(code) == 6 and code.isdigit()):
+            return False
+        totp = pyotp.TOTP(self._open_secret(user.name, user.totp_secret))
+        now_step = int(self._now()) // totp.interval
+        for step in (now_step - 1, now_step, now_step + 1):
+            if step > user.last_totp_step and hmac.compare_digest(totp.at(step * totp.interval), code):
+                user.last_totp_step = step
+                return True
+        return False
+
+    def confirm_totp(self, name: str, code: str) -> list[str] | None:
+        """Confirm a pending enrolment with a valid code; return new recovery codes, or None."""
+        with self._database.write() as session:
+            user = self._get(session, name)
+            if user.totp_confirmed or not self._accept_code(session, user, code.strip()):
+                return None
+            user.totp_confirmed = True
+            codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
+            user.recovery_codes = json.dumps([self._code_hash(c) for c in codes])
+            return codes
+
+    def verify_totp(self, name: str, code: str) -> bool:
+        """Whether `code` is a valid, unused TOTP code of the account (it is then used up)."""
+        with self._database.write() as session:
+            user = session.scalars(select(User).where(User.name == name)).one_or_none()
+            if user is None or not user.totp_confirmed:
+                return False
+            return self._accept_code(session, user, code.strip())
+
+    def _code_hash(self, code: str) -> str:
+        key = self._keyring.derive(_RECOVERY_KEY_PURPOSE, version=1)
+        normalised = code.replace("-", "").replace(" ", "").lower()
+        return hmac.new(key, normalised.encode(), hashlib.sha256).hexdigest()
+
+    def use_recovery_code(self, name: str, code: str) -> bool:
+        """Whether `code` is one of the account's unused recovery codes (it is then used up)."""
+        digest = self._code_hash(code)
+        with self._database.write() as session:
+            user = session.scalars(select(User).where(User.name == name)).one_or_none()
+            if user is None or not user.totp_confirmed:
+                return False
+            left = json.loads(user.recovery_codes)
+            matches = [h for h in left if hmac.compare_digest(h, digest)]
+            if not matches:
+                return False
+            user.recovery_codes = json.dumps([h for h in left if h != matches[0]])
+            return True
+
+
+def password_matches(stored: str, password: str) -> bool:
+    """Whether `password` matches the argon2 hash `stored` (False for a malformed hash)."""
+    try:
+        return HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _throttle_keys(name: str, address: str) -> tuple[str, str]:
+    return f"user:{name}", f"addr:{address}"
+
+
+def _recovery_code() -> str:
+    raw = secrets.token_hex(5)
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; they were stored in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
