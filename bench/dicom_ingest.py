@@ -40,7 +40,8 @@ Every dcmtk process (client and servers) gets ``TCP_NODELAY=1``, without which d
 stalls about 40 ms per object. Figures per row: objects/s and MB/s (10^6 bytes of the
 files pushed), the ratio to loopback storescp, server CPU (process CPU time over wall
 time, 100% = one core; and CPU ms per object), the server's peak RSS (VmHWM from
-/proc/<pid>/status) and the max PDV the server granted. Objects are counted from
+/proc/<pid>/status; for ``pacs serve``, summed over it and its DICOM worker processes,
+one per core by default) and the max PDV the server granted. Objects are counted from
 storescu's "Received Store Response (Success)" lines.
 
 Target (from the issue): ours >= 1.3x Orthanc, measured in the same run, over mutual TLS
@@ -138,19 +139,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its child processes (``pacs serve`` forks its DICOM workers)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(OSError):
+            children += [int(child) for child in (task / "children").read_text().split()]
+    return [pid, *children]
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` (all its threads), from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """User + system CPU time of process `pid` and its children so far, from /proc/<pid>/stat."""
+    total = 0.0
+    for member in process_tree(pid):
+        with suppress(OSError):
+            stat = Path(f"/proc/{member}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def peak_rss_kb(pid: int) -> int:
-    """VmHWM (peak resident set size) of process `pid`, in kB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+    """VmHWM (peak resident set size) of process `pid`, summed with its children's, in kB."""
+    total = 0
+    for member in process_tree(pid):
+        with suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+    return total
 
 
 def listening(pid: int, port: int) -> bool:

@@ -8,24 +8,20 @@ non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
-import gc
 import getpass
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pacs import importer, pki
+from pacs import importer, pki, service
 from pacs.accounts import Account, AccountError, Accounts, parse_roles
 from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.config import ConfigError, check_ae_title, load_settings
 from pacs.datadir import CA_CERT, CA_KEY, DataDirError, Pacs, initialise, open_pacs
-from pacs.dicom.server import DicomServer
 from pacs.nodes import (
     EnrolledNode,
     EnrolmentError,
@@ -338,42 +334,9 @@ def cmd_modality_remove(args: argparse.Namespace, environ: Mapping[str, str]) ->
 
 
 def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Run the DICOM listener in the foreground until Ctrl-C or SIGTERM."""
-    pacs = _open(args, environ)
-    stop = threading.Event()
-    server = DicomServer(pacs)
-    try:
-        server.start()
-        pacs.audit.append(
-            AuditEvent(
-                EventID.APPLICATION_ACTIVITY,
-                Action.EXECUTE,
-                user_id=_actor(),
-                event_type=EventType.APPLICATION_START,
-                details={"dicom_port": server.tls_port, "plaintext_open": server.plaintext_open},
-            )
-        )
-        settings = pacs.settings
-        print(
-            f"DICOM TLS listening on {settings.dicom.bind}:{server.tls_port} as {settings.dicom.ae_title}",
-            flush=True,
-        )
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        gc.freeze()
-        stop.wait()
-        print("stopping: letting associations in flight finish", flush=True)
-    finally:
-        server.stop()
-        pacs.audit.append(
-            AuditEvent(
-                EventID.APPLICATION_ACTIVITY,
-                Action.EXECUTE,
-                user_id=_actor(),
-                event_type=EventType.APPLICATION_STOP,
-            )
-        )
-        pacs.close()
+    """Run the DICOM service in the foreground until Ctrl-C or SIGTERM."""
+    settings = load_settings(_data_dir(args, environ), environ)
+    service.run(settings, user=_actor(), announce=lambda line: print(line, flush=True))
     return EXIT_OK
 
 
@@ -583,6 +546,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         IntegrityError,
         EnrolmentError,
         AccountError,
+        service.ServiceError,
         pki.PKIError,
     ) as exc:
         print(f"pacs: error: {exc}", file=sys.stderr)

@@ -81,7 +81,11 @@ class DicomSettings:
         default=0,
         metadata=_doc("Unencrypted DICOM for enrolled legacy nodes only; 0 keeps it closed.", _port(True)),
     )
-    max_associations: int = field(default=10, metadata=_doc("Concurrent associations.", _positive))
+    max_associations: int = field(default=10, metadata=_doc("Concurrent associations in all.", _positive))
+    workers: int = field(
+        default=0,
+        metadata=_doc("Processes serving DICOM, sharing the port; 0 = one per CPU core.", _not_negative),
+    )
     max_pdu: int = field(default=262144, metadata=_doc("Largest PDU we receive, in bytes.", _positive))
     acse_timeout: int = field(
         default=30, metadata=_doc("Seconds to wait for association messages.", _positive)

@@ -9,6 +9,7 @@ psycopg. The schema is created and upgraded only by the Alembic migrations in
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 from collections.abc import Iterator
@@ -231,17 +232,51 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+class _WriterQueue:
+    """Lets one writer at a time into SQLite: threads queue on a lock, processes on an flock.
+
+    Waiting here wakes a writer as soon as the previous one is done, where SQLite's own
+    busy handler would sleep for growing intervals.
+    """
+
+    def __init__(self, lock_path: Path) -> None:
+        self._path = lock_path
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def close(self) -> None:
+        """Close the lock file (it is opened again by the next writer)."""
+        with self._thread_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
 class Database:
     """The index database: an engine plus read and write sessions."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, writer_lock: Path | None = None) -> None:
         self.engine = engine
         self._writer = engine.execution_options(pacs_write=True)
-        # SQLite has one writer at a time: queue this process's writers on a lock
-        # instead of in SQLite's sleeping busy handler.
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
+        self._write_queue = _WriterQueue(writer_lock) if writer_lock is not None else None
+        self._write_lock: AbstractContextManager[Any] = self._write_queue or contextlib.nullcontext()
 
     @classmethod
     def open(cls, url: str, *, sqlite_path: Path, sqlite_key: bytes) -> Database:
@@ -261,6 +296,7 @@ class Database:
                 hide_parameters=True,
             )
             _tune_sqlite(engine)
+            return cls(engine, writer_lock=sqlite_path.with_name(sqlite_path.name + ".writer"))
         return cls(engine)
 
     @property
@@ -305,3 +341,5 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self._write_queue is not None:
+            self._write_queue.close()

@@ -8,6 +8,7 @@ need it fail (they never skip), so CI cannot pass without a real PostgreSQL.
 from __future__ import annotations
 
 import glob
+import io
 import os
 import shutil
 import socket
@@ -20,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 
 from pacs import pki
 from pacs.config import Settings, with_overrides
@@ -280,3 +283,18 @@ def dicom(tmp_path: Path) -> Iterator[RunningDicom]:
     yield RunningDicom(opened, server, tmp_path)
     server.stop(grace_seconds=5)
     opened.close()
+
+
+def assert_same_dataset(received: Dataset, sent: Dataset) -> None:
+    """Element by element, including Pixel Data (file meta is the receiver's and not compared)."""
+    assert [elem.tag for elem in received] == [elem.tag for elem in sent]
+    for elem in sent:
+        assert received[elem.tag] == elem, f"{elem.tag} {elem.keyword} differs"
+    if "PixelData" in sent:
+        assert received.PixelData == sent.PixelData
+
+
+def read_stored(pacs: Pacs, sop_uid: str) -> Dataset:
+    """The stored object, decrypted (read whole: the archive's stream cannot seek, pydicom must)."""
+    with pacs.archive.open(sop_uid) as stream:
+        return pydicom.dcmread(io.BytesIO(stream.read()))

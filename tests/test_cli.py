@@ -54,6 +54,7 @@ def test_init_creates_a_private_data_directory(tmp_path: Path, capsys: pytest.Ca
         "bind": "0.0.0.0",
         "plaintext_port": 0,
         "max_associations": 10,
+        "workers": 0,
         "max_pdu": 262144,
         "acse_timeout": 30,
         "dimse_timeout": 60,

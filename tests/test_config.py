@@ -118,6 +118,7 @@ def test_text_values_beyond_the_basic_multilingual_plane_round_trip(tmp_path: Pa
         ("PACS_WEB_PORT", "18443", "web", "port", 18443),
         ("PACS_STORAGE_MIN_FREE_MB", "5", "storage", "min_free_mb", 5),
         ("PACS_DICOM_AE_TITLE", "NIGHT_PACS", "dicom", "ae_title", "NIGHT_PACS"),
+        ("PACS_DICOM_WORKERS", "3", "dicom", "workers", 3),
     ],
 )
 def test_environment_variable_overrides_the_default(
@@ -160,6 +161,7 @@ def test_variables_without_the_pacs_prefix_are_ignored(tmp_path: Path) -> None:
         pytest.param('[dicom]\nae_title = "    "\n', "[dicom] ae_title", id="ae-title-spaces"),
         pytest.param('[dicom]\nbind = "localhost"\n', "[dicom] bind", id="bind-hostname"),
         pytest.param('[web]\nbind = "300.1.2.3"\n', "[web] bind", id="bind-bad-address"),
+        pytest.param("[dicom]\nworkers = -1\n", "[dicom] workers", id="workers-negative"),
         pytest.param('[storage]\ndb_url = "sqlite:///index.db"\n', "[storage] db_url", id="db-url-sqlite"),
         pytest.param('[storage]\ndb_url = "mysql://root@db/pacs"\n', "[storage] db_url", id="db-url-mysql"),
         pytest.param("[storage]\nmin_free_mb = -1\n", "[storage] min_free_mb", id="negative-watermark"),

@@ -8,16 +8,13 @@ process where a crash or a clean stop is the point. Every check reads the archiv
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,13 +41,11 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.status import code_to_category
 
-from pacs.audit import EventID, EventType
-from pacs.cli import main
-from pacs.config import load_settings
-from pacs.datadir import CA_CERT, Pacs, initialise, open_pacs
+from pacs.audit import EventID
+from pacs.datadir import CA_CERT, Pacs
 from storage.archive import NotFoundError
 from storage.db import AuditRecord
-from tests.conftest import SAMPLE_NAMES, NodeFiles, RunningDicom
+from tests.conftest import SAMPLE_NAMES, NodeFiles, RunningDicom, assert_same_dataset, read_stored
 from tests.data.make_series import make_ct_series
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,15 +125,6 @@ def _storage() -> list[PresentationContext]:
     return [build_context(CTImageStorage, ExplicitVRLittleEndian)]
 
 
-def _assert_same_dataset(received: Dataset, sent: Dataset) -> None:
-    """Element by element, including Pixel Data (file meta is the receiver's and not compared)."""
-    assert [elem.tag for elem in received] == [elem.tag for elem in sent]
-    for elem in sent:
-        assert received[elem.tag] == elem, f"{elem.tag} {elem.keyword} differs"
-    if "PixelData" in sent:
-        assert received.PixelData == sent.PixelData
-
-
 def _assert_same_values(received: Dataset, sent: Dataset) -> None:
     """The same elements with the same values, Pixel Data byte for byte.
 
@@ -150,12 +136,6 @@ def _assert_same_values(received: Dataset, sent: Dataset) -> None:
     for tag in expected:
         assert received[tag].value == sent[tag].value, f"{tag} {sent[tag].keyword} differs"
     assert received.PixelData == sent.PixelData
-
-
-def _read_stored(pacs: Pacs, sop_uid: str) -> Dataset:
-    """The stored object, decrypted (read whole: the archive's stream cannot seek, pydicom must)."""
-    with pacs.archive.open(sop_uid) as stream:
-        return pydicom.dcmread(io.BytesIO(stream.read()))
 
 
 def _audit(
@@ -279,12 +259,6 @@ def four_series(tmp_path_factory: pytest.TempPathFactory) -> list[list[Path]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def two_hundred(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """200 CT slices of 128x128 (about 33 KB each), for the crash test."""
-    return make_ct_series(tmp_path_factory.mktemp("ct200"), slices=200, rows=128, columns=128)
-
-
 # -- C-STORE with dcmtk ---------------------------------------------------------------------------
 
 
@@ -298,9 +272,9 @@ def test_storescu_50_ct_slices_over_mutual_tls_arrive_identical(
     assert result.returncode == 0, result.stderr
     for path in ct50:
         sent = pydicom.dcmread(path)
-        received = _read_stored(dicom.pacs, sent.SOPInstanceUID)
+        received = read_stored(dicom.pacs, sent.SOPInstanceUID)
         assert received.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
-        _assert_same_dataset(received, sent)
+        assert_same_dataset(received, sent)
     report = dicom.pacs.archive.verify()
     assert report.ok, (report.damaged, report.inconsistent)
     assert report.checked == 50
@@ -320,7 +294,7 @@ def test_storescu_compressed_sample_is_kept_in_its_own_transfer_syntax(
 
     assert result.returncode == 0, result.stderr
     assert dicom.pacs.archive.instance(sent.SOPInstanceUID).transfer_syntax == syntax
-    received = _read_stored(dicom.pacs, sent.SOPInstanceUID)
+    received = read_stored(dicom.pacs, sent.SOPInstanceUID)
     assert received.file_meta.TransferSyntaxUID == syntax
     _assert_same_values(received, sent)  # encapsulated fragments byte for byte: not transcoded
 
@@ -361,7 +335,7 @@ def test_four_nodes_store_concurrently_and_every_object_arrives_intact(
         assert len(study) == 25
         for path in files:
             sent = pydicom.dcmread(path)
-            _assert_same_dataset(_read_stored(dicom.pacs, sent.SOPInstanceUID), sent)
+            assert_same_dataset(read_stored(dicom.pacs, sent.SOPInstanceUID), sent)
 
 
 # -- C-FIND -----------------------------------------------------------------------------------------
@@ -564,7 +538,7 @@ def test_c_move_sends_every_instance_of_the_study_to_the_enrolled_destination(
     assert set(destination.calling_ae_titles) == {dicom.ae_title}
     by_uid = {_sop_uid(p): p for p in queryable.quixote_files}
     for dataset in destination.received:
-        _assert_same_dataset(dataset, pydicom.dcmread(by_uid[str(dataset.SOPInstanceUID)]))
+        assert_same_dataset(dataset, pydicom.dcmread(by_uid[str(dataset.SOPInstanceUID)]))
 
     *pending, (final, _) = responses
     assert [status.Status for status, _ in pending] == [PENDING] * len(pending)
@@ -829,144 +803,3 @@ def test_each_c_find_is_audited_as_a_query_with_its_keys(
     assert series_query["keys"]["Modality"] == "CT"
     assert series_query["matches"] == 1
     assert records[1].study_uid == queryable.quixote_study
-
-
-# -- pacs serve as a process ------------------------------------------------------------------------
-
-
-@dataclass
-class Served:
-    """A ``pacs serve`` process and what a peer needs to reach it."""
-
-    process: subprocess.Popen[str]
-    data: Path
-    port: int
-    node: NodeFiles
-
-
-@contextmanager
-def _pacs_serve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Served]:
-    """Initialise an archive, enrol MODALITY with the CLI, and run ``pacs serve`` on a free port."""
-    data = tmp_path / "served"
-    initialise(data, ae_title="PACS", hostname="localhost", db_url="", user="test")
-    node = NodeFiles("MODALITY", tmp_path / "modality")
-    argv = ["modality", "add", "MODALITY", "--host", "127.0.0.1", "--issue-cert", str(node.directory)]
-    assert main([*argv, "--data", str(data)], environ={}) == 0
-    capsys.readouterr()
-    port = _free_port()
-    env = {**os.environ, "PACS_DICOM_PORT": str(port), "PACS_DICOM_BIND": "127.0.0.1"}
-    with open(tmp_path / "serve.log", "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pacs", "serve", "--data", str(data)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-    try:
-        assert process.stdout is not None
-        banner = process.stdout.readline()
-        assert "DICOM TLS listening" in banner, (banner, (tmp_path / "serve.log").read_text())
-        yield Served(process, data, port, node)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-def _storescu(served: Served, *options: str, files: list[Path]) -> list[str]:
-    return [
-        "/usr/bin/storescu",
-        *served.node.tls_args(),
-        "-aet",
-        served.node.ae_title,
-        "-aec",
-        "PACS",
-        *options,
-        "127.0.0.1",
-        str(served.port),
-        *map(str, files),
-    ]
-
-
-@pytest.mark.parametrize("kill_after", [40, 130])
-def test_sigkill_during_a_storescu_push_keeps_every_acknowledged_object(
-    tmp_path: Path, two_hundred: list[Path], capsys: pytest.CaptureFixture[str], kill_after: int
-) -> None:
-    acknowledged: list[Path] = []
-    with _pacs_serve(tmp_path, capsys) as served:
-        push = subprocess.Popen(
-            _storescu(served, "-v", "-R", files=two_hundred),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=DCMTK_ENV,
-        )
-        assert push.stderr is not None
-        sending: Path | None = None
-        # storescu -v logs "Sending file: PATH" and then "Received Store Response (Success)".
-        for line in push.stderr:
-            if "Sending file:" in line:
-                sending = Path(line.split("Sending file:", 1)[1].strip())
-            elif "Received Store Response (Success)" in line:
-                assert sending is not None
-                acknowledged.append(sending)
-                if len(acknowledged) == kill_after:
-                    os.kill(served.process.pid, signal.SIGKILL)
-        push.wait(timeout=60)
-        push.stderr.close()
-        assert served.process.wait(timeout=30) == -signal.SIGKILL
-
-    assert kill_after <= len(acknowledged) < len(two_hundred), "the server must die mid-push"
-    assert push.returncode != 0
-    assert main(["verify", "--data", str(served.data)], environ={}) == 0
-    assert "all intact" in capsys.readouterr().out
-    pacs = open_pacs(load_settings(served.data, {}))
-    try:
-        for path in acknowledged:
-            sent = pydicom.dcmread(path)
-            _assert_same_dataset(_read_stored(pacs, sent.SOPInstanceUID), sent)
-        report = pacs.archive.verify()
-        assert report.ok and report.checked >= len(acknowledged)
-    finally:
-        pacs.close()
-
-
-def test_pacs_serve_stops_cleanly_on_sigterm_and_audits_start_and_stop(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with _pacs_serve(tmp_path, capsys) as served:
-        echo = subprocess.run(
-            [
-                "/usr/bin/echoscu",
-                *served.node.tls_args(),
-                "-aet",
-                "MODALITY",
-                "-aec",
-                "PACS",
-                "127.0.0.1",
-                str(served.port),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=DCMTK_ENV,
-        )
-        assert echo.returncode == 0, echo.stderr
-        served.process.send_signal(signal.SIGTERM)
-        assert served.process.wait(timeout=30) == 0
-        assert served.process.stdout is not None
-        assert "stopping" in served.process.stdout.read()
-
-    pacs = open_pacs(load_settings(served.data, {}))
-    try:
-        types = [r.event_type for r in pacs.audit.records()]
-        assert pacs.audit.verify().ok
-    finally:
-        pacs.close()
-    assert types.count(EventType.APPLICATION_START) == 1
-    assert types.count(EventType.APPLICATION_STOP) == 1
-    assert types.index(EventType.APPLICATION_START) < types.index(EventType.APPLICATION_STOP)

@@ -78,6 +78,13 @@ class _Listener(ThreadedAssociationServer):
 
     handshake_timeout: float = 30.0
     audit: AuditLog | None = None
+    reuse_port: bool = False
+
+    def server_bind(self) -> None:
+        """Bind, sharing the port with the other worker processes when asked to."""
+        if self.reuse_port:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         client, address = self.socket.accept()
@@ -121,11 +128,19 @@ class _Listener(ThreadedAssociationServer):
             )
 
 
+class _SharedListener(_Listener):
+    """A listener of one of several worker processes: the kernel spreads connections across them."""
+
+    reuse_port = True
+
+
 class DicomServer:
     """The DICOM service of one archive: start it, let it run, stop it."""
 
-    def __init__(self, pacs: Pacs) -> None:
+    def __init__(self, pacs: Pacs, *, worker: int | None = None) -> None:
+        """Serve `pacs`; as `worker` N of several processes, share the ports and spool apart."""
         self.pacs = pacs
+        self.worker = worker
         self.settings: Settings = pacs.settings
         self.registry = NodeRegistry(pacs.database)
         self.handlers = DicomHandlers(
@@ -173,14 +188,15 @@ class DicomServer:
     @property
     def incoming_dir(self) -> Path:
         """Where pynetdicom spools objects being received, before they are encrypted (0700)."""
-        return self.settings.data_dir / "incoming"
+        incoming = self.settings.data_dir / "incoming"
+        return incoming if self.worker is None else incoming / f"worker-{self.worker}"
 
     def _listen(self, port: int, context: ssl.SSLContext | None) -> _Listener:
         server = self.ae.make_server(
             (self.settings.dicom.bind, port),
             ssl_context=context,
             evt_handlers=self.handlers.bindings(tls=context is not None),
-            server_class=_Listener,
+            server_class=_Listener if self.worker is None else _SharedListener,
             request_handler=EventDrivenRequestHandler,
         )
         server.audit = self.pacs.audit
@@ -191,9 +207,10 @@ class DicomServer:
 
     def start(self) -> None:
         """Open the TLS listener (and the plaintext one if a node needs it)."""
-        self.incoming_dir.mkdir(mode=0o700, exist_ok=True)
+        self.incoming_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for leftover in self.incoming_dir.iterdir():
-            leftover.unlink()
+            if leftover.is_file():
+                leftover.unlink()
         # Received objects are spooled by pynetdicom to a private directory, never to /tmp.
         _config.STORE_RECV_CHUNKED_DATASET = True
         self._previous_tempdir = tempfile.tempdir

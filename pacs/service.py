@@ -1,0 +1,233 @@
+"""``pacs serve``: the DICOM service in the foreground, in one process or in several workers.
+
+With ``[dicom] workers`` at 1 the listener runs in this process. Above 1 (0 means one
+per CPU core), this process forks the workers before it starts any thread and then only
+supervises: each worker opens its own index connections, binds the DICOM ports with
+SO_REUSEPORT so that the kernel spreads associations across them, and spools into a
+directory of its own. The supervisor audits start and stop, passes SIGTERM and SIGINT on,
+waits for associations in flight, and restarts a worker that died. Workers are killed by
+the kernel if the supervisor dies, so the service lives and dies as one process tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import math
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pacs.audit import Action, AuditEvent, EventID, EventType
+from pacs.config import Settings, with_overrides
+from pacs.datadir import open_pacs
+from pacs.dicom.server import DicomServer
+
+START_TIMEOUT = 60.0
+STOP_GRACE = 30.0
+RESTARTS_PER_MINUTE = 5
+_PR_SET_PDEATHSIG = 1
+_READY = b"r"
+
+
+class ServiceError(Exception):
+    """The service cannot start or keep running; the message says why."""
+
+
+def worker_count(settings: Settings) -> int:
+    """How many DICOM processes to run: ``[dicom] workers``, or one per CPU core for 0."""
+    return settings.dicom.workers or os.cpu_count() or 1
+
+
+def _audit(settings: Settings, event_type: EventType, user: str, details: Mapping[str, Any]) -> None:
+    pacs = open_pacs(settings)
+    try:
+        pacs.audit.append(
+            AuditEvent(
+                EventID.APPLICATION_ACTIVITY,
+                Action.EXECUTE,
+                user_id=user,
+                event_type=event_type,
+                details=dict(details),
+            )
+        )
+    finally:
+        pacs.close()
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+
+def _banner(settings: Settings, workers: int) -> str:
+    dicom = settings.dicom
+    processes = "1 process" if workers == 1 else f"{workers} worker processes"
+    return f"DICOM TLS listening on {dicom.bind}:{dicom.port} as {dicom.ae_title} ({processes})"
+
+
+def _serve(
+    settings: Settings, stop: threading.Event, worker: int | None, on_ready: Callable[[], None]
+) -> None:
+    """Run one DICOM server in this process until `stop` is set; then let it finish."""
+    pacs = open_pacs(settings)
+    server = DicomServer(pacs, worker=worker)
+    try:
+        server.start()
+        on_ready()
+        gc.freeze()
+        stop.wait()
+    finally:
+        server.stop(grace_seconds=STOP_GRACE)
+        pacs.close()
+
+
+def run(settings: Settings, *, user: str, announce: Callable[[str], None]) -> None:
+    """Serve until SIGTERM or SIGINT; raise :class:`ServiceError` if the service cannot start."""
+    workers = worker_count(settings)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    if workers == 1:
+        _audit(settings, EventType.APPLICATION_START, user, {"dicom_port": settings.dicom.port, "workers": 1})
+        try:
+            _serve(settings, stop, None, lambda: announce(_banner(settings, 1)))
+        finally:
+            _audit(settings, EventType.APPLICATION_STOP, user, {})
+        return
+    _Supervisor(settings, workers, stop).run(user=user, announce=announce)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux prctl)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+class _Supervisor:
+    """Forks, watches and stops the worker processes."""
+
+    def __init__(self, settings: Settings, workers: int, stop: threading.Event) -> None:
+        share = math.ceil(settings.dicom.max_associations / workers)
+        self.settings = with_overrides(settings, "dicom", max_associations=share)
+        self.workers = workers
+        self.stop = stop
+        self.children: dict[int, int] = {}
+        self.restarts: list[float] = []
+        self._ready_reader, self._ready_writer = os.pipe()
+
+    def run(self, *, user: str, announce: Callable[[str], None]) -> None:
+        self._check_port_free()
+        self._clear_spool()
+        details = {"dicom_port": self.settings.dicom.port, "workers": self.workers}
+        _audit(self.settings, EventType.APPLICATION_START, user, details)
+        try:
+            for index in range(self.workers):
+                self._fork(index)
+            self._await_ready()
+            announce(_banner(self.settings, self.workers))
+            self._supervise()
+            announce("stopping: letting associations in flight finish")
+        finally:
+            self._stop_children()
+            os.close(self._ready_reader)
+            os.close(self._ready_writer)
+            _audit(self.settings, EventType.APPLICATION_STOP, user, {})
+
+    def _check_port_free(self) -> None:
+        dicom = self.settings.dicom
+        family = socket.AF_INET6 if ":" in dicom.bind else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((dicom.bind, dicom.port))
+            except OSError as exc:
+                raise ServiceError(
+                    f"DICOM port {dicom.port} on {dicom.bind} is in use ({exc.strerror}); "
+                    "is another pacs serve running?"
+                ) from None
+
+    def _clear_spool(self) -> None:
+        incoming = self.settings.data_dir / "incoming"
+        if incoming.is_dir():
+            shutil.rmtree(incoming)
+
+    def _fork(self, index: int) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid:
+            self.children[pid] = index
+            return
+        status = 1
+        try:
+            _die_with_parent(parent)
+            os.close(self._ready_reader)
+            stop = threading.Event()
+            _stop_on_signals(stop)
+            _serve(self.settings, stop, index, lambda: os.write(self._ready_writer, _READY))
+            status = 0
+        except BaseException:
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+
+    def _await_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        ready = 0
+        while ready < self.workers:
+            if self.stop.is_set():
+                raise ServiceError("stopped while the DICOM workers were starting")
+            if self._reap():
+                raise ServiceError("a DICOM worker exited while starting; see the messages above")
+            if time.monotonic() > deadline:
+                raise ServiceError(f"the DICOM workers did not start within {START_TIMEOUT:.0f} s")
+            readable, _, _ = select.select([self._ready_reader], [], [], 0.2)
+            if readable:
+                ready += len(os.read(self._ready_reader, self.workers))
+
+    def _reap(self) -> list[int]:
+        """Collect the workers that have exited; return their indexes."""
+        ended = []
+        while self.children:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            index = self.children.pop(pid, None)
+            if index is not None:
+                ended.append(index)
+        return ended
+
+    def _supervise(self) -> None:
+        while not self.stop.wait(0.5):
+            for index in self._reap():
+                now = time.monotonic()
+                self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+                if len(self.restarts) > RESTARTS_PER_MINUTE:
+                    raise ServiceError("DICOM workers keep dying; stopping the service")
+                print(f"pacs: DICOM worker {index} exited; starting it again", file=sys.stderr, flush=True)
+                self._fork(index)
+
+    def _stop_children(self) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE + 10
+        while self.children and time.monotonic() < deadline:
+            if not self._reap():
+                time.sleep(0.1)
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            self.children.pop(pid)

@@ -1,0 +1,307 @@
+"""``pacs serve`` as a process tree: start-up, worker processes, signals and crashes.
+
+Each test runs the real command in a subprocess on a free port of 127.0.0.1 and talks
+to it with dcmtk over mutual TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from pacs.audit import EventType
+from pacs.cli import main
+from pacs.config import load_settings
+from pacs.datadir import initialise, open_pacs
+from tests.conftest import NodeFiles, _free_port, assert_same_dataset, read_stored
+from tests.data.make_series import make_ct_series
+
+REPO = Path(__file__).resolve().parent.parent
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+@pytest.fixture(scope="module")
+def two_hundred(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """200 CT slices of 128x128 (about 33 KB each), for the crash test."""
+    return make_ct_series(tmp_path_factory.mktemp("ct200"), slices=200, rows=128, columns=128)
+
+
+# -- pacs serve as a process ------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    """A ``pacs serve`` process and what a peer needs to reach it."""
+
+    process: subprocess.Popen[str]
+    data: Path
+    port: int
+    node: NodeFiles
+    nodes: list[NodeFiles]
+
+    def workers(self) -> list[int]:
+        """The process ids of the worker processes (empty when it serves in one process)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+
+@contextmanager
+def _pacs_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], *, workers: int = 0, nodes: int = 1
+) -> Iterator[Served]:
+    """Initialise an archive, enrol MODALITY (and MODALITY1..) with the CLI, run ``pacs serve``.
+
+    It runs on a free port of 127.0.0.1 with `workers` DICOM processes (0: one per core).
+    """
+    data = tmp_path / "served"
+    initialise(data, ae_title="PACS", hostname="localhost", db_url="", user="test")
+    enrolled = []
+    for n in range(nodes):
+        node = NodeFiles(f"MODALITY{n or ''}", tmp_path / f"modality{n}")
+        argv = ["modality", "add", node.ae_title, "--host", "127.0.0.1", "--issue-cert", str(node.directory)]
+        assert main([*argv, "--data", str(data)], environ={}) == 0
+        enrolled.append(node)
+    capsys.readouterr()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PACS_DICOM_PORT": str(port),
+        "PACS_DICOM_BIND": "127.0.0.1",
+        "PACS_DICOM_WORKERS": str(workers),
+    }
+    with open(tmp_path / "serve.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pacs", "serve", "--data", str(data)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert "DICOM TLS listening" in banner, (banner, (tmp_path / "serve.log").read_text())
+        yield Served(process, data, port, enrolled[0], enrolled)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _storescu(served: Served, *options: str, files: list[Path], node: NodeFiles | None = None) -> list[str]:
+    node = node or served.node
+    return [
+        "/usr/bin/storescu",
+        *node.tls_args(),
+        "-aet",
+        node.ae_title,
+        "-aec",
+        "PACS",
+        *options,
+        "127.0.0.1",
+        str(served.port),
+        *map(str, files),
+    ]
+
+
+@pytest.mark.parametrize("kill_after", [40, 130])
+def test_sigkill_during_a_storescu_push_keeps_every_acknowledged_object(
+    tmp_path: Path, two_hundred: list[Path], capsys: pytest.CaptureFixture[str], kill_after: int
+) -> None:
+    acknowledged: list[Path] = []
+    with _pacs_serve(tmp_path, capsys) as served:
+        push = subprocess.Popen(
+            _storescu(served, "-v", "-R", files=two_hundred),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=DCMTK_ENV,
+        )
+        assert push.stderr is not None
+        sending: Path | None = None
+        # storescu -v logs "Sending file: PATH" and then "Received Store Response (Success)".
+        for line in push.stderr:
+            if "Sending file:" in line:
+                sending = Path(line.split("Sending file:", 1)[1].strip())
+            elif "Received Store Response (Success)" in line:
+                assert sending is not None
+                acknowledged.append(sending)
+                if len(acknowledged) == kill_after:
+                    os.kill(served.process.pid, signal.SIGKILL)
+        push.wait(timeout=60)
+        push.stderr.close()
+        assert served.process.wait(timeout=30) == -signal.SIGKILL
+
+    assert kill_after <= len(acknowledged) < len(two_hundred), "the server must die mid-push"
+    assert push.returncode != 0
+    assert main(["verify", "--data", str(served.data)], environ={}) == 0
+    assert "all intact" in capsys.readouterr().out
+    pacs = open_pacs(load_settings(served.data, {}))
+    try:
+        for path in acknowledged:
+            sent = pydicom.dcmread(path)
+            assert_same_dataset(read_stored(pacs, sent.SOPInstanceUID), sent)
+        report = pacs.archive.verify()
+        assert report.ok and report.checked >= len(acknowledged)
+    finally:
+        pacs.close()
+
+
+def test_pacs_serve_stops_cleanly_on_sigterm_and_audits_start_and_stop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _pacs_serve(tmp_path, capsys) as served:
+        echo = subprocess.run(
+            [
+                "/usr/bin/echoscu",
+                *served.node.tls_args(),
+                "-aet",
+                "MODALITY",
+                "-aec",
+                "PACS",
+                "127.0.0.1",
+                str(served.port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=DCMTK_ENV,
+        )
+        assert echo.returncode == 0, echo.stderr
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=30) == 0
+        assert served.process.stdout is not None
+        assert "stopping" in served.process.stdout.read()
+
+    pacs = open_pacs(load_settings(served.data, {}))
+    try:
+        types = [r.event_type for r in pacs.audit.records()]
+        assert pacs.audit.verify().ok
+    finally:
+        pacs.close()
+    assert types.count(EventType.APPLICATION_START) == 1
+    assert types.count(EventType.APPLICATION_STOP) == 1
+    assert types.index(EventType.APPLICATION_START) < types.index(EventType.APPLICATION_STOP)
+
+
+def _echo(served: Served) -> subprocess.CompletedProcess[str]:
+    command = ["/usr/bin/echoscu", *served.node.tls_args(), "-aet", "MODALITY", "-aec", "PACS"]
+    return subprocess.run(
+        [*command, "127.0.0.1", str(served.port)], capture_output=True, text=True, timeout=60, env=DCMTK_ENV
+    )
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_two_workers_take_four_concurrent_pushes_and_every_object_arrives_intact(
+    tmp_path: Path, two_hundred: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=2, nodes=4) as served:
+        assert len(served.workers()) == 2
+        shares = [two_hundred[n::4] for n in range(4)]
+        pushes = [
+            subprocess.Popen(
+                _storescu(served, files=share, node=node),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=DCMTK_ENV,
+            )
+            for node, share in zip(served.nodes, shares, strict=True)
+        ]
+        errors = [push.communicate(timeout=120)[1] for push in pushes]
+        assert [push.returncode for push in pushes] == [0, 0, 0, 0], errors
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=60) == 0
+
+    pacs = open_pacs(load_settings(served.data, {}))
+    try:
+        for path in two_hundred:
+            sent = pydicom.dcmread(path)
+            assert_same_dataset(read_stored(pacs, sent.SOPInstanceUID), sent)
+        assert pacs.archive.verify().ok
+    finally:
+        pacs.close()
+
+
+def test_sigterm_stops_every_worker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=2) as served:
+        workers = served.workers()
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=60) == 0
+        assert all(_gone(pid) for pid in workers)
+
+
+def test_sigkill_of_pacs_serve_takes_its_workers_down_and_frees_the_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=2) as served:
+        workers = served.workers()
+        assert len(workers) == 2
+        served.process.kill()
+        served.process.wait(timeout=30)
+        assert _wait_until(lambda: all(_gone(pid) for pid in workers))
+        assert _echo(served).returncode != 0
+
+
+def test_a_worker_that_dies_is_started_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=2) as served:
+        first, second = served.workers()
+        os.kill(first, signal.SIGKILL)
+        assert _wait_until(lambda: len(served.workers()) == 2 and first not in served.workers())
+        assert second in served.workers()
+        for _ in range(4):  # the kernel spreads connections over both workers
+            echo = _echo(served)
+            assert echo.returncode == 0, echo.stderr
+
+
+def test_a_second_pacs_serve_on_the_same_port_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=2) as served:
+        env = {
+            **os.environ,
+            "PACS_DICOM_PORT": str(served.port),
+            "PACS_DICOM_BIND": "127.0.0.1",
+            "PACS_DICOM_WORKERS": "2",
+        }
+        second = subprocess.run(
+            [sys.executable, "-m", "pacs", "serve", "--data", str(served.data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=REPO,
+        )
+        assert second.returncode == 2
+        assert "in use" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        assert _echo(served).returncode == 0
