@@ -163,9 +163,10 @@ def _view(user: User) -> Account:
 
 
 def _backoff(failures: int, free: int) -> timedelta:
-    if failures <= free:
+    """No wait for the first `free` - 1 failures; then 1 s, doubling up to MAX_BACKOFF."""
+    if failures < free:
         return timedelta(0)
-    return min(timedelta(seconds=2 ** (failures - free - 1)), MAX_BACKOFF)
+    return min(timedelta(seconds=2 ** min(failures - free, 20)), MAX_BACKOFF)
 
 
 class Accounts:
@@ -194,8 +195,10 @@ class Accounts:
         check_user_name(name)
         if not roles or not roles <= set(ROLES):
             raise AccountError(f"roles must be among {', '.join(ROLES)}")
-        password = password if password is not None else one_time_password()
-        check_password_policy(password, user_name=name)
+        if password is None:
+            password = one_time_password()
+        else:
+            check_password_policy(password, user_name=name)
         with self._database.write() as session:
             if session.scalars(select(User.id).where(User.name == name)).first() is not None:
                 raise AccountError(f"user {name!r} already exists")
