@@ -98,6 +98,7 @@ class PasswordCheck:
 
     verdict: Verdict
     account: Account | None = None
+    locked_now: bool = False
 
     @property
     def ok(self) -> bool:
@@ -308,8 +309,7 @@ class Accounts:
             account = _view(user) if user is not None else None
         right = password_matches(stored, password)
         if account is None or not right:
-            self.record_failure(name, address)
-            return PasswordCheck(Verdict.WRONG)
+            return PasswordCheck(Verdict.WRONG, locked_now=self.record_failure(name, address))
         if account.locked:
             return PasswordCheck(Verdict.LOCKED, account)
         if account.disabled:

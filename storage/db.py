@@ -197,6 +197,18 @@ class LoginThrottle(Base):
     retry_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class WebSession(Base):
+    """A web session: the SHA-256 of its cookie token, its user and data (``webviewer.sessions``)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str | None] = mapped_column(String(64), index=True)
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 Index("ix_studies_patient_date", Study.patient_fk, Study.study_date)
 Index("ix_studies_newest", Study.study_date, Study.study_time, Study.id)
 Index("ix_instances_series_current", Instance.series_fk, Instance.is_current)

@@ -1,1 +1,71 @@
-"""The doctors' web viewer (Flask). Built in a later issue; nothing is served yet."""
+"""The web viewer: a Flask app that shows nothing before a password and a TOTP code.
+
+:func:`create_app` builds it from what ``pacs serve`` passes in (no settings are read
+from the environment here). Blueprints: ``auth`` (login, second factor, password change,
+logout) and ``studies`` (the study list). Sessions live in the index database
+(:mod:`webviewer.sessions`), CSRF tokens come from Flask-WTF, and :mod:`webviewer.security`
+sets the headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from pacs.accounts import Accounts
+from pacs.audit import AuditLog
+from storage.archive import Archive
+from storage.db import Database
+from webviewer import auth, security, studies
+from webviewer.sessions import DatabaseSessions
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What the web viewer is told by its host."""
+
+    secret_key: bytes
+    session_idle: timedelta = timedelta(minutes=15)
+    session_absolute: timedelta = timedelta(hours=12)
+    page_size: int = 50
+
+
+@dataclass(frozen=True)
+class Services:
+    """The archive, accounts and audit trail the views use (``current_app.extensions["pacs"]``)."""
+
+    archive: Archive
+    accounts: Accounts
+    audit: AuditLog
+    sessions: DatabaseSessions
+    config: WebConfig
+
+
+def create_app(
+    config: WebConfig, *, archive: Archive, accounts: Accounts, audit: AuditLog, database: Database
+) -> Flask:
+    """The web viewer application for one archive."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PREFERRED_URL_SCHEME="https",
+        WTF_CSRF_TIME_LIMIT=None,
+        # Strict mode compares the Referer, which Referrer-Policy: no-referrer withholds;
+        # the token and the SameSite=Strict cookie do the work.
+        WTF_CSRF_SSL_STRICT=False,
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    sessions = DatabaseSessions(database, idle=config.session_idle, absolute=config.session_absolute)
+    app.session_interface = sessions
+    app.extensions["pacs"] = Services(archive, accounts, audit, sessions, config)
+    CSRFProtect(app)
+    security.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(studies.bp)
+    return app

@@ -1,0 +1,288 @@
+"""Login: password, then TOTP (enrolled at the first login), then a password change if due.
+
+Every failure shows :data:`FAILED`, whatever went wrong. The session is rotated when the
+password is accepted and again when the login completes. ``login_required`` guards
+every other page: it needs a completed login of an enabled, unlocked account, and sends
+an account that must change its password to the change form first.
+``physician_required`` and ``admin_required`` add the role.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import segno
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.wrappers import Response
+
+from pacs.accounts import Account, Accounts, PasswordPolicyError, Verdict
+from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from webviewer.sessions import rotate
+
+bp = Blueprint("auth", __name__)
+FAILED = "Wrong user name, password or code, or too many attempts. Wait a moment and try again."
+PENDING_SECONDS = 300
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def _accounts() -> Accounts:
+    return current_app.extensions["pacs"].accounts
+
+
+def _audit_log() -> AuditLog:
+    return current_app.extensions["pacs"].audit
+
+
+def _address() -> str:
+    return request.remote_addr or ""
+
+
+def audit(event: AuditEvent) -> None:
+    """Append `event` to the audit trail; a request whose audit fails does not go on."""
+    try:
+        _audit_log().append(event)
+    except Exception:
+        current_app.logger.exception("audit append failed")
+        abort(503)
+
+
+def _login_event(user: str, event_type: EventType, outcome: Outcome, **details: Any) -> AuditEvent:
+    return AuditEvent(
+        EventID.USER_AUTHENTICATION,
+        Action.EXECUTE,
+        outcome=outcome,
+        user_id=user,
+        source=_address(),
+        event_type=event_type,
+        details=details,
+    )
+
+
+def _pending() -> str | None:
+    """The user who passed the password step of this session recently, if any."""
+    name = session.get("pending")
+    since = session.get("pending_since", 0)
+    if not isinstance(name, str) or time.time() - float(since) > PENDING_SECONDS:
+        return None
+    return name
+
+
+def _fail(user: str, step: str, reason: str, *, locked: bool = False) -> Response:
+    """Audit a failed step (and a lockout it caused); answer with the one failure message."""
+    audit(_login_event(user, EventType.LOGIN, Outcome.MINOR_FAILURE, step=step, reason=reason))
+    if locked:
+        audit(
+            AuditEvent(
+                EventID.SECURITY_ALERT,
+                Action.EXECUTE,
+                outcome=Outcome.MINOR_FAILURE,
+                user_id=user,
+                source=_address(),
+                event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+                details={"what": "account locked after repeated login failures"},
+            )
+        )
+    flash(FAILED)
+    return redirect(url_for("auth.login"))
+
+
+def _complete(name: str) -> None:
+    """Both factors passed: a new session for `name`, and the failures forgotten."""
+    session.clear()
+    session["user"] = name
+    session["login_at"] = time.time()
+    rotate()
+    _accounts().record_success(name, _address())
+    audit(_login_event(name, EventType.LOGIN, Outcome.SUCCESS))
+
+
+def current_account() -> Account | None:
+    """The logged-in account of this request (after ``login_required``)."""
+    return g.get("account")
+
+
+def login_required(view: View) -> View:
+    """Let only a completed login of an enabled, unlocked account through."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        name = session.get("user")
+        account = _accounts().get(name) if isinstance(name, str) else None
+        if account is None or account.disabled or account.locked:
+            session.clear()
+            return redirect(url_for("auth.login"))
+        g.account = account
+        if account.must_change_password and request.endpoint not in ("auth.password", "auth.logout"):
+            return redirect(url_for("auth.password"))
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def _role_required(role: str) -> Callable[[View], View]:
+    def decorator(view: View) -> View:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            account = current_account()
+            if account is None or role not in account.roles:
+                audit(
+                    AuditEvent(
+                        EventID.SECURITY_ALERT,
+                        Action.EXECUTE,
+                        outcome=Outcome.MINOR_FAILURE,
+                        user_id=account.name if account else "",
+                        source=_address(),
+                        event_type=EventType.USE_OF_RESTRICTED_FUNCTION,
+                        details={"what": f"page for the {role} role refused", "path": request.path},
+                    )
+                )
+                abort(403)
+            return view(*args, **kwargs)
+
+        return login_required(wrapped)  # type: ignore[return-value]
+
+    return decorator
+
+
+physician_required = _role_required("physician")
+admin_required = _role_required("admin")
+
+
+@bp.get("/login")
+def login() -> str:
+    """The password form."""
+    return render_template("login.html")
+
+
+@bp.post("/login")
+def login_password() -> Response:
+    """Check the password, then go on to the second factor."""
+    name = request.form.get("username", "").strip()[:64]
+    password = request.form.get("password", "")[:1024]
+    check = _accounts().check_password(name, password, _address())
+    if not check.ok:
+        return _fail(name, "password", check.verdict.value, locked=check.locked_now)
+    assert check.account is not None
+    session.clear()
+    session["pending"] = name
+    session["pending_since"] = time.time()
+    rotate()
+    if not check.account.totp_enrolled:
+        return redirect(url_for("auth.enrol"))
+    return redirect(url_for("auth.totp"))
+
+
+@bp.route("/login/totp", methods=["GET", "POST"])
+def totp() -> Response | str:
+    """The second factor: a TOTP code, or a recovery code."""
+    name = _pending()
+    if name is None:
+        return redirect(url_for("auth.login"))
+    if request.method == "GET":
+        return render_template("totp.html")
+    code = request.form.get("code", "").strip()[:32]
+    accounts = _accounts()
+    if accounts.retry_after(name, _address()) > 0:
+        return _fail(name, "totp", Verdict.THROTTLED.value)
+    digits = code.replace(" ", "")
+    accepted = (
+        accounts.verify_totp(name, digits) if digits.isdigit() else accounts.use_recovery_code(name, code)
+    )
+    if not accepted:
+        locked = accounts.record_failure(name, _address())
+        return _fail(name, "totp" if digits.isdigit() else "recovery code", "wrong code", locked=locked)
+    _complete(name)
+    return redirect(url_for("studies.index"))
+
+
+def _qr_data_uri(uri: str) -> str:
+    svg = segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff")
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+@bp.route("/login/enrol", methods=["GET", "POST"])
+def enrol() -> Response | str:
+    """First login: show a new TOTP secret (QR code and text); a valid code confirms it."""
+    name = _pending()
+    if name is None:
+        return redirect(url_for("auth.login"))
+    accounts = _accounts()
+    account = accounts.get(name)
+    if account is None or account.totp_enrolled:
+        return redirect(url_for("auth.totp"))
+    if request.method == "GET":
+        secret = accounts.begin_totp_enrolment(name)
+        uri = accounts.provisioning_uri(name, secret)
+        grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+        return render_template("enrol.html", secret=grouped, qr=_qr_data_uri(uri))
+    codes = accounts.confirm_totp(name, request.form.get("code", "").strip()[:16])
+    if codes is None:
+        locked = accounts.record_failure(name, _address())
+        return _fail(name, "totp enrolment", "wrong code", locked=locked)
+    audit(
+        AuditEvent(
+            EventID.SECURITY_ALERT,
+            Action.UPDATE,
+            user_id=name,
+            source=_address(),
+            event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+            details={"what": "second factor enrolled", "recovery_codes": len(codes)},
+        )
+    )
+    _complete(name)
+    return render_template("recovery.html", codes=codes)
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def password() -> Response | str:
+    """Change the password (required after a one-time password)."""
+    account = current_account()
+    assert account is not None
+    if request.method == "POST":
+        new, again = request.form.get("new", "")[:1024], request.form.get("again", "")[:1024]
+        if new != again:
+            flash("The two passwords differ.")
+        else:
+            try:
+                _accounts().change_password(account.name, new)
+            except PasswordPolicyError as exc:
+                flash(str(exc).capitalize() + ".")
+            else:
+                audit(
+                    AuditEvent(
+                        EventID.SECURITY_ALERT,
+                        Action.UPDATE,
+                        user_id=account.name,
+                        source=_address(),
+                        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+                        details={"what": "password changed"},
+                    )
+                )
+                return redirect(url_for("studies.index"))
+    return render_template("password.html", forced=account.must_change_password)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """End the session here and on the server."""
+    name = session.get("user")
+    if isinstance(name, str):
+        audit(_login_event(name, EventType.LOGOUT, Outcome.SUCCESS))
+    session.clear()
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,134 @@
+"""The study list: search by patient, date, modality and accession, newest first, a page at a time.
+
+Form values become DICOM matching keys for :meth:`storage.archive.Archive.find`: a name
+is a case-insensitive prefix, dates come from the browser's date inputs, and the
+wildcard and multi-value characters ``* ? \\`` are removed from whatever is typed. Every
+search is audited with its keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from flask import Blueprint, current_app, render_template, request, url_for
+from pydicom.dataset import Dataset
+
+from pacs.audit import Action, AuditEvent, EventID, EventType
+from webviewer.auth import audit, current_account, physician_required
+
+bp = Blueprint("studies", __name__)
+_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_STRIP = str.maketrans("", "", "*?\\")
+RETURNED = (
+    "StudyInstanceUID",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyDescription",
+    "ModalitiesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+)
+
+
+@dataclass(frozen=True)
+class Search:
+    """The search form, cleaned."""
+
+    name: str = ""
+    patient_id: str = ""
+    birth_date: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    modality: str = ""
+    accession: str = ""
+
+    def keys(self) -> dict[str, str]:
+        """The criteria that were given."""
+        return {key: value for key, value in vars(self).items() if value}
+
+
+def _text(field: str, limit: int = 64) -> str:
+    return request.args.get(field, "").translate(_STRIP).strip()[:limit]
+
+
+def _date(field: str) -> str:
+    match = _DATE.match(request.args.get(field, "").strip())
+    return "".join(match.groups()) if match else ""
+
+
+def read_search() -> Search:
+    """The search of this request's query string."""
+    return Search(
+        name=_text("name"),
+        patient_id=_text("patient_id"),
+        birth_date=_date("birth_date"),
+        date_from=_date("from"),
+        date_to=_date("to"),
+        modality=_text("modality", 16).upper(),
+        accession=_text("accession", 16),
+    )
+
+
+def identifier(search: Search) -> Dataset:
+    """The C-FIND-style STUDY identifier for `search`."""
+    ds = Dataset()
+    for keyword in RETURNED:
+        setattr(ds, keyword, "")
+    ds.PatientName = f"{search.name}*" if search.name else ""
+    ds.PatientID = search.patient_id
+    ds.PatientBirthDate = search.birth_date
+    if search.date_from or search.date_to:
+        ds.StudyDate = f"{search.date_from}-{search.date_to}"
+    ds.ModalitiesInStudy = search.modality
+    ds.AccessionNumber = search.accession
+    return ds
+
+
+def _page() -> int:
+    value = request.args.get("page", "1")
+    return max(1, min(int(value), 10_000)) if value.isdigit() else 1
+
+
+@bp.get("/")
+@physician_required
+def index() -> str:
+    """The study list (``/``)."""
+    services = current_app.extensions["pacs"]
+    search = read_search()
+    page = _page()
+    size = services.config.page_size
+    found = services.archive.find("STUDY", identifier(search), limit=size + 1, offset=(page - 1) * size)
+    account = current_account()
+    assert account is not None
+    audit(
+        AuditEvent(
+            EventID.QUERY,
+            Action.EXECUTE,
+            user_id=account.name,
+            source=request.remote_addr or "",
+            event_type=EventType.NONE,
+            details={
+                "what": "study list",
+                "keys": {k: v for k, v in vars(search).items() if v},
+                "page": page,
+            },
+        )
+    )
+    return render_template(
+        "studies.html",
+        studies=found[:size],
+        search=search,
+        newer=_page_url(page - 1) if page > 1 else None,
+        older=_page_url(page + 1) if len(found) > size else None,
+    )
+
+
+def _page_url(page: int) -> str:
+    args = request.args.to_dict()
+    args["page"] = str(page)
+    return url_for("studies.index", **args)
