@@ -7,7 +7,7 @@ What is measured
 2. Ours: ``pacs init`` of a fresh data directory (encrypted SQLite by default; with
    ``--db postgresql`` a new ``bench_<random>`` database, dropped at the end), ``pacs modality
    add AE --host 127.0.0.1 --issue-cert DIR``, then ``pacs serve`` as a subprocess on a free
-   port of 127.0.0.1 (``PACS_DICOM_PORT``, ``PACS_DICOM_BIND``). Once it prints its
+   port of 127.0.0.1 (``PACS_DICOM_PORT``, ``PACS_DICOM_BIND``; the web viewer on another). Once it prints its
    "listening" line, dcmtk ``/usr/bin/storescu +tls client.key client.crt +cf ca.crt``
    (``TCP_NODELAY=1``) pushes the whole series in one association. A C-STORE is answered
    only after the object is encrypted, fsynced and indexed. After the server has stopped,
@@ -363,7 +363,13 @@ def our_server(workdir: Path, ae_titles: Sequence[str], backend: str, pg_server:
                 run([*add, "--data", str(data_dir)], f"pacs modality add {ae}")
                 nodes.append((Tls(out / "client.key", out / "client.crt", out / "ca.crt"), ae))
             port = free_port()
-            env = {**os.environ, "PACS_DICOM_PORT": str(port), "PACS_DICOM_BIND": "127.0.0.1"}
+            env = {
+                **os.environ,
+                "PACS_DICOM_PORT": str(port),
+                "PACS_DICOM_BIND": "127.0.0.1",
+                "PACS_WEB_PORT": str(free_port()),
+                "PACS_WEB_BIND": "127.0.0.1",
+            }
             command = [*pacs, "serve", "--data", str(data_dir)]
             with server_process(
                 command, home / "serve.log", port=port, env=env, ready_text="listening"

@@ -1,12 +1,13 @@
-"""``pacs serve``: the DICOM service in the foreground, in one process or in several workers.
+"""``pacs serve``: the DICOM listener and the HTTPS web viewer, in the foreground.
 
-With ``[dicom] workers`` at 1 the listener runs in this process. Above 1 (0 means one
-per CPU core), this process forks the workers before it starts any thread and then only
-supervises: each worker opens its own index connections, binds the DICOM ports with
-SO_REUSEPORT so that the kernel spreads associations across them, and spools into a
-directory of its own. The supervisor audits start and stop, passes SIGTERM and SIGINT on,
-waits for associations in flight, and restarts a worker that died. Workers are killed by
-the kernel if the supervisor dies, so the service lives and dies as one process tree.
+With ``[dicom] workers`` at 1 both run in this process. Above 1 (0 means one per CPU
+core), this process forks that many DICOM workers and one web worker before it starts
+any thread, and then only supervises: each worker opens its own index connections;
+DICOM workers bind the DICOM ports with SO_REUSEPORT so that the kernel spreads
+associations across them, and spool into directories of their own. The supervisor
+audits start and stop, passes SIGTERM and SIGINT on, waits for the work in flight, and
+restarts a worker that died. Workers are killed by the kernel if the supervisor dies,
+so the service lives and dies as one process tree.
 """
 
 from __future__ import annotations
@@ -25,17 +26,20 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pacs.audit import Action, AuditEvent, EventID, EventType
 from pacs.config import Settings, with_overrides
 from pacs.datadir import open_pacs
 from pacs.dicom.server import DicomServer
+from pacs.web import WebServer
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 30.0
 RESTARTS_PER_MINUTE = 5
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _READY = b"r"
 
 
@@ -69,25 +73,46 @@ def _stop_on_signals(stop: threading.Event) -> None:
         signal.signal(signum, lambda *_: stop.set())
 
 
+@dataclass(frozen=True)
+class Role:
+    """What one process serves: DICOM (as worker N of several, or alone), the web, or both."""
+
+    name: str
+    dicom: bool
+    web: bool
+    dicom_worker: int | None = None
+
+
+ALONE = Role("pacs", dicom=True, web=True)
+
+
 def _banner(settings: Settings, workers: int) -> str:
-    dicom = settings.dicom
-    processes = "1 process" if workers == 1 else f"{workers} worker processes"
-    return f"DICOM TLS listening on {dicom.bind}:{dicom.port} as {dicom.ae_title} ({processes})"
+    dicom, web = settings.dicom, settings.web
+    processes = "1 process" if workers == 1 else f"{workers} DICOM worker processes"
+    return (
+        f"DICOM TLS listening on {dicom.bind}:{dicom.port} as {dicom.ae_title} ({processes}); "
+        f"web viewer on https://{web.bind}:{web.port}/"
+    )
 
 
-def _serve(
-    settings: Settings, stop: threading.Event, worker: int | None, on_ready: Callable[[], None]
-) -> None:
-    """Run one DICOM server in this process until `stop` is set; then let it finish."""
+def _serve(settings: Settings, stop: threading.Event, role: Role, on_ready: Callable[[], None]) -> None:
+    """Run `role`'s servers in this process until `stop` is set; then let them finish."""
     pacs = open_pacs(settings)
-    server = DicomServer(pacs, worker=worker)
+    dicom = DicomServer(pacs, worker=role.dicom_worker) if role.dicom else None
+    web = WebServer(pacs) if role.web else None
     try:
-        server.start()
+        if dicom is not None:
+            dicom.start()
+        if web is not None:
+            web.start()
         on_ready()
         gc.freeze()
         stop.wait()
     finally:
-        server.stop(grace_seconds=STOP_GRACE)
+        if web is not None:
+            web.stop()
+        if dicom is not None:
+            dicom.stop(grace_seconds=STOP_GRACE)
         pacs.close()
 
 
@@ -97,18 +122,20 @@ def run(settings: Settings, *, user: str, announce: Callable[[str], None]) -> No
     stop = threading.Event()
     _stop_on_signals(stop)
     if workers == 1:
-        _audit(settings, EventType.APPLICATION_START, user, {"dicom_port": settings.dicom.port, "workers": 1})
+        details = {"dicom_port": settings.dicom.port, "web_port": settings.web.port, "workers": 1}
+        _audit(settings, EventType.APPLICATION_START, user, details)
         try:
-            _serve(settings, stop, None, lambda: announce(_banner(settings, 1)))
+            _serve(settings, stop, ALONE, lambda: announce(_banner(settings, 1)))
         finally:
             _audit(settings, EventType.APPLICATION_STOP, user, {})
         return
     _Supervisor(settings, workers, stop).run(user=user, announce=announce)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux prctl)."""
+def _become_worker(parent: int, role: Role) -> None:
+    """Name this process after its role (``ps``, ``top``) and have it SIGKILLed when `parent` dies."""
     libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_NAME, f"pacs-{role.name}".encode()[:15], 0, 0, 0)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
@@ -121,19 +148,25 @@ class _Supervisor:
         share = math.ceil(settings.dicom.max_associations / workers)
         self.settings = with_overrides(settings, "dicom", max_associations=share)
         self.workers = workers
+        self.roles = [Role(f"dicom-{n}", dicom=True, web=False, dicom_worker=n) for n in range(workers)]
+        self.roles.append(Role("web", dicom=False, web=True))
         self.stop = stop
-        self.children: dict[int, int] = {}
+        self.children: dict[int, Role] = {}
         self.restarts: list[float] = []
         self._ready_reader, self._ready_writer = os.pipe()
 
     def run(self, *, user: str, announce: Callable[[str], None]) -> None:
         self._check_port_free()
         self._clear_spool()
-        details = {"dicom_port": self.settings.dicom.port, "workers": self.workers}
+        details = {
+            "dicom_port": self.settings.dicom.port,
+            "web_port": self.settings.web.port,
+            "workers": self.workers,
+        }
         _audit(self.settings, EventType.APPLICATION_START, user, details)
         try:
-            for index in range(self.workers):
-                self._fork(index)
+            for role in self.roles:
+                self._fork(role)
             self._await_ready()
             announce(_banner(self.settings, self.workers))
             self._supervise()
@@ -145,36 +178,37 @@ class _Supervisor:
             _audit(self.settings, EventType.APPLICATION_STOP, user, {})
 
     def _check_port_free(self) -> None:
-        dicom = self.settings.dicom
-        family = socket.AF_INET6 if ":" in dicom.bind else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((dicom.bind, dicom.port))
-            except OSError as exc:
-                raise ServiceError(
-                    f"DICOM port {dicom.port} on {dicom.bind} is in use ({exc.strerror}); "
-                    "is another pacs serve running?"
-                ) from None
+        dicom, web = self.settings.dicom, self.settings.web
+        for what, bind, port in (("DICOM", dicom.bind, dicom.port), ("web", web.bind, web.port)):
+            family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((bind, port))
+                except OSError as exc:
+                    raise ServiceError(
+                        f"{what} port {port} on {bind} is in use ({exc.strerror}); "
+                        "is another pacs serve running?"
+                    ) from None
 
     def _clear_spool(self) -> None:
         incoming = self.settings.data_dir / "incoming"
         if incoming.is_dir():
             shutil.rmtree(incoming)
 
-    def _fork(self, index: int) -> None:
+    def _fork(self, role: Role) -> None:
         parent = os.getpid()
         pid = os.fork()
         if pid:
-            self.children[pid] = index
+            self.children[pid] = role
             return
         status = 1
         try:
-            _die_with_parent(parent)
+            _become_worker(parent, role)
             os.close(self._ready_reader)
             stop = threading.Event()
             _stop_on_signals(stop)
-            _serve(self.settings, stop, index, lambda: os.write(self._ready_writer, _READY))
+            _serve(self.settings, stop, role, lambda: os.write(self._ready_writer, _READY))
             status = 0
         except BaseException:
             traceback.print_exc(file=sys.stderr)
@@ -185,38 +219,38 @@ class _Supervisor:
     def _await_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         ready = 0
-        while ready < self.workers:
+        while ready < len(self.roles):
             if self.stop.is_set():
-                raise ServiceError("stopped while the DICOM workers were starting")
+                raise ServiceError("stopped while the workers were starting")
             if self._reap():
-                raise ServiceError("a DICOM worker exited while starting; see the messages above")
+                raise ServiceError("a worker exited while starting; see the messages above")
             if time.monotonic() > deadline:
-                raise ServiceError(f"the DICOM workers did not start within {START_TIMEOUT:.0f} s")
+                raise ServiceError(f"the workers did not start within {START_TIMEOUT:.0f} s")
             readable, _, _ = select.select([self._ready_reader], [], [], 0.2)
             if readable:
-                ready += len(os.read(self._ready_reader, self.workers))
+                ready += len(os.read(self._ready_reader, len(self.roles)))
 
-    def _reap(self) -> list[int]:
-        """Collect the workers that have exited; return their indexes."""
+    def _reap(self) -> list[Role]:
+        """Collect the workers that have exited; return their roles."""
         ended = []
         while self.children:
             pid, _ = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-            index = self.children.pop(pid, None)
-            if index is not None:
-                ended.append(index)
+            role = self.children.pop(pid, None)
+            if role is not None:
+                ended.append(role)
         return ended
 
     def _supervise(self) -> None:
         while not self.stop.wait(0.5):
-            for index in self._reap():
+            for role in self._reap():
                 now = time.monotonic()
                 self.restarts = [t for t in self.restarts if now - t < 60] + [now]
                 if len(self.restarts) > RESTARTS_PER_MINUTE:
-                    raise ServiceError("DICOM workers keep dying; stopping the service")
-                print(f"pacs: DICOM worker {index} exited; starting it again", file=sys.stderr, flush=True)
-                self._fork(index)
+                    raise ServiceError("workers keep dying; stopping the service")
+                print(f"pacs: worker {role.name} exited; starting it again", file=sys.stderr, flush=True)
+                self._fork(role)
 
     def _stop_children(self) -> None:
         for pid in self.children:

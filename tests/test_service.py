@@ -6,8 +6,11 @@ to it with dcmtk over mutual TLS.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -48,11 +51,20 @@ class Served:
     port: int
     node: NodeFiles
     nodes: list[NodeFiles]
+    web_port: int
+
+    def children(self) -> dict[int, str]:
+        """The worker processes by pid, with their names (``pacs-dicom-N``, ``pacs-web``)."""
+        listed = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        names = {}
+        for pid in map(int, listed):
+            with contextlib.suppress(OSError):
+                names[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+        return names
 
     def workers(self) -> list[int]:
-        """The process ids of the worker processes (empty when it serves in one process)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in children.read_text().split()]
+        """The process ids of the DICOM worker processes (empty when it serves in one process)."""
+        return sorted(pid for pid, name in self.children().items() if name.startswith("pacs-dicom-"))
 
 
 @contextmanager
@@ -72,12 +84,14 @@ def _pacs_serve(
         assert main([*argv, "--data", str(data)], environ={}) == 0
         enrolled.append(node)
     capsys.readouterr()
-    port = _free_port()
+    port, web_port = _free_port(), _free_port()
     env = {
         **os.environ,
         "PACS_DICOM_PORT": str(port),
         "PACS_DICOM_BIND": "127.0.0.1",
         "PACS_DICOM_WORKERS": str(workers),
+        "PACS_WEB_PORT": str(web_port),
+        "PACS_WEB_BIND": "127.0.0.1",
     }
     with open(tmp_path / "serve.log", "w") as log:
         process = subprocess.Popen(
@@ -92,7 +106,7 @@ def _pacs_serve(
         assert process.stdout is not None
         banner = process.stdout.readline()
         assert "DICOM TLS listening" in banner, (banner, (tmp_path / "serve.log").read_text())
-        yield Served(process, data, port, enrolled[0], enrolled)
+        yield Served(process, data, port, enrolled[0], enrolled, web_port)
     finally:
         if process.poll() is None:
             process.kill()
@@ -264,11 +278,11 @@ def test_sigkill_of_pacs_serve_takes_its_workers_down_and_frees_the_port(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with _pacs_serve(tmp_path, capsys, workers=2) as served:
-        workers = served.workers()
-        assert len(workers) == 2
+        children = served.children()
+        assert sorted(children.values()) == ["pacs-dicom-0", "pacs-dicom-1", "pacs-web"]
         served.process.kill()
         served.process.wait(timeout=30)
-        assert _wait_until(lambda: all(_gone(pid) for pid in workers))
+        assert _wait_until(lambda: all(_gone(pid) for pid in children))
         assert _echo(served).returncode != 0
 
 
@@ -305,3 +319,59 @@ def test_a_second_pacs_serve_on_the_same_port_is_refused(
         assert "in use" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
         assert _echo(served).returncode == 0
+
+
+def _https(served: Served, path: str, *, context: ssl.SSLContext | None = None) -> http.client.HTTPResponse:
+    ca = served.data / "tls" / "ca.crt"
+    connection = http.client.HTTPSConnection(
+        "localhost",
+        served.web_port,
+        context=context or ssl.create_default_context(cafile=str(ca)),
+        timeout=30,
+    )
+    connection.request("GET", path)
+    return connection.getresponse()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pacs_serve_serves_the_web_viewer_over_https_with_the_certificate_from_init(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: int
+) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=workers) as served:
+        login = _https(served, "/login")
+        assert login.status == 200
+        assert "max-age=" in login.headers["Strict-Transport-Security"]
+        assert b"Log in" in login.read()
+        home = _https(served, "/")
+        assert home.status == 302
+        assert home.headers["Location"].endswith("/login")
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+def test_web_viewer_speaks_tls_1_2_and_refuses_older_versions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def client(version: ssl.TLSVersion) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(served.data / "tls" / "ca.crt"))
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer what the server must refuse
+        context.minimum_version = context.maximum_version = version
+        return context
+
+    with _pacs_serve(tmp_path, capsys, workers=1) as served:
+        assert _https(served, "/login", context=client(ssl.TLSVersion.TLSv1_2)).status == 200
+        for old in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+            with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION"):
+                _https(served, "/login", context=client(old))
+
+
+def test_web_viewer_gives_plain_http_no_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=1) as served:
+        connection = http.client.HTTPConnection("127.0.0.1", served.web_port, timeout=30)
+        try:
+            connection.request("GET", "/login")
+            answer = connection.getresponse()
+            status, body = answer.status, answer.read()
+        except ConnectionError:
+            status, body = None, b""  # the server hung up on the plaintext request
+        assert status in (None, 400)
+        assert b"Log in" not in body
