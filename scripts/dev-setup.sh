@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on Debian 12 / Ubuntu 22.04+:
-# the system packages (dcmtk, PostgreSQL, openssl), a running PostgreSQL,
+# the system packages (dcmtk, PostgreSQL, openssl, Chromium for the browser tests),
+# a running PostgreSQL,
 # and a virtualenv in .venv with the project and its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(dcmtk postgresql openssl python3-venv)
+APT_PACKAGES=(dcmtk postgresql openssl python3-venv chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -2,9 +2,10 @@
 
 :func:`create_app` builds it from what ``pacs serve`` passes in (no settings are read
 from the environment here). Blueprints: ``auth`` (login, second factor, password change,
-logout) and ``studies`` (the study list). Sessions live in the index database
-(:mod:`webviewer.sessions`), CSRF tokens come from Flask-WTF, and :mod:`webviewer.security`
-sets the headers.
+logout), ``studies`` (the study list), ``viewer`` (the viewer page, tags, ZIP download)
+and ``dicomweb`` (QIDO-RS lists and WADO-RS frames for the viewer's script). Sessions
+live in the index database (:mod:`webviewer.sessions`), CSRF tokens come from Flask-WTF,
+and :mod:`webviewer.security` sets the headers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pacs.accounts import Accounts
 from pacs.audit import AuditLog
 from storage.archive import Archive
 from storage.db import Database
-from webviewer import auth, security, studies
+from webviewer import auth, dicomweb, security, studies, viewer
+from webviewer.pixels import MemoryCache
 from webviewer.sessions import DatabaseSessions
 
 
@@ -31,6 +33,8 @@ class WebConfig:
     session_idle: timedelta = timedelta(minutes=15)
     session_absolute: timedelta = timedelta(hours=12)
     page_size: int = 50
+    object_cache_bytes: int = 256 * 2**20
+    frame_cache_bytes: int = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class Services:
     audit: AuditLog
     sessions: DatabaseSessions
     config: WebConfig
+    objects: MemoryCache
+    frames: MemoryCache
 
 
 def create_app(
@@ -63,9 +69,13 @@ def create_app(
     )
     sessions = DatabaseSessions(database, idle=config.session_idle, absolute=config.session_absolute)
     app.session_interface = sessions
-    app.extensions["pacs"] = Services(archive, accounts, audit, sessions, config)
+    objects = MemoryCache(config.object_cache_bytes, dicomweb.object_size)
+    frames = MemoryCache(config.frame_cache_bytes, lambda frame: len(frame.samples))
+    app.extensions["pacs"] = Services(archive, accounts, audit, sessions, config, objects, frames)
     CSRFProtect(app)
     security.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(studies.bp)
+    app.register_blueprint(dicomweb.bp)
+    app.register_blueprint(viewer.bp)
     return app

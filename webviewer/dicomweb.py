@@ -1,0 +1,187 @@
+"""DICOMweb-shaped endpoints the viewer reads: QIDO-RS lists and WADO-RS frames.
+
+URLs follow PS3.18 (``/dicomweb/studies/{study}/series``, ``.../instances``,
+``.../instances/{sop}/frames/{n}``), and the lists are in the DICOM JSON model. A frame
+answers with its samples as ``application/octet-stream`` and ``X-`` headers that say how
+to show them (see :class:`webviewer.pixels.Frame`). Objects are looked up by their UIDs
+and must belong to the study and series in the URL. The first access of a session to a
+study is audited here too, so the API cannot be used to read a study unaudited.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pydicom
+from flask import Blueprint, Response, abort, current_app, jsonify, request, session
+from pydicom.dataset import Dataset
+
+from pacs.audit import Action, AuditEvent, EventID, EventType
+from storage.archive import Archive, InstanceInfo, NotFoundError
+from storage.header import is_valid_uid
+from webviewer.auth import audit, current_account, physician_required
+from webviewer.pixels import FrameError, MemoryCache, decode_frame
+
+bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
+DICOM_JSON = "application/dicom+json"
+_SERIES_KEYS = (
+    "SeriesInstanceUID",
+    "Modality",
+    "SeriesNumber",
+    "SeriesDescription",
+    "NumberOfSeriesRelatedInstances",
+)
+_INSTANCE_KEYS = ("SOPInstanceUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns")
+
+
+def _archive() -> Archive:
+    return current_app.extensions["pacs"].archive
+
+
+def _caches() -> tuple[MemoryCache, MemoryCache]:
+    services = current_app.extensions["pacs"]
+    return services.objects, services.frames
+
+
+def check_uid(uid: str) -> str:
+    """`uid` if it is a valid UID; otherwise the request ends with 404."""
+    if not is_valid_uid(uid):
+        abort(404)
+    return uid
+
+
+def study_summary(study: str) -> Dataset:
+    """The study-level attributes of `study`, or 404."""
+    query = Dataset()
+    query.StudyInstanceUID = check_uid(study)
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "StudyDate",
+        "StudyDescription",
+        "AccessionNumber",
+    ):
+        setattr(query, keyword, None)
+    found = _archive().find("STUDY", query, limit=1)
+    if not found:
+        abort(404)
+    return found[0]
+
+
+def audit_study_access(study: Dataset, *, how: str) -> None:
+    """Record that the logged-in user opened `study`."""
+    account = current_account()
+    assert account is not None
+    audit(
+        AuditEvent(
+            EventID.INSTANCES_ACCESSED,
+            Action.READ,
+            user_id=account.name,
+            source=request.remote_addr or "",
+            event_type=EventType.NONE,
+            patient_id=str(study.get("PatientID", "")),
+            study_uid=str(study.StudyInstanceUID),
+            details={"what": "study opened", "how": how},
+        )
+    )
+
+
+def _audited_once(study: str) -> None:
+    opened = session.get("opened", [])
+    if study in opened:
+        return
+    audit_study_access(study_summary(study), how="dicomweb")
+    session["opened"] = [*opened[-99:], study]
+
+
+def _json(datasets: list[Dataset]) -> Response:
+    body = []
+    for ds in datasets:
+        for keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        body.append(ds.to_json_dict())
+    response = jsonify(body)
+    response.mimetype = DICOM_JSON
+    return response
+
+
+def _query(**keys: str | None) -> Dataset:
+    """An identifier with these keys (None: return it, match anything)."""
+    ds = Dataset()
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+@bp.get("/studies/<study>/series")
+@physician_required
+def series(study: str) -> Response:
+    """QIDO-RS: the series of a study, by series number."""
+    _audited_once(check_uid(study))
+    query = _query(StudyInstanceUID=study, **dict.fromkeys(_SERIES_KEYS))
+    return _json(_archive().find("SERIES", query))
+
+
+@bp.get("/studies/<study>/series/<series_uid>/instances")
+@physician_required
+def instances(study: str, series_uid: str) -> Response:
+    """QIDO-RS: the current instances of a series, by instance number."""
+    _audited_once(check_uid(study))
+    keys = dict.fromkeys(_INSTANCE_KEYS)
+    query = _query(StudyInstanceUID=study, SeriesInstanceUID=check_uid(series_uid), **keys)
+    return _json(_archive().find("IMAGE", query))
+
+
+def find_instance(study: str, series_uid: str | None, sop: str) -> InstanceInfo:
+    """The current version of `sop`, which must be in `study` (and `series_uid`), or 404."""
+    try:
+        info = _archive().instance(check_uid(sop))
+    except NotFoundError:
+        abort(404)
+    if info.study_uid != check_uid(study):
+        abort(404)
+    if series_uid is not None and info.series_uid != check_uid(series_uid):
+        abort(404)
+    return info
+
+
+def load_object(info: InstanceInfo) -> Dataset:
+    """The decrypted, parsed object (pixel data still encoded), from the memory cache if there."""
+    objects, _ = _caches()
+    key = (info.sop_uid, info.version)
+    ds = objects.get(key)
+    if ds is None:
+        with _archive().open(info.sop_uid, info.version) as stream:
+            data = stream.read()
+        ds = pydicom.dcmread(io.BytesIO(data))
+        objects.put(key, ds)
+    return ds
+
+
+@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/frames/<int:number>")
+@physician_required
+def frame(study: str, series_uid: str, sop: str, number: int) -> Response:
+    """WADO-RS: one frame's samples, with ``X-`` headers saying how to show them."""
+    info = find_instance(study, series_uid, sop)
+    _audited_once(study)
+    _, frames = _caches()
+    key = (info.sop_uid, info.version, number)
+    decoded = frames.get(key)
+    if decoded is None:
+        try:
+            decoded = decode_frame(load_object(info), number)
+        except FrameError as exc:
+            abort(Response(str(exc), status=404 if "does not exist" in str(exc) else 422))
+        frames.put(key, decoded)
+    response = Response(decoded.samples, mimetype="application/octet-stream")
+    response.headers.update(decoded.headers())
+    return response
+
+
+def object_size(ds: Any) -> int:
+    """The approximate memory a cached dataset holds (its pixel data dominates)."""
+    pixel_data = ds.get("PixelData") if isinstance(ds, Dataset) else None
+    return len(pixel_data or b"") + 65536

@@ -1,0 +1,128 @@
+"""The viewer page of a study, its tag panel, and the study download as a ZIP.
+
+Opening the page and downloading are audited (DICOM Instances Accessed, and Export).
+The ZIP is streamed: objects are decrypted a chunk at a time into the response and
+never written to disk.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, stream_with_context
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from pacs.audit import Action, AuditEvent, EventID, EventType
+from webviewer.auth import audit, current_account, physician_required
+from webviewer.dicomweb import audit_study_access, check_uid, find_instance, load_object, study_summary
+
+bp = Blueprint("viewer", __name__)
+TAG_VALUE_LIMIT = 256
+_BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+
+
+@bp.get("/studies/<study>")
+@physician_required
+def view(study: str) -> str:
+    """The viewer page (its script reads the images through :mod:`webviewer.dicomweb`)."""
+    summary = study_summary(study)
+    audit_study_access(summary, how="viewer")
+    return render_template("viewer.html", study_uid=study, study=summary)
+
+
+def _value(element: DataElement) -> str:
+    if element.VR == "SQ":
+        return f"[{len(element.value)} item(s)]"
+    if element.VR in _BINARY_VRS:
+        return f"[binary, {len(element.value or b'')} bytes]"
+    text = str(element.value)
+    return text if len(text) <= TAG_VALUE_LIMIT else text[:TAG_VALUE_LIMIT] + "…"
+
+
+def tag_rows(ds: Dataset) -> list[dict[str, str]]:
+    """The top-level elements of `ds` (file meta first), for the tag panel."""
+    elements = [*(ds.file_meta if hasattr(ds, "file_meta") else []), *ds]
+    return [
+        {
+            "tag": f"({element.tag.group:04X},{element.tag.element:04X})",
+            "keyword": element.keyword or element.name,
+            "vr": str(element.VR),
+            "value": _value(element),
+        }
+        for element in elements
+        if element.keyword != "PixelData"
+    ]
+
+
+@bp.get("/studies/<study>/instances/<sop>/tags")
+@physician_required
+def tags(study: str, sop: str) -> Response:
+    """The tags of one instance of `study`."""
+    info = find_instance(study, None, sop)
+    return jsonify(tag_rows(load_object(info)))
+
+
+@bp.get("/studies/<study>/download")
+@physician_required
+def download(study: str) -> Response:
+    """The study's objects, decrypted, as one ZIP (streamed, audited)."""
+    summary = study_summary(study)
+    archive = current_app.extensions["pacs"].archive
+    instances = archive.study_instances(check_uid(study))
+    account = current_account()
+    assert account is not None
+    audit(
+        AuditEvent(
+            EventID.EXPORT,
+            Action.READ,
+            user_id=account.name,
+            source=request.remote_addr or "",
+            event_type=EventType.NONE,
+            patient_id=str(summary.get("PatientID", "")),
+            study_uid=study,
+            details={"what": "study downloaded as ZIP", "instances": len(instances)},
+        )
+    )
+
+    def chunks() -> Iterator[bytes]:
+        buffer = _Buffer()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as bundle:
+            series_numbers: dict[str, int] = {}
+            for count, info in enumerate(instances, start=1):
+                folder = series_numbers.setdefault(info.series_uid, len(series_numbers) + 1)
+                with bundle.open(f"S{folder:03d}/I{count:05d}.dcm", "w", force_zip64=True) as entry:
+                    for piece in archive.blobs.read(info.ref):
+                        entry.write(piece)
+                        yield buffer.take()
+        yield buffer.take()
+
+    response = Response(stream_with_context(chunks()), mimetype="application/zip")
+    response.headers["Content-Disposition"] = 'attachment; filename="study.zip"'
+    return response
+
+
+class _Buffer:
+    """A write-only, unseekable sink for :class:`zipfile.ZipFile` that hands out what it got."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        """Nothing to flush: :meth:`take` hands the data out."""
+
+    def take(self) -> bytes:
+        """Everything written since the last call."""
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
