@@ -311,6 +311,33 @@ class AuditLog:
         with self._database.read() as session:
             yield from session.scalars(select(AuditRecord).order_by(AuditRecord.seq)).yield_per(1000)
 
+    def search(
+        self,
+        *,
+        event_id: str = "",
+        user_id: str = "",
+        since: str = "",
+        until: str = "",
+        failures_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        """Records matching the filters, newest first (`since`/`until`: ISO dates, inclusive)."""
+        query = select(AuditRecord)
+        if event_id:
+            query = query.where(AuditRecord.event_id == event_id)
+        if user_id:
+            query = query.where(AuditRecord.user_id == user_id)
+        if since:
+            query = query.where(AuditRecord.recorded_at >= since)
+        if until:
+            query = query.where(AuditRecord.recorded_at < until + "T99")
+        if failures_only:
+            query = query.where(AuditRecord.outcome != int(Outcome.SUCCESS))
+        query = query.order_by(AuditRecord.seq.desc()).limit(limit).offset(offset)
+        with self._database.read() as session:
+            return list(session.scalars(query))
+
     def verify(self) -> ChainReport:
         """Check sequence, links and MACs of the whole chain, and the anchor."""
         report = ChainReport()

@@ -23,11 +23,11 @@ from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.config import ConfigError, check_ae_title, load_settings
 from pacs.datadir import CA_CERT, CA_KEY, DataDirError, Pacs, initialise, open_pacs
 from pacs.nodes import (
-    EnrolledNode,
     EnrolmentError,
     NodeRegistry,
     check_enrolment,
     issue_node_certificate,
+    node_event,
     parse_permissions,
 )
 from storage.archive import ArchiveError
@@ -234,25 +234,6 @@ def cmd_audit_export(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     return EXIT_OK
 
 
-def _node_event(action: Action, node: EnrolledNode, what: str) -> AuditEvent:
-    return AuditEvent(
-        EventID.SECURITY_ALERT,
-        action,
-        user_id=_actor(),
-        event_type=EventType.NETWORK_CONFIGURATION,
-        details={
-            "what": what,
-            "ae_title": node.ae_title,
-            "host": str(node.network),
-            "port": node.port,
-            "permissions": sorted(node.permissions),
-            "certificate": "issued" if node.cert_issued else "pinned",
-            "fingerprint": node.fingerprint,
-            "plaintext": node.plaintext,
-        },
-    )
-
-
 def cmd_modality_add(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Enrol a modality or workstation."""
     pacs = _open(args, environ)
@@ -286,7 +267,7 @@ def cmd_modality_add(args: argparse.Namespace, environ: Mapping[str, str]) -> in
             port=args.port,
             plaintext=args.plaintext,
         )
-        pacs.audit.append(_node_event(Action.CREATE, node, "node enrolled"))
+        pacs.audit.append(node_event(Action.CREATE, node, "node enrolled", user=_actor()))
     finally:
         pacs.close()
     print(f"enrolled {node.ae_title} from {node.network}, may {','.join(sorted(node.permissions))}")
@@ -326,7 +307,7 @@ def cmd_modality_remove(args: argparse.Namespace, environ: Mapping[str, str]) ->
     pacs = _open(args, environ)
     try:
         node = NodeRegistry(pacs.database).remove(args.ae_title)
-        pacs.audit.append(_node_event(Action.DELETE, node, "node removed"))
+        pacs.audit.append(node_event(Action.DELETE, node, "node removed", user=_actor()))
     finally:
         pacs.close()
     print(f"removed {node.ae_title}")

@@ -8,7 +8,9 @@ pinned. A new node may store and nothing else unless more is granted.
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from pacs import pki
+from pacs.audit import Action, AuditEvent, EventID, EventType
 from pacs.config import check_ae_title
 from storage.db import Database, Node
 
@@ -173,3 +176,42 @@ def issue_node_certificate(
     pki.write_certificate(outdir / "client.crt", issued.cert)
     pki.write_certificate(outdir / "ca.crt", ca.cert)
     return issued.cert
+
+
+def issue_node_pem(
+    ca: pki.Issued, ae_title: str, *, server_auth: bool = False
+) -> tuple[x509.Certificate, bytes]:
+    """Issue a certificate for `ae_title` in memory; return it and a ZIP of client.crt/client.key/ca.crt.
+
+    For the admin web page: the private key goes to the browser once and is kept nowhere.
+    """
+    issued = pki.issue_client_cert(ca, ae_title, server_auth=server_auth)
+    key_pem = issued.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("client.crt", issued.cert.public_bytes(serialization.Encoding.PEM))
+        bundle.writestr("client.key", key_pem)
+        bundle.writestr("ca.crt", ca.cert.public_bytes(serialization.Encoding.PEM))
+    return issued.cert, buffer.getvalue()
+
+
+def node_event(action: Action, node: EnrolledNode, what: str, *, user: str) -> AuditEvent:
+    """The audit record of an enrolment change made by `user`."""
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        action,
+        user_id=user,
+        event_type=EventType.NETWORK_CONFIGURATION,
+        details={
+            "what": what,
+            "ae_title": node.ae_title,
+            "host": str(node.network),
+            "port": node.port,
+            "permissions": sorted(node.permissions),
+            "certificate": "issued" if node.cert_issued else "pinned",
+            "fingerprint": node.fingerprint,
+            "plaintext": node.plaintext,
+        },
+    )

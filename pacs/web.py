@@ -18,6 +18,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from pacs.accounts import Accounts
 from pacs.datadir import SERVER_CERT, SERVER_KEY, Pacs
 from pacs.dicom.tls import BCP195_CIPHERS
+from pacs.webadmin import PacsAdmin
 from webviewer import WebConfig, create_app
 
 THREADS = 16
@@ -50,6 +51,7 @@ class WebServer:
             accounts=Accounts(pacs.database, pacs.keyring),
             audit=pacs.audit,
             database=pacs.database,
+            admin=PacsAdmin(pacs),
         )
         self._server = wsgi.Server(
             (settings.web.bind, settings.web.port),

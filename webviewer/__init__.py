@@ -3,7 +3,7 @@
 :func:`create_app` builds it from what ``pacs serve`` passes in (no settings are read
 from the environment here). Blueprints: ``auth`` (login, second factor, password change,
 logout), ``studies`` (the study list), ``viewer`` (the viewer page, tags, ZIP download)
-and ``dicomweb`` (QIDO-RS lists and WADO-RS frames for the viewer's script). Sessions
+``dicomweb`` (QIDO-RS lists and WADO-RS frames for the viewer's script) and ``admin``. Sessions
 live in the index database (:mod:`webviewer.sessions`), CSRF tokens come from Flask-WTF,
 and :mod:`webviewer.security` sets the headers.
 """
@@ -20,7 +20,9 @@ from pacs.accounts import Accounts
 from pacs.audit import AuditLog
 from storage.archive import Archive
 from storage.db import Database
+from webviewer import admin as admin_pages
 from webviewer import auth, dicomweb, security, studies, viewer
+from webviewer.admin import AdminBackend
 from webviewer.pixels import MemoryCache
 from webviewer.sessions import DatabaseSessions
 
@@ -48,12 +50,22 @@ class Services:
     config: WebConfig
     objects: MemoryCache
     frames: MemoryCache
+    admin: AdminBackend | None
 
 
 def create_app(
-    config: WebConfig, *, archive: Archive, accounts: Accounts, audit: AuditLog, database: Database
+    config: WebConfig,
+    *,
+    archive: Archive,
+    accounts: Accounts,
+    audit: AuditLog,
+    database: Database,
+    admin: AdminBackend | None = None,
 ) -> Flask:
-    """The web viewer application for one archive."""
+    """The web viewer application for one archive.
+
+    Without `admin` (enrolment and system status), those two admin pages answer 404.
+    """
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=config.secret_key,
@@ -71,11 +83,12 @@ def create_app(
     app.session_interface = sessions
     objects = MemoryCache(config.object_cache_bytes, dicomweb.object_size)
     frames = MemoryCache(config.frame_cache_bytes, lambda frame: len(frame.samples))
-    app.extensions["pacs"] = Services(archive, accounts, audit, sessions, config, objects, frames)
+    app.extensions["pacs"] = Services(archive, accounts, audit, sessions, config, objects, frames, admin)
     CSRFProtect(app)
     security.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(dicomweb.bp)
     app.register_blueprint(viewer.bp)
+    app.register_blueprint(admin_pages.bp)
     return app

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request
 from pydicom.dataset import Dataset
 
 from pacs.audit import Action, AuditEvent, EventID, EventType
 from webviewer.auth import audit, current_account, physician_required
+from webviewer.paging import current_page, neighbours
 
 bp = Blueprint("studies", __name__)
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
@@ -89,18 +90,13 @@ def identifier(search: Search) -> Dataset:
     return ds
 
 
-def _page() -> int:
-    value = request.args.get("page", "1")
-    return max(1, min(int(value), 10_000)) if value.isdigit() else 1
-
-
 @bp.get("/")
 @physician_required
 def index() -> str:
     """The study list (``/``)."""
     services = current_app.extensions["pacs"]
     search = read_search()
-    page = _page()
+    page = current_page()
     size = services.config.page_size
     found = services.archive.find("STUDY", identifier(search), limit=size + 1, offset=(page - 1) * size)
     account = current_account()
@@ -123,12 +119,5 @@ def index() -> str:
         "studies.html",
         studies=found[:size],
         search=search,
-        newer=_page_url(page - 1) if page > 1 else None,
-        older=_page_url(page + 1) if len(found) > size else None,
+        **neighbours("studies.index", page, more=len(found) > size),
     )
-
-
-def _page_url(page: int) -> str:
-    args = request.args.to_dict()
-    args["page"] = str(page)
-    return url_for("studies.index", **args)

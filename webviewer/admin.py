@@ -1,0 +1,247 @@
+"""Admin pages (admin role only): users, modalities, the audit log and the system status.
+
+Enrolment and the system's status come from an :class:`AdminBackend` that ``pacs``
+passes in, so this package does not reach into the DICOM side. Every action is audited,
+and so is every look at the audit log. One-time passwords and issued private keys are
+shown or downloaded once, in the answer to the POST, and kept nowhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+
+from pacs.accounts import AccountError, Accounts, parse_roles
+from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
+from webviewer.auth import admin_required, audit, current_account
+from webviewer.paging import current_page, neighbours
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+AUDIT_PAGE = 100
+
+
+@dataclass(frozen=True)
+class ModalityRow:
+    """An enrolled node as the modalities page lists it."""
+
+    ae_title: str
+    host: str
+    port: int | None
+    permissions: str
+    certificate: str
+    plaintext: bool
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One line of the system status: what, its value, and whether it is fine."""
+
+    what: str
+    value: str
+    ok: bool
+
+
+class AdminBackend(Protocol):
+    """What the admin pages need from the rest of the application."""
+
+    def modalities(self) -> list[ModalityRow]:
+        """The enrolled nodes."""
+        ...
+
+    def enrol(self, ae_title: str, host: str, allow: str, port: int | None, *, user: str) -> bytes:
+        """Enrol a node with a certificate from our CA (audited); return the ZIP of its PEM files.
+
+        Raises ValueError with a message for the admin when the input cannot be accepted.
+        """
+        ...
+
+    def remove(self, ae_title: str, *, user: str) -> None:
+        """Remove an enrolled node (audited)."""
+        ...
+
+    def status(self) -> list[StatusRow]:
+        """Disk, certificates and the like."""
+        ...
+
+
+def _backend() -> AdminBackend:
+    backend = current_app.extensions["pacs"].admin
+    if backend is None:
+        abort(404)
+    return backend
+
+
+def _accounts() -> Accounts:
+    return current_app.extensions["pacs"].accounts
+
+
+def _me() -> str:
+    account = current_account()
+    assert account is not None
+    return account.name
+
+
+def _audit_change(what: str, user: str) -> None:
+    audit(
+        AuditEvent(
+            EventID.SECURITY_ALERT,
+            Action.UPDATE,
+            user_id=_me(),
+            source=request.remote_addr or "",
+            event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+            details={"what": what, "user": user},
+        )
+    )
+
+
+@bp.get("/users")
+@admin_required
+def users() -> str:
+    """The users, with their state and open sessions."""
+    sessions = current_app.extensions["pacs"].sessions.active_users()
+    return render_template("admin/users.html", accounts=_accounts().all(), sessions=sessions)
+
+
+@bp.post("/users")
+@admin_required
+def create_user() -> Response | str:
+    """Create a user; the answer shows the one-time password, once."""
+    name = request.form.get("name", "").strip()
+    try:
+        roles = parse_roles(",".join(request.form.getlist("roles")))
+        account, password = _accounts().add(name, roles)
+    except AccountError as exc:
+        flash(str(exc))
+        return redirect(url_for("admin.users"))
+    _audit_change("user created", account.name)
+    return render_template("admin/password.html", name=account.name, password=password)
+
+
+_USER_ACTIONS = {
+    "disable": "user disabled",
+    "enable": "user enabled",
+    "reset-totp": "second factor reset",
+    "lift-lockout": "lockout lifted",
+    "end-sessions": "sessions ended",
+}
+
+
+@bp.post("/users/<name>/<action>")
+@admin_required
+def user_action(name: str, action: str) -> Response | str:
+    """Disable, enable, reset the password or 2FA of, unlock, or log out a user."""
+    accounts = _accounts()
+    target = accounts.get(name)
+    if target is None or action not in (*_USER_ACTIONS, "reset-password"):
+        flash("No such user or action.")
+        return redirect(url_for("admin.users"))
+    if action == "disable" and target.is_admin and not target.disabled and accounts.count_admins() == 1:
+        flash(f"{name} is the last enabled admin; add another admin first.")
+        return redirect(url_for("admin.users"))
+    sessions = current_app.extensions["pacs"].sessions
+    if action == "reset-password":
+        password = accounts.reset_password(name)
+        sessions.end_user_sessions(name)
+        _audit_change("password reset, lockout lifted, sessions ended", name)
+        return render_template("admin/password.html", name=name, password=password)
+    if action in ("disable", "enable"):
+        accounts.set_disabled(name, action == "disable")
+        if action == "disable":
+            sessions.end_user_sessions(name)
+    elif action == "reset-totp":
+        accounts.reset_totp(name)
+        sessions.end_user_sessions(name)
+    elif action == "lift-lockout":
+        accounts.lift_lockout(name)
+    else:
+        sessions.end_user_sessions(name)
+    _audit_change(_USER_ACTIONS[action], name)
+    flash(f"{name}: {_USER_ACTIONS[action]}.")
+    return redirect(url_for("admin.users"))
+
+
+@bp.get("/modalities")
+@admin_required
+def modalities() -> str:
+    """The enrolled nodes and the enrolment form."""
+    return render_template("admin/modalities.html", nodes=_backend().modalities())
+
+
+@bp.post("/modalities")
+@admin_required
+def enrol() -> Response:
+    """Enrol a node; the answer is the ZIP of its certificate, key and our CA."""
+    port_text = request.form.get("port", "").strip()
+    ae_title = request.form.get("ae_title", "").strip()
+    host, allow = request.form.get("host", "").strip(), ",".join(request.form.getlist("allow")) or "store"
+    if port_text and not port_text.isdigit():
+        flash(f"Not enrolled: port {port_text!r} is not a number")
+        return redirect(url_for("admin.modalities"))
+    try:
+        bundle = _backend().enrol(ae_title, host, allow, int(port_text) if port_text else None, user=_me())
+    except ValueError as exc:
+        flash(f"Not enrolled: {exc}")
+        return redirect(url_for("admin.modalities"))
+    response = Response(bundle, mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{ae_title}-certificate.zip"'
+    return response
+
+
+@bp.post("/modalities/<ae_title>/remove")
+@admin_required
+def remove(ae_title: str) -> Response:
+    """Remove an enrolled node."""
+    try:
+        _backend().remove(ae_title, user=_me())
+    except ValueError as exc:
+        flash(str(exc))
+    else:
+        flash(f"{ae_title} removed.")
+    return redirect(url_for("admin.modalities"))
+
+
+@bp.get("/audit")
+@admin_required
+def audit_log() -> str:
+    """The audit log, newest first, with filters and the chain's verification (itself audited)."""
+    log = current_app.extensions["pacs"].audit
+    filters = {
+        "event_id": request.args.get("event_id", "").strip()[:16],
+        "user_id": request.args.get("user", "").strip()[:128],
+        "since": request.args.get("since", "").strip()[:10],
+        "until": request.args.get("until", "").strip()[:10],
+    }
+    failures_only = request.args.get("failures") == "1"
+    page = current_page()
+    records = log.search(
+        **filters, failures_only=failures_only, limit=AUDIT_PAGE + 1, offset=(page - 1) * AUDIT_PAGE
+    )
+    chain = log.verify()
+    audit(
+        AuditEvent(
+            EventID.AUDIT_LOG_USED,
+            Action.READ,
+            user_id=_me(),
+            source=request.remote_addr or "",
+            event_type=EventType.NONE,
+            outcome=Outcome.SUCCESS,
+            details={"what": "audit log viewed", "filters": {k: v for k, v in filters.items() if v}},
+        )
+    )
+    return render_template(
+        "admin/audit.html",
+        records=records[:AUDIT_PAGE],
+        chain=chain,
+        failures_only=failures_only,
+        filters=filters,
+        **neighbours("admin.audit_log", page, more=len(records) > AUDIT_PAGE),
+    )
+
+
+@bp.get("/status")
+@admin_required
+def status() -> str:
+    """Disk, certificates and the other things an admin should glance at."""
+    return render_template("admin/status.html", rows=_backend().status())
