@@ -116,6 +116,11 @@ def current_account() -> Account | None:
     return g.get("account")
 
 
+def _is_api() -> bool:
+    """Whether this request comes from the viewer's script (answered 401, not sent to login)."""
+    return request.blueprint == "dicomweb" or request.endpoint == "viewer.tags"
+
+
 def login_required(view: View) -> View:
     """Let only a completed login of an enabled, unlocked account through."""
 
@@ -125,6 +130,8 @@ def login_required(view: View) -> View:
         account = _accounts().get(name) if isinstance(name, str) else None
         if account is None or account.disabled or account.locked:
             session.clear()
+            if _is_api():
+                abort(401)
             return redirect(url_for("auth.login"))
         g.account = account
         if account.must_change_password and request.endpoint not in ("auth.password", "auth.logout"):
