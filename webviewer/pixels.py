@@ -109,11 +109,20 @@ def _frame_time(ds: Dataset) -> float | None:
     return 1000.0 / rate if rate and rate > 0 else None
 
 
-def _to_rgb8(array: np.ndarray) -> bytes:
-    if array.dtype != np.uint8:
-        top = float(array.max()) or 1.0
-        array = (array.astype(np.float32) * (255.0 / top)).round().astype(np.uint8)
+def _to_rgb8(array: np.ndarray, bits: int) -> bytes:
+    """RGB samples of `bits` bits as 8-bit RGB (scaled by the bit depth, not by the frame's content)."""
+    if array.dtype != np.uint8 or bits != 8:
+        top = float(2**bits - 1)
+        array = (array.astype(np.float32) * (255.0 / top)).round().clip(0, 255).astype(np.uint8)
     return np.ascontiguousarray(array).tobytes()
+
+
+def _colour_bits(ds: Dataset, photometric: str, array: np.ndarray) -> int:
+    """The bit depth of colour samples: the palette's entries, or Bits Stored."""
+    if photometric == "PALETTE COLOR":
+        descriptor = ds.get("RedPaletteColorLookupTableDescriptor")
+        return int(descriptor[2]) if descriptor is not None and len(descriptor) == 3 else 8 * array.itemsize
+    return int(ds.get("BitsStored") or 8 * array.itemsize)
 
 
 def decode_frame(ds: Dataset, number: int) -> Frame:
@@ -133,7 +142,8 @@ def decode_frame(ds: Dataset, number: int) -> Frame:
     rows, columns = int(ds.Rows), int(ds.Columns)
     common = {"rows": rows, "columns": columns, "frames": frames, "frame_time_ms": _frame_time(ds)}
     if array.ndim == 3 and array.shape[-1] == 3:
-        return Frame(_to_rgb8(array), "rgb8", photometric="RGB", spacing=_spacing(ds), **common)
+        samples = _to_rgb8(array, _colour_bits(ds, photometric, array))
+        return Frame(samples, "rgb8", photometric="RGB", spacing=_spacing(ds), **common)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise FrameError(f"photometric interpretation {photometric} is not supported")
     if array.dtype.kind == "f" or array.dtype.itemsize > 2:
