@@ -895,7 +895,20 @@
 
   // ---------------------------------------------------------------- errors
 
+  let leaving = false;
+
+  /** The page is going away (logout, navigation): stop fetching, report nothing more. */
+  function leave() {
+    leaving = true;
+    stopCine();
+    queue = [];
+    for (const controller of inFlight.values()) controller.abort();
+    inFlight.clear();
+    tagsRequest?.abort();
+  }
+
   function report(error) {
+    if (leaving || error?.name === "AbortError") return;
     console.error(error);
     el.error.textContent = error?.message || String(error);
     el.error.hidden = false;
@@ -969,6 +982,8 @@
     window.addEventListener("wheel", onWheel, { passive: false });
     document.addEventListener("keydown", onKey);
     window.addEventListener("unhandledrejection", (event) => report(event.reason));
+    window.addEventListener("pagehide", leave);
+    document.getElementById("logout")?.form?.addEventListener("submit", leave);
     new ResizeObserver(resizeCanvases).observe(el.stage);
   }
 

@@ -1,0 +1,607 @@
+"""The web viewer end to end: ``pacs serve`` over HTTPS, driven by a real headless Chromium.
+
+One archive is served for the module (a 40-slice CT and a 20-frame ultrasound cine in
+one study, and a decoy study); each test is one user's journey in a browser context of
+its own. Chromium trusts the archive's own CA through an NSS database in a throwaway
+HOME (written with libnss3, which Chromium itself links against), so the server's
+certificate for "localhost" is verified for real; certificate errors are not ignored.
+
+Every page of every test is watched for console errors, uncaught exceptions and
+Content-Security-Policy violations; any of them fails the test. Waits are on
+conditions in the page (``wait_for_function``), never on sleeps, and no wall-clock time
+is asserted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pydicom
+import pyotp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Request, expect, sync_playwright
+
+from pacs.accounts import Accounts
+from pacs.datadir import CA_CERT, initialise, open_pacs
+from tests.conftest import _free_port
+from tests.data.make_series import make_ct_series, make_us_cine
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+PHYSICIAN = frozenset({"physician"})
+PASSWORD = "copper otters guard the sluice"
+NEW_PASSWORD = "nine quiet herons over marsh"
+CT_SLICES, US_FRAMES = 40, 20
+PATIENT = "ZEPHYRINE^CORA"
+DECOY = "ALDERMAN^DECOY"
+TIMEOUT_MS = 20_000
+START_TIMEOUT = 60.0
+
+# Reported as console errors by the fixture below, so that a violation cannot pass unseen.
+CSP_WATCH = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI || "inline"}`);
+});
+"""
+
+# Statistics of the #viewport canvas as shown: how many pixels are lit, how many gray
+# levels, the mean level and an FNV-1a hash of the RGB values.
+CANVAS_STATS = """
+() => {
+  const canvas = document.getElementById("viewport");
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const levels = new Set();
+  let lit = 0, sum = 0, hash = 2166136261;
+  for (let i = 0; i < data.length; i += 4) {
+    const r = data[i], g = data[i + 1], b = data[i + 2];
+    if (r + g + b > 3 * 16) lit += 1;
+    sum += r;
+    levels.add(r);
+    hash = Math.imul(hash ^ r, 16777619);
+    hash = Math.imul(hash ^ g, 16777619);
+    hash = Math.imul(hash ^ b, 16777619);
+  }
+  const pixels = data.length / 4;
+  return { pixels, lit, levels: levels.size, mean: sum / pixels, hash: hash >>> 0 };
+}
+"""
+
+# Playwright evaluates expressions (not functions) with eval(), which the page's CSP
+# forbids: every script given to the page below is a function.
+VIEWER_READY = "() => document.body.dataset.viewer === 'ready'"
+CANVAS_HASH_CHANGED = f"""
+(before) => {{
+  const stats = ({CANVAS_STATS})();
+  return stats.hash !== before && stats.lit > 0;
+}}
+"""
+
+
+# -- trusting the archive's CA ---------------------------------------------------------------------
+
+
+class _SECItem(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("data", ctypes.c_void_p), ("len", ctypes.c_uint)]
+
+
+class _CERTCertTrust(ctypes.Structure):
+    _fields_ = [
+        ("sslFlags", ctypes.c_uint),
+        ("emailFlags", ctypes.c_uint),
+        ("objectSigningFlags", ctypes.c_uint),
+    ]
+
+
+def trust_ca_for_chromium(home: Path, ca_pem: Path) -> None:
+    """Create ``HOME/.pki/nssdb`` (where Chromium on Linux reads trust) with `ca_pem` as a trusted CA.
+
+    This is what ``certutil -N --empty-password`` and ``certutil -A -t C,,`` do, done with
+    libnss3 (a dependency of Chromium) because libnss3-tools may not be installed.
+    """
+    db = home / ".pki" / "nssdb"
+    db.mkdir(parents=True)
+    der = x509.load_pem_x509_certificate(ca_pem.read_bytes()).public_bytes(Encoding.DER)
+    try:
+        nss = ctypes.CDLL("libnss3.so")
+    except OSError as exc:
+        pytest.fail(f"libnss3 (needed by Chromium) is missing: {exc}")
+    void_p, char_p, c_int = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
+    nss.NSS_InitReadWrite.argtypes = [char_p]
+    nss.PK11_GetInternalKeySlot.restype = void_p
+    nss.PK11_NeedUserInit.argtypes = [void_p]
+    nss.PK11_InitPin.argtypes = [void_p, char_p, char_p]
+    nss.CERT_GetDefaultCertDB.restype = void_p
+    nss.CERT_NewTempCertificate.restype = void_p
+    nss.CERT_NewTempCertificate.argtypes = [void_p, ctypes.POINTER(_SECItem), char_p, c_int, c_int]
+    nss.PK11_ImportCert.argtypes = [void_p, void_p, ctypes.c_ulong, char_p, c_int]
+    nss.CERT_DecodeTrustString.argtypes = [ctypes.POINTER(_CERTCertTrust), char_p]
+    nss.CERT_ChangeCertTrust.argtypes = [void_p, void_p, ctypes.POINTER(_CERTCertTrust)]
+    nss.CERT_DestroyCertificate.argtypes = [void_p]
+    nss.PK11_FreeSlot.argtypes = [void_p]
+
+    assert nss.NSS_InitReadWrite(f"sql:{db}".encode()) == 0, "NSS_InitReadWrite failed"
+    slot = cert = None
+    try:
+        slot = nss.PK11_GetInternalKeySlot()
+        assert slot, "no internal NSS slot"
+        if nss.PK11_NeedUserInit(slot):
+            assert nss.PK11_InitPin(slot, None, b"") == 0, "PK11_InitPin failed"
+        buffer = ctypes.create_string_buffer(der, len(der))
+        item = _SECItem(0, ctypes.cast(buffer, ctypes.c_void_p), len(der))
+        cert = nss.CERT_NewTempCertificate(nss.CERT_GetDefaultCertDB(), ctypes.byref(item), None, 0, 1)
+        assert cert, "NSS could not parse the CA certificate"
+        assert nss.PK11_ImportCert(slot, cert, 0, b"mini-PACS test CA", 0) == 0, "PK11_ImportCert failed"
+        trust = _CERTCertTrust()
+        assert nss.CERT_DecodeTrustString(ctypes.byref(trust), b"C,,") == 0
+        changed = nss.CERT_ChangeCertTrust(nss.CERT_GetDefaultCertDB(), cert, ctypes.byref(trust))
+        assert changed == 0, "CERT_ChangeCertTrust failed"
+    finally:
+        if cert:
+            nss.CERT_DestroyCertificate(cert)
+        if slot:
+            nss.PK11_FreeSlot(slot)
+        assert nss.NSS_Shutdown() == 0, "NSS_Shutdown failed"
+    assert (db / "cert9.db").is_file()
+
+
+# -- the served archive ----------------------------------------------------------------------------
+
+
+@dataclass
+class Reader:
+    """A physician who has enrolled TOTP and chosen a password before the server started."""
+
+    name: str
+    password: str
+    totp: pyotp.TOTP
+
+
+@dataclass
+class Served:
+    """The running ``pacs serve`` and what the tests know about its content."""
+
+    base_url: str
+    home: Path
+    ca: Path
+    study_uid: str
+    ct_series: str
+    us_series: str
+    newcomer: str
+    newcomer_password: str
+    readers: dict[str, Reader] = field(default_factory=dict)
+
+    @property
+    def study_path(self) -> str:
+        return f"/studies/{self.study_uid}"
+
+
+def _make_data(root: Path) -> tuple[list[Path], str, str, str]:
+    """The CT and the cine in one study (CT first by series number), and a decoy study."""
+    ct = make_ct_series(
+        root / "ct",
+        slices=CT_SLICES,
+        rows=256,
+        columns=256,
+        patient_name=PATIENT,
+        patient_id="E2E-0001",
+        accession="E2E0001",
+    )
+    first = pydicom.dcmread(ct[0], stop_before_pixels=True)
+    study_uid, ct_series = str(first.StudyInstanceUID), str(first.SeriesInstanceUID)
+    (us,) = make_us_cine(
+        root / "us",
+        frames=US_FRAMES,
+        patient_name=PATIENT,
+        patient_id="E2E-0001",
+        accession="E2E0001",
+        study_uid=study_uid,
+    )
+    cine = pydicom.dcmread(us)
+    cine.SeriesNumber = 3  # after the CT's 2, so that the viewer opens the CT first
+    cine.save_as(us)
+    decoy = make_ct_series(
+        root / "decoy", slices=2, rows=64, columns=64, patient_name=DECOY, patient_id="E2E-0002"
+    )
+    return [*ct, us, *decoy], study_uid, ct_series, str(cine.SeriesInstanceUID)
+
+
+def _await_banner(process: subprocess.Popen[str], log: Path) -> str:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
+    banner = process.stdout.readline() if ready else ""
+    assert "web viewer on https://" in banner, (banner, log.read_text())
+    return banner
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``pacs serve`` on free ports of 127.0.0.1, with the test data and users stored beforehand."""
+    root = tmp_path_factory.mktemp("e2e")
+    settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
+    files, study_uid, ct_series, us_series = _make_data(root)
+    readers: dict[str, Reader] = {}
+    pacs = open_pacs(settings)
+    try:
+        for path in files:
+            pacs.archive.store(path)
+        accounts = Accounts(pacs.database, pacs.keyring)
+        _, newcomer_password = accounts.add("newcomer", PHYSICIAN)
+        for name in ("searcher", "leveller", "scroller", "leaver"):
+            accounts.add(name, PHYSICIAN, PASSWORD)
+            totp = pyotp.TOTP(accounts.begin_totp_enrolment(name))
+            # The previous step confirms the enrolment: the current one stays usable for the login.
+            assert accounts.confirm_totp(name, totp.at(time.time() - 30)) is not None
+            accounts.change_password(name, NEW_PASSWORD)
+            readers[name] = Reader(name, NEW_PASSWORD, totp)
+    finally:
+        pacs.close()
+
+    home = root / "home"
+    trust_ca_for_chromium(home, settings.tls_dir / CA_CERT)
+
+    web_port = _free_port()
+    env = {
+        **os.environ,
+        "PACS_DICOM_PORT": str(_free_port()),
+        "PACS_DICOM_BIND": "127.0.0.1",
+        "PACS_DICOM_WORKERS": "1",
+        "PACS_WEB_PORT": str(web_port),
+        "PACS_WEB_BIND": "127.0.0.1",
+    }
+    log = root / "serve.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pacs", "serve", "--data", str(settings.data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+    try:
+        _await_banner(process, log)
+        yield Served(
+            base_url=f"https://localhost:{web_port}",
+            home=home,
+            ca=settings.tls_dir / CA_CERT,
+            study_uid=study_uid,
+            ct_series=ct_series,
+            us_series=us_series,
+            newcomer="newcomer",
+            newcomer_password=newcomer_password,
+            readers=readers,
+        )
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+# -- the browser -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser(served: Served) -> Iterator[Browser]:
+    """Headless Chromium whose HOME holds the NSS database that trusts the archive's CA.
+
+    Playwright's own HTTP client (``page.request``) runs in its Node.js driver, which is
+    told to trust the same CA.
+    """
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("NODE_EXTRA_CA_CERTS", str(served.ca))
+        playwright = sync_playwright().start()
+    try:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, env={**os.environ, "HOME": str(served.home)}
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, served: Served) -> Iterator[Page]:
+    """A page in a fresh context; console errors, page errors and CSP violations fail the test."""
+    context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 800})
+    context.add_init_script(CSP_WATCH)
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console error on {message.page.url if message.page else '?'}: {message.text}")
+
+    def on_page_error(error: Error) -> None:
+        problems.append(f"uncaught {error.name}: {error.message}")
+
+    opened = context.new_page()
+    opened.set_default_timeout(TIMEOUT_MS)
+    opened.on("console", on_console)
+    opened.on("pageerror", on_page_error)
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert problems == [], "\n".join(problems)
+
+
+def wait_for_path(page: Page, path: str) -> None:
+    page.wait_for_url(lambda url: urlsplit(url).path == path)
+
+
+def log_in(page: Page, name: str, password: str, code: Callable[[], str]) -> None:
+    """Password, then the TOTP code; lands on the study list."""
+    page.goto("/login")
+    page.fill("#username", name)
+    page.fill("#password", password)
+    page.click("#submit")
+    wait_for_path(page, "/login/totp")
+    page.fill("#code", code())
+    page.click("#submit")
+    wait_for_path(page, "/")
+    expect(page.locator("#studies")).to_be_visible()
+
+
+def log_in_reader(page: Page, reader: Reader) -> None:
+    log_in(page, reader.name, reader.password, reader.totp.now)
+
+
+def open_viewer(page: Page, served: Served) -> None:
+    """Go to the study's viewer and wait until its first image is on the canvas."""
+    page.goto(served.study_path)
+    page.wait_for_function(VIEWER_READY)
+
+
+def viewer_state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = page.evaluate("() => ({ ...window.viewerState })")
+    return state
+
+
+def canvas_stats(page: Page) -> dict[str, Any]:
+    stats: dict[str, Any] = page.evaluate(CANVAS_STATS)
+    return stats
+
+
+def wait_for_canvas_change(page: Page, before: int) -> dict[str, Any]:
+    page.wait_for_function(CANVAS_HASH_CHANGED, arg=before)
+    return canvas_stats(page)
+
+
+def wait_until_idle(page: Page) -> None:
+    """Until every CT slice and the cine's thumbnail frame are fetched and nothing is in flight."""
+    page.wait_for_function(
+        "(n) => viewerState.inFlight === 0 && viewerState.frameRequests >= n", arg=CT_SLICES + 1
+    )
+
+
+def viewport_centre(page: Page) -> tuple[float, float]:
+    box = page.locator("#viewport").bounding_box()
+    assert box is not None
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+# -- the scenarios ---------------------------------------------------------------------------------
+
+
+def test_first_login_enrols_totp_shows_recovery_codes_forces_a_new_password_then_logs_in_again(
+    page: Page, served: Served
+) -> None:
+    page.goto("/")
+    wait_for_path(page, "/login")
+    page.fill("#username", served.newcomer)
+    page.fill("#password", served.newcomer_password)
+    page.click("#submit")
+    wait_for_path(page, "/login/enrol")
+    expect(page.locator("img.qr")).to_be_visible()
+    key = page.locator("#totp-key").inner_text().replace(" ", "")
+    totp = pyotp.TOTP(key)
+    page.fill("#code", totp.now())
+    page.click("#submit")
+
+    codes = page.locator("#recovery-codes li")
+    expect(codes).to_have_count(10)
+    texts = [text.strip() for text in codes.all_inner_texts()]
+    assert len(set(texts)) == 10 and all(texts), texts
+
+    page.click("#continue")
+    wait_for_path(page, "/account/password")
+    page.fill("#new", NEW_PASSWORD)
+    page.fill("#again", NEW_PASSWORD)
+    page.click("#submit")
+    wait_for_path(page, "/")
+    expect(page.locator("h1")).to_have_text("Studies")
+    expect(page.locator(f'#studies tr[data-study="{served.study_uid}"]')).to_be_visible()
+
+    page.click("#logout")
+    wait_for_path(page, "/login")
+    expect(page.locator("#logout")).to_have_count(0)
+
+    # The step after the enrolment's, which the server accepts as one step of drift: no waiting.
+    log_in(page, served.newcomer, NEW_PASSWORD, lambda: totp.at(time.time() + 30))
+    expect(page.locator(".who")).to_have_text(served.newcomer)
+
+
+def test_search_by_name_prefix_opens_the_ct_and_shows_it(page: Page, served: Served) -> None:
+    log_in_reader(page, served.readers["searcher"])
+    rows = page.locator("#studies tbody tr[data-study]")
+    expect(rows).to_have_count(2)
+
+    page.fill('#search input[name="name"]', "zephyr")
+    page.click('#search button[type="submit"]')
+    page.wait_for_url(lambda url: "name=zephyr" in url)
+    expect(rows).to_have_count(1)
+    row = page.locator(f'#studies tr[data-study="{served.study_uid}"]')
+    expect(row.locator("td.patient")).to_contain_text("ZEPHYRINE")
+    expect(page.locator("#studies")).not_to_contain_text("ALDERMAN")
+
+    row.locator("td.patient a").click()
+    wait_for_path(page, served.study_path)
+    page.wait_for_function(VIEWER_READY)
+    state = viewer_state(page)
+    assert state["seriesUid"] == served.ct_series
+    assert state["total"] == CT_SLICES and state["index"] == 0
+    expect(page.locator("#frame-label")).to_have_text(f"1 / {CT_SLICES}")
+    expect(page.locator("#patient-name")).to_contain_text("ZEPHYRINE")
+
+    stats = canvas_stats(page)
+    assert stats["lit"] > 0.05 * stats["pixels"], stats
+    assert stats["levels"] >= 32, stats
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "viewer.png"))
+
+
+def test_window_level_drag_changes_the_pixels_without_fetching_frames(page: Page, served: Served) -> None:
+    log_in_reader(page, served.readers["leveller"])
+    open_viewer(page, served)
+    expect(page.locator("#tool-wl")).to_have_attribute("aria-pressed", "true")
+    wait_until_idle(page)
+    before = viewer_state(page)
+    pixels_before = canvas_stats(page)
+    fetched: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if "/frames/" in request.url:
+            fetched.append(request.url)
+
+    page.on("request", on_request)
+    x, y = viewport_centre(page)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 40, y + 20, steps=5)
+    during = wait_for_canvas_change(page, pixels_before["hash"])  # changes while the button is held
+    page.mouse.move(x + 120, y + 60, steps=10)
+    page.mouse.up()
+    after = wait_for_canvas_change(page, during["hash"])
+    page.remove_listener("request", on_request)
+
+    state = viewer_state(page)
+    assert (state["center"], state["width"]) != (before["center"], before["width"])
+    assert state["frameRequests"] == before["frameRequests"]
+    assert fetched == []
+    assert state["index"] == before["index"] and state["seriesUid"] == served.ct_series
+    assert after["lit"] > 0, after
+    expect(page.locator("#ov-window")).not_to_have_text(f"C {before['center']} W {before['width']}")
+
+
+def test_wheel_and_arrow_key_scroll_the_ct_and_the_cine_plays_and_pauses(page: Page, served: Served) -> None:
+    log_in_reader(page, served.readers["scroller"])
+    open_viewer(page, served)
+    label = page.locator("#frame-label")
+    expect(label).to_have_text(f"1 / {CT_SLICES}")
+    first = canvas_stats(page)
+
+    x, y = viewport_centre(page)
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, 120)
+    page.wait_for_function("() => viewerState.index === 1")
+    expect(label).to_have_text(f"2 / {CT_SLICES}")
+    second = wait_for_canvas_change(page, first["hash"])
+
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => viewerState.index === 2")
+    expect(label).to_have_text(f"3 / {CT_SLICES}")
+    wait_for_canvas_change(page, second["hash"])
+
+    ct_shown = canvas_stats(page)
+    page.click(f'.series-thumb[data-series="{served.us_series}"]')
+    page.wait_for_function(
+        "([uid, total]) => viewerState.seriesUid === uid && viewerState.total === total",
+        arg=[served.us_series, US_FRAMES],
+    )
+    expect(page.locator(f'.series-thumb[data-series="{served.us_series}"]')).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    expect(label).to_have_text(f"1 / {US_FRAMES}")
+    wait_for_canvas_change(page, ct_shown["hash"])
+
+    cine = page.locator("#cine")
+    expect(cine).to_be_enabled()
+    cine.click()
+    expect(cine).to_have_attribute("aria-pressed", "true")
+    # The index moves by itself: at least five different frames are seen, polled every animation frame.
+    page.wait_for_function(
+        "(n) => { (window.seenFrames ??= new Set()).add(viewerState.index); return seenFrames.size >= n; }",
+        arg=5,
+        polling="raf",
+    )
+    cine.click()
+    expect(cine).to_have_attribute("aria-pressed", "false")
+    expect(cine).to_have_text("Play")
+    paused_at = viewer_state(page)["index"]
+    # Watch for ten frame intervals of the cine: a paused cine must not move.
+    still = page.evaluate(
+        """(interval) => new Promise((resolve) => {
+             const start = performance.now();
+             const indexes = new Set();
+             const tick = (now) => {
+               indexes.add(viewerState.index);
+               if (now - start >= 10 * interval) resolve([...indexes]);
+               else requestAnimationFrame(tick);
+             };
+             requestAnimationFrame(tick);
+           })""",
+        34,
+    )
+    assert still == [paused_at]
+    expect(label).to_have_text(f"{paused_at + 1} / {US_FRAMES}")
+
+
+def test_logout_ends_the_session_for_pages_and_api(page: Page, served: Served) -> None:
+    log_in_reader(page, served.readers["leaver"])
+    open_viewer(page, served)
+    wait_until_idle(page)  # no prefetch left to be refused (and logged) once the session ends
+    api = [
+        f"/dicomweb/studies/{served.study_uid}/series",
+        f"/dicomweb/studies/{served.study_uid}/series/{served.ct_series}/instances",
+    ]
+    for url in api:
+        assert page.request.get(url, max_redirects=0).status == 200
+    session_cookies = page.context.cookies()
+    assert [cookie["name"] for cookie in session_cookies] == ["__Host-pacs"]
+
+    page.click("#logout")
+    wait_for_path(page, "/login")
+    expect(page.locator("#username")).to_be_visible()
+
+    # (Playwright starts Chromium with --disable-back-forward-cache: "back" reloads the page.)
+    page.go_back()
+    wait_for_path(page, "/login")
+    expect(page.locator("#viewer")).to_have_count(0)
+    page.goto(served.study_path)
+    wait_for_path(page, "/login")
+    expect(page.locator("#viewer")).to_have_count(0)
+
+    for url in api:
+        assert page.request.get(url, max_redirects=0).status == 401, url
+    # The session ended on the server too: the cookie from before the logout opens nothing.
+    page.context.clear_cookies()
+    page.context.add_cookies(session_cookies)  # type: ignore[arg-type]
+    for url in api:
+        assert page.request.get(url, max_redirects=0).status == 401, url
+    page.goto(served.study_path)
+    wait_for_path(page, "/login")
