@@ -101,6 +101,12 @@ def _fail(user: str, step: str, reason: str, *, locked: bool = False) -> Respons
     return redirect(url_for("auth.login"))
 
 
+def _still_allowed(name: str) -> bool:
+    """Whether the account may still log in (it may have been locked or disabled meanwhile)."""
+    account = _accounts().get(name)
+    return account is not None and not account.locked and not account.disabled
+
+
 def _complete(name: str) -> None:
     """Both factors passed: a new session for `name`, and the failures forgotten."""
     session.clear()
@@ -129,7 +135,8 @@ def login_required(view: View) -> View:
         name = session.get("user")
         account = _accounts().get(name) if isinstance(name, str) else None
         if account is None or account.disabled or account.locked:
-            session.clear()
+            if name is not None:  # a stale login; a password step in progress is kept
+                session.clear()
             if _is_api():
                 abort(401)
             return redirect(url_for("auth.login"))
@@ -207,12 +214,15 @@ def totp() -> Response | str:
     if accounts.retry_after(name, _address()) > 0:
         return _fail(name, "totp", Verdict.THROTTLED.value)
     digits = code.replace(" ", "")
-    accepted = (
-        accounts.verify_totp(name, digits) if digits.isdigit() else accounts.use_recovery_code(name, code)
-    )
+    if digits.isdigit():
+        step, accepted = "totp", accounts.verify_totp(name, digits)
+    else:
+        step, accepted = "recovery code", accounts.use_recovery_code(name, code)
     if not accepted:
         locked = accounts.record_failure(name, _address())
-        return _fail(name, "totp" if digits.isdigit() else "recovery code", "wrong code", locked=locked)
+        return _fail(name, step, "wrong code", locked=locked)
+    if not _still_allowed(name):
+        return _fail(name, step, "account locked or disabled")
     _complete(name)
     return redirect(url_for("studies.index"))
 
@@ -237,6 +247,8 @@ def enrol() -> Response | str:
         uri = accounts.provisioning_uri(name, secret)
         grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
         return render_template("enrol.html", secret=grouped, qr=_qr_data_uri(uri))
+    if not _still_allowed(name):
+        return _fail(name, "totp enrolment", "account locked or disabled")
     codes = accounts.confirm_totp(name, request.form.get("code", "").strip()[:16])
     if codes is None:
         locked = accounts.record_failure(name, _address())
