@@ -81,6 +81,17 @@ class InstanceInfo:
 
 
 @dataclass(frozen=True)
+class SeriesImage:
+    """One image of a series as a viewer lists it."""
+
+    sop_uid: str
+    instance_number: int | None
+    frames: int | None
+    rows: int | None
+    columns: int | None
+
+
+@dataclass(frozen=True)
 class DeletedStudy:
     """What :meth:`Archive.delete_study` removed."""
 
@@ -252,6 +263,22 @@ class Archive:
         if not rows:
             raise NotFoundError(f"no study {study_uid}")
         return [_info(*row) for row in rows]
+
+    def series_images(self, study_uid: str, series_uid: str) -> list[SeriesImage]:
+        """The current instances of one series in display order, with their image sizes."""
+        query = (
+            select(
+                Instance.sop_uid, Instance.instance_number, Instance.frames, Instance.rows, Instance.columns
+            )
+            .join(Series, Instance.series_fk == Series.id)
+            .join(Study, Series.study_fk == Study.id)
+            .where(
+                Study.study_uid == study_uid, Series.series_uid == series_uid, Instance.is_current.is_(True)
+            )
+            .order_by(Instance.instance_number, Instance.id)
+        )
+        with self.database.read() as session:
+            return [SeriesImage(*row) for row in session.execute(query)]
 
     def current_instances(self, sop_uids: list[str]) -> list[InstanceInfo]:
         """The current versions of `sop_uids` (those that exist), in one query."""

@@ -458,6 +458,16 @@ def test_opening_the_viewer_page_is_audited_every_time(web: Web, doc: Browser, c
     ] * 2
 
 
+def test_opening_the_viewer_and_reading_its_images_is_one_audit_record(
+    web: Web, doc: Browser, ct: Study
+) -> None:
+    assert doc.get(f"/studies/{ct.uid}").status_code == 200
+    doc.get(f"/dicomweb/studies/{ct.uid}/series")
+    doc.get(f"/dicomweb/studies/{ct.uid}/series/{ct.series_uid}/instances")
+    assert doc.get(ct.frame_url()).status_code == 200
+    assert [details(r)["how"] for r in web.audit(ACCESSED, user="doc")] == ["viewer"]
+
+
 # The tag panel and the download.
 
 

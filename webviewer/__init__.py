@@ -81,7 +81,7 @@ def create_app(
     )
     sessions = DatabaseSessions(database, idle=config.session_idle, absolute=config.session_absolute)
     app.session_interface = sessions
-    objects = MemoryCache(config.object_cache_bytes, dicomweb.object_size)
+    objects = MemoryCache(config.object_cache_bytes)
     frames = MemoryCache(config.frame_cache_bytes, lambda frame: len(frame.samples))
     app.extensions["pacs"] = Services(archive, accounts, audit, sessions, config, objects, frames, admin)
     CSRFProtect(app)

@@ -32,7 +32,6 @@ _SERIES_KEYS = (
     "SeriesDescription",
     "NumberOfSeriesRelatedInstances",
 )
-_INSTANCE_KEYS = ("SOPInstanceUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns")
 
 
 def _archive() -> Archive:
@@ -88,12 +87,18 @@ def audit_study_access(study: Dataset, *, how: str) -> None:
     )
 
 
-def _audited_once(study: str) -> None:
+def remember_audited(study: str) -> None:
+    """Note in the session that this user's access to `study` is in the audit trail."""
     opened = session.get("opened", [])
-    if study in opened:
+    if study not in opened:
+        session["opened"] = [*opened[-99:], study]
+
+
+def _audited_once(study: str) -> None:
+    if study in session.get("opened", []):
         return
     audit_study_access(study_summary(study), how="dicomweb")
-    session["opened"] = [*opened[-99:], study]
+    remember_audited(study)
 
 
 def _json(datasets: list[Dataset]) -> Response:
@@ -130,9 +135,26 @@ def series(study: str) -> Response:
 def instances(study: str, series_uid: str) -> Response:
     """QIDO-RS: the current instances of a series, by instance number."""
     _audited_once(check_uid(study))
-    keys = dict.fromkeys(_INSTANCE_KEYS)
-    query = _query(StudyInstanceUID=study, SeriesInstanceUID=check_uid(series_uid), **keys)
-    return _json(_archive().find("IMAGE", query))
+    images = _archive().series_images(study, check_uid(series_uid))
+    body = [
+        {
+            "0020000D": {"vr": "UI", "Value": [study]},
+            "0020000E": {"vr": "UI", "Value": [series_uid]},
+            "00080018": {"vr": "UI", "Value": [image.sop_uid]},
+            **_integer("00200013", "IS", image.instance_number),
+            **_integer("00280008", "IS", image.frames or 1),
+            **_integer("00280010", "US", image.rows),
+            **_integer("00280011", "US", image.columns),
+        }
+        for image in images
+    ]
+    response = jsonify(body)
+    response.mimetype = DICOM_JSON
+    return response
+
+
+def _integer(tag: str, vr: str, value: int | None) -> dict[str, dict[str, Any]]:
+    return {tag: {"vr": vr, "Value": [value]} if value is not None else {"vr": vr}}
 
 
 def find_instance(study: str, series_uid: str | None, sop: str) -> InstanceInfo:
@@ -154,10 +176,11 @@ def load_object(info: InstanceInfo) -> Dataset:
     key = (info.sop_uid, info.version)
     ds = objects.get(key)
     if ds is None:
-        with _archive().open(info.sop_uid, info.version) as stream:
+        with _archive().blobs.open(info.ref) as stream:
             data = stream.read()
         ds = pydicom.dcmread(io.BytesIO(data))
-        objects.put(key, ds)
+        # The dataset keeps the decrypted bytes as its buffer, and Pixel Data besides.
+        objects.put(key, ds, size=2 * len(data))
     return ds
 
 
@@ -179,9 +202,3 @@ def frame(study: str, series_uid: str, sop: str, number: int) -> Response:
     response = Response(decoded.samples, mimetype="application/octet-stream")
     response.headers.update(decoded.headers())
     return response
-
-
-def object_size(ds: Any) -> int:
-    """The approximate memory a cached dataset holds (its pixel data dominates)."""
-    pixel_data = ds.get("PixelData") if isinstance(ds, Dataset) else None
-    return len(pixel_data or b"") + 65536

@@ -166,7 +166,7 @@ def decode_frame(ds: Dataset, number: int) -> Frame:
 class MemoryCache:
     """A thread-safe LRU cache bounded by the bytes of its values."""
 
-    def __init__(self, budget: int, size_of: Callable[[Any], int]) -> None:
+    def __init__(self, budget: int, size_of: Callable[[Any], int] = len) -> None:
         self._budget = budget
         self._size_of = size_of
         self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
@@ -182,9 +182,12 @@ class MemoryCache:
             self._items.move_to_end(key)
             return item[0]
 
-    def put(self, key: Any, value: Any) -> None:
-        """Cache `value` (unless it alone exceeds the budget), evicting the least recently used."""
-        size = self._size_of(value)
+    def put(self, key: Any, value: Any, *, size: int | None = None) -> None:
+        """Cache `value` (unless it alone exceeds the budget), evicting the least recently used.
+
+        `size` is its memory in bytes, when the cache's own measure would not know it.
+        """
+        size = self._size_of(value) if size is None else size
         if size > self._budget:
             return
         with self._lock:

@@ -16,7 +16,14 @@ from pydicom.dataset import Dataset
 
 from pacs.audit import Action, AuditEvent, EventID, EventType
 from webviewer.auth import audit, current_account, physician_required
-from webviewer.dicomweb import audit_study_access, check_uid, find_instance, load_object, study_summary
+from webviewer.dicomweb import (
+    audit_study_access,
+    check_uid,
+    find_instance,
+    load_object,
+    remember_audited,
+    study_summary,
+)
 
 bp = Blueprint("viewer", __name__)
 TAG_VALUE_LIMIT = 256
@@ -29,6 +36,7 @@ def view(study: str) -> str:
     """The viewer page (its script reads the images through :mod:`webviewer.dicomweb`)."""
     summary = study_summary(study)
     audit_study_access(summary, how="viewer")
+    remember_audited(study)
     return render_template("viewer.html", study_uid=study, study=summary)
 
 
