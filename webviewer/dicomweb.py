@@ -101,16 +101,14 @@ def _audited_once(study: str) -> None:
     remember_audited(study)
 
 
-def _json(datasets: list[Dataset]) -> Response:
+def _json_model(datasets: list[Dataset]) -> list[dict[str, Any]]:
     body = []
     for ds in datasets:
         for keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
             if keyword in ds:
                 delattr(ds, keyword)
         body.append(ds.to_json_dict())
-    response = jsonify(body)
-    response.mimetype = DICOM_JSON
-    return response
+    return body
 
 
 def _query(**keys: str | None) -> Dataset:
@@ -121,22 +119,15 @@ def _query(**keys: str | None) -> Dataset:
     return ds
 
 
-@bp.get("/studies/<study>/series")
-@physician_required
-def series(study: str) -> Response:
-    """QIDO-RS: the series of a study, by series number."""
-    _audited_once(check_uid(study))
+def series_list(study: str) -> list[dict[str, Any]]:
+    """The series of `study` in the DICOM JSON model, by series number."""
     query = _query(StudyInstanceUID=study, **dict.fromkeys(_SERIES_KEYS))
-    return _json(_archive().find("SERIES", query))
+    return _json_model(_archive().find("SERIES", query))
 
 
-@bp.get("/studies/<study>/series/<series_uid>/instances")
-@physician_required
-def instances(study: str, series_uid: str) -> Response:
-    """QIDO-RS: the current instances of a series, by instance number."""
-    _audited_once(check_uid(study))
-    images = _archive().series_images(study, check_uid(series_uid))
-    body = [
+def instance_list(study: str, series_uid: str) -> list[dict[str, Any]]:
+    """The current instances of a series in the DICOM JSON model, in display order."""
+    return [
         {
             "0020000D": {"vr": "UI", "Value": [study]},
             "0020000E": {"vr": "UI", "Value": [series_uid]},
@@ -146,11 +137,30 @@ def instances(study: str, series_uid: str) -> Response:
             **_integer("00280010", "US", image.rows),
             **_integer("00280011", "US", image.columns),
         }
-        for image in images
+        for image in _archive().series_images(study, series_uid)
     ]
+
+
+def _dicom_json(body: list[dict[str, Any]]) -> Response:
     response = jsonify(body)
     response.mimetype = DICOM_JSON
     return response
+
+
+@bp.get("/studies/<study>/series")
+@physician_required
+def series(study: str) -> Response:
+    """QIDO-RS: the series of a study, by series number."""
+    _audited_once(check_uid(study))
+    return _dicom_json(series_list(study))
+
+
+@bp.get("/studies/<study>/series/<series_uid>/instances")
+@physician_required
+def instances(study: str, series_uid: str) -> Response:
+    """QIDO-RS: the current instances of a series, by instance number."""
+    _audited_once(check_uid(study))
+    return _dicom_json(instance_list(study, check_uid(series_uid)))
 
 
 def _integer(tag: str, vr: str, value: int | None) -> dict[str, dict[str, Any]]:

@@ -20,8 +20,10 @@ from webviewer.dicomweb import (
     audit_study_access,
     check_uid,
     find_instance,
+    instance_list,
     load_object,
     remember_audited,
+    series_list,
     study_summary,
 )
 
@@ -37,7 +39,12 @@ def view(study: str) -> str:
     summary = study_summary(study)
     audit_study_access(summary, how="viewer")
     remember_audited(study)
-    return render_template("viewer.html", study_uid=study, study=summary)
+    # The series list and the first series' images travel with the page, which saves
+    # the script two round trips before the first image.
+    series = series_list(study)
+    first = series[0]["0020000E"]["Value"][0] if series else None
+    preload = {"series": series, "instances": {first: instance_list(study, first)} if first else {}}
+    return render_template("viewer.html", study_uid=study, study=summary, preload=preload)
 
 
 def _value(element: DataElement) -> str:

@@ -37,6 +37,8 @@
   const byId = (id) => document.getElementById(id);
   const root = byId("viewer");
   const urls = { root: root.dataset.root, tags: root.dataset.tags };
+  // The series list and the first series' images, sent with the page (a JSON island).
+  const preload = JSON.parse(byId("viewer-preload")?.textContent || "{}");
   const el = {
     stage: byId("stage"),
     viewport: byId("viewport"),
@@ -422,7 +424,11 @@
   /** The series' slices (instance × frame, in display order), loaded once. */
   function loadSlices(record) {
     if (record.loading) return record.loading;
-    record.loading = getJson(`${seriesUrl(record)}/instances`, "the image list").then(
+    const preloaded = preload.instances?.[record.uid];
+    const instances = preloaded
+      ? Promise.resolve(preloaded)
+      : getJson(`${seriesUrl(record)}/instances`, "the image list");
+    record.loading = instances.then(
       (instances) => {
         record.slices = toSlices(record, instances);
         record.count.textContent = countText(instances.length, record.slices.length);
@@ -989,7 +995,7 @@
 
   async function start() {
     document.body.dataset.viewer = "loading";
-    const list = await getJson(`${urls.root}/series`, "the list of series");
+    const list = preload.series ?? (await getJson(`${urls.root}/series`, "the list of series"));
     if (!Array.isArray(list) || list.length === 0) throw new Error("This study has no images.");
     list.forEach(addSeries);
     await selectSeries(records[0]);
