@@ -231,14 +231,14 @@ class Accounts:
         with self._database.read() as session:
             return [_view(u) for u in session.scalars(select(User).order_by(User.name))]
 
-    def count_admins(self) -> int:
-        """How many enabled accounts hold the admin role."""
-        return sum(1 for a in self.all() if a.is_admin and not a.disabled)
-
     def set_disabled(self, name: str, disabled: bool = True) -> Account:
-        """Disable (or enable again) an account."""
+        """Disable (or enable again) an account; the last enabled admin cannot be disabled."""
         with self._database.write() as session:
             user = self._get(session, name)
+            if disabled and not user.disabled and "admin" in user.roles.split(","):
+                admins = session.scalars(select(User.roles).where(User.disabled.is_(False))).all()
+                if sum("admin" in roles.split(",") for roles in admins) == 1:
+                    raise AccountError(f"{name} is the last enabled admin; add another admin first")
             user.disabled = disabled
             return _view(user)
 

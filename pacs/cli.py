@@ -381,11 +381,7 @@ def cmd_user_disable(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     """Disable a web user."""
     pacs = _open(args, environ)
     try:
-        accounts = _accounts(pacs)
-        target = accounts.get(args.name)
-        if target is not None and target.is_admin and not target.disabled and accounts.count_admins() == 1:
-            raise CommandError(f"{args.name} is the last enabled admin; add another admin first")
-        account = accounts.set_disabled(args.name)
+        account = _accounts(pacs).set_disabled(args.name)
         pacs.audit.append(_user_event(Action.UPDATE, account, "user disabled"))
     finally:
         pacs.close()

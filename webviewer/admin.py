@@ -137,9 +137,6 @@ def user_action(name: str, action: str) -> Response | str:
     if target is None or action not in (*_USER_ACTIONS, "reset-password"):
         flash("No such user or action.")
         return redirect(url_for("admin.users"))
-    if action == "disable" and target.is_admin and not target.disabled and accounts.count_admins() == 1:
-        flash(f"{name} is the last enabled admin; add another admin first.")
-        return redirect(url_for("admin.users"))
     sessions = current_app.extensions["pacs"].sessions
     if action == "reset-password":
         password = accounts.reset_password(name)
@@ -147,7 +144,11 @@ def user_action(name: str, action: str) -> Response | str:
         _audit_change("password reset, lockout lifted, sessions ended", name)
         return render_template("admin/password.html", name=name, password=password)
     if action in ("disable", "enable"):
-        accounts.set_disabled(name, action == "disable")
+        try:
+            accounts.set_disabled(name, action == "disable")
+        except AccountError as exc:
+            flash(f"{exc}.")
+            return redirect(url_for("admin.users"))
         if action == "disable":
             sessions.end_user_sessions(name)
     elif action == "reset-totp":
