@@ -8,11 +8,14 @@ key, so it survives restarts and is never written anywhere.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 from datetime import timedelta
+from typing import Any
 
 from cheroot import wsgi
+from cheroot.errors import FatalSSLAlert
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from pacs.accounts import Accounts
@@ -22,16 +25,64 @@ from pacs.webadmin import PacsAdmin
 from webviewer import WebConfig, create_app
 
 THREADS = 16
+REQUEST_TIMEOUT = 10
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 64 * 1024
 _SECRET_PURPOSE = "web secret key v1"
 
 
+class _HandshakeOnFirstUse(ssl.SSLSocket):
+    """A server-side TLS socket that shakes hands on its first read or write.
+
+    cheroot wraps sockets in its one accepting thread; handshaking there would let a
+    client that never finishes its handshake hold up every other connection. This way
+    the handshake runs in the worker thread that serves the connection, under its timeout.
+    """
+
+    _handshaken = False
+
+    def _ensure_handshake(self) -> None:
+        if self._handshaken:
+            return
+        self._handshaken = True
+        try:
+            self.do_handshake()
+        except OSError as exc:  # ssl.SSLError included: a failed handshake drops the connection
+            raise FatalSSLAlert(*exc.args) from exc
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        self._ensure_handshake()
+        return super().recv_into(buffer, nbytes or 0, flags)
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self._ensure_handshake()
+        return super().recv(buflen, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._ensure_handshake()
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._ensure_handshake()
+        super().sendall(data, flags)
+
+
+class _WorkerHandshakeAdapter(BuiltinSSLAdapter):  # type: ignore[misc]
+    """cheroot's TLS adapter, leaving the handshake to the connection's worker thread."""
+
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, str]]:
+        wrapped = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        return wrapped, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+
 def https_adapter(certificate: str, key: str) -> BuiltinSSLAdapter:
-    """cheroot's TLS adapter, restricted to TLS 1.2+ and the BCP 195 suites."""
-    adapter = BuiltinSSLAdapter(certificate, key)
+    """A TLS adapter for cheroot: TLS 1.2+ only, the BCP 195 suites, handshakes off the accept thread."""
+    adapter = _WorkerHandshakeAdapter(certificate, key)
     context: ssl.SSLContext = adapter.context
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(BCP195_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.sslsocket_class = _HandshakeOnFirstUse
     return adapter
 
 
@@ -58,8 +109,10 @@ class WebServer:
             self.app,
             numthreads=THREADS,
             server_name=settings.server.hostname,
-            timeout=30,
+            timeout=REQUEST_TIMEOUT,
         )
+        self._server.max_request_header_size = MAX_HEADER_BYTES
+        self._server.max_request_body_size = MAX_BODY_BYTES
         self._server.ssl_adapter = https_adapter(
             str(settings.tls_dir / SERVER_CERT), str(settings.key_dir / SERVER_KEY)
         )

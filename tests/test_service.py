@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -375,3 +376,27 @@ def test_web_viewer_gives_plain_http_no_page(tmp_path: Path, capsys: pytest.Capt
             status, body = None, b""  # the server hung up on the plaintext request
         assert status in (None, 400)
         assert b"Log in" not in body
+
+
+def test_clients_that_never_finish_a_tls_handshake_do_not_hold_up_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=1) as served:
+        stalled = [socket.create_connection(("127.0.0.1", served.web_port)) for _ in range(3)]
+        try:
+            ca = served.data / "tls" / "ca.crt"
+            connection = http.client.HTTPSConnection(
+                "localhost", served.web_port, context=ssl.create_default_context(cafile=str(ca)), timeout=5
+            )
+            connection.request("GET", "/login")
+            assert connection.getresponse().status == 200
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
+def test_an_oversized_request_header_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=1) as served:
+        answer = _https(served, "/login?" + "a" * 100_000)
+        assert answer.status in (400, 413, 414)
+        assert b"Log in" not in answer.read()
