@@ -9,6 +9,7 @@ under a key derived from the key-encryption key; recovery codes are stored as ke
 hashes. Failures of an account and of an address are counted separately: after a few,
 each further attempt waits twice as long as the last; at :data:`LOCKOUT_AFTER` the
 account is locked until an admin lifts the lock. Nothing here says whether a user exists.
+A password change or reset, a second-factor reset and disabling end the user's web sessions.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-from storage.db import Database, LoginThrottle, User
+from storage.db import Database, LoginThrottle, User, WebSession
 from storage.keys import KeyRing
 
 ROLES = ("admin", "physician")
@@ -240,6 +241,8 @@ class Accounts:
                 if sum("admin" in roles.split(",") for roles in admins) == 1:
                     raise AccountError(f"{name} is the last enabled admin; add another admin first")
             user.disabled = disabled
+            if disabled:
+                _end_sessions(session, name)
             return _view(user)
 
     def reset_password(self, name: str) -> str:
@@ -251,6 +254,7 @@ class Accounts:
             user.must_change_password = True
             user.locked = False
             session.execute(delete(LoginThrottle).where(LoginThrottle.key == _throttle_keys(name, "")[0]))
+            _end_sessions(session, name)
         return password
 
     def reset_totp(self, name: str) -> Account:
@@ -260,6 +264,7 @@ class Accounts:
             user.totp_secret = None
             user.totp_confirmed = False
             user.recovery_codes = "[]"
+            _end_sessions(session, name)
             return _view(user)
 
     def lift_lockout(self, name: str) -> Account:
@@ -270,8 +275,16 @@ class Accounts:
             session.execute(delete(LoginThrottle).where(LoginThrottle.key == _throttle_keys(name, "")[0]))
             return _view(user)
 
+    def end_sessions(self, name: str) -> int:
+        """End every web session of `name` (logged in, or between password and code); return how many."""
+        with self._database.write() as session:
+            return _end_sessions(session, name)
+
     def change_password(self, name: str, new_password: str) -> None:
-        """Set a password the user chose (policy-checked); it no longer must be changed."""
+        """Set a password the user chose (policy-checked); it no longer must be changed.
+
+        Every web session of the user ends; the caller starts a new one if it should go on.
+        """
         check_password_policy(new_password, user_name=name)
         with self._database.write() as session:
             user = self._get(session, name)
@@ -279,6 +292,7 @@ class Accounts:
                 raise PasswordPolicyError("the new password must differ from the old one")
             user.password_hash = HASHER.hash(new_password)
             user.must_change_password = False
+            _end_sessions(session, name)
 
     # Login: the password step.
 
@@ -425,6 +439,11 @@ def password_matches(stored: str, password: str) -> bool:
         return HASHER.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def _end_sessions(session: Session, name: str) -> int:
+    result = session.execute(delete(WebSession).where(WebSession.user_name == name))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _throttle_keys(name: str, address: str) -> tuple[str, str]:

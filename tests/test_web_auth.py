@@ -387,7 +387,7 @@ def test_admin_can_end_a_users_sessions(web: Web) -> None:
     doc = web.user("doc")
     laptop, workstation = web.logged_in(doc), web.logged_in(doc)
     colleague = web.logged_in(web.user("nurse"))
-    assert web.app.extensions["pacs"].sessions.end_user_sessions("doc") == 2
+    assert web.accounts.end_sessions("doc") == 2
     assert is_redirect_to(laptop.get("/"), "/login")
     assert is_redirect_to(workstation.get("/"), "/login")
     assert colleague.get("/").status_code == 200
@@ -482,3 +482,52 @@ def test_totp_failure_is_audited_with_the_source_address(web: Web) -> None:
     assert len(failures) == 1
     assert failures[0].outcome != 0 and failures[0].source == ADDRESS
     assert details(failures[0])["step"] == "totp"
+
+
+# Credential changes end sessions.
+
+
+def test_changing_a_password_asks_for_the_current_one(web: Web) -> None:
+    user = web.user("doc")
+    browser = web.logged_in(user)
+    answer = browser.post(
+        "/account/password",
+        {
+            "current": "not my password at all",
+            "new": "amber tide over lanterns",
+            "again": "amber tide over lanterns",
+        },
+    )
+    assert answer.status_code == 200
+    assert web.accounts.check_password("doc", user.password, "198.51.100.9").ok
+
+
+def test_changing_a_password_ends_the_users_other_sessions_and_keeps_this_one(web: Web) -> None:
+    user = web.user("doc")
+    elsewhere = web.logged_in(user, address="198.51.100.20")
+    here = web.logged_in(user)
+    new = "amber tide over lanterns"
+    answer = here.post("/account/password", {"current": user.password, "new": new, "again": new})
+    assert is_redirect_to(answer, "/")
+    assert here.get("/").status_code == 200
+    assert is_redirect_to(elsewhere.get("/"), "/login")
+
+
+@pytest.mark.parametrize("change", ["reset_password", "reset_totp", "disable"])
+def test_resetting_or_disabling_an_account_ends_its_sessions(web: Web, change: str) -> None:
+    user = web.user("doc")
+    browser = web.logged_in(user)
+    pending = web.browser("198.51.100.30")
+    assert is_redirect_to(pending.enter_password(user.name, user.password), "/login/totp")
+    if change == "disable":
+        web.accounts.set_disabled("doc")
+    else:
+        getattr(web.accounts, change)("doc")
+    assert is_redirect_to(browser.get("/"), "/login")
+    assert is_redirect_to(pending.get("/login/totp"), "/login"), "the password step is forgotten too"
+
+
+def test_an_admin_who_is_not_a_physician_starts_on_the_users_page(web: Web) -> None:
+    admin = web.user("boss", frozenset({"admin"}))
+    response = web.browser().log_in(admin)
+    assert is_redirect_to(response, "/admin/users")

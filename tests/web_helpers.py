@@ -68,6 +68,7 @@ class User:
     password: str
     totp: pyotp.TOTP | None = None
     recovery_codes: list[str] = field(default_factory=list)
+    roles: frozenset[str] = frozenset({"physician"})
 
 
 def location(response: TestResponse) -> str:
@@ -165,7 +166,8 @@ class Browser:
         assert is_redirect_to(self.enter_password(user.name, user.password), "/login/totp")
         self.web.clock.advance(STEP)
         response = self.enter_code(user.totp.at(self.web.clock()))
-        assert is_redirect_to(response, "/"), response.status_code
+        landing = "/" if "physician" in user.roles else "/admin/users"
+        assert is_redirect_to(response, landing), response.status_code
         return response
 
     def log_out(self) -> TestResponse:
@@ -191,7 +193,7 @@ class Web:
         totp = pyotp.TOTP(self.accounts.begin_totp_enrolment(name))
         codes = self.accounts.confirm_totp(name, totp.at(self.clock()))
         assert codes is not None
-        return User(name, PASSPHRASE, totp, codes)
+        return User(name, PASSPHRASE, totp, codes, roles)
 
     def logged_in(self, user: User, address: str = ADDRESS) -> Browser:
         browser = self.browser(address)

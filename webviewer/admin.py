@@ -137,10 +137,8 @@ def user_action(name: str, action: str) -> Response | str:
     if target is None or action not in (*_USER_ACTIONS, "reset-password"):
         flash("No such user or action.")
         return redirect(url_for("admin.users"))
-    sessions = current_app.extensions["pacs"].sessions
     if action == "reset-password":
         password = accounts.reset_password(name)
-        sessions.end_user_sessions(name)
         _audit_change("password reset, lockout lifted, sessions ended", name)
         return render_template("admin/password.html", name=name, password=password)
     if action in ("disable", "enable"):
@@ -149,15 +147,12 @@ def user_action(name: str, action: str) -> Response | str:
         except AccountError as exc:
             flash(f"{exc}.")
             return redirect(url_for("admin.users"))
-        if action == "disable":
-            sessions.end_user_sessions(name)
     elif action == "reset-totp":
         accounts.reset_totp(name)
-        sessions.end_user_sessions(name)
     elif action == "lift-lockout":
         accounts.lift_lockout(name)
     else:
-        sessions.end_user_sessions(name)
+        accounts.end_sessions(name)
     _audit_change(_USER_ACTIONS[action], name)
     flash(f"{name}: {_USER_ACTIONS[action]}.")
     return redirect(url_for("admin.users"))

@@ -111,7 +111,6 @@ def _complete(name: str) -> None:
     """Both factors passed: a new session for `name`, and the failures forgotten."""
     session.clear()
     session["user"] = name
-    session["login_at"] = time.time()
     rotate()
     _accounts().record_success(name, _address())
     audit(_login_event(name, EventType.LOGIN, Outcome.SUCCESS))
@@ -224,7 +223,9 @@ def totp() -> Response | str:
     if not _still_allowed(name):
         return _fail(name, step, "account locked or disabled")
     _complete(name)
-    return redirect(url_for("studies.index"))
+    account = _accounts().get(name)
+    assert account is not None
+    return redirect(_landing(account))
 
 
 def _qr_data_uri(uri: str) -> str:
@@ -264,18 +265,25 @@ def enrol() -> Response | str:
         )
     )
     _complete(name)
-    return render_template("recovery.html", codes=codes)
+    return render_template("recovery.html", codes=codes, continue_url=_landing(account))
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
 def password() -> Response | str:
-    """Change the password (required after a one-time password)."""
+    """Change the password: required after a one-time password, else the current one is asked for.
+
+    Every session of the user ends with the change; this one goes on under a new token.
+    """
     account = current_account()
     assert account is not None
+    forced = account.must_change_password
     if request.method == "POST":
         new, again = request.form.get("new", "")[:1024], request.form.get("again", "")[:1024]
-        if new != again:
+        current = request.form.get("current", "")[:1024]
+        if not forced and not _accounts().check_password(account.name, current, _address()).ok:
+            flash("The current password is wrong, or there were too many attempts.")
+        elif new != again:
             flash("The two passwords differ.")
         else:
             try:
@@ -283,6 +291,9 @@ def password() -> Response | str:
             except PasswordPolicyError as exc:
                 flash(str(exc).capitalize() + ".")
             else:
+                session.clear()
+                session["user"] = account.name
+                rotate()
                 audit(
                     AuditEvent(
                         EventID.SECURITY_ALERT,
@@ -290,11 +301,16 @@ def password() -> Response | str:
                         user_id=account.name,
                         source=_address(),
                         event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-                        details={"what": "password changed"},
+                        details={"what": "password changed", "other sessions": "ended"},
                     )
                 )
-                return redirect(url_for("studies.index"))
-    return render_template("password.html", forced=account.must_change_password)
+                return redirect(_landing(account))
+    return render_template("password.html", forced=forced)
+
+
+def _landing(account: Account) -> str:
+    """Where a logged-in user starts: the study list for physicians, the users page for admins."""
+    return url_for("studies.index") if account.is_physician else url_for("admin.users")
 
 
 @bp.post("/logout")

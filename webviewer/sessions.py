@@ -3,8 +3,9 @@
 The cookie is ``__Host-pacs``: Secure, HttpOnly, SameSite=Strict, path ``/``, no domain.
 Only a SHA-256 of the token is stored, so a copy of the database opens no session. A
 session ends after ``idle`` without a request or ``absolute`` after it began, at logout,
-or when an admin ends a user's sessions. :func:`rotate` gives the session a new token
-(at login), so a token planted before login is worthless after it.
+or when the user's credentials change (:mod:`pacs.accounts` deletes the rows).
+:func:`rotate` gives the session a new token (at login), so a token planted before
+login is worthless after it.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class DatabaseSessions(SessionInterface):
         if session.rotate and session.token is not None:
             self._delete(session.token)
             session.token = None
-        user = str(session.get("user", "")) or None
+        # A session between password and code belongs to its user too, so it ends with theirs.
+        user = str(session.get("user") or session.get("pending") or "") or None
         if session.token is None:
             session.token = secrets.token_urlsafe(32)
             with self.database.write() as db:
@@ -139,11 +141,6 @@ class DatabaseSessions(SessionInterface):
             httponly=True,
             samesite="Strict",
         )
-
-    def end_user_sessions(self, user: str) -> int:
-        """End every session of `user`; return how many there were."""
-        with self.database.write() as db:
-            return int(db.execute(delete(WebSession).where(WebSession.user_name == user)).rowcount or 0)
 
     def active_users(self) -> dict[str, int]:
         """Users with sessions that have not yet expired, and how many each has."""
