@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import string
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from storage.keys import KeyRing
 ROLES = ("admin", "physician")
 MIN_PASSWORD, MAX_PASSWORD = 12, 256
 HASHER = PasswordHasher(time_cost=1, memory_cost=47104, parallelism=1)
+CONCURRENT_HASHES = 2
+_HASHING = threading.BoundedSemaphore(CONCURRENT_HASHES)
 TOTP_ISSUER = "mini-PACS"
 RECOVERY_CODES = 10
 ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES = 3, 10
@@ -315,7 +318,8 @@ class Accounts:
         failure of the account and of the address.
         """
         if self.retry_after(name, address) > 0:
-            password_matches(_dummy_hash(), password)
+            # No hash: throttling depends on the name and address alone, so answering at
+            # once tells nothing about the account, and costs an attacker's flood nothing.
             return PasswordCheck(Verdict.THROTTLED)
         with self._database.read() as session:
             user = session.scalars(select(User).where(User.name == name)).one_or_none()
@@ -434,11 +438,15 @@ class Accounts:
 
 
 def password_matches(stored: str, password: str) -> bool:
-    """Whether `password` matches the argon2 hash `stored` (False for a malformed hash)."""
-    try:
-        return HASHER.verify(stored, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    """Whether `password` matches the argon2 hash `stored` (False for a malformed hash).
+
+    At most :data:`CONCURRENT_HASHES` run at once, so a flood of logins cannot exhaust memory.
+    """
+    with _HASHING:
+        try:
+            return HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def _end_sessions(session: Session, name: str) -> int:

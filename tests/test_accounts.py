@@ -14,6 +14,7 @@ import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from sqlalchemy import select
 
+from pacs import accounts as pacs_accounts
 from pacs.accounts import (
     ACCOUNT_FREE_FAILURES,
     ADDRESS_FREE_FAILURES,
@@ -578,3 +579,16 @@ def test_record_success_clears_the_counters(accounts: Accounts) -> None:
     assert accounts.retry_after("doc", ADDRESS) == 0
     accounts.record_failure("doc", ADDRESS)
     assert accounts.retry_after("doc", ADDRESS) == 0
+
+
+def test_a_throttled_attempt_is_refused_without_hashing(
+    accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accounts.add("doc", frozenset({"physician"}), "violet kestrel under the quarry")
+    for _ in range(ACCOUNT_FREE_FAILURES):
+        accounts.check_password("doc", "wrong wrong wrong", "192.0.2.1")
+    hashes: list[str] = []
+    monkeypatch.setattr(pacs_accounts, "password_matches", lambda stored, pw: hashes.append(pw) or False)
+    check = accounts.check_password("doc", "violet kestrel under the quarry", "192.0.2.1")
+    assert check.verdict is Verdict.THROTTLED
+    assert hashes == []

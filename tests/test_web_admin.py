@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import update
+from werkzeug.http import parse_options_header
 from werkzeug.test import TestResponse
 
 from pacs import pki
@@ -178,7 +179,7 @@ def test_physician_is_refused_every_admin_action_and_each_refusal_is_audited(web
         ("/admin/users", {"name": "mallory", "roles": "admin"}),
         *((f"/admin/users/victim/{action}", {}) for action in USER_ACTIONS),
         ("/admin/modalities", {"ae_title": "EVIL", "host": "10.0.0.9"}),
-        ("/admin/modalities/CT1/remove", {}),
+        ("/admin/modalities/remove", {"ae_title": "CT1"}),
     ]
     for path, data in posts:
         # A valid CSRF token (from a page the physician may see), so that only the role is missing.
@@ -389,11 +390,25 @@ def test_bad_enrolment_is_refused_with_a_message_and_enrols_nothing(
 
 def test_removing_a_node_unregisters_it_and_is_audited(web: Web, boss: Browser) -> None:
     PacsAdmin(web.pacs).enrol("CT1", "10.0.0.5", "store", None, user="setup")
-    response = boss.post("/admin/modalities/CT1/remove", {}, form_page="/admin/modalities")
+    response = boss.post("/admin/modalities/remove", {"ae_title": "CT1"}, form_page="/admin/modalities")
     assert is_redirect_to(response, "/admin/modalities")
     assert NodeRegistry(web.pacs.database).get("CT1") is None
     removals = [r for r in web.audit(SECURITY_ALERT, NETWORK_CONFIGURATION) if r.action == str(Action.DELETE)]
     assert [(r.user_id, details(r)["ae_title"]) for r in removals] == [("boss", "CT1")]
+
+
+def test_a_node_whose_ae_title_holds_a_slash_can_be_removed(web: Web, boss: Browser) -> None:
+    PacsAdmin(web.pacs).enrol("CT/ROOM1", "10.0.0.5", "store", None, user="setup")
+    boss.post("/admin/modalities/remove", {"ae_title": "CT/ROOM1"}, form_page="/admin/modalities")
+    assert NodeRegistry(web.pacs.database).get("CT/ROOM1") is None
+
+
+def test_the_certificate_download_name_cannot_carry_header_syntax(web: Web, boss: Browser) -> None:
+    form = {"ae_title": 'EV"IL;X', "host": "10.0.0.5", "allow": "store"}
+    response = boss.post("/admin/modalities", form, form_page="/admin/modalities")
+    assert response.mimetype == "application/zip"
+    kind, parameters = parse_options_header(response.headers["Content-Disposition"])
+    assert (kind, parameters) == ("attachment", {"filename": 'EV"IL;X-certificate.zip'})
 
 
 # The audit log.
@@ -518,7 +533,7 @@ def test_admin_posts_without_a_csrf_token_are_refused(web: Web, boss: Browser) -
         ("/admin/users", {"name": "mallory", "roles": "admin"}),
         *((f"/admin/users/doc/{action}", {}) for action in USER_ACTIONS),
         ("/admin/modalities", {"ae_title": "EVIL", "host": "10.0.0.9"}),
-        ("/admin/modalities/CT1/remove", {}),
+        ("/admin/modalities/remove", {"ae_title": "CT1"}),
     ]
     for path, data in posts:
         assert boss.client.post(path, data=data).status_code == 400, path

@@ -11,10 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from pacs.accounts import LOCKOUT_AFTER, MAX_BACKOFF
 from pacs.audit import EventID, EventType
 from pacs.datadir import Pacs
+from storage.db import WebSession
 from tests.web_helpers import (
     ADDRESS,
     FIRST_PASSPHRASE,
@@ -531,3 +533,12 @@ def test_an_admin_who_is_not_a_physician_starts_on_the_users_page(web: Web) -> N
     admin = web.user("boss", frozenset({"admin"}))
     response = web.browser().log_in(admin)
     assert is_redirect_to(response, "/admin/users")
+
+
+def test_expired_sessions_are_swept_when_new_ones_start(lite: Web) -> None:
+    for address in ("198.51.100.1", "198.51.100.2"):
+        lite.browser(address).get("/login")
+    lite.clock.advance(minutes(16))
+    lite.browser("198.51.100.3").get("/login")
+    with lite.pacs.database.read() as db:
+        assert db.scalar(select(func.count()).select_from(WebSession)) == 1

@@ -471,6 +471,11 @@ def test_opening_the_viewer_and_reading_its_images_is_one_audit_record(
 # The tag panel and the download.
 
 
+def test_reading_tags_is_audited_as_opening_the_study(web: Web, doc: Browser, ct: Study) -> None:
+    assert doc.get(f"/studies/{ct.uid}/instances/{ct.sop(1)}/tags").status_code == 200
+    assert [(r.study_uid, r.patient_id) for r in web.audit(ACCESSED, user="doc")] == [(ct.uid, CT_PATIENT[1])]
+
+
 def test_tag_panel_lists_the_header_without_pixel_data(doc: Browser, ct: Study) -> None:
     response = doc.get(f"/studies/{ct.uid}/instances/{ct.sop(1)}/tags")
     assert response.status_code == 200

@@ -181,14 +181,15 @@ def enrol() -> Response:
         flash(f"Not enrolled: {exc}")
         return redirect(url_for("admin.modalities"))
     response = Response(bundle, mimetype="application/zip")
-    response.headers["Content-Disposition"] = f'attachment; filename="{ae_title}-certificate.zip"'
+    response.headers.set("Content-Disposition", "attachment", filename=f"{ae_title}-certificate.zip")
     return response
 
 
-@bp.post("/modalities/<ae_title>/remove")
+@bp.post("/modalities/remove")
 @admin_required
-def remove(ae_title: str) -> Response:
-    """Remove an enrolled node."""
+def remove() -> Response:
+    """Remove an enrolled node (its AE title comes in the form: AE titles may hold a slash)."""
+    ae_title = request.form.get("ae_title", "")
     try:
         _backend().remove(ae_title, user=_me())
     except ValueError as exc:

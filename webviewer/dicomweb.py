@@ -94,7 +94,8 @@ def remember_audited(study: str) -> None:
         session["opened"] = [*opened[-99:], study]
 
 
-def _audited_once(study: str) -> None:
+def audited_once(study: str) -> None:
+    """Audit this session's first access to `study` (the viewer page counts as one)."""
     if study in session.get("opened", []):
         return
     audit_study_access(study_summary(study), how="dicomweb")
@@ -151,7 +152,7 @@ def _dicom_json(body: list[dict[str, Any]]) -> Response:
 @physician_required
 def series(study: str) -> Response:
     """QIDO-RS: the series of a study, by series number."""
-    _audited_once(check_uid(study))
+    audited_once(check_uid(study))
     return _dicom_json(series_list(study))
 
 
@@ -159,7 +160,7 @@ def series(study: str) -> Response:
 @physician_required
 def instances(study: str, series_uid: str) -> Response:
     """QIDO-RS: the current instances of a series, by instance number."""
-    _audited_once(check_uid(study))
+    audited_once(check_uid(study))
     return _dicom_json(instance_list(study, check_uid(series_uid)))
 
 
@@ -199,7 +200,7 @@ def load_object(info: InstanceInfo) -> Dataset:
 def frame(study: str, series_uid: str, sop: str, number: int) -> Response:
     """WADO-RS: one frame's samples, with ``X-`` headers saying how to show them."""
     info = find_instance(study, series_uid, sop)
-    _audited_once(study)
+    audited_once(study)
     _, frames = _caches()
     key = (info.sop_uid, info.version, number)
     decoded = frames.get(key)
@@ -207,7 +208,8 @@ def frame(study: str, series_uid: str, sop: str, number: int) -> Response:
         try:
             decoded = decode_frame(load_object(info), number)
         except FrameError as exc:
-            abort(Response(str(exc), status=404 if "does not exist" in str(exc) else 422))
+            status = 404 if "does not exist" in str(exc) else 422
+            abort(Response(str(exc), status=status, mimetype="text/plain"))
         frames.put(key, decoded)
     response = Response(decoded.samples, mimetype="application/octet-stream")
     response.headers.update(decoded.headers())

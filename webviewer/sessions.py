@@ -114,6 +114,13 @@ class DatabaseSessions(SessionInterface):
         if session.token is None:
             session.token = secrets.token_urlsafe(32)
             with self.database.write() as db:
+                # New sessions also sweep out expired ones (abandoned logins leave rows).
+                db.execute(
+                    delete(WebSession).where(
+                        (WebSession.last_seen < now - self.idle)
+                        | (WebSession.created_at < now - self.absolute)
+                    )
+                )
                 db.add(
                     WebSession(
                         id=_digest(session.token),

@@ -18,6 +18,7 @@ from pacs.audit import Action, AuditEvent, EventID, EventType
 from webviewer.auth import audit, current_account, physician_required
 from webviewer.dicomweb import (
     audit_study_access,
+    audited_once,
     check_uid,
     find_instance,
     instance_list,
@@ -76,6 +77,7 @@ def tag_rows(ds: Dataset) -> list[dict[str, str]]:
 def tags(study: str, sop: str) -> Response:
     """The tags of one instance of `study`."""
     info = find_instance(study, None, sop)
+    audited_once(study)
     return jsonify(tag_rows(load_object(info)))
 
 
