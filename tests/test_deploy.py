@@ -1,0 +1,53 @@
+"""The shipped deployment files: the hardened systemd unit, checked by systemd's own tools."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import subprocess
+from pathlib import Path
+
+UNIT = Path(__file__).resolve().parent.parent / "deploy" / "pacs.service"
+# The unit names where install.sh puts the code; it is not installed on a test machine.
+NOT_INSTALLED_HERE = "Command /opt/pacs/venv/bin/pacs is not executable"
+
+
+def _service_section() -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(UNIT.read_text())
+    return parser["Service"]
+
+
+def test_systemd_unit_is_rated_2_or_lower_by_systemd_analyze_security() -> None:
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r"Overall exposure level for pacs\.service: ([0-9.]+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 2.0
+
+
+def test_systemd_unit_verifies_clean() -> None:
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--no-pager", str(UNIT)], capture_output=True, text=True, timeout=60
+    )
+    complaints = [
+        line for line in result.stderr.splitlines() if line.strip() and NOT_INSTALLED_HERE not in line
+    ]
+    assert complaints == []
+
+
+def test_systemd_unit_runs_unprivileged_restarts_on_failure_and_writes_only_the_archive() -> None:
+    service = _service_section()
+    assert service["User"] == "pacs"
+    assert service["Restart"] == "on-failure"
+    assert service["ProtectSystem"] == "strict"
+    assert service["ReadWritePaths"] == "/var/lib/pacs"
+    assert service["CapabilityBoundingSet"] == ""
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["UMask"] == "0077"
+    assert service["RestrictAddressFamilies"].split() == ["AF_INET", "AF_INET6", "AF_UNIX"]
