@@ -36,7 +36,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-from storage.db import Database, LoginThrottle, User, WebSession
+from storage.db import Database, LoginThrottle, User, WebSession, as_utc
 from storage.keys import KeyRing
 
 ROLES = ("admin", "physician")
@@ -163,7 +163,7 @@ def _view(user: User) -> Account:
         locked=user.locked,
         totp_enrolled=user.totp_confirmed,
         recovery_codes_left=len(json.loads(user.recovery_codes)),
-        created_at=_aware(user.created_at),
+        created_at=as_utc(user.created_at),
     )
 
 
@@ -308,7 +308,7 @@ class Accounts:
                     LoginThrottle.key.in_([f"user:{name}", f"addr:{address}"])
                 )
             ).all()
-        waits = [(_aware(r) - now).total_seconds() for r in rows]
+        waits = [(as_utc(r) - now).total_seconds() for r in rows]
         return max([0.0, *waits])
 
     def check_password(self, name: str, password: str, address: str) -> PasswordCheck:
@@ -461,8 +461,3 @@ def _throttle_keys(name: str, address: str) -> tuple[str, str]:
 def _recovery_code() -> str:
     raw = secrets.token_hex(5)
     return f"{raw[:5]}-{raw[5:]}"
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes; they were stored in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

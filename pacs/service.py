@@ -52,18 +52,21 @@ def worker_count(settings: Settings) -> int:
     return settings.dicom.workers or os.cpu_count() or 1
 
 
-def _audit(settings: Settings, event_type: EventType, user: str, details: Mapping[str, Any]) -> None:
+def _activity(event_type: EventType, user: str, details: Mapping[str, Any]) -> AuditEvent:
+    return AuditEvent(
+        EventID.APPLICATION_ACTIVITY,
+        Action.EXECUTE,
+        user_id=user,
+        event_type=event_type,
+        details=dict(details),
+    )
+
+
+def _audit(settings: Settings, event: AuditEvent) -> None:
+    """Append `event` through a briefly opened archive (the supervisor keeps none open across forks)."""
     pacs = open_pacs(settings)
     try:
-        pacs.audit.append(
-            AuditEvent(
-                EventID.APPLICATION_ACTIVITY,
-                Action.EXECUTE,
-                user_id=user,
-                event_type=event_type,
-                details=dict(details),
-            )
-        )
+        pacs.audit.append(event)
     finally:
         pacs.close()
 
@@ -95,12 +98,25 @@ def _banner(settings: Settings, workers: int) -> str:
     )
 
 
-def _serve(settings: Settings, stop: threading.Event, role: Role, on_ready: Callable[[], None]) -> None:
-    """Run `role`'s servers in this process until `stop` is set; then let them finish."""
+def _serve(
+    settings: Settings,
+    stop: threading.Event,
+    role: Role,
+    on_ready: Callable[[], None],
+    *,
+    start_event: AuditEvent | None = None,
+    stop_event: AuditEvent | None = None,
+) -> None:
+    """Run `role`'s servers in this process until `stop` is set; then let them finish.
+
+    Alone, the process also records the application's start and stop through its archive.
+    """
     pacs = open_pacs(settings)
     dicom = DicomServer(pacs, worker=role.dicom_worker) if role.dicom else None
     web = WebServer(pacs) if role.web else None
     try:
+        if start_event is not None:
+            pacs.audit.append(start_event)
         if dicom is not None:
             dicom.start()
         if web is not None:
@@ -113,6 +129,8 @@ def _serve(settings: Settings, stop: threading.Event, role: Role, on_ready: Call
             web.stop()
         if dicom is not None:
             dicom.stop(grace_seconds=STOP_GRACE)
+        if stop_event is not None:
+            pacs.audit.append(stop_event)
         pacs.close()
 
 
@@ -123,11 +141,14 @@ def run(settings: Settings, *, user: str, announce: Callable[[str], None]) -> No
     _stop_on_signals(stop)
     if workers == 1:
         details = {"dicom_port": settings.dicom.port, "web_port": settings.web.port, "workers": 1}
-        _audit(settings, EventType.APPLICATION_START, user, details)
-        try:
-            _serve(settings, stop, ALONE, lambda: announce(_banner(settings, 1)))
-        finally:
-            _audit(settings, EventType.APPLICATION_STOP, user, {})
+        _serve(
+            settings,
+            stop,
+            ALONE,
+            lambda: announce(_banner(settings, 1)),
+            start_event=_activity(EventType.APPLICATION_START, user, details),
+            stop_event=_activity(EventType.APPLICATION_STOP, user, {}),
+        )
         return
     _Supervisor(settings, workers, stop).run(user=user, announce=announce)
 
@@ -163,7 +184,7 @@ class _Supervisor:
             "web_port": self.settings.web.port,
             "workers": self.workers,
         }
-        _audit(self.settings, EventType.APPLICATION_START, user, details)
+        _audit(self.settings, _activity(EventType.APPLICATION_START, user, details))
         try:
             for role in self.roles:
                 self._fork(role)
@@ -175,7 +196,7 @@ class _Supervisor:
             self._stop_children()
             os.close(self._ready_reader)
             os.close(self._ready_writer)
-            _audit(self.settings, EventType.APPLICATION_STOP, user, {})
+            _audit(self.settings, _activity(EventType.APPLICATION_STOP, user, {}))
 
     def _check_port_free(self) -> None:
         dicom, web = self.settings.dicom, self.settings.web

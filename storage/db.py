@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,11 @@ from sqlalchemy.pool import QueuePool
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Alembic's command API is not thread-safe; migrations in one process take turns.
 _MIGRATION_LOCK = threading.Lock()
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` with its UTC zone: SQLite hands back the naive UTC datetimes it was given."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _bytewise(length: int) -> String:

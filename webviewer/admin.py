@@ -14,7 +14,7 @@ from typing import Protocol
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 
 from pacs.accounts import AccountError, Accounts, parse_roles
-from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
+from pacs.audit import Action, EventID, EventType
 from webviewer.auth import admin_required, audit, current_account
 from webviewer.paging import current_page, neighbours
 
@@ -85,14 +85,10 @@ def _me() -> str:
 
 def _audit_change(what: str, user: str) -> None:
     audit(
-        AuditEvent(
-            EventID.SECURITY_ALERT,
-            Action.UPDATE,
-            user_id=_me(),
-            source=request.remote_addr or "",
-            event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-            details={"what": what, "user": user},
-        )
+        EventID.SECURITY_ALERT,
+        Action.UPDATE,
+        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+        details={"what": what, "user": user},
     )
 
 
@@ -217,15 +213,9 @@ def audit_log() -> str:
     )
     chain = log.verify()
     audit(
-        AuditEvent(
-            EventID.AUDIT_LOG_USED,
-            Action.READ,
-            user_id=_me(),
-            source=request.remote_addr or "",
-            event_type=EventType.NONE,
-            outcome=Outcome.SUCCESS,
-            details={"what": "audit log viewed", "filters": {k: v for k, v in filters.items() if v}},
-        )
+        EventID.AUDIT_LOG_USED,
+        Action.READ,
+        details={"what": "audit log viewed", "filters": {k: v for k, v in filters.items() if v}},
     )
     return render_template(
         "admin/audit.html",

@@ -52,8 +52,22 @@ def _address() -> str:
     return request.remote_addr or ""
 
 
-def audit(event: AuditEvent) -> None:
-    """Append `event` to the audit trail; a request whose audit fails does not go on."""
+def audit(
+    event_id: EventID,
+    action: Action,
+    *,
+    event_type: EventType = EventType.NONE,
+    user: str | None = None,
+    **fields: Any,
+) -> None:
+    """Record an event of this request, by `user` (default: the logged-in one) from its address.
+
+    A request whose audit record cannot be written does not go on.
+    """
+    if user is None:
+        account = current_account()
+        user = account.name if account is not None else ""
+    event = AuditEvent(event_id, action, user_id=user, source=_address(), event_type=event_type, **fields)
     try:
         _audit_log().append(event)
     except Exception:
@@ -61,15 +75,25 @@ def audit(event: AuditEvent) -> None:
         abort(503)
 
 
-def _login_event(user: str, event_type: EventType, outcome: Outcome, **details: Any) -> AuditEvent:
-    return AuditEvent(
+def _audit_login(user: str, event_type: EventType, outcome: Outcome, **details: Any) -> None:
+    audit(
         EventID.USER_AUTHENTICATION,
         Action.EXECUTE,
-        outcome=outcome,
-        user_id=user,
-        source=_address(),
         event_type=event_type,
+        user=user,
+        outcome=outcome,
         details=details,
+    )
+
+
+def _audit_account_change(user: str, action: Action, **fields: Any) -> None:
+    """A change of `user`'s own security attributes (second factor, password, lock)."""
+    audit(
+        EventID.SECURITY_ALERT,
+        action,
+        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+        user=user,
+        **fields,
     )
 
 
@@ -84,27 +108,22 @@ def _pending() -> str | None:
 
 def _fail(user: str, step: str, reason: str, *, locked: bool = False) -> Response:
     """Audit a failed step (and a lockout it caused); answer with the one failure message."""
-    audit(_login_event(user, EventType.LOGIN, Outcome.MINOR_FAILURE, step=step, reason=reason))
+    _audit_login(user, EventType.LOGIN, Outcome.MINOR_FAILURE, step=step, reason=reason)
     if locked:
-        audit(
-            AuditEvent(
-                EventID.SECURITY_ALERT,
-                Action.EXECUTE,
-                outcome=Outcome.MINOR_FAILURE,
-                user_id=user,
-                source=_address(),
-                event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-                details={"what": "account locked after repeated login failures"},
-            )
+        _audit_account_change(
+            user,
+            Action.EXECUTE,
+            outcome=Outcome.MINOR_FAILURE,
+            details={"what": "account locked after repeated login failures"},
         )
     flash(FAILED)
     return redirect(url_for("auth.login"))
 
 
-def _still_allowed(name: str) -> bool:
-    """Whether the account may still log in (it may have been locked or disabled meanwhile)."""
+def _allowed(name: str) -> Account | None:
+    """The account, if it may still log in (it may have been locked or disabled meanwhile)."""
     account = _accounts().get(name)
-    return account is not None and not account.locked and not account.disabled
+    return account if account is not None and not account.locked and not account.disabled else None
 
 
 def _complete(name: str) -> None:
@@ -113,7 +132,7 @@ def _complete(name: str) -> None:
     session["user"] = name
     rotate()
     _accounts().record_success(name, _address())
-    audit(_login_event(name, EventType.LOGIN, Outcome.SUCCESS))
+    _audit_login(name, EventType.LOGIN, Outcome.SUCCESS)
 
 
 def current_account() -> Account | None:
@@ -154,15 +173,11 @@ def _role_required(role: str) -> Callable[[View], View]:
             account = current_account()
             if account is None or role not in account.roles:
                 audit(
-                    AuditEvent(
-                        EventID.SECURITY_ALERT,
-                        Action.EXECUTE,
-                        outcome=Outcome.MINOR_FAILURE,
-                        user_id=account.name if account else "",
-                        source=_address(),
-                        event_type=EventType.USE_OF_RESTRICTED_FUNCTION,
-                        details={"what": f"page for the {role} role refused", "path": request.path},
-                    )
+                    EventID.SECURITY_ALERT,
+                    Action.EXECUTE,
+                    event_type=EventType.USE_OF_RESTRICTED_FUNCTION,
+                    outcome=Outcome.MINOR_FAILURE,
+                    details={"what": f"page for the {role} role refused", "path": request.path},
                 )
                 abort(403)
             return view(*args, **kwargs)
@@ -220,11 +235,10 @@ def totp() -> Response | str:
     if not accepted:
         locked = accounts.record_failure(name, _address())
         return _fail(name, step, "wrong code", locked=locked)
-    if not _still_allowed(name):
+    account = _allowed(name)
+    if account is None:
         return _fail(name, step, "account locked or disabled")
     _complete(name)
-    account = _accounts().get(name)
-    assert account is not None
     return redirect(_landing(account))
 
 
@@ -248,21 +262,14 @@ def enrol() -> Response | str:
         uri = accounts.provisioning_uri(name, secret)
         grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
         return render_template("enrol.html", secret=grouped, qr=_qr_data_uri(uri))
-    if not _still_allowed(name):
+    if account.locked or account.disabled:
         return _fail(name, "totp enrolment", "account locked or disabled")
     codes = accounts.confirm_totp(name, request.form.get("code", "").strip()[:16])
     if codes is None:
         locked = accounts.record_failure(name, _address())
         return _fail(name, "totp enrolment", "wrong code", locked=locked)
-    audit(
-        AuditEvent(
-            EventID.SECURITY_ALERT,
-            Action.UPDATE,
-            user_id=name,
-            source=_address(),
-            event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-            details={"what": "second factor enrolled", "recovery_codes": len(codes)},
-        )
+    _audit_account_change(
+        name, Action.UPDATE, details={"what": "second factor enrolled", "recovery_codes": len(codes)}
     )
     _complete(name)
     return render_template("recovery.html", codes=codes, continue_url=_landing(account))
@@ -294,15 +301,10 @@ def password() -> Response | str:
                 session.clear()
                 session["user"] = account.name
                 rotate()
-                audit(
-                    AuditEvent(
-                        EventID.SECURITY_ALERT,
-                        Action.UPDATE,
-                        user_id=account.name,
-                        source=_address(),
-                        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-                        details={"what": "password changed", "other sessions": "ended"},
-                    )
+                _audit_account_change(
+                    account.name,
+                    Action.UPDATE,
+                    details={"what": "password changed", "other sessions": "ended"},
                 )
                 return redirect(_landing(account))
     return render_template("password.html", forced=forced)
@@ -318,6 +320,6 @@ def logout() -> Response:
     """End the session here and on the server."""
     name = session.get("user")
     if isinstance(name, str):
-        audit(_login_event(name, EventType.LOGOUT, Outcome.SUCCESS))
+        _audit_login(name, EventType.LOGOUT, Outcome.SUCCESS)
     session.clear()
     return redirect(url_for("auth.login"))

@@ -14,13 +14,13 @@ import io
 from typing import Any
 
 import pydicom
-from flask import Blueprint, Response, abort, current_app, jsonify, request, session
+from flask import Blueprint, Response, abort, current_app, jsonify, session
 from pydicom.dataset import Dataset
 
-from pacs.audit import Action, AuditEvent, EventID, EventType
+from pacs.audit import Action, EventID
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.header import is_valid_uid
-from webviewer.auth import audit, current_account, physician_required
+from webviewer.auth import audit, physician_required
 from webviewer.pixels import FrameError, MemoryCache, decode_frame
 
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
@@ -71,19 +71,12 @@ def study_summary(study: str) -> Dataset:
 
 def audit_study_access(study: Dataset, *, how: str) -> None:
     """Record that the logged-in user opened `study`."""
-    account = current_account()
-    assert account is not None
     audit(
-        AuditEvent(
-            EventID.INSTANCES_ACCESSED,
-            Action.READ,
-            user_id=account.name,
-            source=request.remote_addr or "",
-            event_type=EventType.NONE,
-            patient_id=str(study.get("PatientID", "")),
-            study_uid=str(study.StudyInstanceUID),
-            details={"what": "study opened", "how": how},
-        )
+        EventID.INSTANCES_ACCESSED,
+        Action.READ,
+        patient_id=str(study.get("PatientID", "")),
+        study_uid=str(study.StudyInstanceUID),
+        details={"what": "study opened", "how": how},
     )
 
 

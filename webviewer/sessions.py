@@ -22,7 +22,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy import delete, select, update
 from werkzeug.datastructures import CallbackDict
 
-from storage.db import Database, WebSession
+from storage.db import Database, WebSession, as_utc
 
 COOKIE = "__Host-pacs"
 # last_seen is written at most this often, so that frame requests do not each write.
@@ -42,15 +42,10 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.modified = False
         self.rotate = False
         self.touch = False
-        self.started: datetime | None = None
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def rotate() -> None:
@@ -85,12 +80,11 @@ class DatabaseSessions(SessionInterface):
             row = db.get(WebSession, _digest(token))
             if row is None:
                 return ServerSession()
-            started, seen, data = _aware(row.created_at), _aware(row.last_seen), row.data
+            started, seen, data = as_utc(row.created_at), as_utc(row.last_seen), row.data
         if now - seen > self.idle or now - started > self.absolute:
             self._delete(token)
             return ServerSession()
         opened = ServerSession(token, json.loads(data), fresh=False)
-        opened.started = started
         opened.touch = now - seen > TOUCH_EVERY
         return opened
 
@@ -156,6 +150,6 @@ class DatabaseSessions(SessionInterface):
             rows = db.execute(select(WebSession.user_name, WebSession.last_seen)).all()
         counts: dict[str, int] = {}
         for user, seen in rows:
-            if user and _aware(seen) >= cutoff:
+            if user and as_utc(seen) >= cutoff:
                 counts[user] = counts.get(user, 0) + 1
         return counts

@@ -10,12 +10,12 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, render_template, stream_with_context
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from pacs.audit import Action, AuditEvent, EventID, EventType
-from webviewer.auth import audit, current_account, physician_required
+from pacs.audit import Action, EventID
+from webviewer.auth import audit, physician_required
 from webviewer.dicomweb import (
     audit_study_access,
     audited_once,
@@ -88,19 +88,12 @@ def download(study: str) -> Response:
     summary = study_summary(study)
     archive = current_app.extensions["pacs"].archive
     instances = archive.study_instances(check_uid(study))
-    account = current_account()
-    assert account is not None
     audit(
-        AuditEvent(
-            EventID.EXPORT,
-            Action.READ,
-            user_id=account.name,
-            source=request.remote_addr or "",
-            event_type=EventType.NONE,
-            patient_id=str(summary.get("PatientID", "")),
-            study_uid=study,
-            details={"what": "study downloaded as ZIP", "instances": len(instances)},
-        )
+        EventID.EXPORT,
+        Action.READ,
+        patient_id=str(summary.get("PatientID", "")),
+        study_uid=study,
+        details={"what": "study downloaded as ZIP", "instances": len(instances)},
     )
 
     def chunks() -> Iterator[bytes]:
