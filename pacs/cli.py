@@ -30,6 +30,7 @@ from pacs.nodes import (
     node_event,
     parse_permissions,
 )
+from storage import rotation
 from storage.archive import ArchiveError
 from storage.crypto import IntegrityError
 from storage.keys import KeyFileError
@@ -66,7 +67,12 @@ def cmd_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise CommandError(f"AE title {args.ae_title!r} {problem}")
     data_dir = _data_dir(args, environ)
     settings = initialise(
-        data_dir, ae_title=args.ae_title, hostname=args.hostname, db_url=args.db or "", user=_actor()
+        data_dir,
+        ae_title=args.ae_title,
+        hostname=args.hostname,
+        db_url=args.db or "",
+        key_dir=args.key_dir or "",
+        user=_actor(),
     )
     print(f"Initialised a PACS in {settings.data_dir}")
     print(f"  AE title       {settings.dicom.ae_title} (DICOM TLS port {settings.dicom.port})")
@@ -89,14 +95,7 @@ def cmd_import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     pacs = _open(args, environ)
     try:
         files, failures = importer.collect(Path(p) for p in args.paths)
-        progress = Progress(
-            TextColumn("importing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=args.quiet,
-        )
+        progress = _progress("importing", quiet=args.quiet)
         with progress:
             task = progress.add_task("import", total=len(files))
 
@@ -409,6 +408,86 @@ def cmd_user_reset(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def _progress(label: str, *, quiet: bool = False) -> Progress:
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+    )
+
+
+def _key_event(what: str, outcome: Outcome = Outcome.SUCCESS, **details: object) -> AuditEvent:
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        Action.UPDATE,
+        outcome=outcome,
+        user_id=_actor(),
+        event_type=EventType.SECURITY_CONFIGURATION,
+        details={"what": what, **details},
+    )
+
+
+def cmd_keys_rotate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Re-wrap every data key under a new KEK, or finish an interrupted rotation."""
+    pacs = _open(args, environ)
+    try:
+        current = pacs.keyring.current_version
+        left = rotation.pending(pacs.database, current)
+        if left and current > 1:
+            print(f"resuming the rotation to key-encryption key {current}: {left} data keys left")
+            pacs.audit.append(_key_event("key rotation resumed", kek_version=current, pending=left))
+        else:
+            current = pacs.keyring.add_version()
+            left = rotation.pending(pacs.database, current)
+            print(f"new key-encryption key {current} in {pacs.keyring.directory}")
+            pacs.audit.append(_key_event("key rotation started", kek_version=current, pending=left))
+        try:
+            with _progress("re-wrapping data keys", quiet=args.quiet) as progress:
+                task = progress.add_task("rewrap", total=left)
+                done = rotation.rewrap(
+                    pacs.database, pacs.keyring, on_batch=lambda n: progress.advance(task, n)
+                )
+        except BaseException as exc:
+            pacs.audit.append(
+                _key_event(
+                    "key rotation interrupted", Outcome.MINOR_FAILURE, kek_version=current, error=repr(exc)
+                )
+            )
+            raise
+        pacs.audit.append(_key_event("key rotation completed", kek_version=current, rewrapped=done))
+    finally:
+        pacs.close()
+    print(f"{done} data keys re-wrapped; every object is now under key-encryption key {current}")
+    print("no image was rewritten; keep a copy of the key directory offline")
+    return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Show the KEK versions and how many data keys each wraps."""
+    pacs = _open(args, environ)
+    try:
+        usage = rotation.key_usage(pacs.database)
+        versions = pacs.keyring.versions
+    finally:
+        pacs.close()
+    print(f"{'KEK':>4}  {'data keys':>10}  note")
+    for version in versions:
+        notes = []
+        if version == versions[-1]:
+            notes.append("current")
+        if version == 1:
+            notes.append("also derives the index, TOTP and session keys")
+        print(f"{version:>4}  {usage.get(version, 0):>10}  {', '.join(notes)}")
+    stale = sum(count for version, count in usage.items() if version < versions[-1])
+    if stale:
+        print(f"{stale} data keys still under an older KEK: run 'pacs keys rotate' to finish")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``pacs`` command."""
     parser = argparse.ArgumentParser(prog="pacs", description="Hardened mini-PACS for small practices.")
@@ -425,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--hostname", default="localhost", help="name or IP address for the server certificate")
     init.add_argument("--db", metavar="URL", help="PostgreSQL URL instead of the embedded encrypted SQLite")
     init.add_argument("--admin", default="admin", help="name of the first admin user (default admin)")
+    init.add_argument(
+        "--key-dir", metavar="DIR", help="keep the keys here, e.g. /etc/pacs/keys (default DIR/keys)"
+    )
 
     imp = command("import", cmd_import, "import DICOM files, folders and patient CDs (DICOMDIR)")
     imp.add_argument("paths", nargs="+", metavar="PATH")
@@ -461,6 +543,17 @@ def build_parser() -> argparse.ArgumentParser:
     modality_command("list", cmd_modality_list, "list enrolled nodes")
     remove = modality_command("remove", cmd_modality_remove, "remove an enrolled node")
     remove.add_argument("ae_title", metavar="AE")
+
+    keys = commands.add_parser("keys", help="rotate or list the key-encryption keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    for name, handler, help_ in (
+        ("rotate", cmd_keys_rotate, "new key-encryption key, every data key re-wrapped (resumable)"),
+        ("list", cmd_keys_list, "key-encryption key versions and the data keys each wraps"),
+    ):
+        sub = keys_commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument("--data", metavar="DIR", help="data directory (default: $PACS_DATA)")
+        sub.set_defaults(handler=handler)
+    keys_commands.choices["rotate"].add_argument("--quiet", action="store_true", help="no progress bar")
 
     user = commands.add_parser("user", help="add, list, disable or reset web users")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

@@ -104,18 +104,38 @@ def _create_tls(settings: Settings) -> None:
     pki.write_certificate(settings.tls_dir / SERVER_CERT, server.cert)
 
 
-def initialise(data_dir: Path, *, ae_title: str, hostname: str, db_url: str, user: str) -> Settings:
+def _remove_created(directory: Path, existed: bool) -> None:
+    """Undo a failed init: empty `directory` if it existed before, else remove it."""
+    if not existed:
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    for child in directory.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def initialise(
+    data_dir: Path, *, ae_title: str, hostname: str, db_url: str, user: str, key_dir: str = ""
+) -> Settings:
     """Create a new archive in `data_dir` and return its settings.
 
-    Refuses a directory that already holds a PACS or anything else. On failure the
-    partly created directory is removed again.
+    `key_dir` (default ``keys`` inside `data_dir`) must be empty or new and must not lie
+    inside the blob directory. Refuses a directory that already holds a PACS or anything
+    else. On failure the partly created directory is removed again.
     """
     _refuse_existing(data_dir)
     settings = Settings(data_dir=data_dir.resolve())
     settings = with_overrides(settings, "dicom", ae_title=ae_title)
     settings = with_overrides(settings, "server", hostname=hostname)
     settings = with_overrides(settings, "storage", db_url=db_url)
+    if key_dir:
+        settings = with_overrides(settings, "storage", key_dir=str(Path(key_dir).resolve()))
+        if settings.key_dir.is_relative_to(settings.blob_dir.resolve()):
+            raise DataDirError(f"the key directory {settings.key_dir} must not be inside the blob directory")
+        if settings.key_dir.exists() and any(settings.key_dir.iterdir()):
+            raise DataDirError(f"key directory {settings.key_dir} is not empty; refusing to use it")
     existed = data_dir.exists()
+    external_keys = not settings.key_dir.is_relative_to(settings.data_dir)
+    keys_existed = settings.key_dir.exists()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     try:
@@ -148,10 +168,8 @@ def initialise(data_dir: Path, *, ae_title: str, hostname: str, db_url: str, use
         finally:
             pacs.close()
     except BaseException:
-        if existed:
-            for child in data_dir.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        _remove_created(data_dir, existed)
+        if external_keys:
+            _remove_created(settings.key_dir, keys_existed)
         raise
     return settings

@@ -77,6 +77,28 @@ def test_key_encryption_key_is_kept_apart_from_the_blobs(
     assert not any(p.name.endswith(".key") for p in (data / "blobs").rglob("*"))
 
 
+def test_init_can_keep_the_keys_outside_the_data_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, keys = tmp_path / "pacs", tmp_path / "etc" / "keys"
+    assert _run(capsys, "init", "--data", str(data), "--key-dir", str(keys))[0] == 0
+    assert tomllib.loads((data / "pacs.toml").read_text())["storage"]["key_dir"] == str(keys)
+    assert (keys / "kek-0001.key").stat().st_mode & 0o777 == 0o600
+    assert keys.stat().st_mode & 0o777 == 0o700
+    assert not (data / "keys").exists()
+    assert _run(capsys, "verify", "--data", str(data))[0] == 0
+
+
+def test_init_refuses_a_key_directory_inside_the_blobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "pacs"
+    code, _, err = _run(capsys, "init", "--data", str(data), "--key-dir", str(data / "blobs" / "k"))
+    assert code == 2
+    assert "must not be inside the blob directory" in _one_line_error(err)
+    assert not data.exists()
+
+
 def test_init_issues_a_server_certificate_for_the_hostname(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
