@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -62,22 +62,49 @@ def create_secret(path: Path) -> bytes:
     return secret
 
 
-@dataclass(frozen=True)
 class KeyRing:
-    """The versioned key-encryption keys of one key directory."""
+    """The versioned key-encryption keys of one key directory.
 
-    directory: Path
-    keks: dict[int, bytes]
+    A ring notices a KEK added to its directory by a rotation running in another
+    process: :attr:`current_version` re-reads the directory when its modification time
+    changes, and :meth:`kek` re-reads it for a version it has not seen yet.
+    """
+
+    def __init__(self, directory: Path, keks: dict[int, bytes]) -> None:
+        self.directory = directory
+        self._keks = dict(keks)
+        self._lock = threading.Lock()
+        self._seen = self._mtime()
+
+    def _mtime(self) -> int:
+        try:
+            return os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return 0
+
+    def _reload(self) -> None:
+        with self._lock:
+            self._seen = self._mtime()
+            self._keks.update(_read_keks(self.directory))
+
+    @property
+    def versions(self) -> list[int]:
+        """Every KEK version known, oldest first."""
+        return sorted(self._keks)
 
     @property
     def current_version(self) -> int:
         """The version new data keys are wrapped with (the highest one)."""
-        return max(self.keks)
+        if self._mtime() != self._seen:
+            self._reload()
+        return max(self._keks)
 
     def kek(self, version: int) -> bytes:
         """Return the KEK of `version`; raise :class:`KeyFileError` if it is not in the ring."""
+        if version not in self._keks:
+            self._reload()
         try:
-            return self.keks[version]
+            return self._keks[version]
         except KeyError as exc:
             raise KeyFileError(
                 f"key-encryption key version {version} is missing from {self.directory}"
@@ -89,6 +116,13 @@ class KeyRing:
         hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.encode())
         return hkdf.derive(kek)
 
+    def add_version(self) -> int:
+        """Create the next KEK version in the directory (0600, durably) and return its number."""
+        self._reload()
+        version = max(self._keks) + 1
+        self._keks[version] = create_secret(self.directory / _kek_name(version))
+        return version
+
     @classmethod
     def create(cls, directory: Path) -> KeyRing:
         """Create `directory` (0700) with a first KEK; refuse a directory that holds one."""
@@ -96,18 +130,24 @@ class KeyRing:
         os.chmod(directory, 0o700)
         if any(_KEK_NAME.match(p.name) for p in directory.iterdir()):
             raise KeyFileError(f"{directory} already holds key-encryption keys")
-        return cls(directory, {1: create_secret(directory / "kek-0001.key")})
+        return cls(directory, {1: create_secret(directory / _kek_name(1))})
 
     @classmethod
     def load(cls, directory: Path) -> KeyRing:
         """Load every KEK version found in `directory`."""
-        try:
-            names = [p.name for p in directory.iterdir()]
-        except OSError as exc:
-            raise KeyFileError(f"cannot read key directory {directory}: {exc.strerror}") from exc
-        keks = {
-            int(m.group(1)): read_secret(directory / name) for name in names if (m := _KEK_NAME.match(name))
-        }
+        keks = _read_keks(directory)
         if not keks:
             raise KeyFileError(f"no key-encryption key in {directory}")
         return cls(directory, keks)
+
+
+def _kek_name(version: int) -> str:
+    return f"kek-{version:04d}.key"
+
+
+def _read_keks(directory: Path) -> dict[int, bytes]:
+    try:
+        names = [p.name for p in directory.iterdir()]
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key directory {directory}: {exc.strerror}") from exc
+    return {int(m.group(1)): read_secret(directory / name) for name in names if (m := _KEK_NAME.match(name))}
