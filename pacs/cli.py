@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pacs import importer, pki, service
+from pacs import importer, pki, selfcheck, service
 from pacs.accounts import Account, AccountError, Accounts, parse_roles
 from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.config import ConfigError, check_ae_title, load_settings
@@ -488,6 +488,36 @@ def cmd_keys_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def cmd_selfcheck(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Report the security posture; non-zero when anything needs fixing."""
+    pacs = _open(args, environ)
+    try:
+        report = selfcheck.run(pacs)
+        pacs.audit.append(
+            AuditEvent(
+                EventID.APPLICATION_ACTIVITY,
+                Action.EXECUTE,
+                outcome=Outcome.SUCCESS if report.ok else Outcome.MINOR_FAILURE,
+                user_id=_actor(),
+                event_type=EventType.SECURITY_CONFIGURATION,
+                details={"what": "selfcheck", "findings": [f.message for f in report.findings]},
+            )
+        )
+    finally:
+        pacs.close()
+    if args.json:
+        print(report.to_json())
+        return EXIT_OK if report.ok else EXIT_FAILED
+    for finding in report.findings:
+        print(f"FINDING [{finding.check}] {finding.message}")
+        print(f"        fix: {finding.fix}")
+    for note in report.notes:
+        print(f"note    [{note.check}] {note.message}")
+    verdict = "no findings" if report.ok else f"{len(report.findings)} FINDINGS"
+    print(f"{len(report.checked)} checks ({', '.join(report.checked)}): {verdict}")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``pacs`` command."""
     parser = argparse.ArgumentParser(prog="pacs", description="Hardened mini-PACS for small practices.")
@@ -517,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("outdir", metavar="OUTDIR")
 
     command("verify", cmd_verify, "re-authenticate every stored object and the index")
+
+    check = command("selfcheck", cmd_selfcheck, "security posture report; non-zero exit on any finding")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
 
     command("serve", cmd_serve, "run the DICOM TLS listener in the foreground (Ctrl-C stops it)")
 

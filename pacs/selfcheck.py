@@ -1,0 +1,397 @@
+"""``pacs selfcheck``: the archive's security posture, checked from the inside.
+
+Each check looks at one thing a scanner or an auditor would look at (file modes, keys,
+certificates, open plaintext DICOM, query rights, second factors, index encryption, the
+audit chain, free disk, backups, TLS) and yields :class:`Finding` objects, each with the
+fix spelled out. Anything that is acceptable but worth knowing is a :class:`Note`. The
+command exits non-zero when there is any finding.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from sqlalchemy import func, select
+
+from pacs import pki
+from pacs.accounts import Accounts
+from pacs.audit import EventID, Outcome
+from pacs.config import CONFIG_NAME
+from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.dicom import tls
+from pacs.nodes import NodeRegistry
+from pacs.web import https_adapter
+from storage.db import Instance
+
+CERT_WARNING_DAYS = 30
+BACKUP_MAX_AGE = timedelta(days=7)
+ENROLMENT_GRACE = timedelta(days=3)
+BACKUP_WHAT = "backup"
+_WEAK_CIPHER_WORDS = ("NULL", "RC4", "DES", "MD5", "EXPORT", "anon", "PSK", "SRP", "CBC")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something to fix: which check found it, what is wrong, and how to fix it."""
+
+    check: str
+    message: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something acceptable that the admin should know about."""
+
+    check: str
+    message: str
+
+
+@dataclass
+class Report:
+    """The outcome of every check."""
+
+    checked: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether no check found anything to fix."""
+        return not self.findings
+
+    def to_json(self) -> str:
+        """The report as one JSON document."""
+        return json.dumps(
+            {
+                "ok": self.ok,
+                "checked": self.checked,
+                "findings": [asdict(f) for f in self.findings],
+                "notes": [asdict(n) for n in self.notes],
+            },
+            indent=2,
+        )
+
+
+Result = Finding | Note
+Check = Callable[[Pacs, datetime], Iterator[Result]]
+
+
+def _loose(path: Path) -> int:
+    """The group/other permission bits of `path` (0 when private)."""
+    return stat.S_IMODE(path.lstat().st_mode) & 0o077
+
+
+def check_permissions(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """Data, key and config files must be private to the service's user."""
+    settings = pacs.settings
+    directories = [settings.data_dir, settings.key_dir, settings.blob_dir, settings.tls_dir]
+    files = [settings.data_dir / CONFIG_NAME, *sorted(p for p in settings.key_dir.iterdir() if p.is_file())]
+    if pacs.database.is_sqlite:
+        files.append(settings.index_path)
+    for path in directories + files:
+        if not path.exists():
+            yield Finding("permissions", f"{path} is missing", "restore it from a backup (pacs restore)")
+            continue
+        loose = _loose(path)
+        if loose:
+            wanted = "0700" if path.is_dir() else "0600"
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            yield Finding(
+                "permissions",
+                f"{path} has mode {mode:04o}: group or others may {'enter' if path.is_dir() else 'read'} it",
+                f"chmod {wanted} {path}",
+            )
+
+
+def check_key_location(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """The key-encryption keys must not sit with the blobs they protect."""
+    settings = pacs.settings
+    if settings.key_dir.is_relative_to(settings.blob_dir.resolve()):
+        yield Finding(
+            "key-location",
+            f"the key directory {settings.key_dir} is inside the blob directory",
+            "move it out (e.g. to /etc/pacs/keys) and set [storage] key_dir in pacs.toml",
+        )
+    elif settings.key_dir.is_relative_to(settings.data_dir):
+        yield Note(
+            "key-location",
+            f"the keys are in {settings.key_dir}, inside the data directory: a copy of that directory "
+            "can be read; an appliance keeps them apart (install.sh uses /etc/pacs/keys)",
+        )
+
+
+def _certificate_results(label: str, cert: x509.Certificate, now: datetime) -> Iterator[Result]:
+    days = pki.days_until_expiry(cert, now)
+    if cert.not_valid_before_utc > now:
+        yield Finding(
+            "certificates",
+            f"the {label} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}",
+            "check the appliance's clock",
+        )
+    elif days < 0:
+        yield Finding(
+            "certificates",
+            f"the {label} expired on {cert.not_valid_after_utc:%Y-%m-%d}",
+            "issue a new one with the archive's CA and restart pacs serve",
+        )
+    elif days < CERT_WARNING_DAYS:
+        yield Finding(
+            "certificates",
+            f"the {label} expires in {int(days)} days, on {cert.not_valid_after_utc:%Y-%m-%d}",
+            "issue a new one before then and restart pacs serve",
+        )
+
+
+def check_certificates(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """The CA, the server certificate and the enrolled nodes' certificates are valid for 30 days more."""
+    tls_dir = pacs.settings.tls_dir
+    try:
+        ca = pki.load_certificate(tls_dir / CA_CERT)
+        server = pki.load_certificate(tls_dir / SERVER_CERT)
+    except pki.PKIError as exc:
+        yield Finding("certificates", str(exc), "restore the tls/ directory from a backup")
+        return
+    yield from _certificate_results("CA certificate", ca, now)
+    yield from _certificate_results("server certificate", server, now)
+    hostname = pacs.settings.server.hostname
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    listed = [str(n) for n in names.get_values_for_type(x509.DNSName)]
+    listed += [str(a) for a in names.get_values_for_type(x509.IPAddress)]
+    if hostname not in listed:
+        yield Finding(
+            "certificates",
+            f"the server certificate does not name {hostname!r} ([server] hostname); browsers and "
+            "modalities will refuse it",
+            "issue a server certificate for that name, or correct [server] hostname",
+        )
+    for node in NodeRegistry(pacs.database).all():
+        if node.cert_pem:
+            cert = x509.load_pem_x509_certificate(node.cert_pem.encode())
+            yield from _certificate_results(f"certificate of node {node.ae_title}", cert, now)
+
+
+def check_plaintext(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """Unencrypted DICOM: the plaintext port and the nodes allowed to use it."""
+    port = pacs.settings.dicom.plaintext_port
+    plain = [n for n in NodeRegistry(pacs.database).all() if n.plaintext]
+    for node in plain:
+        where = f"on port {port}" if port else "(the plaintext port is closed at the moment)"
+        yield Finding(
+            "plaintext-dicom",
+            f"node {node.ae_title} at {node.network} may send UNENCRYPTED DICOM {where}: "
+            "patient data crosses the network in clear",
+            f"give it TLS (pacs modality remove {node.ae_title}, then add it with --issue-cert) or put a "
+            "TLS tunnel (stunnel) in front of the old modality",
+        )
+    if port and not plain:
+        yield Finding(
+            "plaintext-dicom",
+            f"the plaintext DICOM port {port} is open although no node may use it",
+            "set [dicom] plaintext_port = 0 in pacs.toml and restart pacs serve",
+        )
+
+
+def check_query_rights(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """Nodes that may query or retrieve patient data (find, move, get)."""
+    for node in NodeRegistry(pacs.database).all():
+        rights = sorted(node.permissions & {"find", "move", "get"})
+        if not rights:
+            continue
+        if node.network.num_addresses > 1:
+            yield Finding(
+                "query-rights",
+                f"node {node.ae_title} may {','.join(rights)} patient data from a whole network, "
+                f"{node.network}",
+                f"enrol it with its single address: pacs modality remove {node.ae_title}, then "
+                f"pacs modality add {node.ae_title} --host ADDRESS --allow store,{','.join(rights)}",
+            )
+        else:
+            yield Note(
+                "query-rights",
+                f"node {node.ae_title} at {node.network.network_address} may {','.join(rights)} patient data",
+            )
+
+
+def check_second_factor(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """Every account has a second factor, or is a fresh one waiting for its first login."""
+    for account in Accounts(pacs.database, pacs.keyring).all():
+        if account.disabled or account.totp_enrolled:
+            continue
+        kind = "admin" if account.is_admin else "user"
+        age = now - account.created_at
+        if not account.must_change_password or age > ENROLMENT_GRACE:
+            yield Finding(
+                "second-factor",
+                f"{kind} {account.name} has no second factor enrolled"
+                + (
+                    f" ({age.days} days after the account was set up)" if account.must_change_password else ""
+                ),
+                f"have {account.name} log in and enrol TOTP now, or disable the account: "
+                f"pacs user disable {account.name} (pacs user reset {account.name} issues a new password)",
+            )
+        else:
+            yield Note("second-factor", f"{kind} {account.name} enrols TOTP at the first login")
+
+
+def check_index_encryption(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """The index holds PHI: SQLCipher must encrypt it; PostgreSQL keeps it in clear."""
+    if not pacs.database.is_sqlite:
+        yield Finding(
+            "index-encryption",
+            "the index is in PostgreSQL, which holds patient names, IDs and the audit trail in clear "
+            "(the images stay encrypted)",
+            "use the embedded encrypted index (empty [storage] db_url), or keep PostgreSQL on an encrypted "
+            "disk of this appliance, reached over TLS or a local socket, as docs/SECURITY.md describes",
+        )
+        return
+    with open(pacs.settings.index_path, "rb") as handle:
+        head = handle.read(16)
+    if head == b"SQLite format 3\x00":
+        yield Finding(
+            "index-encryption",
+            f"{pacs.settings.index_path} is an unencrypted SQLite file",
+            "restore the archive from a backup into a new data directory (pacs restore)",
+        )
+
+
+def check_audit_chain(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """The audit trail's hash chain is unbroken."""
+    report = pacs.audit.verify()
+    for problem in report.problems:
+        yield Finding(
+            "audit-chain",
+            f"audit trail: {problem}",
+            "find out who changed the index database, then acknowledge: pacs audit verify --reanchor",
+        )
+
+
+def check_disk(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """Free disk stays above the watermark, with room to spare."""
+    watermark = pacs.settings.storage.min_free_mb
+    free = shutil.disk_usage(pacs.settings.blob_dir).free // 2**20
+    if watermark == 0:
+        yield Finding(
+            "disk",
+            "no free-space watermark: a full disk would fail stores half-way",
+            "set [storage] min_free_mb (default 1024) in pacs.toml",
+        )
+    elif free < 2 * watermark:
+        state = "below" if free < watermark else "near"
+        yield Finding(
+            "disk",
+            f"{free} MiB free, {state} the {watermark} MiB watermark: "
+            + (
+                "new objects are refused (0xA700)" if free < watermark else "new objects will soon be refused"
+            ),
+            "free disk space or move the archive to a larger disk",
+        )
+
+
+def last_backup(pacs: Pacs) -> datetime | None:
+    """When the last successful ``pacs backup`` finished, from the audit trail."""
+    for record in pacs.audit.search(event_id=str(EventID.EXPORT), limit=1000):
+        if record.outcome == int(Outcome.SUCCESS) and json.loads(record.details).get("what") == BACKUP_WHAT:
+            return datetime.fromisoformat(record.recorded_at)
+    return None
+
+
+def check_backup(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """A successful backup in the last 7 days (once the archive holds anything)."""
+    with pacs.database.read() as session:
+        stored = session.scalar(select(func.count()).select_from(Instance)) or 0
+    when = last_backup(pacs)
+    if when is None and stored == 0:
+        yield Note("backup", "no backup yet (the archive is empty)")
+    elif when is None:
+        yield Finding(
+            "backup",
+            f"the archive holds {stored} objects and has never been backed up",
+            "run 'pacs backup FILE' now and daily (e.g. a systemd timer), and keep copies off the appliance",
+        )
+    elif now - when > BACKUP_MAX_AGE:
+        yield Finding(
+            "backup",
+            f"the last successful backup is from {when:%Y-%m-%d}, {(now - when).days} days ago",
+            "run 'pacs backup FILE' now and daily, and keep copies off the appliance",
+        )
+
+
+def _context_results(label: str, context: ssl.SSLContext, *, client_certs: bool) -> Iterator[Result]:
+    if context.minimum_version < ssl.TLSVersion.TLSv1_2:
+        yield Finding("tls", f"the {label} accepts {context.minimum_version.name}", "upgrade the archive")
+    weak = [c["name"] for c in context.get_ciphers() if any(w in c["name"] for w in _WEAK_CIPHER_WORDS)]
+    if weak:
+        yield Finding("tls", f"the {label} offers weak ciphers: {', '.join(weak)}", "upgrade the archive")
+    if not context.options & ssl.OP_NO_COMPRESSION:
+        yield Finding("tls", f"the {label} allows TLS compression (CRIME)", "upgrade the archive")
+    if client_certs and context.verify_mode != ssl.CERT_REQUIRED:
+        yield Finding("tls", f"the {label} does not require client certificates", "upgrade the archive")
+
+
+def _key_results(label: str, path: Path) -> Iterator[Result]:
+    try:
+        key = pki.load_private_key(path)
+    except pki.PKIError as exc:
+        yield Finding("tls", f"the {label} key is unusable: {exc}", "restore the key directory from a backup")
+        return
+    if key.curve.key_size < 256:
+        yield Finding("tls", f"the {label} key is too short", "issue a new key and certificate")
+
+
+def check_tls(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """Both listeners: TLS 1.2+, BCP 195 ciphers, no compression, client certificates for DICOM."""
+    keys, certs = pacs.settings.key_dir, pacs.settings.tls_dir
+    try:
+        dicom = tls.server_context(certs / SERVER_CERT, keys / SERVER_KEY, certs / CA_CERT)
+        web = https_adapter(str(certs / SERVER_CERT), str(keys / SERVER_KEY)).context
+    except (OSError, ssl.SSLError) as exc:
+        yield Finding(
+            "tls", f"the server certificate or key cannot be loaded: {exc}", "restore tls/ and keys/"
+        )
+        return
+    yield from _context_results("DICOM listener", dicom, client_certs=True)
+    yield from _context_results("HTTPS listener", web, client_certs=False)
+    yield from _key_results("server", keys / SERVER_KEY)
+    yield from _key_results("CA", keys / CA_KEY)
+    server = pki.load_certificate(certs / SERVER_CERT)
+    if not isinstance(server.signature_hash_algorithm, hashes.SHA256 | hashes.SHA384 | hashes.SHA512):
+        yield Finding("tls", "the server certificate is signed with a weak hash", "issue a new certificate")
+
+
+CHECKS: dict[str, Check] = {
+    "permissions": check_permissions,
+    "key-location": check_key_location,
+    "certificates": check_certificates,
+    "plaintext-dicom": check_plaintext,
+    "query-rights": check_query_rights,
+    "second-factor": check_second_factor,
+    "index-encryption": check_index_encryption,
+    "audit-chain": check_audit_chain,
+    "disk": check_disk,
+    "backup": check_backup,
+    "tls": check_tls,
+}
+
+
+def run(pacs: Pacs, now: datetime | None = None) -> Report:
+    """Run every check against the open archive `pacs`."""
+    now = now or datetime.now(UTC)
+    report = Report()
+    for name, check in CHECKS.items():
+        report.checked.append(name)
+        for result in check(pacs, now):
+            if isinstance(result, Finding):
+                report.findings.append(result)
+            else:
+                report.notes.append(result)
+    return report

@@ -1,0 +1,230 @@
+"""``pacs selfcheck``: passes on a fresh archive and names the exact finding after each mistake."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from pacs import pki, selfcheck
+from pacs.accounts import Accounts
+from pacs.cli import main
+from pacs.config import Settings
+from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, initialise, open_pacs
+from tests.data.make_series import make_ct_series
+
+
+def _selfcheck(settings: Settings, capsys: pytest.CaptureFixture[str], **environ: str) -> tuple[int, dict]:
+    code = main(["selfcheck", "--json", "--data", str(settings.data_dir)], environ=environ)
+    return code, json.loads(capsys.readouterr().out)
+
+
+def _only_finding(report: dict) -> dict:
+    assert len(report["findings"]) == 1, report["findings"]
+    return report["findings"][0]
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """A fresh archive on the embedded index."""
+    return initialise(tmp_path / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
+
+
+def test_a_fresh_archive_has_no_findings(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 0
+    assert report["ok"] is True
+    assert report["findings"] == []
+    assert set(report["checked"]) == set(selfcheck.CHECKS)
+
+
+def test_the_text_report_lists_every_check_and_the_verdict(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["selfcheck", "--data", str(sqlite_settings.data_dir)], environ={}) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("11 checks (permissions, key-location,") and last.endswith(": no findings")
+
+
+def test_a_postgresql_index_is_flagged_as_unencrypted(
+    settings: Settings, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = _selfcheck(settings, capsys)
+    if not db_url:
+        assert code == 0
+        return
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding["check"] == "index-encryption"
+    assert "PostgreSQL" in finding["message"] and "in clear" in finding["message"]
+    assert "docs/SECURITY.md" in finding["fix"]
+
+
+def test_enabling_a_plaintext_node_is_a_finding(
+    sqlite_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"PACS_DICOM_PLAINTEXT_PORT": "11112"}
+    data = str(sqlite_settings.data_dir)
+    code = main(
+        [
+            "modality",
+            "add",
+            "OLDUS",
+            "--host",
+            "10.1.2.3",
+            "--plaintext",
+            "--issue-cert",
+            str(tmp_path / "c"),
+            "--data",
+            data,
+        ],
+        environ=env,
+    )
+    assert code == 0
+    capsys.readouterr()
+    code, report = _selfcheck(sqlite_settings, capsys, **env)
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding["check"] == "plaintext-dicom"
+    assert finding["message"].startswith("node OLDUS at 10.1.2.3/32 may send UNENCRYPTED DICOM on port 11112")
+    assert "--issue-cert" in finding["fix"]
+
+
+def test_an_open_plaintext_port_without_nodes_is_a_finding(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = _selfcheck(sqlite_settings, capsys, PACS_DICOM_PLAINTEXT_PORT="11112")
+    assert code == 1
+    assert _only_finding(report)["message"] == (
+        "the plaintext DICOM port 11112 is open although no node may use it"
+    )
+
+
+def test_a_loosened_key_file_is_a_finding(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kek = sqlite_settings.key_dir / "kek-0001.key"
+    os.chmod(kek, 0o644)
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding == {
+        "check": "permissions",
+        "message": f"{kek} has mode 0644: group or others may read it",
+        "fix": f"chmod 0600 {kek}",
+    }
+
+
+def test_a_data_directory_open_to_others_is_a_finding(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.chmod(sqlite_settings.data_dir, 0o755)
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 1
+    assert _only_finding(report)["fix"] == f"chmod 0700 {sqlite_settings.data_dir}"
+
+
+def test_a_server_certificate_expiring_within_30_days_is_a_finding(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys, certs = sqlite_settings.key_dir, sqlite_settings.tls_dir
+    ca = pki.Issued(pki.load_private_key(keys / CA_KEY), pki.load_certificate(certs / CA_CERT))
+    soon = pki.issue_server_cert(ca, "localhost", valid_days=10)
+    (keys / SERVER_KEY).unlink()
+    (certs / SERVER_CERT).unlink()
+    pki.write_private_key(keys / SERVER_KEY, soon.key)
+    pki.write_certificate(certs / SERVER_CERT, soon.cert)
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding["check"] == "certificates"
+    assert finding["message"].startswith("the server certificate expires in 9 days")
+
+
+def test_a_broken_audit_chain_is_a_finding(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pacs = open_pacs(sqlite_settings)
+    try:
+        with pacs.database.write() as session:
+            session.execute(text("UPDATE audit_log SET user_id = 'mallory' WHERE seq = 1"))
+    finally:
+        pacs.close()
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding["check"] == "audit-chain"
+    assert finding["message"] == "audit trail: record 1 was altered (its MAC does not match)"
+
+
+def test_query_rights_for_a_whole_network_are_a_finding(
+    sqlite_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(sqlite_settings.data_dir)
+    for ae, host in (("WS1", "10.0.0.7"), ("WARD", "10.0.1.0/24")):
+        argv = ["modality", "add", ae, "--host", host, "--allow", "store,find,move"]
+        assert main([*argv, "--issue-cert", str(tmp_path / ae), "--data", data], environ={}) == 0
+    capsys.readouterr()
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding["message"] == "node WARD may find,move patient data from a whole network, 10.0.1.0/24"
+    assert any(n["message"] == "node WS1 at 10.0.0.7 may find,move patient data" for n in report["notes"])
+
+
+def test_an_admin_without_a_second_factor_after_three_days_is_a_finding(sqlite_settings: Settings) -> None:
+    pacs = open_pacs(sqlite_settings)
+    try:
+        Accounts(pacs.database, pacs.keyring).add("office", frozenset({"admin"}))
+        assert selfcheck.run(pacs).ok
+        report = selfcheck.run(pacs, now=datetime.now(UTC) + timedelta(days=4))
+    finally:
+        pacs.close()
+    assert [f.check for f in report.findings] == ["second-factor"]
+    assert report.findings[0].message.startswith("admin office has no second factor enrolled (4 days")
+
+
+def test_free_disk_below_the_watermark_is_a_finding(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = _selfcheck(sqlite_settings, capsys, PACS_STORAGE_MIN_FREE_MB=str(2**40))
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding["check"] == "disk"
+    assert "below the 1099511627776 MiB watermark: new objects are refused (0xA700)" in finding["message"]
+
+
+def test_an_archive_never_backed_up_is_a_finding(
+    sqlite_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_ct_series(tmp_path / "ct", slices=2, rows=16, columns=16)
+    data = str(sqlite_settings.data_dir)
+    assert main(["import", str(tmp_path / "ct"), "--quiet", "--data", data], environ={}) == 0
+    capsys.readouterr()
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding["message"] == "the archive holds 2 objects and has never been backed up"
+    assert "pacs backup" in finding["fix"]
+
+
+def test_selfcheck_runs_are_audited(sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    _selfcheck(sqlite_settings, capsys, PACS_DICOM_PLAINTEXT_PORT="11112")
+    pacs = open_pacs(sqlite_settings)
+    try:
+        details = [json.loads(r.details) for r in pacs.audit.records()]
+    finally:
+        pacs.close()
+    runs = [d for d in details if d.get("what") == "selfcheck"]
+    assert runs == [
+        {
+            "what": "selfcheck",
+            "findings": ["the plaintext DICOM port 11112 is open although no node may use it"],
+        }
+    ]
