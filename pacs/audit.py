@@ -240,6 +240,15 @@ class AuditLog:
         self._write_anchor(record.seq, record.hash, force=True)
         return record
 
+    def anchor_newest(self) -> None:
+        """Anchor the chain at its newest record, as after restoring a backup's records."""
+        with self._database.read() as session:
+            last = session.execute(
+                select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+            ).one_or_none()
+        if last is not None:
+            self._write_anchor(last.seq, last.hash, force=True)
+
     def _append(self, event: AuditEvent) -> tuple[AuditRecord, _Anchor | None, bool]:
         with self._database.write() as session:
             if not self._database.is_sqlite:

@@ -15,10 +15,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from pacs import importer, pki, selfcheck, service
-from pacs.accounts import Account, AccountError, Accounts, parse_roles
+from pacs import backup, importer, pki, selfcheck, service
+from pacs.accounts import Account, AccountError, Accounts, check_password_policy, parse_roles
 from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.config import ConfigError, check_ae_title, load_settings
 from pacs.datadir import CA_CERT, CA_KEY, DataDirError, Pacs, initialise, open_pacs
@@ -488,6 +495,130 @@ def cmd_keys_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def _passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
+    """The backup passphrase: the first line of --passphrase-file, or asked for on the terminal."""
+    if args.passphrase_file:
+        try:
+            lines = Path(args.passphrase_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read the passphrase file {args.passphrase_file}: {exc}") from None
+        passphrase = lines[0] if lines else ""
+    elif sys.stdin.isatty():
+        passphrase = getpass.getpass("backup passphrase: ")
+        if confirm and getpass.getpass("again: ") != passphrase:
+            raise CommandError("the two passphrases differ")
+    else:
+        raise CommandError("no passphrase: give --passphrase-file FILE, or run in a terminal")
+    if confirm:
+        try:
+            check_password_policy(passphrase)
+        except AccountError as exc:
+            raise CommandError(f"backup passphrase: {exc}") from None
+    elif not passphrase:
+        raise CommandError("the passphrase is empty")
+    return passphrase
+
+
+def _bytes_progress(label: str, quiet: bool) -> tuple[Progress, Callable[[int, int], None]]:
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+    )
+    task = progress.add_task(label, total=None)
+    return progress, lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def _backup_event(outcome: Outcome, **details: object) -> AuditEvent:
+    return AuditEvent(
+        EventID.EXPORT,
+        Action.READ,
+        outcome=outcome,
+        user_id=_actor(),
+        details={"what": selfcheck.BACKUP_WHAT, **details},
+    )
+
+
+def cmd_backup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Write an encrypted, authenticated snapshot of the running archive."""
+    out = Path(args.outfile)
+    passphrase = _passphrase(args, confirm=True)
+    pacs = _open(args, environ)
+    try:
+        progress, update = _bytes_progress("backing up", args.quiet)
+        try:
+            with progress:
+                summary = backup.backup(pacs, out, passphrase, progress=update)
+        except BaseException as exc:
+            pacs.audit.append(
+                _backup_event(Outcome.SERIOUS_FAILURE, file=str(out.resolve()), error=repr(exc))
+            )
+            raise
+        pacs.audit.append(
+            _backup_event(
+                Outcome.SUCCESS,
+                file=str(summary.path.resolve()),
+                objects=summary.objects,
+                bytes=summary.size,
+                snapshot_at=summary.snapshot_at,
+            )
+        )
+    finally:
+        pacs.close()
+    print(
+        f"backed up {summary.objects} objects ({summary.size // 2**20} MiB) to {out}, "
+        f"snapshot of {summary.snapshot_at}"
+    )
+    print("the file holds the keys too: keep the passphrase apart from it, and a copy off the appliance")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Restore a backup into a new data directory, then verify it."""
+    data_dir = _data_dir(args, environ)
+    passphrase = _passphrase(args, confirm=False)
+    progress, update = _bytes_progress("checking", args.quiet)
+    with progress:
+        summary = backup.restore(
+            Path(args.infile),
+            data_dir,
+            passphrase,
+            key_dir=args.key_dir or "",
+            db_url=args.db,
+            progress=update,
+        )
+    pacs = open_pacs(summary.settings)
+    try:
+        pacs.audit.append(
+            AuditEvent(
+                EventID.IMPORT,
+                Action.CREATE,
+                outcome=Outcome.SUCCESS if summary.ok else Outcome.SERIOUS_FAILURE,
+                user_id=_actor(),
+                event_type=EventType.SOFTWARE_CONFIGURATION,
+                details={
+                    "what": "restore",
+                    "file": str(Path(args.infile).resolve()),
+                    "backup_of": summary.created_at,
+                    "objects": summary.objects,
+                    "damaged": len(summary.damaged),
+                },
+            )
+        )
+    finally:
+        pacs.close()
+    for problem in summary.damaged:
+        print(f"DAMAGED {problem}")
+    for problem in summary.audit_problems:
+        print(f"AUDIT {problem}")
+    print(f"restored the backup of {summary.created_at} into {summary.settings.data_dir}")
+    print(f"verify: {summary.objects} objects checked: " + ("all intact" if summary.ok else "DAMAGE FOUND"))
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
 def cmd_selfcheck(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Report the security posture; non-zero when anything needs fixing."""
     pacs = _open(args, environ)
@@ -550,6 +681,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = command("selfcheck", cmd_selfcheck, "security posture report; non-zero exit on any finding")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    back = command("backup", cmd_backup, "write an encrypted snapshot of the archive (while it runs)")
+    back.add_argument("outfile", metavar="OUTFILE")
+    back.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE's first line")
+    back.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rest = command("restore", cmd_restore, "restore a backup into a new data directory and verify it")
+    rest.add_argument("infile", metavar="INFILE")
+    rest.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE's first line")
+    rest.add_argument(
+        "--key-dir", metavar="DIR", help="put the keys here instead of where the backup had them"
+    )
+    rest.add_argument("--db", metavar="URL", help="restore the index into this empty PostgreSQL database")
+    rest.add_argument("--quiet", action="store_true", help="no progress bar")
 
     command("serve", cmd_serve, "run the DICOM TLS listener in the foreground (Ctrl-C stops it)")
 
@@ -651,6 +796,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         AccountError,
         service.ServiceError,
         pki.PKIError,
+        backup.BackupError,
     ) as exc:
         print(f"pacs: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

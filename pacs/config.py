@@ -221,20 +221,27 @@ def load_settings(data_dir: Path, environ: Mapping[str, str]) -> Settings:
     """
     path = data_dir / CONFIG_NAME
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        content = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
             f"{path} not found: is {data_dir} a PACS data directory? (run 'pacs init')"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    return parse_settings(content, data_dir, environ, origin=str(path))
+
+
+def parse_settings(content: str, data_dir: Path, environ: Mapping[str, str], *, origin: str) -> Settings:
+    """Build settings from the text of a pacs.toml (`origin` names it in errors) and `environ`."""
+    try:
+        document = tomllib.loads(content)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{origin}: {exc}") from None
     for section, values in document.items():
         if section not in SECTIONS or not isinstance(values, dict):
-            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+            raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
     merged: dict[str, dict[str, Any]] = {name: dict(document.get(name, {})) for name in SECTIONS}
-    origins: dict[str, dict[str, str]] = {name: dict.fromkeys(merged[name], str(path)) for name in SECTIONS}
+    origins: dict[str, dict[str, str]] = {name: dict.fromkeys(merged[name], origin) for name in SECTIONS}
     for variable, value in environ.items():
         if not variable.startswith("PACS_") or variable == "PACS_DATA":
             continue

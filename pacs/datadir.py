@@ -51,7 +51,8 @@ class Pacs:
         self.archive.close()
 
 
-def _open_database(settings: Settings, keyring: KeyRing) -> Database:
+def open_database(settings: Settings, keyring: KeyRing) -> Database:
+    """Open the index database of `settings` (without migrating it)."""
     return Database.open(
         settings.storage.db_url,
         sqlite_path=settings.index_path,
@@ -64,7 +65,7 @@ def _open_database(settings: Settings, keyring: KeyRing) -> Database:
 def open_pacs(settings: Settings) -> Pacs:
     """Open the archive described by `settings` (the data directory must be initialised)."""
     keyring = KeyRing.load(settings.key_dir)
-    database = _open_database(settings, keyring)
+    database = open_database(settings, keyring)
     database.migrate()
     archive = Archive(
         database,
@@ -76,7 +77,8 @@ def open_pacs(settings: Settings) -> Pacs:
     return Pacs(settings, keyring, database, archive, audit)
 
 
-def _refuse_existing(data_dir: Path) -> None:
+def refuse_existing(data_dir: Path) -> None:
+    """Raise :class:`DataDirError` unless `data_dir` is new or an empty directory."""
     if (data_dir / CONFIG_NAME).exists():
         raise DataDirError(
             f"{data_dir} already holds a PACS ({CONFIG_NAME} exists); refusing to overwrite it"
@@ -122,7 +124,7 @@ def initialise(
     inside the blob directory. Refuses a directory that already holds a PACS or anything
     else. On failure the partly created directory is removed again.
     """
-    _refuse_existing(data_dir)
+    refuse_existing(data_dir)
     settings = Settings(data_dir=data_dir.resolve())
     settings = with_overrides(settings, "dicom", ae_title=ae_title)
     settings = with_overrides(settings, "server", hostname=hostname)
@@ -143,7 +145,7 @@ def initialise(
         create_secret(settings.key_dir / AUDIT_KEY)
         _create_tls(settings)
         BlobStore.create(settings.blob_dir, keyring)
-        database = _open_database(settings, keyring)
+        database = open_database(settings, keyring)
         try:
             database.migrate()
         finally:

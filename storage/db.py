@@ -343,16 +343,36 @@ class Database:
         with self._write_lock, self._writer.begin() as connection:
             yield connection
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema to the newest migration (a no-op when it is current)."""
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only connection whose every query sees the same committed state.
+
+        SQLite gives each transaction a snapshot of the WAL; PostgreSQL is asked for
+        REPEATABLE READ. Writers in other connections are not blocked.
+        """
+        options: dict[str, Any] = {}
+        if not self.is_sqlite:
+            options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        with self.engine.connect().execution_options(**options) as connection, connection.begin():
+            yield connection
+
+    def revision(self) -> str | None:
+        """The schema's current migration revision (None for an empty database)."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def migrate(self, revision: str = "head") -> None:
+        """Create or upgrade the schema to `revision` (default the newest; a no-op when current)."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with _MIGRATION_LOCK, self.engine.connect() as connection:
-            head = ScriptDirectory.from_config(config).get_current_head()
-            if MigrationContext.configure(connection).get_current_revision() == head:
+            target = revision
+            if revision == "head":
+                target = ScriptDirectory.from_config(config).get_current_head()
+            if MigrationContext.configure(connection).get_current_revision() == target:
                 return
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, target)
             connection.commit()
 
     def dispose(self) -> None:
