@@ -355,6 +355,12 @@ def _verify_pass(infile: Path, passphrase: str, progress: Progress | None) -> _C
     try:
         with source:
             for member, stream in _members(reader):
+                if member.name.startswith("blobs/"):
+                    members += 1
+                    blobs += 1
+                    while stream.read(1 << 20):
+                        pass
+                    continue
                 data = stream.read()
                 if member.name == "manifest.json":
                     manifest = json.loads(data)
@@ -364,8 +370,6 @@ def _verify_pass(infile: Path, passphrase: str, progress: Progress | None) -> _C
                     head = json.loads(data)
                 elif member.name == CONFIG_NAME:
                     config = data.decode()
-                elif member.name.startswith("blobs/"):
-                    blobs += 1
                 elif member.name.startswith("index/"):
                     table = member.name.split("/")[1].split(".")[0]
                     rows[table] = rows.get(table, 0) + data.count(b"\n")
