@@ -1,0 +1,556 @@
+"""install.sh in its test mode (``--root DIR``): a real installation, its upgrade, its removal, its refusals.
+
+One installation is made for the whole module (pip installs the project and its dependencies
+into a fresh virtualenv; pip's cache keeps that under a minute), then a second run upgrades it,
+and the last test uninstalls it, so the tests run in file order. install.sh creates a user,
+changes owners and switches users: these tests need root, and CI runs them as root.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+INSTALL = REPO / "install.sh"
+HOST = "pacs.example.test"
+PACKAGES = ("pacs", "storage", "webviewer")
+OPTIONS = {
+    "--hostname",
+    "--dicom-port",
+    "--web-port",
+    "--python",
+    "--uninstall",
+    "--root",
+    "--os-release",
+    "--help",
+}
+# (uid, gid) of nobody/nogroup, for the checks that must not run as root.
+NOBODY = ("65534", "65534")
+
+
+@pytest.fixture(autouse=True)
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("install.sh creates a user, changes owners and switches users: run these tests as root")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_install(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run install.sh from / (as an admin would, away from the source tree)."""
+    return subprocess.run(
+        [str(INSTALL), *args], capture_output=True, text=True, timeout=900, cwd="/", env=env
+    )
+
+
+@dataclass
+class Installation:
+    """A test installation under `root`, and what install.sh printed when it made it."""
+
+    root: Path
+    output: str
+    dicom_port: int
+    web_port: int
+    uid: int
+    gid: int
+
+    @property
+    def data(self) -> Path:
+        return self.root / "var/lib/pacs"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "etc/pacs/keys"
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "opt/pacs/venv"
+
+    @property
+    def unit(self) -> Path:
+        return self.root / "etc/systemd/system/pacs.service"
+
+    @property
+    def wrapper(self) -> Path:
+        return self.root / "usr/local/bin/pacs"
+
+    def site_packages(self) -> Path:
+        (found,) = self.venv.glob("lib/python3.*/site-packages")
+        return found
+
+    def as_pacs(self, *command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `command` as the root's pacs user (its uid need not exist on this machine)."""
+        switch = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
+        return subprocess.run(
+            [*switch, *command], capture_output=True, text=True, timeout=120, cwd="/", input=stdin
+        )
+
+
+def _account(root: Path, database: str, name: str) -> list[str]:
+    for line in (root / "etc" / database).read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return fields
+    raise AssertionError(f"no {name} in {root}/etc/{database}")
+
+
+def _snapshot(*directories: Path) -> dict[str, tuple[str, int, int, int]]:
+    """Every file under `directories`: its SHA-256, mode, owner and group."""
+    files = {}
+    for directory in directories:
+        for path in sorted(directory.rglob("*")):
+            info = path.lstat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+            files[str(path)] = (digest, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
+    return files
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[Installation]:
+    # Not under pytest's own 0700 temporary directory: the pacs user must reach the tree.
+    root = Path(tempfile.mkdtemp(prefix="pacs-install-"))
+    root.chmod(0o755)
+    dicom_port, web_port = _free_port(), _free_port()
+    try:
+        result = run_install(
+            "--root",
+            str(root),
+            "--hostname",
+            HOST,
+            "--dicom-port",
+            str(dicom_port),
+            "--web-port",
+            str(web_port),
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        uid, gid = (int(value) for value in _account(root, "passwd", "pacs")[2:4])
+        yield Installation(root, result.stdout, dicom_port, web_port, uid, gid)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Rerun:
+    """The second run of install.sh on an installation, with the state before and after it."""
+
+    result: subprocess.CompletedProcess[str]
+    keys_before: dict[str, tuple[str, int, int, int]]
+    keys_after: dict[str, tuple[str, int, int, int]]
+    data_before: dict[str, tuple[str, int, int, int]]
+    data_after: dict[str, tuple[str, int, int, int]]
+
+
+@pytest.fixture(scope="module")
+def rerun(installed: Installation) -> Rerun:
+    # Stand in for old code: a changed module must be replaced by the source tree's.
+    stale = installed.site_packages() / "pacs" / "cli.py"
+    stale.write_text(stale.read_text() + "\nraise SystemExit('stale code')\n")
+    keys_before, data_before = _snapshot(installed.keys), _snapshot(installed.data)
+    result = run_install("--root", str(installed.root))
+    return Rerun(result, keys_before, _snapshot(installed.keys), data_before, _snapshot(installed.data))
+
+
+def _one_line_failure(result: subprocess.CompletedProcess[str], status: int = 1) -> str:
+    assert result.returncode == status, result.stdout + result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("install.sh: error: ")
+    return lines[0]
+
+
+def _fake_python(directory: Path, version: str) -> Path:
+    """A stand-in interpreter that reports `version` for install.sh's version probe."""
+    fake = directory / "python3"
+    fake.write_text(f"#!/bin/sh\necho {version}\n")
+    fake.chmod(0o755)
+    return fake
+
+
+# -- the first run -------------------------------------------------------------------------------------
+
+
+def test_first_run_prints_the_admin_one_time_password_and_the_next_steps(installed: Installation) -> None:
+    out = installed.output
+    passwords = re.findall(r"one-time password: (\S+)", out)
+    assert len(passwords) == 1 and len(passwords[0]) >= 12, out
+    assert "first admin    admin" in out
+    assert f"https://{HOST}:{installed.web_port}/" in out
+    assert re.search(r"sudo pacs modality add CT1 --host \S+ --issue-cert \./ct1-certs", out), out
+    assert (
+        f"echoscu +tls client.key client.crt +cf ca.crt -aet CT1 -aec PACS {HOST} {installed.dicom_port}"
+        in out
+    ), out
+    assert "sudo pacs user add drsmith --role physician" in out
+    assert str(installed.keys) in out and "offline copy" in out
+
+
+def test_printed_password_is_the_first_admins(installed: Installation) -> None:
+    (password,) = re.findall(r"one-time password: (\S+)", installed.output)
+    check = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pacs.accounts import Accounts\n"
+        "from pacs.config import load_settings\n"
+        "from pacs.datadir import open_pacs\n"
+        "pacs = open_pacs(load_settings(Path(sys.argv[1]), {}))\n"
+        "try:\n"
+        "    accounts = Accounts(pacs.database, pacs.keyring)\n"
+        "    ok = accounts.check_password('admin', sys.stdin.read(), '127.0.0.1').ok\n"
+        "finally:\n"
+        "    pacs.close()\n"
+        "sys.exit(0 if ok else 3)\n"
+    )
+    result = installed.as_pacs(
+        str(installed.venv / "bin/python"), "-c", check, str(installed.data), stdin=password
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_first_run_creates_every_path_with_its_owner_and_mode(installed: Installation) -> None:
+    pacs = (installed.uid, installed.gid)
+
+    def owner_and_mode(path: Path) -> tuple[int, int, int]:
+        info = path.lstat()
+        return info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)
+
+    assert owner_and_mode(installed.data) == (*pacs, 0o700)
+    assert owner_and_mode(installed.keys) == (*pacs, 0o700)
+    assert owner_and_mode(installed.keys.parent) == (0, installed.gid, 0o750)
+    assert owner_and_mode(installed.data / "pacs.toml") == (*pacs, 0o600)
+    assert owner_and_mode(installed.unit) == (0, 0, 0o644)
+    assert owner_and_mode(installed.wrapper) == (0, 0, 0o755)
+    key_files = sorted(p.name for p in installed.keys.iterdir())
+    assert "kek-0001.key" in key_files and "ca.key" in key_files and "server.key" in key_files
+    for key in installed.keys.iterdir():
+        assert owner_and_mode(key) == (*pacs, 0o600), key
+    for path in [*installed.data.rglob("*"), *installed.keys.rglob("*")]:
+        assert (path.lstat().st_uid, path.lstat().st_gid) == pacs, path
+    # The code belongs to root and nobody else may change it.
+    for path in [installed.venv, *installed.venv.rglob("*")]:
+        info = path.lstat()
+        assert info.st_uid == 0, path
+        assert stat.S_ISLNK(info.st_mode) or not info.st_mode & 0o022, path
+
+
+def test_unit_is_the_shipped_one(installed: Installation) -> None:
+    assert installed.unit.read_bytes() == (REPO / "deploy" / "pacs.service").read_bytes()
+
+
+def test_pacs_is_a_locked_system_user_without_a_login_shell(installed: Installation) -> None:
+    name, _, uid, gid, _, home, shell = _account(installed.root, "passwd", "pacs")
+    assert (int(uid), int(gid)) == (installed.uid, installed.gid)
+    assert 0 < int(uid) < 1000
+    assert shell == "/usr/sbin/nologin"
+    assert home == "/nonexistent" and not (installed.root / "nonexistent").exists()
+    assert _account(installed.root, "shadow", name)[1].startswith("!")
+    assert int(_account(installed.root, "group", "pacs")[2]) == installed.gid
+
+
+def test_config_names_the_key_dir_outside_the_data_dir_and_the_chosen_ports(installed: Installation) -> None:
+    config = tomllib.loads((installed.data / "pacs.toml").read_text())
+    key_dir = Path(config["storage"]["key_dir"])
+    assert key_dir == installed.keys
+    assert not key_dir.is_relative_to(installed.data)
+    assert config["dicom"]["port"] == installed.dicom_port
+    assert config["web"]["port"] == installed.web_port
+    assert config["server"]["hostname"] == HOST
+
+
+def test_installed_pacs_verifies_the_new_archive(installed: Installation) -> None:
+    pacs = str(installed.venv / "bin/pacs")
+    verify = installed.as_pacs(pacs, "verify", "--data", str(installed.data))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "all intact" in verify.stdout
+    audit = installed.as_pacs(pacs, "audit", "verify", "--data", str(installed.data))
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_installed_code_holds_every_file_of_the_packages(installed: Installation) -> None:
+    site = installed.site_packages()
+    missing, different = [], []
+    for package in PACKAGES:
+        for source in sorted((REPO / package).rglob("*")):
+            if not source.is_file() or "__pycache__" in source.parts:
+                continue
+            relative = source.relative_to(REPO)
+            target = site / relative
+            if not target.is_file():
+                missing.append(str(relative))
+            elif target.read_bytes() != source.read_bytes():
+                different.append(str(relative))
+    assert missing == [], f"not installed, add them to pyproject.toml's package-data: {missing}"
+    assert different == []
+
+
+# -- the admin command ---------------------------------------------------------------------------------
+
+
+def test_admin_command_runs_as_pacs_and_hands_issued_certificates_to_the_caller(
+    installed: Installation, tmp_path: Path
+) -> None:
+    outdir = tmp_path / "private" / "ct1-certs"  # under pytest's 0700 directory: pacs cannot reach it
+    env = {"PATH": os.environ["PATH"], "SUDO_USER": "alice", "SUDO_UID": "4321", "SUDO_GID": "4322"}
+    staging_before = set(glob.glob("/tmp/pacs-cert.*"))
+
+    def admin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(installed.wrapper), *args], capture_output=True, text=True, timeout=120, cwd="/", env=env
+        )
+
+    added = admin("modality", "add", "CT1", "--host", "127.0.0.1", "--issue-cert", str(outdir))
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert f"echoscu +tls {outdir}/client.key {outdir}/client.crt +cf {outdir}/ca.crt" in added.stdout
+    assert "/tmp/pacs-cert." not in added.stdout
+    for name, mode in (("client.key", 0o600), ("client.crt", 0o644), ("ca.crt", 0o644)):
+        info = (outdir / name).stat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (4321, 4322, mode), name
+    assert (outdir / "ca.crt").read_bytes() == (installed.data / "tls" / "ca.crt").read_bytes()
+    assert set(glob.glob("/tmp/pacs-cert.*")) == staging_before
+
+    again = admin("modality", "add", "CT2", "--host", "127.0.0.1", f"--issue-cert={outdir}")
+    assert again.returncode != 0 and "already exists" in again.stderr
+    shared = admin("modality", "add", "CT3", "--host", "127.0.0.1", "--issue-cert", "/tmp")
+    assert shared.returncode != 0 and "writable by other users" in shared.stderr
+    listed = admin("modality", "list")
+    assert listed.returncode == 0 and "CT1" in listed.stdout
+    assert "CT2" not in listed.stdout and "CT3" not in listed.stdout
+
+    user = admin("user", "add", "drsmith", "--role", "physician")
+    assert user.returncode == 0, user.stderr
+    assert re.search(r"one-time password: \S{12,}", user.stdout)
+    audit = admin("audit", "export")
+    assert audit.returncode == 0, audit.stderr
+    assert '"user_id": "alice@cli"' in audit.stdout
+
+    for path in [*installed.data.rglob("*"), *installed.keys.rglob("*")]:
+        assert (path.lstat().st_uid, path.lstat().st_gid) == (installed.uid, installed.gid), path
+
+
+def test_admin_command_refuses_callers_who_are_not_root(installed: Installation) -> None:
+    uid, gid = NOBODY
+    result = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            "--clear-groups",
+            str(installed.wrapper),
+            "user",
+            "list",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip() == "pacs: error: run it as root: sudo pacs ..."
+
+
+# -- the second run: an upgrade --------------------------------------------------------------------------
+
+
+def test_second_run_keeps_the_keys_byte_identical(rerun: Rerun) -> None:
+    assert rerun.result.returncode == 0, rerun.result.stdout + rerun.result.stderr
+    assert rerun.keys_before and rerun.keys_after == rerun.keys_before
+
+
+def test_second_run_keeps_the_archive_and_prints_no_new_password(
+    installed: Installation, rerun: Rerun
+) -> None:
+    assert rerun.result.returncode == 0, rerun.result.stderr
+    assert rerun.data_after == rerun.data_before
+    assert "one-time password:" not in rerun.result.stdout
+    assert "creating the archive" not in rerun.result.stdout
+    assert "upgraded" in rerun.result.stdout and str(installed.data) in rerun.result.stdout
+    config = tomllib.loads((installed.data / "pacs.toml").read_text())
+    assert (config["dicom"]["port"], config["web"]["port"]) == (installed.dicom_port, installed.web_port)
+
+
+def test_second_run_replaces_the_installed_code(installed: Installation, rerun: Rerun) -> None:
+    assert rerun.result.returncode == 0, rerun.result.stderr
+    installed_cli = installed.site_packages() / "pacs" / "cli.py"
+    assert installed_cli.read_bytes() == (REPO / "pacs" / "cli.py").read_bytes()
+    users = installed.as_pacs(str(installed.venv / "bin/pacs"), "user", "list", "--data", str(installed.data))
+    assert users.returncode == 0, users.stderr
+    assert "admin" in users.stdout
+
+
+# -- refusals: one line, non-zero, nothing created --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "os_release",
+    [
+        'ID=ubuntu\nVERSION_ID="20.04"\nPRETTY_NAME="Ubuntu 20.04.6 LTS"\n',
+        'ID=debian\nVERSION_ID="11"\nPRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\n',
+        'ID=fedora\nVERSION_ID=40\nPRETTY_NAME="Fedora Linux 40"\n',
+        'ID=debian\nPRETTY_NAME="Debian GNU/Linux trixie/sid"\n',
+    ],
+)
+def test_unsupported_system_is_refused_before_anything_is_created(tmp_path: Path, os_release: str) -> None:
+    fake = tmp_path / "os-release"
+    fake.write_text(os_release)
+    root = tmp_path / "root"
+    line = _one_line_failure(run_install("--root", str(root), "--os-release", str(fake)))
+    assert "unsupported system" in line and "Debian 12" in line and "Ubuntu 22.04" in line
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    "os_release",
+    ['ID=ubuntu\nVERSION_ID="22.04"\n', 'ID=ubuntu\nVERSION_ID="24.04"\n', 'ID="debian"\nVERSION_ID="13"\n'],
+)
+def test_supported_systems_pass_the_system_check(tmp_path: Path, os_release: str) -> None:
+    fake = tmp_path / "os-release"
+    fake.write_text(os_release)
+    old_python = _fake_python(tmp_path, "3.10")
+    root = tmp_path / "root"
+    line = _one_line_failure(
+        run_install("--root", str(root), "--os-release", str(fake), "--python", str(old_python))
+    )
+    assert "unsupported system" not in line and "Python 3.10" in line  # refused one check later
+    assert not root.exists()
+
+
+def test_python_older_than_3_11_is_refused_naming_the_package_to_install(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    line = _one_line_failure(
+        run_install("--root", str(root), "--python", str(_fake_python(tmp_path, "3.10")))
+    )
+    assert "3.11 or newer" in line and "apt-get install python3.11 python3.11-venv" in line
+    assert not root.exists()
+
+
+def test_missing_python_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    line = _one_line_failure(run_install("--root", str(root), "--python", str(tmp_path / "no-such-python3")))
+    assert "not found" in line and "python3.11" in line
+    assert not root.exists()
+
+
+def test_python_the_service_user_cannot_run_is_refused(tmp_path: Path) -> None:
+    # tmp_path is private to root, like a pyenv interpreter under /root.
+    private = tmp_path / "python3"
+    private.write_text('#!/bin/sh\nexec /usr/bin/python3 "$@"\n')
+    private.chmod(0o700)
+    root = tmp_path / "root"
+    line = _one_line_failure(run_install("--root", str(root), "--python", str(private)))
+    assert "cannot be run by other users" in line
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(("flag", "what"), [("--dicom-port", "DICOM"), ("--web-port", "HTTPS")])
+def test_port_in_use_by_another_program_is_refused(tmp_path: Path, flag: str, what: str) -> None:
+    root = tmp_path / "root"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = _one_line_failure(run_install("--root", str(root), flag, str(port)))
+    assert f"the {what} port {port} is already in use by " in line and flag in line
+    assert not root.exists()
+
+
+def test_non_root_caller_is_refused(tmp_path: Path) -> None:
+    uid, gid = NOBODY
+    root = tmp_path / "root"
+    result = subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", str(INSTALL), "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert "run it as root" in _one_line_failure(result)
+    assert not root.exists()
+
+
+def test_keys_without_an_archive_are_never_overwritten(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    kek = root / "etc/pacs/keys/kek-0001.key"
+    kek.parent.mkdir(parents=True)
+    kek.write_bytes(b"\x01" * 32)
+    line = _one_line_failure(run_install("--root", str(root)))
+    assert "holds keys" in line and "never overwrites keys" in line
+    assert kek.read_bytes() == b"\x01" * 32
+    assert sorted(p.name for p in root.iterdir()) == ["etc"]
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--bogus"], "unknown option --bogus"),
+        (["--dicom-port", "http"], "not a port number"),
+        (["--web-port", "70000"], "not a port number"),
+        (["--dicom-port", "104"], "cannot listen below 1024"),
+        (["--dicom-port", "12762", "--web-port", "12762"], "must differ"),
+        (["--hostname", "bad name;rm"], "not a host name"),
+        (["--uninstall", "--hostname", "x"], "--uninstall takes no other option"),
+        (["--root"], "--root needs a value"),
+    ],
+)
+def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], reason: str) -> None:
+    root = tmp_path / "root"
+    if "--root" not in args:
+        args = [*args, "--root", str(root)]
+    line = _one_line_failure(run_install(*args), status=2)
+    assert reason in line
+    assert not root.exists()
+
+
+def test_help_documents_every_option() -> None:
+    result = run_install("--help")
+    assert result.returncode == 0 and result.stderr == ""
+    documented = set(re.findall(r"^\s+(?:-h, )?(--[a-z-]+)", result.stdout, re.MULTILINE))
+    assert documented == OPTIONS
+    # ...and the options the script accepts are exactly those.
+    script = INSTALL.read_text()
+    accepted = set(re.findall(r"^\s+((?:-h \| )?--[a-z-]+(?: \| --[a-z-]+)*)\)", script, re.MULTILINE))
+    flat = {option for pattern in accepted for option in pattern.split(" | ") if option.startswith("--")}
+    assert flat == OPTIONS
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: apt-get install shellcheck"
+    scripts = [INSTALL, *sorted((REPO / "deploy").glob("*.sh"))]
+    result = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- removal (last: it takes the installation away) --------------------------------------------------------
+
+
+def test_uninstall_removes_code_unit_and_command_and_keeps_data_and_keys(
+    installed: Installation, rerun: Rerun
+) -> None:
+    keys, data = _snapshot(installed.keys), _snapshot(installed.data)
+    result = run_install("--uninstall", "--root", str(installed.root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (installed.root / "opt/pacs").exists()
+    assert not installed.unit.exists()
+    assert not installed.wrapper.exists()
+    assert _snapshot(installed.keys) == keys and keys
+    assert _snapshot(installed.data) == data and data
+    assert _account(installed.root, "passwd", "pacs")
+    assert f"kept the archive in {installed.data}, the keys in {installed.keys}" in result.stdout
