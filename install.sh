@@ -36,6 +36,7 @@ archive and its keys are always kept, and database migrations apply when the ser
   code      /opt/pacs/venv               (root, 0755)
   archive   /var/lib/pacs                (user pacs, 0700)
   keys      /etc/pacs/keys               (user pacs, 0700; /etc/pacs is root:pacs 0750)
+  backups   /var/backups/pacs            (user pacs, 0700): where "sudo pacs backup" may write
   service   /etc/systemd/system/$SERVICE (0644), runs as the system user pacs
   command   /usr/local/bin/pacs          (0755): "sudo pacs ..." runs pacs as user pacs
 
@@ -153,6 +154,7 @@ set_paths() {
     DATA="$ROOT/var/lib/pacs"
     ETC="$ROOT/etc/pacs"
     KEYS="$ETC/keys"
+    BACKUPS="$ROOT/var/backups/pacs"
     UNIT="$ROOT/etc/systemd/system/$SERVICE"
     WRAPPER="$ROOT/usr/local/bin/pacs"
     CONFIG="$DATA/pacs.toml"
@@ -386,6 +388,8 @@ make_dirs() {
     install -d -m 0700 -o "$PACS_UID" -g "$PACS_GID" "$DATA"
     install -d -m 0750 -o 0 -g "$PACS_GID" "$ETC"
     install -d -m 0700 -o "$PACS_UID" -g "$PACS_GID" "$KEYS"
+    mkdir -p "$ROOT/var/backups"
+    install -d -m 0700 -o "$PACS_UID" -g "$PACS_GID" "$BACKUPS"
 }
 
 service_active() {
@@ -585,6 +589,10 @@ Next steps:
        cd ct1-certs && echoscu +tls client.key client.crt +cf ca.crt -aet CT1 -aec $AE_TITLE $HOST $DICOM_PORT
   4. Add a doctor (prints a one-time password for the first login):
        sudo pacs user add drsmith --role physician
+  5. Back up daily, and copy the file off this machine (keep the passphrase apart from it):
+       sudo pacs backup $BACKUPS/pacs-\$(date +%F).pacsbak
+  6. Check the security posture after every change:
+       sudo pacs selfcheck
 EOF
 }
 
@@ -654,7 +662,7 @@ do_uninstall() {
         say "nothing to remove: mini-PACS is not installed"
     fi
     if [ -d "$DATA" ] || [ -d "$KEYS" ]; then
-        say "kept the archive in $DATA, the keys in $KEYS and the user $SERVICE_USER"
+        say "kept the archive in $DATA, the keys in $KEYS, the backups in $BACKUPS and the user $SERVICE_USER"
         say "run install.sh again to reinstall the code and go on with the same archive"
         say "to destroy the archive for good: rm -rf $DATA $ETC && userdel ${ROOT:+--prefix $ROOT }$SERVICE_USER"
     fi

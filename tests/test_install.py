@@ -235,6 +235,7 @@ def test_first_run_creates_every_path_with_its_owner_and_mode(installed: Install
     assert owner_and_mode(installed.data) == (*pacs, 0o700)
     assert owner_and_mode(installed.keys) == (*pacs, 0o700)
     assert owner_and_mode(installed.keys.parent) == (0, installed.gid, 0o750)
+    assert owner_and_mode(installed.root / "var" / "backups" / "pacs") == (*pacs, 0o700)
     assert owner_and_mode(installed.data / "pacs.toml") == (*pacs, 0o600)
     assert owner_and_mode(installed.unit) == (0, 0, 0o644)
     assert owner_and_mode(installed.wrapper) == (0, 0, 0o755)
