@@ -405,7 +405,7 @@ def _check_target(settings: Settings) -> None:
     if settings.storage.db_url:
         database = Database.open(settings.storage.db_url, sqlite_path=settings.index_path, sqlite_key=b"")
         try:
-            if database.revision() is not None:
+            if database.table_names():
                 raise BackupError(
                     "the PostgreSQL database to restore into is not empty; give an empty one with --db"
                 )

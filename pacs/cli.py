@@ -28,7 +28,7 @@ from pacs import backup, importer, pki, selfcheck, service
 from pacs.accounts import Account, AccountError, Accounts, check_password_policy, parse_roles
 from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.config import ConfigError, check_ae_title, load_settings
-from pacs.datadir import CA_CERT, CA_KEY, DataDirError, Pacs, initialise, open_pacs
+from pacs.datadir import CA_CERT, CA_KEY, INCOMING, DataDirError, Pacs, initialise, open_pacs
 from pacs.nodes import (
     EnrolmentError,
     NodeRegistry,
@@ -131,27 +131,36 @@ def cmd_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         instances = pacs.archive.study_instances(args.study_uid)
         out = Path(args.outdir)
-        out.mkdir(mode=0o700, parents=True, exist_ok=True)
         series_dirs: dict[str, Path] = {}
-        for number, info in enumerate(instances, start=1):
-            if info.series_uid not in series_dirs:
-                series_dirs[info.series_uid] = out / f"S{len(series_dirs) + 1:04d}"
-                series_dirs[info.series_uid].mkdir(mode=0o700, exist_ok=True)
-            target = series_dirs[info.series_uid] / f"I{number:06d}.dcm"
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as sink, pacs.archive.blobs.open(info.ref) as source:
-                while chunk := source.read(1 << 20):
-                    sink.write(chunk)
-        pacs.audit.append(
-            AuditEvent(
-                EventID.EXPORT,
-                Action.READ,
-                user_id=_actor(),
-                patient_id=instances[0].patient_id,
-                study_uid=args.study_uid,
-                details={"instances": len(instances), "destination": str(out.resolve())},
+        written = 0
+        try:
+            out.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for number, info in enumerate(instances, start=1):
+                if info.series_uid not in series_dirs:
+                    series_dirs[info.series_uid] = out / f"S{len(series_dirs) + 1:04d}"
+                    series_dirs[info.series_uid].mkdir(mode=0o700, exist_ok=True)
+                target = series_dirs[info.series_uid] / f"I{number:06d}.dcm"
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as sink, pacs.archive.blobs.open(info.ref) as source:
+                    while chunk := source.read(1 << 20):
+                        sink.write(chunk)
+                written += 1
+        finally:
+            pacs.audit.append(
+                AuditEvent(
+                    EventID.EXPORT,
+                    Action.READ,
+                    outcome=Outcome.SUCCESS if written == len(instances) else Outcome.SERIOUS_FAILURE,
+                    user_id=_actor(),
+                    patient_id=instances[0].patient_id,
+                    study_uid=args.study_uid,
+                    details={
+                        "instances": len(instances),
+                        "written": written,
+                        "destination": str(out.resolve()),
+                    },
+                )
             )
-        )
     finally:
         pacs.close()
     print(f"exported {len(instances)} objects in {len(series_dirs)} series to {out}")
@@ -162,7 +171,7 @@ def cmd_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Re-authenticate every stored object and check the index."""
     pacs = _open(args, environ)
     try:
-        report = pacs.archive.verify(cleanup=True)
+        report = pacs.archive.verify(cleanup=True, spool=pacs.settings.data_dir / INCOMING)
         for sop_uid, problem in report.damaged:
             print(f"DAMAGED {sop_uid}: {problem}")
         for problem in report.inconsistent:
@@ -171,6 +180,10 @@ def cmd_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if leftovers:
             state = "removed" if report.cleaned else "left in place while another process is writing"
             print(f"{leftovers} unreferenced or partial blobs from interrupted writes: {state}")
+        if report.spool_files:
+            state = "removed" if report.cleaned else "left in place while pacs serve runs"
+            count = len(report.spool_files)
+            print(f"{count} objects left unencrypted in {INCOMING}/ by a stopped server: {state}")
         pacs.audit.append(
             AuditEvent(
                 EventID.APPLICATION_ACTIVITY,
@@ -184,6 +197,7 @@ def cmd_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     "damaged": len(report.damaged),
                     "index_problems": len(report.inconsistent),
                     "leftovers_removed": leftovers if report.cleaned else 0,
+                    "spool_files_removed": len(report.spool_files) if report.cleaned else 0,
                 },
             )
         )

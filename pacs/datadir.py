@@ -30,6 +30,8 @@ AUDIT_KEY = "audit.key"
 CA_KEY, CA_CERT = "ca.key", "ca.crt"
 SERVER_KEY, SERVER_CERT = "server.key", "server.crt"
 INDEX_KEY_PURPOSE = "pacs index sqlcipher v1"
+# Where pacs serve spools objects being received, in clear, until they are stored.
+INCOMING = "incoming"
 
 
 class DataDirError(Exception):
@@ -147,6 +149,11 @@ def initialise(
         BlobStore.create(settings.blob_dir, keyring)
         database = open_database(settings, keyring)
         try:
+            if database.table_names():
+                raise DataDirError(
+                    "the index database already holds tables (another archive's?); "
+                    "refusing to use it: give an empty database"
+                )
             database.migrate()
         finally:
             database.dispose()

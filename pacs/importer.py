@@ -146,35 +146,43 @@ def run(
     user: str,
     on_progress: Callable[[Path, Failure | None], None] = lambda _path, _failure: None,
 ) -> Summary:
-    """Store every file, continuing past bad ones, and audit the import."""
+    """Store every file, continuing past bad ones, and audit the import.
+
+    The Import records are written even when the import stops early (an interrupt, a
+    database error), for whatever was stored until then.
+    """
     summary = Summary()
-    for path in files:
-        failure: Failure | None = None
-        try:
-            result = archive.store(path)
-        except HeaderError as exc:
-            failure = Failure(path, str(exc))
-        except ArchiveError as exc:
-            failure = Failure(path, str(exc))
-        except OSError as exc:
-            failure = Failure(path, exc.strerror or str(exc))
-        else:
-            summary.received.count(result)
-            if result.outcome is StoreOutcome.NEW_VERSION:
-                audit.append(new_version_event(EventID.IMPORT, result, user_id=user))
-        if failure is not None:
-            summary.failures.append(failure)
-        on_progress(path, failure)
-    for event in summary.received.events(EventID.IMPORT, user_id=user):
-        audit.append(event)
-    if summary.failures:
-        audit.append(
-            AuditEvent(
-                EventID.IMPORT,
-                Action.CREATE,
-                outcome=Outcome.MINOR_FAILURE,
-                user_id=user,
-                details={"failed_files": len(summary.failures)},
+    try:
+        for path in files:
+            failure = _store_one(archive, audit, path, summary, user)
+            if failure is not None:
+                summary.failures.append(failure)
+            on_progress(path, failure)
+    finally:
+        for event in summary.received.events(EventID.IMPORT, user_id=user):
+            audit.append(event)
+        if summary.failures:
+            audit.append(
+                AuditEvent(
+                    EventID.IMPORT,
+                    Action.CREATE,
+                    outcome=Outcome.MINOR_FAILURE,
+                    user_id=user,
+                    details={"failed_files": len(summary.failures)},
+                )
             )
-        )
     return summary
+
+
+def _store_one(archive: Archive, audit: AuditLog, path: Path, summary: Summary, user: str) -> Failure | None:
+    """Store one file, counting it in `summary`; a bad file becomes a :class:`Failure`."""
+    try:
+        result = archive.store(path)
+    except (HeaderError, ArchiveError) as exc:
+        return Failure(path, str(exc))
+    except OSError as exc:
+        return Failure(path, exc.strerror or str(exc))
+    summary.received.count(result)
+    if result.outcome is StoreOutcome.NEW_VERSION:
+        audit.append(new_version_event(EventID.IMPORT, result, user_id=user))
+    return None

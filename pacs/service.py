@@ -31,7 +31,7 @@ from typing import Any
 
 from pacs.audit import Action, AuditEvent, EventID, EventType
 from pacs.config import Settings, with_overrides
-from pacs.datadir import open_pacs
+from pacs.datadir import INCOMING, open_pacs
 from pacs.dicom.server import DicomServer
 from pacs.web import WebServer
 
@@ -213,7 +213,7 @@ class _Supervisor:
                     ) from None
 
     def _clear_spool(self) -> None:
-        incoming = self.settings.data_dir / "incoming"
+        incoming = self.settings.data_dir / INCOMING
         if incoming.is_dir():
             shutil.rmtree(incoming)
 

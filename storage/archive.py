@@ -109,6 +109,7 @@ class VerifyReport:
     inconsistent: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
+    spool_files: list[Path] = field(default_factory=list)
     cleaned: bool = False
 
     @property
@@ -136,7 +137,12 @@ class Archive:
         self._lock_guard = threading.Lock()
         self._ids = index.IdCache()
 
-    def _hold_writer_lock(self) -> None:
+    def hold_writer_lock(self) -> None:
+        """Take the shared writer lock now (it is taken by the first store otherwise).
+
+        A receiver that spools objects before storing them holds it from its start, so
+        that ``verify(cleanup=True)`` leaves its spool alone.
+        """
         with self._lock_guard:
             if self._lock_fd is None:
                 fd = os.open(self.blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -170,7 +176,7 @@ class Archive:
             raise ObjectTooLargeError(f"object of {size} bytes exceeds the {limit}-byte limit")
         header = read_header(path)
         self._check_space(size)
-        self._hold_writer_lock()
+        self.hold_writer_lock()
         with self.blobs.writer() as writer:
             try:
                 with open(path, "rb") as source:
@@ -188,11 +194,26 @@ class Archive:
         try:
             version, outcome = self._index(header, ref)
         except BaseException:
-            self.blobs.delete(ref.blob_id)
+            self._discard_unless_indexed(ref.blob_id)
             raise
         if outcome is Outcome.DUPLICATE:
             self.blobs.delete(ref.blob_id)
         return self._result(outcome, header, version, ref.size, ref.sha256)
+
+    def _discard_unless_indexed(self, blob_id: str) -> None:
+        """Delete the blob of a failed index commit, unless the commit did land after all.
+
+        A commit can succeed and still raise (a connection lost during COMMIT, a signal
+        right after it). When the index cannot even be asked, the blob stays for
+        ``verify(cleanup=True)``, which removes it only if nothing references it.
+        """
+        try:
+            with self.database.read() as session:
+                referenced = session.scalar(select(Instance.id).where(Instance.blob_id == blob_id).limit(1))
+        except sa_exc.SQLAlchemyError:
+            return
+        if referenced is None:
+            self.blobs.delete(blob_id)
 
     def _index(self, header: InstanceHeader, ref: BlobRef) -> tuple[int, Outcome]:
         """Commit the index rows of a stored blob (retrying once if a cached row vanished)."""
@@ -288,7 +309,7 @@ class Archive:
 
     def delete_study(self, study_uid: str) -> DeletedStudy:
         """Delete a study, every version of its instances and their blobs."""
-        self._hold_writer_lock()
+        self.hold_writer_lock()
         with self.database.write() as session:
             study = session.scalars(select(Study).where(Study.study_uid == study_uid)).one_or_none()
             if study is None:
@@ -302,11 +323,12 @@ class Archive:
             self.blobs.delete(blob_id)
         return DeletedStudy(study_uid, patient_id, len(blob_ids))
 
-    def verify(self, *, cleanup: bool = False) -> VerifyReport:
+    def verify(self, *, cleanup: bool = False, spool: Path | None = None) -> VerifyReport:
         """Re-authenticate every stored blob against its index row and check the counts.
 
-        With `cleanup`, partial and unreferenced blobs are removed, but only while no
-        other process is writing; otherwise they are only reported.
+        With `cleanup`, partial and unreferenced blobs are removed, and so are the files
+        under `spool` (plaintext objects a killed receiver left), but only while no other
+        process is writing; otherwise they are only reported.
         """
         report = VerifyReport()
         known: set[str] = set()
@@ -320,7 +342,9 @@ class Archive:
             report.inconsistent = _count_mismatches(session)
         report.temp_files = [p.name for p in self.blobs.temp_files()]
         report.orphans = sorted(set(self.blobs.blob_ids()) - known)
-        if cleanup and (report.orphans or report.temp_files):
+        if spool is not None and spool.is_dir():
+            report.spool_files = sorted(p for p in spool.rglob("*") if p.is_file())
+        if cleanup and (report.orphans or report.temp_files or report.spool_files):
             report.cleaned = self._clean(report)
         return report
 
@@ -358,7 +382,7 @@ class Archive:
                 )
             for blob_id in set(report.orphans) - referenced:
                 self.blobs.delete(blob_id)
-            for path in self.blobs.temp_files():
+            for path in self.blobs.temp_files() + report.spool_files:
                 path.unlink(missing_ok=True)
         finally:
             if fd == self._lock_fd:

@@ -35,6 +35,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -355,6 +356,10 @@ class Database:
             options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         with self.engine.connect().execution_options(**options) as connection, connection.begin():
             yield connection
+
+    def table_names(self) -> list[str]:
+        """The tables in the database (empty for a new one)."""
+        return inspect(self.engine).get_table_names()
 
     def revision(self) -> str | None:
         """The schema's current migration revision (None for an empty database)."""

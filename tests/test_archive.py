@@ -12,6 +12,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
+from sqlalchemy import exc as sa_exc
 
 from pacs.datadir import Pacs, open_pacs
 from storage.archive import Archive, NotFoundError, ObjectTooLargeError, OutOfSpaceError
@@ -256,6 +257,38 @@ def test_object_over_the_size_limit_is_refused(pacs: Pacs, ct_dir: Path) -> None
 def test_store_below_the_free_space_watermark_is_out_of_resources(pacs: Pacs, ct_dir: Path) -> None:
     pacs.archive.min_free_bytes = shutil.disk_usage(pacs.settings.blob_dir).free + 2**30
     with pytest.raises(OutOfSpaceError):
+        pacs.archive.store(sorted(ct_dir.glob("*.dcm"))[0])
+    _assert_nothing_kept(pacs)
+
+
+def test_an_index_commit_that_lands_but_raises_keeps_its_blob(
+    pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = sorted(ct_dir.glob("*.dcm"))[0]
+    commit = pacs.archive._index
+
+    def commit_then_fail(*args: object) -> object:
+        commit(*args)
+        raise sa_exc.OperationalError("COMMIT", {}, ConnectionError("connection lost after COMMIT"))
+
+    monkeypatch.setattr(pacs.archive, "_index", commit_then_fail)
+    with pytest.raises(sa_exc.OperationalError):
+        pacs.archive.store(path)
+    monkeypatch.undo()
+    assert pacs.archive.store(path).outcome is Outcome.DUPLICATE
+    assert _read(pacs.archive, pacs.archive.store(path).sop_uid) == path.read_bytes()
+    report = pacs.archive.verify()
+    assert report.ok and report.damaged == [] and report.orphans == []
+
+
+def test_an_index_commit_that_fails_leaves_no_blob(
+    pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object) -> object:
+        raise sa_exc.OperationalError("INSERT", {}, ConnectionError("connection lost"))
+
+    monkeypatch.setattr(pacs.archive, "_index", fail)
+    with pytest.raises(sa_exc.OperationalError):
         pacs.archive.store(sorted(ct_dir.glob("*.dcm"))[0])
     _assert_nothing_kept(pacs)
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -19,7 +20,9 @@ from pacs import pki
 from pacs.cli import main
 from pacs.config import Settings
 from pacs.datadir import open_pacs
+from storage.archive import Archive
 from storage.keys import KeyRing
+from tests.conftest import RunningDicom
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -143,6 +146,19 @@ def test_init_refuses_an_existing_pacs(tmp_path: Path, capsys: pytest.CaptureFix
     assert (data / "keys" / "kek-0001.key").read_bytes() == before
 
 
+def test_init_refuses_an_index_database_that_already_holds_an_archive(
+    tmp_path: Path, pg_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _run(capsys, "init", "--data", str(first), "--db", pg_database)[0] == 0
+    code, _, err = _run(capsys, "init", "--data", str(second), "--db", pg_database)
+    assert code == 2
+    assert "already holds tables" in _one_line_error(err)
+    assert not second.exists()
+    code, out, _ = _run(capsys, "audit", "verify", "--data", str(first))
+    assert code == 0, out
+
+
 def test_init_refuses_a_directory_with_other_content(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -221,6 +237,39 @@ def test_import_reports_each_bad_file_by_name_and_carries_on(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("keyword", "value", "reason"),
+    [
+        ("SOPInstanceUID", "../../etc/passwd", "invalid SOP Instance UID"),
+        ("StudyInstanceUID", "1.2.3/4", "invalid Study Instance UID"),
+        ("SeriesInstanceUID", None, "missing Series Instance UID"),
+        ("StudyInstanceUID", None, "missing Study Instance UID"),
+    ],
+)
+def test_import_refuses_a_missing_or_path_like_uid_naming_the_file(
+    data_dir: Path,
+    ct_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    keyword: str,
+    value: str | None,
+    reason: str,
+) -> None:
+    bad = tmp_path / "bad.dcm"
+    ds = pydicom.dcmread(next(ct_dir.glob("*.dcm")))
+    if value is None:
+        delattr(ds, keyword)
+    else:
+        setattr(ds, keyword, value)
+    ds.save_as(bad)
+    code, out, err = _run(capsys, "import", str(bad), "--data", str(data_dir), "--quiet")
+    assert code == 1
+    assert "0 stored" in out and "1 failed" in out
+    assert err.startswith(f"failed {bad}: {reason}"), err
+    assert "Traceback" not in err
+    assert not list((data_dir / "blobs").glob("??/*.blob"))
+
+
 def test_import_reads_a_patient_cd_through_its_dicomdir(
     data_dir: Path, ct_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -258,6 +307,51 @@ def test_export_writes_decrypted_copies_and_audits_the_export(
     assert (last.event_id, last.study_uid, last.patient_id) == ("110106", study_uid, "PID-Q-7731")
 
 
+def test_an_export_that_fails_half_way_is_audited_as_a_failure(
+    data_dir: Path, ct_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(capsys, "import", str(ct_dir), "--data", str(data_dir), "--quiet")[0] == 0
+    study_uid = pydicom.dcmread(next(ct_dir.glob("*.dcm"))).StudyInstanceUID
+    for blob in (data_dir / "blobs").glob("??/*.blob"):
+        blob.write_bytes(blob.read_bytes()[:-100])
+    code, _, err = _run(capsys, "export", study_uid, str(tmp_path / "export"), "--data", str(data_dir))
+    assert code == 2
+    assert "pacs: error:" in _one_line_error(err)
+    pacs = open_pacs(_settings(data_dir))
+    try:
+        last = list(pacs.audit.records())[-1]
+    finally:
+        pacs.close()
+    assert (last.event_id, last.study_uid, last.outcome) == ("110106", study_uid, 8)
+    assert json.loads(last.details)["written"] == 0
+
+
+def test_an_interrupted_import_audits_what_it_stored(
+    data_dir: Path, ct_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Archive.store
+    calls = []
+
+    def store_then_interrupt(self: Archive, path: Path) -> object:
+        calls.append(path)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return store(self, path)
+
+    monkeypatch.setattr(Archive, "store", store_then_interrupt)
+    code, _, err = _run(capsys, "import", str(ct_dir), "--data", str(data_dir), "--quiet")
+    assert code == 130 and "interrupted" in err
+    monkeypatch.undo()
+    pacs = open_pacs(_settings(data_dir))
+    try:
+        imports = [r for r in pacs.audit.records() if r.event_id == "110107"]
+        stored = pacs.archive.verify().checked
+    finally:
+        pacs.close()
+    assert stored == 3
+    assert len(imports) == 1 and json.loads(imports[0].details)["stored"] == 3
+
+
 def test_export_of_an_unknown_study_is_an_error(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -266,19 +360,68 @@ def test_export_of_an_unknown_study_is_an_error(
     assert "no study 1.2.3.4" in _one_line_error(err)
 
 
+def _flip_last_byte(blobs: list[Path]) -> None:
+    content = bytearray(blobs[0].read_bytes())
+    content[-1] ^= 0xFF
+    blobs[0].write_bytes(bytes(content))
+
+
+def _truncate(blobs: list[Path]) -> None:
+    blobs[0].write_bytes(blobs[0].read_bytes()[:-100])
+
+
+def _swap(blobs: list[Path]) -> None:
+    first, second = blobs[0].read_bytes(), blobs[1].read_bytes()
+    blobs[0].write_bytes(second)
+    blobs[1].write_bytes(first)
+
+
+@pytest.mark.parametrize(
+    "damage", [_flip_last_byte, _truncate, _swap], ids=["flipped", "truncated", "swapped"]
+)
 def test_verify_exits_non_zero_when_an_object_is_damaged(
-    data_dir: Path, ct_dir: Path, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, ct_dir: Path, capsys: pytest.CaptureFixture[str], damage: Callable[[list[Path]], None]
 ) -> None:
     assert _run(capsys, "import", str(ct_dir), "--data", str(data_dir), "--quiet")[0] == 0
     code, out, _ = _run(capsys, "verify", "--data", str(data_dir))
     assert code == 0 and "6 objects checked: all intact" in out
-    blob = next((data_dir / "blobs").glob("??/*.blob"))
-    content = bytearray(blob.read_bytes())
-    content[-1] ^= 0xFF
-    blob.write_bytes(bytes(content))
+    damage(sorted((data_dir / "blobs").glob("??/*.blob")))
     code, out, _ = _run(capsys, "verify", "--data", str(data_dir))
     assert code == 1
-    assert "DAMAGED" in out and "DAMAGE FOUND" in out
+    damaged = [line for line in out.splitlines() if line.startswith("DAMAGED ")]
+    assert len(damaged) == (2 if damage is _swap else 1), out
+    assert "DAMAGE FOUND" in out
+
+
+def _spooled_object(data_dir: Path, ct_dir: Path) -> Path:
+    """A received object as a killed receiver leaves it: in clear under incoming/."""
+    spooled = data_dir / "incoming" / "worker-1" / "tmpk3h2x1"
+    spooled.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(next(ct_dir.glob("*.dcm")), spooled)
+    return spooled
+
+
+def test_verify_removes_objects_a_killed_server_left_in_clear(
+    data_dir: Path, ct_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spooled = _spooled_object(data_dir, ct_dir)
+    code, out, _ = _run(capsys, "verify", "--data", str(data_dir))
+    assert code == 0
+    assert "1 objects left unencrypted in incoming/ by a stopped server: removed" in out
+    assert not spooled.exists()
+    leftovers = [p for p in data_dir.rglob("*") if p.is_file() and b"QUIXOTE" in p.read_bytes()]
+    assert leftovers == []
+
+
+def test_verify_leaves_the_spool_of_a_running_server_alone(
+    dicom: RunningDicom, ct_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = dicom.pacs.settings.data_dir
+    spooled = _spooled_object(data_dir, ct_dir)
+    code, out, _ = _run(capsys, "verify", "--data", str(data_dir))
+    assert code == 0
+    assert "left in place while pacs serve runs" in out
+    assert spooled.exists()
 
 
 def test_the_installed_console_script_runs(tmp_path: Path) -> None:

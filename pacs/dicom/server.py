@@ -35,7 +35,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
 from pacs.config import Settings
-from pacs.datadir import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.datadir import CA_CERT, INCOMING, SERVER_CERT, SERVER_KEY, Pacs
 from pacs.dicom import tls
 from pacs.dicom.handlers import DicomHandlers
 from pacs.dicom.reactor import EventDrivenRequestHandler
@@ -188,7 +188,7 @@ class DicomServer:
     @property
     def incoming_dir(self) -> Path:
         """Where pynetdicom spools objects being received, before they are encrypted (0700)."""
-        incoming = self.settings.data_dir / "incoming"
+        incoming = self.settings.data_dir / INCOMING
         return incoming if self.worker is None else incoming / f"worker-{self.worker}"
 
     def _listen(self, port: int, context: ssl.SSLContext | None) -> _Listener:
@@ -207,6 +207,7 @@ class DicomServer:
 
     def start(self) -> None:
         """Open the TLS listener (and the plaintext one if a node needs it)."""
+        self.pacs.archive.hold_writer_lock()
         self.incoming_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for leftover in self.incoming_dir.iterdir():
             if leftover.is_file():
