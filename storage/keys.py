@@ -30,13 +30,22 @@ class KeyFileError(Exception):
 
 
 def write_secret(path: Path, secret: bytes) -> None:
-    """Write `secret` to a new file with mode 0600, durably; refuse to overwrite."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Write `secret` to a new file with mode 0600, durably and atomically; refuse to overwrite.
+
+    The secret goes to a hidden temporary file first, which is fsynced and then linked
+    to `path`: a crash at any point leaves either no key file or a whole one.
+    """
+    temporary = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, secret)
-        os.fsync(fd)
+        try:
+            os.write(fd, secret)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(temporary, path)
     finally:
-        os.close(fd)
+        temporary.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -84,8 +93,9 @@ class KeyRing:
 
     def _reload(self) -> None:
         with self._lock:
-            self._seen = self._mtime()
+            seen = self._mtime()
             self._keks.update(_read_keks(self.directory))
+            self._seen = seen
 
     @property
     def versions(self) -> list[int]:

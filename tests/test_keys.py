@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,27 @@ def test_interrupted_rotation_resumes_and_leaves_every_object_readable(
     code, out, _ = _run(capsys, "keys", "list", "--data", str(settings.data_dir))
     assert code == 0
     assert out.splitlines()[2].split()[:3] == ["2", "40", "current"]
+    _assert_all_readable(settings, filled)
+
+
+def test_a_rotation_killed_while_writing_the_new_key_leaves_a_usable_archive(
+    settings: Settings,
+    filled: dict[str, bytes],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def power_cut(fd: int, data: bytes) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "write", power_cut)
+    assert main(["keys", "rotate", "--data", str(settings.data_dir), "--quiet"], environ={}) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert sorted(p.name for p in settings.key_dir.iterdir() if "kek" in p.name) == ["kek-0001.key"]
+
+    code, _, err = _run(capsys, "keys", "rotate", "--data", str(settings.data_dir), "--quiet")
+    assert code == 0, err
+    assert sorted(p.name for p in settings.key_dir.glob("kek-*")) == ["kek-0001.key", "kek-0002.key"]
     _assert_all_readable(settings, filled)
 
 
