@@ -28,7 +28,17 @@ from pacs import backup, importer, pki, selfcheck, service
 from pacs.accounts import Account, AccountError, Accounts, check_password_policy, parse_roles
 from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.config import ConfigError, check_ae_title, load_settings
-from pacs.datadir import CA_CERT, CA_KEY, INCOMING, DataDirError, Pacs, initialise, open_pacs
+from pacs.datadir import (
+    CA_CERT,
+    CA_KEY,
+    INCOMING,
+    SERVER_CERT,
+    DataDirError,
+    Pacs,
+    initialise,
+    open_pacs,
+    renew_server_certificate,
+)
 from pacs.nodes import (
     EnrolmentError,
     NodeRegistry,
@@ -478,9 +488,22 @@ def cmd_keys_rotate(args: argparse.Namespace, environ: Mapping[str, str]) -> int
                 )
             )
             raise
-        pacs.audit.append(_key_event("key rotation completed", kek_version=current, rewrapped=done))
+        # An object whose store began before the new KEK appeared may commit after the last batch.
+        left = rotation.pending(pacs.database, current)
+        if left:
+            pacs.audit.append(
+                _key_event(
+                    "key rotation unfinished", Outcome.MINOR_FAILURE, kek_version=current, pending=left
+                )
+            )
+        else:
+            pacs.audit.append(_key_event("key rotation completed", kek_version=current, rewrapped=done))
     finally:
         pacs.close()
+    if left:
+        print(f"{done} data keys re-wrapped; {left} objects stored meanwhile are still under an older key")
+        print("run 'pacs keys rotate' again to finish")
+        return EXIT_FAILED
     print(f"{done} data keys re-wrapped; every object is now under key-encryption key {current}")
     print("no image was rewritten; keep a copy of the key directory offline")
     return EXIT_OK
@@ -633,6 +656,36 @@ def cmd_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
+def cmd_cert_renew(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Issue a new server certificate from the archive's CA."""
+    settings = load_settings(_data_dir(args, environ), environ)
+    pacs = open_pacs(settings)
+    try:
+        certificate = renew_server_certificate(settings)
+        pacs.audit.append(
+            AuditEvent(
+                EventID.SECURITY_ALERT,
+                Action.UPDATE,
+                user_id=_actor(),
+                event_type=EventType.SECURITY_CONFIGURATION,
+                details={
+                    "what": "server certificate renewed",
+                    "hostname": settings.server.hostname,
+                    "not_after": certificate.not_valid_after_utc.isoformat(),
+                    "fingerprint": pki.fingerprint(certificate),
+                },
+            )
+        )
+    finally:
+        pacs.close()
+    print(
+        f"new server certificate for {settings.server.hostname}, valid until "
+        f"{certificate.not_valid_after_utc:%Y-%m-%d}, in {settings.tls_dir / SERVER_CERT}"
+    )
+    print("restart pacs serve to use it; modalities and browsers that trust the CA need no change")
+    return EXIT_OK
+
+
 def cmd_selfcheck(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Report the security posture; non-zero when anything needs fixing."""
     pacs = _open(args, environ)
@@ -746,6 +799,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--data", metavar="DIR", help="data directory (default: $PACS_DATA)")
         sub.set_defaults(handler=handler)
     keys_commands.choices["rotate"].add_argument("--quiet", action="store_true", help="no progress bar")
+
+    cert = commands.add_parser("cert", help="renew the archive's server certificate")
+    cert_commands = cert.add_subparsers(dest="cert_command", required=True, metavar="ACTION")
+    renew_help = "new server certificate from the archive's CA, for [server] hostname"
+    renew = cert_commands.add_parser("renew", help=renew_help, description=renew_help)
+    renew.add_argument("--data", metavar="DIR", help="data directory (default: $PACS_DATA)")
+    renew.set_defaults(handler=cmd_cert_renew)
 
     user = commands.add_parser("user", help="add, list, disable or reset web users")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

@@ -18,6 +18,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from pacs import pki
 from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType
 from pacs.config import CONFIG_NAME, Settings, render_config, with_overrides
@@ -100,12 +103,37 @@ def _write_private(path: Path, content: str) -> None:
 def _create_tls(settings: Settings) -> None:
     settings.tls_dir.mkdir(mode=0o700)
     ca = pki.create_ca(f"Mini-PACS CA {settings.server.hostname}")
-    extra = [name for name in ("localhost", "127.0.0.1", "::1") if name != settings.server.hostname]
-    server = pki.issue_server_cert(ca, settings.server.hostname, extra_names=extra)
+    server = _issue_server_cert(settings, ca)
     pki.write_private_key(settings.key_dir / CA_KEY, ca.key)
     pki.write_private_key(settings.key_dir / SERVER_KEY, server.key)
     pki.write_certificate(settings.tls_dir / CA_CERT, ca.cert)
     pki.write_certificate(settings.tls_dir / SERVER_CERT, server.cert)
+
+
+def _issue_server_cert(
+    settings: Settings, ca: pki.Issued, key: ec.EllipticCurvePrivateKey | None = None
+) -> pki.Issued:
+    extra = [name for name in ("localhost", "127.0.0.1", "::1") if name != settings.server.hostname]
+    return pki.issue_server_cert(ca, settings.server.hostname, extra_names=extra, key=key)
+
+
+def renew_server_certificate(settings: Settings) -> x509.Certificate:
+    """Replace the server certificate with a new one from the archive's CA, for the same key.
+
+    It names ``[server] hostname`` (and localhost), so it also serves after that name
+    changed. The file is replaced atomically; a running ``pacs serve`` uses it once
+    restarted.
+    """
+    ca = pki.Issued(
+        key=pki.load_private_key(settings.key_dir / CA_KEY),
+        cert=pki.load_certificate(settings.tls_dir / CA_CERT),
+    )
+    try:
+        renewed = _issue_server_cert(settings, ca, pki.load_private_key(settings.key_dir / SERVER_KEY))
+    except ValueError as exc:
+        raise DataDirError(f"cannot issue a server certificate: {exc}") from exc
+    pki.write_certificate(settings.tls_dir / SERVER_CERT, renewed.cert)
+    return renewed.cert
 
 
 def _remove_created(directory: Path, existed: bool) -> None:

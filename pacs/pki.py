@@ -123,8 +123,9 @@ def issue_server_cert(
     extra_names: Sequence[str] = (),
     valid_days: int = 730,
     now: datetime | None = None,
+    key: ec.EllipticCurvePrivateKey | None = None,
 ) -> Issued:
-    """Issue a certificate for the PACS host, signed by ``ca``.
+    """Issue a certificate for the PACS host, signed by ``ca``, for ``key`` (default: a new key).
 
     The subject CN is ``hostname``. The SubjectAlternativeName lists
     ``hostname`` followed by every name in ``extra_names`` (duplicates
@@ -149,7 +150,7 @@ def issue_server_cert(
     """
     names = _subject_alt_names([hostname, *extra_names])
     builder = _leaf_builder(ca, hostname, valid_days=valid_days, now=now)
-    key = _new_key()
+    key = key or _new_key()
     cert = (
         builder.public_key(key.public_key())
         .add_extension(x509.SubjectAlternativeName(names), critical=False)

@@ -30,6 +30,7 @@ from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, Pacs
 from pacs.dicom import tls
 from pacs.nodes import NodeRegistry
 from pacs.web import https_adapter
+from storage import rotation
 from storage.db import Instance
 
 CERT_WARNING_DAYS = 30
@@ -130,7 +131,7 @@ def check_key_location(pacs: Pacs, now: datetime) -> Iterator[Result]:
         )
 
 
-def _certificate_results(label: str, cert: x509.Certificate, now: datetime) -> Iterator[Result]:
+def _certificate_results(label: str, cert: x509.Certificate, now: datetime, renew: str) -> Iterator[Result]:
     days = pki.days_until_expiry(cert, now)
     if cert.not_valid_before_utc > now:
         yield Finding(
@@ -142,13 +143,13 @@ def _certificate_results(label: str, cert: x509.Certificate, now: datetime) -> I
         yield Finding(
             "certificates",
             f"the {label} expired on {cert.not_valid_after_utc:%Y-%m-%d}",
-            "issue a new one with the archive's CA and restart pacs serve",
+            renew,
         )
     elif days < CERT_WARNING_DAYS:
         yield Finding(
             "certificates",
             f"the {label} expires in {int(days)} days, on {cert.not_valid_after_utc:%Y-%m-%d}",
-            "issue a new one before then and restart pacs serve",
+            f"before then: {renew}",
         )
 
 
@@ -161,8 +162,16 @@ def check_certificates(pacs: Pacs, now: datetime) -> Iterator[Result]:
     except pki.PKIError as exc:
         yield Finding("certificates", str(exc), "restore the tls/ directory from a backup")
         return
-    yield from _certificate_results("CA certificate", ca, now)
-    yield from _certificate_results("server certificate", server, now)
+    yield from _certificate_results(
+        "CA certificate",
+        ca,
+        now,
+        "restore a backup's CA, or start a new archive and re-enrol every node (a new CA must be "
+        "trusted again by modalities and browsers; see docs/SECURITY.md)",
+    )
+    yield from _certificate_results(
+        "server certificate", server, now, "run 'pacs cert renew', then restart pacs serve"
+    )
     hostname = pacs.settings.server.hostname
     names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     listed = [str(n) for n in names.get_values_for_type(x509.DNSName)]
@@ -172,12 +181,18 @@ def check_certificates(pacs: Pacs, now: datetime) -> Iterator[Result]:
             "certificates",
             f"the server certificate does not name {hostname!r} ([server] hostname); browsers and "
             "modalities will refuse it",
-            "issue a server certificate for that name, or correct [server] hostname",
+            "correct [server] hostname in pacs.toml, or run 'pacs cert renew' to issue a certificate "
+            "for it, then restart pacs serve",
         )
     for node in NodeRegistry(pacs.database).all():
         if node.cert_pem:
             cert = x509.load_pem_x509_certificate(node.cert_pem.encode())
-            yield from _certificate_results(f"certificate of node {node.ae_title}", cert, now)
+            renew = (
+                f"issue the node a new certificate: pacs modality remove {node.ae_title}, then pacs "
+                f"modality add {node.ae_title} --host {node.network} --allow "
+                f"{','.join(sorted(node.permissions))} with --issue-cert DIR (or --cert with its new one)"
+            )
+            yield from _certificate_results(f"certificate of node {node.ae_title}", cert, now, renew)
 
 
 def check_plaintext(pacs: Pacs, now: datetime) -> Iterator[Result]:
@@ -264,6 +279,19 @@ def check_index_encryption(pacs: Pacs, now: datetime) -> Iterator[Result]:
         )
 
 
+def check_key_rotation(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """No data key is left under an older key-encryption key by an unfinished rotation."""
+    current = pacs.keyring.current_version
+    left = rotation.pending(pacs.database, current)
+    if left:
+        yield Finding(
+            "key-rotation",
+            f"{left} data keys are still wrapped by a key-encryption key older than {current}: "
+            "a rotation did not finish",
+            "run 'pacs keys rotate' again: it carries on where the last one stopped",
+        )
+
+
 def check_audit_chain(pacs: Pacs, now: datetime) -> Iterator[Result]:
     """The audit trail's hash chain is unbroken."""
     report = pacs.audit.verify()
@@ -298,10 +326,18 @@ def check_disk(pacs: Pacs, now: datetime) -> Iterator[Result]:
 
 
 def last_backup(pacs: Pacs) -> datetime | None:
-    """When the last successful ``pacs backup`` finished, from the audit trail."""
-    for record in pacs.audit.search(event_id=str(EventID.EXPORT), limit=1000):
-        if record.outcome == int(Outcome.SUCCESS) and json.loads(record.details).get("what") == BACKUP_WHAT:
-            return datetime.fromisoformat(record.recorded_at)
+    """When the last successful ``pacs backup`` finished, from the audit trail.
+
+    Backups are Export events among the downloads and exports, so the search pages
+    back through every Export until it finds one.
+    """
+    page, offset = 1000, 0
+    while records := pacs.audit.search(event_id=str(EventID.EXPORT), limit=page, offset=offset):
+        for record in records:
+            details = json.loads(record.details)
+            if record.outcome == int(Outcome.SUCCESS) and details.get("what") == BACKUP_WHAT:
+                return datetime.fromisoformat(record.recorded_at)
+        offset += page
     return None
 
 
@@ -376,6 +412,7 @@ CHECKS: dict[str, Check] = {
     "query-rights": check_query_rights,
     "second-factor": check_second_factor,
     "index-encryption": check_index_encryption,
+    "key-rotation": check_key_rotation,
     "audit-chain": check_audit_chain,
     "disk": check_disk,
     "backup": check_backup,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
 from sqlalchemy import text
 
 from pacs import pki, selfcheck
 from pacs.accounts import Accounts
+from pacs.audit import Action, AuditEvent, EventID
 from pacs.cli import main
 from pacs.config import Settings
 from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, initialise, open_pacs
@@ -49,7 +52,7 @@ def test_the_text_report_lists_every_check_and_the_verdict(
 ) -> None:
     assert main(["selfcheck", "--data", str(sqlite_settings.data_dir)], environ={}) == 0
     last = capsys.readouterr().out.splitlines()[-1]
-    assert last.startswith("11 checks (permissions, key-location,") and last.endswith(": no findings")
+    assert last.startswith("12 checks (permissions, key-location,") and last.endswith(": no findings")
 
 
 def test_a_postgresql_index_is_flagged_as_unencrypted(
@@ -145,6 +148,32 @@ def test_a_server_certificate_expiring_within_30_days_is_a_finding(
     finding = _only_finding(report)
     assert finding["check"] == "certificates"
     assert finding["message"].startswith("the server certificate expires in 9 days")
+    assert finding["fix"] == "before then: run 'pacs cert renew', then restart pacs serve"
+
+
+def test_cert_renew_issues_a_new_server_certificate_for_the_same_key(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys, certs = sqlite_settings.key_dir, sqlite_settings.tls_dir
+    ca = pki.Issued(pki.load_private_key(keys / CA_KEY), pki.load_certificate(certs / CA_CERT))
+    key = pki.load_private_key(keys / SERVER_KEY)
+    pki.write_certificate(
+        certs / SERVER_CERT, pki.issue_server_cert(ca, "localhost", valid_days=10, key=key).cert
+    )
+    assert _selfcheck(sqlite_settings, capsys)[0] == 1
+
+    assert main(["cert", "renew", "--data", str(sqlite_settings.data_dir)], environ={}) == 0
+    assert "restart pacs serve" in capsys.readouterr().out
+    renewed = pki.load_certificate(certs / SERVER_CERT)
+    assert pki.days_until_expiry(renewed) > 700
+    assert renewed.public_key() == key.public_key()
+    assert _selfcheck(sqlite_settings, capsys) == (0, _selfcheck(sqlite_settings, capsys)[1])
+    pacs = open_pacs(sqlite_settings)
+    try:
+        renewals = [json.loads(r.details) for r in pacs.audit.records() if "renewed" in r.details]
+    finally:
+        pacs.close()
+    assert [r["fingerprint"] for r in renewals] == [pki.fingerprint(renewed)]
 
 
 def test_a_broken_audit_chain_is_a_finding(
@@ -190,6 +219,70 @@ def test_an_admin_without_a_second_factor_after_three_days_is_a_finding(sqlite_s
     assert report.findings[0].message.startswith("admin office has no second factor enrolled (4 days")
 
 
+def test_a_second_factor_removed_from_an_account_is_a_finding(sqlite_settings: Settings) -> None:
+    pacs = open_pacs(sqlite_settings)
+    try:
+        accounts = Accounts(pacs.database, pacs.keyring)
+        accounts.add("drsmith", frozenset({"physician"}))
+        secret = accounts.begin_totp_enrolment("drsmith")
+        assert accounts.confirm_totp("drsmith", pyotp.TOTP(secret).now()) is not None
+        accounts.change_password("drsmith", "a long passphrase of my own")
+        assert selfcheck.run(pacs).ok
+        accounts.reset_totp("drsmith")
+        report = selfcheck.run(pacs)
+    finally:
+        pacs.close()
+    assert [f.check for f in report.findings] == ["second-factor"]
+    assert report.findings[0].message == "user drsmith has no second factor enrolled"
+
+
+def test_a_node_certificate_expiring_within_30_days_is_a_finding(
+    sqlite_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys, certs = sqlite_settings.key_dir, sqlite_settings.tls_dir
+    ca = pki.Issued(pki.load_private_key(keys / CA_KEY), pki.load_certificate(certs / CA_CERT))
+    pinned = tmp_path / "us1.pem"
+    pki.write_certificate(pinned, pki.issue_client_cert(ca, "US1", valid_days=20).cert)
+    argv = ["modality", "add", "US1", "--host", "10.0.0.9", "--cert", str(pinned)]
+    assert main([*argv, "--data", str(sqlite_settings.data_dir)], environ={}) == 0
+    capsys.readouterr()
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding["check"] == "certificates"
+    assert finding["message"].startswith("the certificate of node US1 expires in 19 days")
+    assert "pacs modality remove US1" in finding["fix"]
+
+
+def test_keys_inside_the_blob_directory_are_a_finding(
+    sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inside = sqlite_settings.blob_dir / "keys"
+    shutil.copytree(sqlite_settings.key_dir, inside)
+    code, report = _selfcheck(sqlite_settings, capsys, PACS_STORAGE_KEY_DIR=str(inside))
+    assert code == 1
+    finding = _only_finding(report)
+    assert finding["check"] == "key-location"
+    assert finding["message"] == f"the key directory {inside} is inside the blob directory"
+
+
+def test_an_unfinished_key_rotation_is_a_finding(sqlite_settings: Settings, tmp_path: Path) -> None:
+    make_ct_series(tmp_path / "ct", slices=2, rows=16, columns=16)
+    pacs = open_pacs(sqlite_settings)
+    try:
+        for path in sorted((tmp_path / "ct").glob("*.dcm")):
+            pacs.archive.store(path)
+        pacs.keyring.add_version()
+        report = selfcheck.run(pacs)
+    finally:
+        pacs.close()
+    findings = [f for f in report.findings if f.check == "key-rotation"]
+    assert [f.message for f in findings] == [
+        "2 data keys are still wrapped by a key-encryption key older than 2: a rotation did not finish"
+    ]
+    assert "pacs keys rotate" in findings[0].fix
+
+
 def test_free_disk_below_the_watermark_is_a_finding(
     sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -212,6 +305,48 @@ def test_an_archive_never_backed_up_is_a_finding(
     finding = _only_finding(report)
     assert finding["message"] == "the archive holds 2 objects and has never been backed up"
     assert "pacs backup" in finding["fix"]
+
+
+def _backed_up_archive(settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_ct_series(tmp_path / "ct", slices=2, rows=16, columns=16)
+    data = str(settings.data_dir)
+    assert main(["import", str(tmp_path / "ct"), "--quiet", "--data", data], environ={}) == 0
+    passphrase = tmp_path / "pass"
+    passphrase.write_text("correct horse battery staple\n")
+    passphrase.chmod(0o600)
+    argv = ["backup", str(tmp_path / "b.pacsbak"), "--passphrase-file", str(passphrase), "--quiet"]
+    assert main([*argv, "--data", data], environ={}) == 0
+    capsys.readouterr()
+
+
+def test_a_backup_older_than_7_days_is_a_finding(
+    sqlite_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _backed_up_archive(sqlite_settings, tmp_path, capsys)
+    pacs = open_pacs(sqlite_settings)
+    try:
+        assert selfcheck.run(pacs).ok
+        report = selfcheck.run(pacs, now=datetime.now(UTC) + timedelta(days=8))
+    finally:
+        pacs.close()
+    assert [f.check for f in report.findings] == ["backup"]
+    assert report.findings[0].message.endswith(", 8 days ago")
+
+
+def test_a_backup_is_found_behind_a_week_of_downloads(
+    sqlite_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _backed_up_archive(sqlite_settings, tmp_path, capsys)
+    pacs = open_pacs(sqlite_settings)
+    try:
+        for _ in range(1001):
+            pacs.audit.append(
+                AuditEvent(EventID.EXPORT, Action.READ, user_id="drsmith", details={"what": "zip"})
+            )
+        report = selfcheck.run(pacs)
+    finally:
+        pacs.close()
+    assert report.ok, report.findings
 
 
 def test_selfcheck_runs_are_audited(sqlite_settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
