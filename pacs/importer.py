@@ -1,7 +1,8 @@
 """``pacs import``: bringing files, folders and patient CDs (DICOMDIR) into the archive.
 
-:func:`collect` expands the paths an admin names into the files to store, following a
-DICOMDIR's references when there is one and walking folders otherwise. :func:`run`
+:func:`collect` expands the paths an admin names into the files to store: a folder that
+holds a DICOMDIR (at the top or anywhere below) contributes the files that DICOMDIR
+references, and the rest of the tree is walked file by file. :func:`run`
 stores them one by one, carrying on past bad files, and audits one Import event per
 study plus one for each object that replaced an earlier version.
 """
@@ -108,33 +109,50 @@ def dicomdir_files(dicomdir: Path) -> tuple[list[Path], list[Failure]]:
 def collect(paths: Iterable[Path]) -> tuple[list[Path], list[Failure]]:
     """Expand `paths` into the files to import and the paths that cannot be.
 
-    A DICOMDIR file, or a folder with a DICOMDIR at its top, contributes the files it
-    references; any other folder contributes every non-hidden file below it.
+    A DICOMDIR file contributes the files it references. A folder contributes every
+    non-hidden file below it, except that a folder holding a DICOMDIR (the named folder or
+    any sub-folder, such as a patient CD copied there) contributes only the files its
+    DICOMDIR references: nothing else below it is walked, so a CD's viewer files are not
+    imported and a DICOMDIR nested inside a CD is ignored in favour of the outer one.
     """
     files: list[Path] = []
     failures: list[Failure] = []
     for path in paths:
         if path.is_dir():
-            dicomdir = next((p for p in path.iterdir() if _is_dicomdir(p) and p.is_file()), None)
-            if dicomdir is not None:
-                found, failed = dicomdir_files(dicomdir)
-                files += found
-                failures += failed
-            else:
-                files += sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                )
+            found, failed = _walk(path)
         elif path.is_file():
-            if _is_dicomdir(path):
-                found, failed = dicomdir_files(path)
-                files += found
-                failures += failed
-            else:
-                files.append(path)
+            found, failed = dicomdir_files(path) if _is_dicomdir(path) else ([path], [])
         else:
-            failures.append(Failure(path, "no such file or directory"))
+            found, failed = [], [Failure(path, "no such file or directory")]
+        files += found
+        failures += failed
+    return files, failures
+
+
+def _walk(folder: Path) -> tuple[list[Path], list[Failure]]:
+    """The files to import from `folder`, and the paths that cannot be.
+
+    Through its DICOMDIR if it holds one; otherwise every non-hidden file in path order,
+    descending the same way into sub-folders (but not into symbolic links to folders).
+    """
+    try:
+        children = sorted(folder.iterdir())
+    except OSError as exc:
+        return [], [Failure(folder, f"unreadable folder: {exc.strerror or exc}")]
+    dicomdir = next((child for child in children if _is_dicomdir(child) and child.is_file()), None)
+    if dicomdir is not None:
+        return dicomdir_files(dicomdir)
+    files: list[Path] = []
+    failures: list[Failure] = []
+    for child in children:
+        if child.name.startswith("."):
+            continue
+        if child.is_dir() and not child.is_symlink():
+            found, failed = _walk(child)
+            files += found
+            failures += failed
+        elif child.is_file():
+            files.append(child)
     return files, failures
 
 
