@@ -19,8 +19,9 @@ Its plaintext is a tar stream, in this order::
 The snapshot is taken while the server runs: one read transaction lists the blobs and
 dumps the rows, and blobs never change once written. Web sessions and login throttles
 are left out. A restore reads the whole file once to authenticate it, writing nothing,
-and only then writes a new data directory, so a flipped byte or a wrong passphrase
-leaves nothing behind.
+and only then writes a new data directory, so a flipped byte, a wrong passphrase or a
+backup from a newer mini-PACS leaves nothing behind; a restore that fails while writing
+removes what it wrote.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from alembic.script import ScriptDirectory
 from argon2.low_level import Type, hash_secret_raw
 from sqlalchemy import Connection, MetaData, Table, func, select, text
 
@@ -49,7 +51,7 @@ from pacs.config import CONFIG_NAME, Settings, parse_settings, render_config, wi
 from pacs.datadir import Pacs, open_database, open_pacs, refuse_existing
 from storage import crypto
 from storage.blobs import BlobStore
-from storage.db import Database
+from storage.db import MIGRATIONS, Database
 from storage.keys import KeyRing, write_secret
 
 MAGIC = b"PACSBKUP"
@@ -228,6 +230,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _schema_revision(connection: Connection) -> str:
+    """The index's Alembic revision, as the snapshot in `connection` sees it."""
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+
+
 def backup(pacs: Pacs, out: Path, passphrase: str, *, progress: Progress | None = None) -> BackupSummary:
     """Write an encrypted snapshot of `pacs` to `out` (a new file, 0600, complete or absent).
 
@@ -248,7 +255,7 @@ def backup(pacs: Pacs, out: Path, passphrase: str, *, progress: Progress | None 
             writer = _EncryptingWriter(sink, key, preamble)
             with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 with pacs.database.snapshot() as connection:
-                    revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                    revision = _schema_revision(connection)
                     snapshot_at = datetime.now(UTC).isoformat(timespec="seconds")
                     head = {
                         "format": FORMAT,
@@ -345,6 +352,15 @@ def _members(reader: _DecryptingReader) -> Iterator[tuple[tarfile.TarInfo, IO[by
     reader.drain()
 
 
+def _check_revision(infile: Path, revision: object) -> None:
+    """Refuse a backup whose schema revision is not one of this version's migrations."""
+    if revision not in {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}:
+        raise BackupError(
+            f"{infile} was made by a newer mini-PACS (index schema revision {revision!r} is unknown "
+            "to this version); upgrade mini-PACS first, then restore; nothing was written"
+        )
+
+
 def _verify_pass(infile: Path, passphrase: str, progress: Progress | None) -> _Contents:
     source, reader = _open_stream(infile, passphrase, progress)
     head: dict[str, Any] = {}
@@ -368,6 +384,7 @@ def _verify_pass(infile: Path, passphrase: str, progress: Progress | None) -> _C
                 members += 1
                 if member.name == "backup.json":
                     head = json.loads(data)
+                    _check_revision(infile, head.get("revision"))
                 elif member.name == CONFIG_NAME:
                     config = data.decode()
                 elif member.name.startswith("index/"):
@@ -442,8 +459,10 @@ def _reset_sequences(connection: Connection, tables: dict[str, Table]) -> None:
                 )
 
 
-def _write_pass(infile: Path, passphrase: str, settings: Settings, contents: _Contents) -> None:
-    source, reader = _open_stream(infile, passphrase, None)
+def _write_pass(
+    infile: Path, passphrase: str, settings: Settings, contents: _Contents, progress: Progress | None
+) -> None:
+    source, reader = _open_stream(infile, passphrase, progress)
     database: Database | None = None
     try:
         with source:
@@ -497,6 +516,22 @@ def _open_index(settings: Settings, contents: _Contents) -> tuple[Database, Conn
     return database, connection, dict(metadata.tables)
 
 
+def _undo(directory: Path, existed: bool) -> None:
+    """Remove what a failed writing pass left in `directory`: all of it if the restore created it.
+
+    A directory that `existed` was checked to be empty, so emptying it again removes
+    only what the restore wrote, and a retry into it is not refused.
+    """
+    if not existed:
+        shutil.rmtree(directory, ignore_errors=True)
+    elif directory.is_dir():
+        for path in directory.iterdir():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
 def restore(
     infile: Path,
     data_dir: Path,
@@ -505,23 +540,26 @@ def restore(
     key_dir: str = "",
     db_url: str | None = None,
     progress: Progress | None = None,
+    write_progress: Progress | None = None,
 ) -> RestoreSummary:
     """Restore the backup `infile` into the new directory `data_dir`, then verify it.
 
-    The whole file is authenticated before anything is written. Raises
-    :class:`BackupError` for a wrong passphrase, a damaged or tampered file, or a
-    target that already holds data.
+    The whole file is authenticated before anything is written. `progress` and
+    `write_progress` are told how many bytes of `infile` the checking and the writing
+    pass have read, of how many. Raises :class:`BackupError` for a wrong passphrase, a
+    damaged or tampered file, a backup from a newer mini-PACS, or a target that already
+    holds data. If writing fails, the data and key directories are removed again, or
+    emptied again if they existed (empty) before.
     """
     contents = _verify_pass(infile, passphrase, progress)
     settings = _target_settings(data_dir, contents, key_dir, db_url)
     _check_target(settings)
     data_existed, keys_existed = settings.data_dir.exists(), settings.key_dir.exists()
     try:
-        _write_pass(infile, passphrase, settings, contents)
+        _write_pass(infile, passphrase, settings, contents, write_progress)
     except BaseException:
-        for directory, existed in ((settings.data_dir, data_existed), (settings.key_dir, keys_existed)):
-            if not existed:
-                shutil.rmtree(directory, ignore_errors=True)
+        _undo(settings.data_dir, data_existed)
+        _undo(settings.key_dir, keys_existed)
         raise
     pacs = open_pacs(settings)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import time
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Table, func, select
 
+from pacs import backup as pacs_backup
 from pacs import selfcheck
 from pacs.accounts import Accounts
 from pacs.cli import main
@@ -211,6 +213,110 @@ def test_a_file_that_is_not_a_backup_is_refused(
     other.write_bytes(b"\xff\xd8\xff" + bytes(200))
     code, _, err = _restore(other, tmp_path / "r", passphrase_file, capsys)
     assert code == 2 and "is not a pacs backup" in err
+
+
+def test_a_backup_from_a_newer_schema_is_refused_before_anything_is_written(
+    embedded: Settings,
+    passphrase_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pacs_backup, "_schema_revision", lambda connection: "0099")
+    backup = tmp_path / "b.pacsbak"
+    _backup(embedded, backup, passphrase_file, capsys)
+    monkeypatch.undo()
+
+    def writing_pass(*args: object) -> None:
+        raise AssertionError("the writing pass started")
+
+    monkeypatch.setattr(pacs_backup, "_write_pass", writing_pass)
+    keys = tmp_path / "keys"
+    code, _, err = _restore(backup, tmp_path / "r", passphrase_file, capsys, "--key-dir", str(keys))
+    assert code == 2
+    assert err.strip() == (
+        f"pacs: error: {backup} was made by a newer mini-PACS (index schema revision '0099' is unknown "
+        "to this version); upgrade mini-PACS first, then restore; nothing was written"
+    )
+    assert not (tmp_path / "r").exists()
+    assert not keys.exists()
+
+
+def test_restore_shows_the_progress_of_checking_and_then_of_restoring(
+    embedded: Settings,
+    passphrase_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    backup = tmp_path / "b.pacsbak"
+    _backup(embedded, backup, passphrase_file, capsys)
+    calls: list[tuple[str, int, int]] = []
+    summary = pacs_backup.restore(
+        backup,
+        tmp_path / "r",
+        PASSPHRASE,
+        progress=lambda done, total: calls.append(("checking", done, total)),
+        write_progress=lambda done, total: calls.append(("restoring", done, total)),
+    )
+    assert summary.ok
+    phases = [phase for phase, _, _ in calls]
+    switch = phases.index("restoring")
+    assert set(phases[:switch]) == {"checking"} and set(phases[switch:]) == {"restoring"}
+    size = backup.stat().st_size
+    for phase in ("checking", "restoring"):
+        done = [d for p, d, total in calls if p == phase and total == size]
+        assert done and len(done) == phases.count(phase)
+        assert done == sorted(done) and done[-1] == size
+
+    code, _, err = _run(
+        capsys,
+        "restore",
+        str(backup),
+        "--passphrase-file",
+        str(passphrase_file),
+        "--data",
+        str(tmp_path / "r2"),
+    )
+    assert code == 0, err
+    labels = [line.split()[0] for line in err.splitlines() if line.strip()]
+    assert labels == ["checking", "restoring"]
+
+
+def test_a_restore_that_fails_while_writing_empties_the_directories_it_was_given(
+    embedded: Settings,
+    passphrase_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backup = tmp_path / "b.pacsbak"
+    _backup(embedded, backup, passphrase_file, capsys)
+    target, keys = tmp_path / "r", tmp_path / "keys"
+    target.mkdir(mode=0o700)
+    keys.mkdir(mode=0o700)
+    insert = pacs_backup._insert
+    written: list[str] = []
+
+    def insert_until_the_disk_is_full(
+        connection: Connection, tables: dict[str, Table], name: str, data: bytes
+    ) -> int:
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.extend(sorted(p.name for p in (*target.iterdir(), *keys.iterdir())))
+        return insert(connection, tables, name, data)
+
+    monkeypatch.setattr(pacs_backup, "_insert", insert_until_the_disk_is_full)
+    code, _, err = _restore(backup, target, passphrase_file, capsys, "--key-dir", str(keys))
+    assert code == 2 and "No space left on device" in err
+    assert {"pacs.toml", "blobs", "tls", "kek-0001.key"} <= set(written)
+    assert list(target.iterdir()) == []
+    assert list(keys.iterdir()) == []
+
+    monkeypatch.undo()
+    code, out, err = _restore(backup, target, passphrase_file, capsys, "--key-dir", str(keys))
+    assert code == 0, err
+    assert "verify: 12 objects checked: all intact" in out
+    assert (keys / "kek-0001.key").read_bytes() == (embedded.key_dir / "kek-0001.key").read_bytes()
 
 
 def test_restore_refuses_a_directory_that_holds_an_archive(
