@@ -31,7 +31,8 @@ Usage: sudo ./install.sh [OPTIONS]
 
 Installs mini-PACS from this source tree as the systemd service $SERVICE on Debian 12 or
 Ubuntu 22.04 and newer, or upgrades an existing installation. Run it again to upgrade: the
-archive and its keys are always kept, and database migrations apply when the service restarts.
+archive and its keys are always kept, and the new version's index migrations are applied
+(pacs migrate) before the service starts again.
 
   code      /opt/pacs/venv               (root, 0755)
   archive   /var/lib/pacs                (user pacs, 0700)
@@ -412,7 +413,7 @@ quiet_pip() {
 
 # Builds every wheel first (the service keeps running meanwhile), then replaces the
 # virtualenv with a fresh one installed from those wheels only. On failure the old
-# virtualenv is put back.
+# virtualenv is put back; on success it stays in $VENV.old until the archive is migrated.
 install_code() {
     say "building mini-PACS and its dependencies from $SOURCE_DIR"
     copy_source
@@ -433,15 +434,34 @@ install_code() {
     if "$PYTHON" -m venv "$VENV" \
         && quiet_pip "$VENV/bin/python" -m pip install -q --no-index --no-deps "$WORK/wheels"/*.whl \
         && "$VENV/bin/pacs" --help >/dev/null; then
-        rm -rf "$VENV.old"
         return
     fi
+    put_back_old_code "installing the code in $VENV failed"
+}
+
+# Puts the previous virtualenv back (if there was one) and stops with reason $1.
+put_back_old_code() {
     rm -rf "$VENV"
     if [ -d "$VENV.old" ]; then
         mv "$VENV.old" "$VENV"
-        die "installing the code in $VENV failed; the previous version was put back"
+        die "$1; the previous version was put back"
     fi
-    die "installing the code in $VENV failed"
+    die "$1"
+}
+
+# Applies the new code's index migrations before the service starts (pacs migrate is
+# audited); if they fail, the previous code is put back, with the schema it knows.
+migrate_archive() {
+    local output
+    if ! output="$(pacs_as_service_user migrate --data "$DATA" 2>&1)"; then
+        echo "$output" >&2
+        put_back_old_code "migrating the archive in $DATA failed"
+    fi
+    if [ -n "$ROOT" ]; then
+        chown -R "$PACS_UID:$PACS_GID" "$DATA" "$KEYS"
+    fi
+    MIGRATION="${output##*$'\n'}"
+    say "$MIGRATION"
 }
 
 pacs_as_service_user() {
@@ -562,7 +582,7 @@ print_summary() {
     if [ "$EXISTING" -eq 1 ]; then
         echo "mini-PACS $version is upgraded: $where."
         echo "  kept           the archive in $DATA and the keys in $KEYS"
-        echo "  migrations     applied by $SERVICE when it starts"
+        echo "  migrations     $MIGRATION"
         echo "  admin password no new one: 'sudo pacs user reset NAME' issues a new one-time password"
         echo "  web            https://$HOST:$WEB_PORT/    DICOM TLS port $DICOM_PORT, AE title $AE_TITLE"
         return
@@ -625,9 +645,13 @@ do_install() {
     install_code
     if [ "$EXISTING" -eq 0 ]; then
         init_archive
-    elif [ -n "$HOST_ARG" ] && [ "$HOST_ARG" != "$HOST" ]; then
-        say "keeping the existing archive's host name $HOST (--hostname applies to a new archive only)"
+    else
+        migrate_archive
+        if [ -n "$HOST_ARG" ] && [ "$HOST_ARG" != "$HOST" ]; then
+            say "keeping the existing archive's host name $HOST (--hostname applies to a new archive only)"
+        fi
     fi
+    rm -rf "$VENV.old"
     set_ports
     install_unit
     install_wrapper

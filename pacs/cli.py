@@ -36,6 +36,7 @@ from pacs.datadir import (
     DataDirError,
     Pacs,
     initialise,
+    open_database,
     open_pacs,
     renew_server_certificate,
 )
@@ -50,7 +51,7 @@ from pacs.nodes import (
 from storage import rotation
 from storage.archive import ArchiveError
 from storage.crypto import IntegrityError
-from storage.keys import KeyFileError
+from storage.keys import KeyFileError, KeyRing
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -558,7 +559,7 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
 
 def _bytes_progress(label: str, quiet: bool) -> tuple[Progress, Callable[[int, int], None]]:
     progress = Progress(
-        TextColumn(label),
+        TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
@@ -617,7 +618,8 @@ def cmd_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Restore a backup into a new data directory, then verify it."""
     data_dir = _data_dir(args, environ)
     passphrase = _passphrase(args, confirm=False)
-    progress, update = _bytes_progress("checking", args.quiet)
+    progress, check = _bytes_progress("checking", args.quiet)
+    writing = progress.add_task("restoring", total=None, visible=False)
     with progress:
         summary = backup.restore(
             Path(args.infile),
@@ -625,7 +627,10 @@ def cmd_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             passphrase,
             key_dir=args.key_dir or "",
             db_url=args.db,
-            progress=update,
+            progress=check,
+            write_progress=lambda done, total: progress.update(
+                writing, completed=done, total=total, visible=True
+            ),
         )
     pacs = open_pacs(summary.settings)
     try:
@@ -654,6 +659,26 @@ def cmd_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(f"restored the backup of {summary.created_at} into {summary.settings.data_dir}")
     print(f"verify: {summary.objects} objects checked: " + ("all intact" if summary.ok else "DAMAGE FOUND"))
     return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Bring the index schema up to this version's (every command does so; this one says so)."""
+    settings = load_settings(_data_dir(args, environ), environ)
+    database = open_database(settings, KeyRing.load(settings.key_dir))
+    try:
+        before = database.revision()
+    finally:
+        database.dispose()
+    pacs = open_pacs(settings)
+    try:
+        after = pacs.database.revision()
+    finally:
+        pacs.close()
+    if before == after:
+        print(f"index schema is current (revision {after})")
+    else:
+        print(f"index schema migrated from revision {before} to {after}")
+    return EXIT_OK
 
 
 def cmd_cert_renew(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -762,6 +787,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rest.add_argument("--db", metavar="URL", help="restore the index into this empty PostgreSQL database")
     rest.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    command("migrate", cmd_migrate, "apply the index schema migrations of this version (audited)")
 
     command("serve", cmd_serve, "run the DICOM TLS listener in the foreground (Ctrl-C stops it)")
 

@@ -71,7 +71,9 @@ def open_pacs(settings: Settings) -> Pacs:
     """Open the archive described by `settings` (the data directory must be initialised)."""
     keyring = KeyRing.load(settings.key_dir)
     database = open_database(settings, keyring)
+    before = database.revision()
     database.migrate()
+    after = database.revision()
     archive = Archive(
         database,
         BlobStore(settings.blob_dir, keyring),
@@ -79,6 +81,16 @@ def open_pacs(settings: Settings) -> Pacs:
         max_object_bytes=settings.dicom.max_object_mb * 2**20,
     )
     audit = AuditLog(database, read_secret(settings.key_dir / AUDIT_KEY), settings.data_dir / "audit.anchor")
+    if before is not None and before != after:
+        audit.append(
+            AuditEvent(
+                EventID.APPLICATION_ACTIVITY,
+                Action.UPDATE,
+                user_id="pacs",
+                event_type=EventType.SOFTWARE_CONFIGURATION,
+                details={"what": "index schema migrated", "from": before, "to": after},
+            )
+        )
     return Pacs(settings, keyring, database, archive, audit)
 
 

@@ -13,14 +13,18 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from cryptography import x509
 from pydicom.fileset import FileSet
 
 from pacs import pki
 from pacs.cli import main
 from pacs.config import Settings
-from pacs.datadir import open_pacs
+from pacs.datadir import open_database, open_pacs
 from storage.archive import Archive
+from storage.db import MIGRATIONS
 from storage.keys import KeyRing
 from tests.conftest import RunningDicom
 
@@ -422,6 +426,33 @@ def test_verify_leaves_the_spool_of_a_running_server_alone(
     assert code == 0
     assert "left in place while pacs serve runs" in out
     assert spooled.exists()
+
+
+def test_migrate_brings_an_older_index_schema_up_to_date_and_audits_it(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = _settings(data_dir)
+    database = open_database(settings, KeyRing.load(settings.key_dir))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with database.engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "-1")
+        connection.commit()
+    older = database.revision()
+    database.dispose()
+    head = ScriptDirectory.from_config(config).get_current_head()
+
+    code, out, _ = _run(capsys, "migrate", "--data", str(data_dir))
+    assert (code, out) == (0, f"index schema migrated from revision {older} to {head}\n")
+    code, out, _ = _run(capsys, "migrate", "--data", str(data_dir))
+    assert (code, out) == (0, f"index schema is current (revision {head})\n")
+    pacs = open_pacs(settings)
+    try:
+        migrations = [json.loads(r.details) for r in pacs.audit.records() if "migrated" in r.details]
+    finally:
+        pacs.close()
+    assert migrations == [{"what": "index schema migrated", "from": older, "to": head}]
 
 
 def test_the_installed_console_script_runs(tmp_path: Path) -> None:

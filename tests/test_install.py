@@ -396,6 +396,83 @@ def test_second_run_replaces_the_installed_code(installed: Installation, rerun: 
     assert "admin" in users.stdout
 
 
+# Run by the installed code as the pacs user: set the index schema back one revision, as an
+# archive of the previous release would have it, or report its revision and audit events.
+SET_BACK_SCHEMA = """
+import sys
+from pathlib import Path
+from alembic import command
+from alembic.config import Config
+from pacs.config import load_settings
+from pacs.datadir import open_database
+from storage.db import MIGRATIONS
+from storage.keys import KeyRing
+
+settings = load_settings(Path(sys.argv[1]), {})
+database = open_database(settings, KeyRing.load(settings.key_dir))
+config = Config()
+config.set_main_option("script_location", str(MIGRATIONS))
+with database.engine.connect() as connection:
+    config.attributes["connection"] = connection
+    command.downgrade(config, "-1")
+    connection.commit()
+print(database.revision())
+database.dispose()
+"""
+
+MIGRATION_RECORDS = """
+import json, sys
+from pathlib import Path
+from pacs.config import load_settings
+from pacs.datadir import open_pacs
+
+pacs = open_pacs(load_settings(Path(sys.argv[1]), {}))
+print(pacs.database.revision())
+for record in pacs.audit.records():
+    details = json.loads(record.details)
+    if details.get("what") == "index schema migrated":
+        print(details["from"], details["to"])
+pacs.close()
+"""
+
+
+def test_a_run_over_an_older_schema_migrates_it_before_the_service_starts(
+    installed: Installation, rerun: Rerun
+) -> None:
+    python = str(installed.venv / "bin/python")
+    set_back = installed.as_pacs(python, "-c", SET_BACK_SCHEMA, str(installed.data))
+    assert set_back.returncode == 0, set_back.stderr
+    older = set_back.stdout.strip()
+    result = run_install("--root", str(installed.root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"index schema migrated from revision {older} to " in result.stdout
+    assert not (installed.venv.parent / "venv.old").exists()
+    records = installed.as_pacs(python, "-c", MIGRATION_RECORDS, str(installed.data))
+    assert records.returncode == 0, records.stderr
+    head, *migrations = records.stdout.split("\n")[:-1]
+    assert head != older and migrations == [f"{older} {head}"]
+    owners = {(p.lstat().st_uid, p.lstat().st_gid) for p in installed.data.rglob("*")}
+    assert owners == {(installed.uid, installed.gid)}
+
+
+def test_a_failed_migration_puts_the_previous_code_back(installed: Installation) -> None:
+    marker = installed.site_packages() / "pacs" / "previous-release"
+    marker.write_text("")
+    kek = installed.keys / "kek-0001.key"
+    aside = installed.root / "kek-0001.key.aside"
+    kek.rename(aside)
+    try:
+        result = run_install("--root", str(installed.root))
+    finally:
+        aside.rename(kek)
+    assert result.returncode == 1, result.stdout + result.stderr
+    failure = f"migrating the archive in {installed.data} failed; the previous version was put back"
+    assert f"install.sh: error: {failure}" in result.stderr
+    assert "no key-encryption key" in result.stderr
+    assert marker.exists()
+    assert not (installed.venv.parent / "venv.old").exists()
+
+
 # -- refusals: one line, non-zero, nothing created --------------------------------------------------------
 
 
