@@ -20,6 +20,8 @@ PYTHON_ARG=""
 PYTHON=""
 OS_RELEASE=/etc/os-release
 UNINSTALL=0
+RESTORE_FILE=""
+PASSPHRASE_FILE=""
 
 # State for the exit handler.
 WORK=""
@@ -54,6 +56,14 @@ Options:
                       /usr/local/bin, that is 3.11 or newer); every user must be able to run it
   --uninstall         stop and remove the service, the code and the pacs command; keep the
                       archive, the keys and the pacs user
+  --restore FILE      replace the installed archive with the backup FILE (made by
+                      "sudo pacs backup"; user pacs must be able to read it): stops the
+                      service, sets the current archive and keys aside (renamed with a
+                      .replaced-DATE suffix, never deleted), restores and verifies the
+                      backup into /var/lib/pacs and /etc/pacs/keys, and starts the service;
+                      on any failure the archive that was there is put back
+  --passphrase-file F with --restore: read the backup passphrase from F's first line
+                      (default: ask on the terminal)
   --root DIR          test mode: install everything under DIR (DIR/opt/pacs/venv,
                       DIR/var/lib/pacs, DIR/etc/pacs/keys, DIR/etc/systemd/system/$SERVICE,
                       DIR/usr/local/bin/pacs) and create the pacs user in DIR/etc/passwd;
@@ -92,6 +102,8 @@ set_option() {
         --dicom-port) DICOM_PORT_ARG="$value" ;;
         --web-port) WEB_PORT_ARG="$value" ;;
         --python) PYTHON_ARG="$value" ;;
+        --restore) RESTORE_FILE="$value" ;;
+        --passphrase-file) PASSPHRASE_FILE="$value" ;;
         --root) ROOT="$value" ;;
         --os-release) OS_RELEASE="$value" ;;
         *) usage_error "unknown option $name" ;;
@@ -107,7 +119,7 @@ parse_args() {
                 exit 0
                 ;;
             --uninstall) UNINSTALL=1 ;;
-            --hostname | --dicom-port | --web-port | --python | --root | --os-release)
+            --hostname | --dicom-port | --web-port | --python | --root | --os-release | --restore | --passphrase-file)
                 [ "$#" -ge 2 ] || usage_error "$1 needs a value"
                 set_option "$1" "$2"
                 shift
@@ -133,6 +145,12 @@ validate_args() {
         [ -z "$HOST_ARG$DICOM_PORT_ARG$WEB_PORT_ARG$PYTHON_ARG" ] \
             || usage_error "--uninstall takes no other option than --root"
     fi
+    if [ -n "$RESTORE_FILE" ]; then
+        if [ "$UNINSTALL" -eq 1 ] || [ -n "$HOST_ARG$DICOM_PORT_ARG$WEB_PORT_ARG$PYTHON_ARG" ]; then
+            usage_error "--restore takes no other option than --passphrase-file and --root"
+        fi
+    fi
+    [ -z "$PASSPHRASE_FILE" ] || [ -n "$RESTORE_FILE" ] || usage_error "--passphrase-file goes with --restore"
     [ -z "$DICOM_PORT_ARG" ] || check_port_value --dicom-port "$DICOM_PORT_ARG"
     [ -z "$WEB_PORT_ARG" ] || check_port_value --web-port "$WEB_PORT_ARG"
     if [ -n "$HOST_ARG" ]; then
@@ -692,6 +710,77 @@ do_uninstall() {
     fi
 }
 
+# True when the service user can read file $1 (root in test mode, which has no such user here).
+service_user_reads() {
+    [ -n "$ROOT" ] && return 0
+    (cd / && setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --clear-groups test -r "$1")
+}
+
+# Runs `pacs restore` as the service user into the empty $DATA and $KEYS, the passphrase
+# coming through a pipe from root's --passphrase-file (which pacs may not read), or from
+# the terminal.
+restore_as_service_user() {
+    local args=(restore "$RESTORE_FILE" --data "$DATA" --key-dir "$KEYS")
+    if [ -n "$PASSPHRASE_FILE" ]; then
+        cat -- "$PASSPHRASE_FILE" | pacs_as_service_user "${args[@]}" --passphrase-file /dev/stdin
+    else
+        pacs_as_service_user "${args[@]}"
+    fi
+}
+
+do_restore() {
+    local stamp aside_data aside_keys
+    if [ ! -f "$CONFIG" ] || [ ! -x "$VENV/bin/pacs" ]; then
+        die "no installed archive to replace in $DATA: run install.sh first, then --restore"
+    fi
+    [ -f "$RESTORE_FILE" ] || die "$RESTORE_FILE: no such file"
+    RESTORE_FILE="$(realpath -- "$RESTORE_FILE")"
+    service_user_reads "$RESTORE_FILE" \
+        || die "user $SERVICE_USER cannot read $RESTORE_FILE: move it to $BACKUPS and chown $SERVICE_USER: it"
+    if [ -n "$PASSPHRASE_FILE" ]; then
+        [ -r "$PASSPHRASE_FILE" ] || die "cannot read the passphrase file $PASSPHRASE_FILE"
+    elif [ ! -t 0 ]; then
+        die "no passphrase: give --passphrase-file FILE, or run it in a terminal"
+    fi
+    PACS_UID="$(account_field "$SERVICE_USER" 3 passwd)"
+    PACS_GID="$(account_field "$SERVICE_USER" 3 group)"
+    [[ "$PACS_UID:$PACS_GID" =~ ^[0-9]+:[0-9]+$ ]] || die "cannot find the uid and gid of user $SERVICE_USER"
+    stamp="$(date +%Y%m%d-%H%M%S)"
+    aside_data="$DATA.replaced-$stamp"
+    aside_keys="$KEYS.replaced-$stamp"
+    if [ -e "$aside_data" ] || [ -e "$aside_keys" ]; then
+        die "$aside_data exists: wait a second and run it again"
+    fi
+
+    trap on_exit EXIT
+    if service_active; then
+        say "stopping $SERVICE for the restore"
+        RESTART_ON_EXIT=1
+        systemctl stop "$SERVICE"
+    fi
+    mv "$DATA" "$aside_data"
+    mv "$KEYS" "$aside_keys"
+    install -d -m 0700 -o "$PACS_UID" -g "$PACS_GID" "$DATA" "$KEYS"
+    say "restoring $RESTORE_FILE into $DATA (keys in $KEYS)"
+    if ! restore_as_service_user; then
+        rm -rf -- "$DATA" "$KEYS"
+        mv "$aside_data" "$DATA"
+        mv "$aside_keys" "$KEYS"
+        die "restoring $RESTORE_FILE failed; the archive that was there is back in place"
+    fi
+    if [ -n "$ROOT" ]; then
+        chown -R "$PACS_UID:$PACS_GID" "$DATA" "$KEYS"
+    fi
+    PYTHON="$VENV/bin/python"
+    DICOM_PORT="$(config_get dicom port "$DEFAULT_DICOM_PORT")"
+    WEB_PORT="$(config_get web port "$DEFAULT_WEB_PORT")"
+    [ -n "$ROOT" ] || start_service
+    echo
+    echo "The backup is restored into $DATA${ROOT:+ (test mode: no service started)}."
+    echo "  set aside      the archive that was there: $aside_data, its keys: $aside_keys"
+    echo "                 (remove both once the restored archive is checked: sudo pacs selfcheck)"
+}
+
 main() {
     parse_args "$@"
     validate_args
@@ -700,6 +789,8 @@ main() {
     set_paths
     if [ "$UNINSTALL" -eq 1 ]; then
         do_uninstall
+    elif [ -n "$RESTORE_FILE" ]; then
+        do_restore
     else
         do_install
     fi

@@ -66,6 +66,16 @@ issue_cert_for_caller() {
     set -e
     [ "$status" -eq 0 ] || exit "$status"
 
+    # From here root reads the staged files: take the directory from pacs first, so that
+    # nothing running as pacs can swap a file for a link to a root-only one.
+    chown root:root "$stage"
+    chmod 0700 "$stage"
+    for name in client.crt client.key ca.crt; do
+        if [ -L "$stage/$name" ] || [ ! -f "$stage/$name" ]; then
+            die "the issued $name is not a plain file"
+        fi
+    done
+
     owner="${SUDO_UID:-0}:${SUDO_GID:-0}"
     [[ "$owner" =~ ^[0-9]+:[0-9]+$ ]] || owner="0:0"
     if [ ! -d "$outdir" ]; then

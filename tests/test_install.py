@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.data.make_series import make_ct_series
+
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "install.sh"
 HOST = "pacs.example.test"
@@ -36,6 +38,8 @@ OPTIONS = {
     "--uninstall",
     "--root",
     "--os-release",
+    "--restore",
+    "--passphrase-file",
     "--help",
 }
 # (uid, gid) of nobody/nogroup, for the checks that must not run as root.
@@ -473,6 +477,102 @@ def test_a_failed_migration_puts_the_previous_code_back(installed: Installation)
     assert not (installed.venv.parent / "venv.old").exists()
 
 
+# -- restoring a backup over the installed archive --------------------------------------------------------
+
+
+def _readable_series(installed: Installation, name: str, slices: int) -> Path:
+    """A CT series the pacs user can read, in the test tree."""
+    folder = installed.root / name
+    make_ct_series(folder, slices=slices, rows=16, columns=16)
+    for path in (folder, *folder.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
+
+
+def _private_file(path: Path, content: str, owner: tuple[int, int]) -> Path:
+    path.write_text(content)
+    path.chmod(0o600)
+    os.chown(path, *owner)
+    return path
+
+
+@dataclass
+class Restored:
+    """A backup of the installed archive, a later change to it, and the --restore run."""
+
+    backup: Path
+    passphrase: Path
+    result: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def restored(installed: Installation) -> Restored:
+    pacs, data = str(installed.venv / "bin/pacs"), str(installed.data)
+    first = _readable_series(installed, "ct-before-backup", 3)
+    assert installed.as_pacs(pacs, "import", str(first), "--quiet", "--data", data).returncode == 0
+    theirs = _private_file(
+        installed.root / "pacs-pass", "a passphrase kept apart\n", (installed.uid, installed.gid)
+    )
+    backup = installed.root / "var/backups/pacs/appliance.pacsbak"
+    made = installed.as_pacs(
+        pacs, "backup", str(backup), "--passphrase-file", str(theirs), "--quiet", "--data", data
+    )
+    assert made.returncode == 0, made.stderr
+    later = _readable_series(installed, "ct-after-backup", 2)
+    assert installed.as_pacs(pacs, "import", str(later), "--quiet", "--data", data).returncode == 0
+    roots = _private_file(installed.root / "root-pass", "a passphrase kept apart\n", (0, 0))
+    result = run_install(
+        "--root", str(installed.root), "--restore", str(backup), "--passphrase-file", str(roots)
+    )
+    return Restored(backup, roots, result)
+
+
+def test_restore_replaces_the_archive_with_the_backup_and_sets_the_old_one_aside(
+    installed: Installation, restored: Restored
+) -> None:
+    assert restored.result.returncode == 0, restored.result.stdout + restored.result.stderr
+    assert f"The backup is restored into {installed.data}" in restored.result.stdout
+    verify = installed.as_pacs(str(installed.venv / "bin/pacs"), "verify", "--data", str(installed.data))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "3 objects checked: all intact" in verify.stdout
+    (aside,) = installed.data.parent.glob("pacs.replaced-*")
+    (aside_keys,) = installed.keys.parent.glob("keys.replaced-*")
+    assert len(list(aside.glob("blobs/??/*.blob"))) == 5
+    assert sorted(p.name for p in aside_keys.iterdir()) == sorted(p.name for p in installed.keys.iterdir())
+    owners = {
+        (p.lstat().st_uid, p.lstat().st_gid) for d in (installed.data, installed.keys) for p in d.rglob("*")
+    }
+    assert owners == {(installed.uid, installed.gid)}
+    config = tomllib.loads((installed.data / "pacs.toml").read_text())
+    assert config["storage"]["key_dir"] == str(installed.keys)
+
+
+def test_restore_with_a_wrong_passphrase_puts_the_archive_back(
+    installed: Installation, restored: Restored
+) -> None:
+    before = _snapshot(installed.data, installed.keys)
+    wrong = _private_file(installed.root / "wrong-pass", "not the passphrase\n", (0, 0))
+    result = run_install(
+        "--root", str(installed.root), "--restore", str(restored.backup), "--passphrase-file", str(wrong)
+    )
+    assert result.returncode == 1
+    assert (
+        f"install.sh: error: restoring {restored.backup} failed; the archive that was there is back in place"
+        in (result.stderr)
+    )
+    assert "passphrase" in result.stderr
+    assert _snapshot(installed.data, installed.keys) == before
+    assert len(list(installed.data.parent.glob("pacs.replaced-*"))) == 1
+
+
+def test_restore_of_a_missing_backup_is_refused_before_changing_anything(
+    installed: Installation, restored: Restored, tmp_path: Path
+) -> None:
+    missing = tmp_path / "absent.pacsbak"
+    line = _one_line_failure(run_install("--root", str(installed.root), "--restore", str(missing)))
+    assert line == f"install.sh: error: {missing}: no such file"
+
+
 # -- refusals: one line, non-zero, nothing created --------------------------------------------------------
 
 
@@ -585,6 +685,8 @@ def test_keys_without_an_archive_are_never_overwritten(tmp_path: Path) -> None:
         (["--hostname", "bad name;rm"], "not a host name"),
         (["--uninstall", "--hostname", "x"], "--uninstall takes no other option"),
         (["--root"], "--root needs a value"),
+        (["--restore", "b.pacsbak", "--web-port", "18443"], "--restore takes no other option"),
+        (["--passphrase-file", "pass"], "--passphrase-file goes with --restore"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], reason: str) -> None:
