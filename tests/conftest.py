@@ -53,6 +53,23 @@ SAMPLE_NAMES = [
 ]
 
 
+# Figures a test measures and the run should show (not assert), printed after the results.
+FIGURES = pytest.StashKey[dict[str, str]]()
+
+
+def report_figure(config: pytest.Config, name: str, value: str) -> None:
+    """Show `name: value` in the summary at the end of the test run."""
+    config.stash.setdefault(FIGURES, {})[name] = value
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    figures = config.stash.get(FIGURES, {})
+    if figures:
+        terminalreporter.section("figures")
+        for name, value in figures.items():
+            terminalreporter.write_line(f"{name}: {value}")
+
+
 def _answers(url: str) -> bool:
     try:
         with psycopg.connect(f"{url}/postgres", connect_timeout=3):

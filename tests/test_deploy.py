@@ -7,6 +7,10 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import report_figure
+
 UNIT = Path(__file__).resolve().parent.parent / "deploy" / "pacs.service"
 # The unit names where install.sh puts the code; it is not installed on a test machine.
 NOT_INSTALLED_HERE = "Command /opt/pacs/venv/bin/pacs is not executable"
@@ -19,7 +23,7 @@ def _service_section() -> configparser.SectionProxy:
     return parser["Service"]
 
 
-def test_systemd_unit_is_rated_2_or_lower_by_systemd_analyze_security() -> None:
+def test_systemd_unit_is_rated_2_or_lower_by_systemd_analyze_security(pytestconfig: pytest.Config) -> None:
     result = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
         capture_output=True,
@@ -28,6 +32,7 @@ def test_systemd_unit_is_rated_2_or_lower_by_systemd_analyze_security() -> None:
     )
     match = re.search(r"Overall exposure level for pacs\.service: ([0-9.]+)", result.stdout)
     assert match, result.stdout + result.stderr
+    report_figure(pytestconfig, "systemd-analyze security --offline=true pacs.service", match.group(1))
     assert float(match.group(1)) <= 2.0
 
 
