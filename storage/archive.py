@@ -28,8 +28,11 @@ from storage import index, matching
 from storage.blobs import BlobRef, BlobStore
 from storage.crypto import IntegrityError
 from storage.db import Database, Instance, Patient, Series, Study
-from storage.header import HeaderError, InstanceHeader, is_valid_uid, read_header
+from storage.header import HeaderError, InstanceHeader, is_valid_uid, read_header, sop_instance_uid
 from storage.index import Outcome
+
+# How much of each object `verify` parses to compare its SOP Instance UID with the index.
+_HEADER_PREFIX = 4 << 20
 
 
 class ArchiveError(Exception):
@@ -336,7 +339,7 @@ class Archive:
             for instance in session.scalars(select(Instance).order_by(Instance.id)):
                 known.add(instance.blob_id)
                 report.checked += 1
-                problem = self._check_blob(_ref(instance))
+                problem = self._check_blob(_ref(instance), instance.sop_uid)
                 if problem:
                     report.damaged.append((instance.sop_uid, problem))
             report.inconsistent = _count_mismatches(session)
@@ -348,19 +351,29 @@ class Archive:
             report.cleaned = self._clean(report)
         return report
 
-    def _check_blob(self, ref: BlobRef) -> str | None:
+    def _check_blob(self, ref: BlobRef, sop_uid: str) -> str | None:
+        """What is wrong with the blob of `ref` as the index row of `sop_uid` describes it."""
         digest = hashlib.sha256()
         size = 0
+        prefix = bytearray()
         try:
             for chunk in self.blobs.read(ref):
                 digest.update(chunk)
                 size += len(chunk)
+                if len(prefix) < _HEADER_PREFIX:
+                    prefix += chunk[: _HEADER_PREFIX - len(prefix)]
         except FileNotFoundError:
             return "blob is missing"
         except IntegrityError as exc:
             return str(exc)
         if size != ref.size or digest.hexdigest() != ref.sha256:
             return "content does not match the index (size or SHA-256)"
+        try:
+            held = sop_instance_uid(bytes(prefix))
+        except HeaderError as exc:
+            return f"stored object: {exc}"
+        if held != sop_uid:
+            return f"the blob holds SOP instance {held}, not this row's (index rows swapped?)"
         return None
 
     def _clean(self, report: VerifyReport) -> bool:

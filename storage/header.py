@@ -9,6 +9,7 @@ a query unchecked.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -242,6 +243,21 @@ def read_header(path: Path) -> InstanceHeader:
             raise
         except Exception as exc:  # value conversion of a malformed attribute
             raise HeaderError(f"undecodable attribute: {type(exc).__name__}: {exc}"[:200]) from exc
+
+
+def sop_instance_uid(prefix: bytes) -> str:
+    """The SOP Instance UID in the data set of a Part 10 file whose first bytes are `prefix`.
+
+    `prefix` must reach past the attribute (it comes early, at (0008,0018)). Raises
+    :class:`HeaderError` if it cannot be read from there.
+    """
+    try:
+        ds = pydicom.dcmread(io.BytesIO(prefix), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        return _uid(ds, "SOPInstanceUID", "SOP Instance UID")
+    except HeaderError:
+        raise
+    except Exception as exc:  # pydicom raises many kinds on malformed or cut-off input
+        raise HeaderError(f"unreadable DICOM header: {type(exc).__name__}: {exc}"[:200]) from exc
 
 
 def _dataset_offset(source: BinaryIO) -> int:

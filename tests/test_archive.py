@@ -13,10 +13,12 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select, update
 
 from pacs.datadir import Pacs, open_pacs
 from storage.archive import Archive, NotFoundError, ObjectTooLargeError, OutOfSpaceError
 from storage.crypto import IntegrityError
+from storage.db import Instance
 from storage.header import HeaderError, is_valid_uid
 from storage.index import Outcome
 
@@ -124,6 +126,27 @@ def test_swapped_blobs_are_detected(pacs: Pacs, ct_dir: Path) -> None:
         with pytest.raises(IntegrityError):
             _read(pacs.archive, uid)
     assert {uid for uid, _ in pacs.archive.verify().damaged} == {first.sop_uid, second.sop_uid}
+
+
+def test_index_rows_swapped_between_two_objects_are_detected_by_verify(pacs: Pacs, ct_dir: Path) -> None:
+    first, second = _store_all(pacs.archive, ct_dir)[:2]
+    columns = ("blob_id", "key_version", "wrapped_key", "size", "sha256")
+    with pacs.database.write() as session:
+        rows = {
+            uid: session.execute(
+                select(*(getattr(Instance, c) for c in columns)).where(Instance.sop_uid == uid)
+            ).one()
+            for uid in (first.sop_uid, second.sop_uid)
+        }
+        session.execute(update(Instance).where(Instance.sop_uid == first.sop_uid).values(blob_id="0" * 32))
+        for uid, other in ((second.sop_uid, first.sop_uid), (first.sop_uid, second.sop_uid)):
+            values = dict(zip(columns, rows[other], strict=True))
+            session.execute(update(Instance).where(Instance.sop_uid == uid).values(**values))
+    damaged = dict(pacs.archive.verify().damaged)
+    assert damaged == {
+        first.sop_uid: f"the blob holds SOP instance {second.sop_uid}, not this row's (index rows swapped?)",
+        second.sop_uid: f"the blob holds SOP instance {first.sop_uid}, not this row's (index rows swapped?)",
+    }
 
 
 def test_missing_blob_is_reported_by_verify(pacs: Pacs, ct_dir: Path) -> None:
