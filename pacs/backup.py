@@ -464,6 +464,7 @@ def _write_pass(
 ) -> None:
     source, reader = _open_stream(infile, passphrase, progress)
     database: Database | None = None
+    connection: Connection | None = None
     try:
         with source:
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -471,7 +472,6 @@ def _write_pass(
             settings.tls_dir.mkdir(mode=0o700)
             blob_store: BlobStore | None = None
             tables: dict[str, Table] = {}
-            connection: Connection | None = None
             for member, stream in _members(reader):
                 name = member.name
                 if name == CONFIG_NAME:
@@ -499,8 +499,10 @@ def _write_pass(
             if not database.is_sqlite:
                 _reset_sequences(connection, tables)
             connection.commit()
-            connection.close()
     finally:
+        # Closing rolls back a failed pass, releasing its locks before the clean-up.
+        if connection is not None:
+            connection.close()
         if database is not None:
             database.dispose()
 
@@ -532,6 +534,17 @@ def _undo(directory: Path, existed: bool) -> None:
                 path.unlink(missing_ok=True)
 
 
+def _drop_tables(db_url: str) -> None:
+    """Drop what a failed writing pass created in the PostgreSQL database it was given empty."""
+    database = Database.open(db_url, sqlite_path=Path(os.devnull), sqlite_key=b"")
+    try:
+        metadata = MetaData()
+        metadata.reflect(bind=database.engine)
+        metadata.drop_all(bind=database.engine)
+    finally:
+        database.dispose()
+
+
 def restore(
     infile: Path,
     data_dir: Path,
@@ -560,6 +573,8 @@ def restore(
     except BaseException:
         _undo(settings.data_dir, data_existed)
         _undo(settings.key_dir, keys_existed)
+        if settings.storage.db_url:
+            _drop_tables(settings.storage.db_url)
         raise
     pacs = open_pacs(settings)
     try:

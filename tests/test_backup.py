@@ -319,6 +319,38 @@ def test_a_restore_that_fails_while_writing_empties_the_directories_it_was_given
     assert (keys / "kek-0001.key").read_bytes() == (embedded.key_dir / "kek-0001.key").read_bytes()
 
 
+def test_a_restore_into_postgresql_that_fails_while_writing_leaves_the_database_empty(
+    embedded: Settings,
+    passphrase_file: Path,
+    tmp_path: Path,
+    second_pg_database: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backup = tmp_path / "b.pacsbak"
+    _backup(embedded, backup, passphrase_file, capsys)
+    insert = pacs_backup._insert
+    calls: list[str] = []
+
+    def insert_then_fail(connection: Connection, tables: dict[str, Table], name: str, data: bytes) -> int:
+        calls.append(name)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return insert(connection, tables, name, data)
+
+    monkeypatch.setattr(pacs_backup, "_insert", insert_then_fail)
+    code, _, err = _restore(backup, tmp_path / "r", passphrase_file, capsys, "--db", second_pg_database)
+    assert code == 2 and "No space left on device" in err
+    with psycopg.connect(second_pg_database) as connection:
+        tables = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    assert tables == []
+
+    monkeypatch.undo()
+    code, out, err = _restore(backup, tmp_path / "r", passphrase_file, capsys, "--db", second_pg_database)
+    assert code == 0, err
+    assert "verify: 12 objects checked: all intact" in out
+
+
 def test_restore_refuses_a_directory_that_holds_an_archive(
     embedded: Settings,
     passphrase_file: Path,
