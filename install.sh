@@ -26,6 +26,8 @@ PASSPHRASE_FILE=""
 # State for the exit handler.
 WORK=""
 RESTART_ON_EXIT=0
+ASIDE_DATA=""
+ASIDE_KEYS=""
 
 usage() {
     cat <<EOF
@@ -61,7 +63,8 @@ Options:
                       service, sets the current archive and keys aside (renamed with a
                       .replaced-DATE suffix, never deleted), restores and verifies the
                       backup into /var/lib/pacs and /etc/pacs/keys, and starts the service;
-                      on any failure the archive that was there is put back
+                      if restoring fails or is interrupted, the archive that was there is
+                      put back (an archive whose index is in PostgreSQL is not supported)
   --passphrase-file F with --restore: read the backup passphrase from F's first line
                       (default: ask on the terminal)
   --root DIR          test mode: install everything under DIR (DIR/opt/pacs/venv,
@@ -471,8 +474,8 @@ put_back_old_code() {
 # audited); if they fail, the previous code is put back, with the schema it knows.
 migrate_archive() {
     local output
-    if ! output="$(pacs_as_service_user migrate --data "$DATA" 2>&1)"; then
-        echo "$output" >&2
+    if ! output="$(pacs_as_service_user migrate --data "$DATA" 2>"$WORK/migrate.err")"; then
+        cat -- "$WORK/migrate.err" >&2
         put_back_old_code "migrating the archive in $DATA failed"
     fi
     if [ -n "$ROOT" ]; then
@@ -638,6 +641,10 @@ EOF
 # upgrade, starts it again with whatever code is in place (the old one, when it was put back).
 on_exit() {
     [ -z "$WORK" ] || rm -rf -- "$WORK"
+    if [ -n "$ASIDE_DATA" ]; then
+        put_archive_back
+        echo "$PROG: the restore did not finish; the archive that was there is back in place" >&2
+    fi
     if [ "$RESTART_ON_EXIT" -eq 1 ]; then
         if systemctl start "$SERVICE"; then
             echo "$PROG: $SERVICE was started again" >&2
@@ -717,15 +724,29 @@ service_user_reads() {
 }
 
 # Runs `pacs restore` as the service user into the empty $DATA and $KEYS, the passphrase
-# coming through a pipe from root's --passphrase-file (which pacs may not read), or from
-# the terminal.
+# coming on standard input from root's --passphrase-file (which pacs may not open), or
+# from the terminal.
 restore_as_service_user() {
     local args=(restore "$RESTORE_FILE" --data "$DATA" --key-dir "$KEYS")
     if [ -n "$PASSPHRASE_FILE" ]; then
-        cat -- "$PASSPHRASE_FILE" | pacs_as_service_user "${args[@]}" --passphrase-file /dev/stdin
+        pacs_as_service_user "${args[@]}" --passphrase-file - <"$PASSPHRASE_FILE"
     else
         pacs_as_service_user "${args[@]}"
     fi
+}
+
+# Undoes a restore that did not finish: the archive and keys set aside go back in place.
+put_archive_back() {
+    if [ -e "$ASIDE_DATA" ]; then
+        rm -rf -- "$DATA"
+        mv "$ASIDE_DATA" "$DATA"
+    fi
+    if [ -e "$ASIDE_KEYS" ]; then
+        rm -rf -- "$KEYS"
+        mv "$ASIDE_KEYS" "$KEYS"
+    fi
+    ASIDE_DATA=""
+    ASIDE_KEYS=""
 }
 
 do_restore() {
@@ -753,24 +774,28 @@ do_restore() {
     fi
 
     trap on_exit EXIT
+    trap 'exit 130' HUP INT TERM
     if service_active; then
         say "stopping $SERVICE for the restore"
         RESTART_ON_EXIT=1
         systemctl stop "$SERVICE"
     fi
+    # From here until the restore is complete, any exit puts the archive back (on_exit).
+    ASIDE_DATA="$aside_data"
+    ASIDE_KEYS="$aside_keys"
     mv "$DATA" "$aside_data"
     mv "$KEYS" "$aside_keys"
     install -d -m 0700 -o "$PACS_UID" -g "$PACS_GID" "$DATA" "$KEYS"
     say "restoring $RESTORE_FILE into $DATA (keys in $KEYS)"
     if ! restore_as_service_user; then
-        rm -rf -- "$DATA" "$KEYS"
-        mv "$aside_data" "$DATA"
-        mv "$aside_keys" "$KEYS"
+        put_archive_back
         die "restoring $RESTORE_FILE failed; the archive that was there is back in place"
     fi
     if [ -n "$ROOT" ]; then
         chown -R "$PACS_UID:$PACS_GID" "$DATA" "$KEYS"
     fi
+    ASIDE_DATA=""
+    ASIDE_KEYS=""
     PYTHON="$VENV/bin/python"
     DICOM_PORT="$(config_get dicom port "$DEFAULT_DICOM_PORT")"
     WEB_PORT="$(config_get web port "$DEFAULT_WEB_PORT")"

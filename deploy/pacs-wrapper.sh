@@ -71,8 +71,8 @@ issue_cert_for_caller() {
     chown root:root "$stage"
     chmod 0700 "$stage"
     for name in client.crt client.key ca.crt; do
-        if [ -L "$stage/$name" ] || [ ! -f "$stage/$name" ]; then
-            die "the issued $name is not a plain file"
+        if [ -L "$stage/$name" ] || [ ! -f "$stage/$name" ] || [ "$(stat -c %h -- "$stage/$name")" != 1 ]; then
+            die "the issued $name is not a plain file of its own"
         fi
     done
 

@@ -561,8 +561,9 @@ def restore(
     `write_progress` are told how many bytes of `infile` the checking and the writing
     pass have read, of how many. Raises :class:`BackupError` for a wrong passphrase, a
     damaged or tampered file, a backup from a newer mini-PACS, or a target that already
-    holds data. If writing fails, the data and key directories are removed again, or
-    emptied again if they existed (empty) before.
+    holds data. If writing or opening the result fails, the data and key directories are
+    removed again (emptied again if they existed, empty, before) and so are the tables
+    of a PostgreSQL target.
     """
     contents = _verify_pass(infile, passphrase, progress)
     settings = _target_settings(data_dir, contents, key_dir, db_url)
@@ -570,19 +571,22 @@ def restore(
     data_existed, keys_existed = settings.data_dir.exists(), settings.key_dir.exists()
     try:
         _write_pass(infile, passphrase, settings, contents, write_progress)
-    except BaseException:
-        _undo(settings.data_dir, data_existed)
-        _undo(settings.key_dir, keys_existed)
-        if settings.storage.db_url:
-            _drop_tables(settings.storage.db_url)
+        pacs = open_pacs(settings)
+        try:
+            pacs.audit.anchor_newest()
+            report = pacs.archive.verify()
+            chain = pacs.audit.verify()
+        finally:
+            pacs.close()
+    except BaseException as failure:
+        try:
+            _undo(settings.data_dir, data_existed)
+            _undo(settings.key_dir, keys_existed)
+            if settings.storage.db_url:
+                _drop_tables(settings.storage.db_url)
+        except Exception as cleanup:
+            raise BackupError(f"{failure}; removing what was written failed too: {cleanup}") from failure
         raise
-    pacs = open_pacs(settings)
-    try:
-        pacs.audit.anchor_newest()
-        report = pacs.archive.verify()
-        chain = pacs.audit.verify()
-    finally:
-        pacs.close()
     return RestoreSummary(
         settings,
         report.checked,

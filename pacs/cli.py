@@ -49,7 +49,7 @@ from pacs.nodes import (
     parse_permissions,
 )
 from storage import rotation
-from storage.archive import ArchiveError
+from storage.archive import ArchiveError, InstanceInfo
 from storage.crypto import IntegrityError
 from storage.keys import KeyFileError, KeyRing
 
@@ -75,7 +75,7 @@ def _data_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
 
 
 def _open(args: argparse.Namespace, environ: Mapping[str, str]) -> Pacs:
-    return open_pacs(load_settings(_data_dir(args, environ), environ))
+    return open_pacs(load_settings(_data_dir(args, environ), environ), actor=_actor())
 
 
 def cmd_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -136,6 +136,23 @@ def cmd_import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_FAILED if summary.failures else EXIT_OK
 
 
+def _export_one(pacs: Pacs, info: InstanceInfo, target: Path) -> None:
+    """Write the decrypted object to `target` (0600), which appears only once it is whole.
+
+    Blobs are authenticated chunk by chunk, so a damaged one fails part-way: what was
+    written of it is removed, never left looking like a complete file.
+    """
+    partial = target.with_name(f".{target.name}.part")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as sink, pacs.archive.blobs.open(info.ref) as source:
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+        os.link(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def cmd_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Write decrypted copies of a study's objects."""
     pacs = _open(args, environ)
@@ -150,11 +167,7 @@ def cmd_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 if info.series_uid not in series_dirs:
                     series_dirs[info.series_uid] = out / f"S{len(series_dirs) + 1:04d}"
                     series_dirs[info.series_uid].mkdir(mode=0o700, exist_ok=True)
-                target = series_dirs[info.series_uid] / f"I{number:06d}.dcm"
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as sink, pacs.archive.blobs.open(info.ref) as source:
-                    while chunk := source.read(1 << 20):
-                        sink.write(chunk)
+                _export_one(pacs, info, series_dirs[info.series_uid] / f"I{number:06d}.dcm")
                 written += 1
         finally:
             pacs.audit.append(
@@ -534,8 +547,14 @@ def cmd_keys_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
-    """The backup passphrase: the first line of --passphrase-file, or asked for on the terminal."""
-    if args.passphrase_file:
+    """The backup passphrase: the first line of --passphrase-file, or asked for on the terminal.
+
+    ``--passphrase-file -`` reads standard input as it is inherited (a pipe from root
+    need not be reopened by the service user).
+    """
+    if args.passphrase_file == "-":
+        passphrase = sys.stdin.readline().rstrip("\r\n")
+    elif args.passphrase_file:
         try:
             lines = Path(args.passphrase_file).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
@@ -669,7 +688,7 @@ def cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         before = database.revision()
     finally:
         database.dispose()
-    pacs = open_pacs(settings)
+    pacs = open_pacs(settings, actor=_actor())
     try:
         after = pacs.database.revision()
     finally:
@@ -776,12 +795,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     back = command("backup", cmd_backup, "write an encrypted snapshot of the archive (while it runs)")
     back.add_argument("outfile", metavar="OUTFILE")
-    back.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE's first line")
+    back.add_argument(
+        "--passphrase-file", metavar="FILE", help="read the passphrase from FILE's first line (- for stdin)"
+    )
     back.add_argument("--quiet", action="store_true", help="no progress bar")
 
     rest = command("restore", cmd_restore, "restore a backup into a new data directory and verify it")
     rest.add_argument("infile", metavar="INFILE")
-    rest.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE's first line")
+    rest.add_argument(
+        "--passphrase-file", metavar="FILE", help="read the passphrase from FILE's first line (- for stdin)"
+    )
     rest.add_argument(
         "--key-dir", metavar="DIR", help="put the keys here instead of where the backup had them"
     )

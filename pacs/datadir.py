@@ -67,8 +67,12 @@ def open_database(settings: Settings, keyring: KeyRing) -> Database:
     )
 
 
-def open_pacs(settings: Settings) -> Pacs:
-    """Open the archive described by `settings` (the data directory must be initialised)."""
+def open_pacs(settings: Settings, *, actor: str = "pacs") -> Pacs:
+    """Open the archive described by `settings` (the data directory must be initialised).
+
+    The index is migrated to this version's schema first; a migration is audited as done
+    by `actor`.
+    """
     keyring = KeyRing.load(settings.key_dir)
     database = open_database(settings, keyring)
     before = database.revision()
@@ -86,7 +90,7 @@ def open_pacs(settings: Settings) -> Pacs:
             AuditEvent(
                 EventID.APPLICATION_ACTIVITY,
                 Action.UPDATE,
-                user_id="pacs",
+                user_id=actor,
                 event_type=EventType.SOFTWARE_CONFIGURATION,
                 details={"what": "index schema migrated", "from": before, "to": after},
             )

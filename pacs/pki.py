@@ -262,9 +262,9 @@ def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 def write_certificate(path: Path, cert: x509.Certificate) -> None:
     """Write ``cert`` to ``path`` as PEM with mode 0644.
 
-    An existing file is replaced atomically (temporary file in the same
-    directory, then ``os.replace``), so readers see either the old or the new
-    certificate, never a partial one.
+    An existing file is replaced atomically and durably (temporary file in the
+    same directory, fsynced, then ``os.replace`` and a directory fsync), so readers
+    see either the old or the new certificate, never a partial one, even after a crash.
     """
     pem = cert.public_bytes(serialization.Encoding.PEM)
     directory = Path(path).parent
@@ -272,13 +272,19 @@ def write_certificate(path: Path, cert: x509.Certificate) -> None:
     try:
         os.fchmod(fd, _CERTIFICATE_MODE)
         _write_all(fd, pem)
+        os.fsync(fd)
         os.close(fd)
         fd = -1
         os.replace(tmp_name, path)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     except BaseException:
         if fd != -1:
             os.close(fd)
-        os.unlink(tmp_name)
+        Path(tmp_name).unlink(missing_ok=True)
         raise
 
 

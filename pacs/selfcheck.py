@@ -166,8 +166,8 @@ def check_certificates(pacs: Pacs, now: datetime) -> Iterator[Result]:
         "CA certificate",
         ca,
         now,
-        "restore a backup's CA, or start a new archive and re-enrol every node (a new CA must be "
-        "trusted again by modalities and browsers; see docs/SECURITY.md)",
+        "the CA cannot be renewed in place: plan a new archive (pacs init) with a new CA, and "
+        "re-enrol every node and install its ca.crt on the doctors' computers (docs/SECURITY.md)",
     )
     yield from _certificate_results(
         "server certificate", server, now, "run 'pacs cert renew', then restart pacs serve"
@@ -187,10 +187,13 @@ def check_certificates(pacs: Pacs, now: datetime) -> Iterator[Result]:
     for node in NodeRegistry(pacs.database).all():
         if node.cert_pem:
             cert = x509.load_pem_x509_certificate(node.cert_pem.encode())
+            options = f"--host {node.network} --allow {','.join(sorted(node.permissions))}"
+            options += f" --port {node.port}" if node.port else ""
+            options += " --plaintext" if node.plaintext else ""
+            certificate = "--issue-cert DIR" if node.cert_issued else "--cert NEW.pem"
             renew = (
-                f"issue the node a new certificate: pacs modality remove {node.ae_title}, then pacs "
-                f"modality add {node.ae_title} --host {node.network} --allow "
-                f"{','.join(sorted(node.permissions))} with --issue-cert DIR (or --cert with its new one)"
+                f"give the node a new certificate: pacs modality remove {node.ae_title}, then "
+                f"pacs modality add {node.ae_title} {options} {certificate}"
             )
             yield from _certificate_results(f"certificate of node {node.ae_title}", cert, now, renew)
 

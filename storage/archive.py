@@ -339,7 +339,7 @@ class Archive:
             for instance in session.scalars(select(Instance).order_by(Instance.id)):
                 known.add(instance.blob_id)
                 report.checked += 1
-                problem = self._check_blob(_ref(instance), instance.sop_uid)
+                problem = self._check_blob(_ref(instance), instance.sop_uid, instance.transfer_syntax)
                 if problem:
                     report.damaged.append((instance.sop_uid, problem))
             report.inconsistent = _count_mismatches(session)
@@ -351,7 +351,7 @@ class Archive:
             report.cleaned = self._clean(report)
         return report
 
-    def _check_blob(self, ref: BlobRef, sop_uid: str) -> str | None:
+    def _check_blob(self, ref: BlobRef, sop_uid: str, transfer_syntax: str) -> str | None:
         """What is wrong with the blob of `ref` as the index row of `sop_uid` describes it."""
         digest = hashlib.sha256()
         size = 0
@@ -369,7 +369,7 @@ class Archive:
         if size != ref.size or digest.hexdigest() != ref.sha256:
             return "content does not match the index (size or SHA-256)"
         try:
-            held = sop_instance_uid(bytes(prefix))
+            held = sop_instance_uid(bytes(prefix), transfer_syntax)
         except HeaderError as exc:
             return f"stored object: {exc}"
         if held != sop_uid:

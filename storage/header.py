@@ -22,13 +22,16 @@ import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset, read_partial
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_SOP_INSTANCE_UID = 0x00080018
 
 
 _WANTED = [
@@ -245,19 +248,30 @@ def read_header(path: Path) -> InstanceHeader:
             raise HeaderError(f"undecodable attribute: {type(exc).__name__}: {exc}"[:200]) from exc
 
 
-def sop_instance_uid(prefix: bytes) -> str:
+def sop_instance_uid(prefix: bytes, transfer_syntax: str) -> str:
     """The SOP Instance UID in the data set of a Part 10 file whose first bytes are `prefix`.
 
-    `prefix` must reach past the attribute (it comes early, at (0008,0018)). Raises
-    :class:`HeaderError` if it cannot be read from there.
+    `prefix` must reach past the attribute (it comes early, at (0008,0018)); reading
+    stops there. A deflated data set is inflated as far as `prefix` goes. Raises
+    :class:`HeaderError` if the UID cannot be read.
     """
+    source = io.BytesIO(prefix)
     try:
-        ds = pydicom.dcmread(io.BytesIO(prefix), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        if transfer_syntax == DeflatedExplicitVRLittleEndian:
+            inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(prefix[_dataset_offset(source) :])
+            source = io.BytesIO(inflated)
+            ds = read_dataset(source, is_implicit_VR=False, is_little_endian=True, stop_when=_after_sop_uid)
+        else:
+            ds = read_partial(source, stop_when=_after_sop_uid)
         return _uid(ds, "SOPInstanceUID", "SOP Instance UID")
     except HeaderError:
         raise
     except Exception as exc:  # pydicom raises many kinds on malformed or cut-off input
         raise HeaderError(f"unreadable DICOM header: {type(exc).__name__}: {exc}"[:200]) from exc
+
+
+def _after_sop_uid(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return tag > _SOP_INSTANCE_UID
 
 
 def _dataset_offset(source: BinaryIO) -> int:

@@ -12,6 +12,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 
@@ -147,6 +148,22 @@ def test_index_rows_swapped_between_two_objects_are_detected_by_verify(pacs: Pac
         first.sop_uid: f"the blob holds SOP instance {second.sop_uid}, not this row's (index rows swapped?)",
         second.sop_uid: f"the blob holds SOP instance {first.sop_uid}, not this row's (index rows swapped?)",
     }
+
+
+def test_a_deflated_object_larger_than_the_parsed_prefix_verifies_clean(
+    pacs: Pacs, ct_dir: Path, tmp_path: Path
+) -> None:
+    ds = pydicom.dcmread(sorted(ct_dir.glob("*.dcm"))[0])
+    ds.Rows = ds.Columns = 1800
+    ds.PixelData = os.urandom(1800 * 1800 * 2)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    big = tmp_path / "deflated.dcm"
+    ds.save_as(big, enforce_file_format=True)
+    assert big.stat().st_size > 5 * 2**20
+    pacs.archive.store(big)
+    report = pacs.archive.verify()
+    assert report.ok, report.damaged
+    assert report.checked == 1
 
 
 def test_missing_blob_is_reported_by_verify(pacs: Pacs, ct_dir: Path) -> None:

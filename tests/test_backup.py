@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import subprocess
 import time
@@ -140,6 +141,23 @@ def test_a_restored_archive_holds_every_object_byte_identical(
             assert session.scalar(select(func.count()).select_from(Instance)) == 13
     finally:
         restored.close()
+
+
+def test_the_passphrase_can_come_on_standard_input(
+    embedded: Settings,
+    passphrase_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backup = tmp_path / "b.pacsbak"
+    _backup(embedded, backup, passphrase_file, capsys)
+    monkeypatch.setattr("sys.stdin", io.StringIO(passphrase_file.read_text()))
+    code, out, err = _run(
+        capsys, "restore", str(backup), "--passphrase-file", "-", "--quiet", "--data", str(tmp_path / "r")
+    )
+    assert code == 0, err
+    assert "all intact" in out
 
 
 def test_the_restored_index_is_where_the_options_say(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from storage.archive import Archive
 from storage.db import MIGRATIONS
 from storage.keys import KeyRing
 from tests.conftest import RunningDicom
+from tests.data.make_series import make_ct_series
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -311,23 +313,36 @@ def test_export_writes_decrypted_copies_and_audits_the_export(
     assert (last.event_id, last.study_uid, last.patient_id) == ("110106", study_uid, "PID-Q-7731")
 
 
-def test_an_export_that_fails_half_way_is_audited_as_a_failure(
-    data_dir: Path, ct_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_an_export_that_fails_half_way_leaves_only_whole_files_and_is_audited_as_a_failure(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "import", str(ct_dir), "--data", str(data_dir), "--quiet")[0] == 0
-    study_uid = pydicom.dcmread(next(ct_dir.glob("*.dcm"))).StudyInstanceUID
-    for blob in (data_dir / "blobs").glob("??/*.blob"):
-        blob.write_bytes(blob.read_bytes()[:-100])
-    code, _, err = _run(capsys, "export", study_uid, str(tmp_path / "export"), "--data", str(data_dir))
+    # 2 MiB slices: each blob has several authenticated chunks, so damage at the end of
+    # one is found only after its first chunk was decrypted and written.
+    slices = make_ct_series(tmp_path / "ct", slices=3, rows=1024, columns=1024)
+    assert _run(capsys, "import", str(tmp_path / "ct"), "--data", str(data_dir), "--quiet")[0] == 0
+    study_uid = pydicom.dcmread(slices[0]).StudyInstanceUID
+    pacs = open_pacs(_settings(data_dir))
+    try:
+        second = pacs.archive.study_instances(study_uid)[1]
+        blob = pacs.archive.blobs.path_of(second.ref.blob_id)
+    finally:
+        pacs.close()
+    blob.write_bytes(blob.read_bytes()[:-100])
+    out = tmp_path / "export"
+    code, _, err = _run(capsys, "export", study_uid, str(out), "--data", str(data_dir))
     assert code == 2
     assert "pacs: error:" in _one_line_error(err)
+    assert [p.relative_to(out).as_posix() for p in sorted(out.rglob("*")) if p.is_file()] == [
+        "S0001/I000001.dcm"
+    ]
+    assert (out / "S0001" / "I000001.dcm").read_bytes() in {p.read_bytes() for p in slices}
     pacs = open_pacs(_settings(data_dir))
     try:
         last = list(pacs.audit.records())[-1]
     finally:
         pacs.close()
     assert (last.event_id, last.study_uid, last.outcome) == ("110106", study_uid, 8)
-    assert json.loads(last.details)["written"] == 0
+    assert json.loads(last.details)["written"] == 1
 
 
 def test_an_interrupted_import_audits_what_it_stored(
@@ -449,10 +464,13 @@ def test_migrate_brings_an_older_index_schema_up_to_date_and_audits_it(
     assert (code, out) == (0, f"index schema is current (revision {head})\n")
     pacs = open_pacs(settings)
     try:
-        migrations = [json.loads(r.details) for r in pacs.audit.records() if "migrated" in r.details]
+        migrations = [
+            (r.user_id, json.loads(r.details)) for r in pacs.audit.records() if "migrated" in r.details
+        ]
     finally:
         pacs.close()
-    assert migrations == [{"what": "index schema migrated", "from": older, "to": head}]
+    by = f"{getpass.getuser()}@cli"
+    assert migrations == [(by, {"what": "index schema migrated", "from": older, "to": head})]
 
 
 def test_the_installed_console_script_runs(tmp_path: Path) -> None:

@@ -13,10 +13,12 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import tempfile
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -563,6 +565,38 @@ def test_restore_with_a_wrong_passphrase_puts_the_archive_back(
     assert "passphrase" in result.stderr
     assert _snapshot(installed.data, installed.keys) == before
     assert len(list(installed.data.parent.glob("pacs.replaced-*"))) == 1
+
+
+def test_a_restore_interrupted_half_way_puts_the_archive_back(
+    installed: Installation, restored: Restored
+) -> None:
+    before = _snapshot(installed.data, installed.keys)
+    aside_before = set(installed.data.parent.glob("pacs.replaced-*"))
+    # A passphrase "file" that never answers holds install.sh after the archive was set aside.
+    stalled = installed.root / "stalled-pass"
+    os.mkfifo(stalled, 0o600)
+    command = [str(INSTALL), "--root", str(installed.root), "--restore", str(restored.backup)]
+    run = subprocess.Popen(
+        [*command, "--passphrase-file", str(stalled)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while set(installed.data.parent.glob("pacs.replaced-*")) == aside_before:
+            assert run.poll() is None and time.monotonic() < deadline, (
+                "install.sh never set the archive aside"
+            )
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        stalled.unlink()
+    assert run.returncode == 130
+    assert "the restore did not finish; the archive that was there is back in place" in err
+    assert _snapshot(installed.data, installed.keys) == before
+    assert set(installed.data.parent.glob("pacs.replaced-*")) == aside_before
 
 
 def test_restore_of_a_missing_backup_is_refused_before_changing_anything(

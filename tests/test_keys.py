@@ -122,7 +122,7 @@ def test_interrupted_rotation_resumes_and_leaves_every_object_readable(
     _assert_all_readable(settings, filled)
 
 
-def test_a_rotation_killed_while_writing_the_new_key_leaves_a_usable_archive(
+def test_a_rotation_interrupted_while_writing_the_new_key_leaves_a_usable_archive(
     settings: Settings,
     filled: dict[str, bytes],
     capsys: pytest.CaptureFixture[str],

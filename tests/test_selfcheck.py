@@ -167,7 +167,8 @@ def test_cert_renew_issues_a_new_server_certificate_for_the_same_key(
     renewed = pki.load_certificate(certs / SERVER_CERT)
     assert pki.days_until_expiry(renewed) > 700
     assert renewed.public_key() == key.public_key()
-    assert _selfcheck(sqlite_settings, capsys) == (0, _selfcheck(sqlite_settings, capsys)[1])
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 0, report["findings"]
     pacs = open_pacs(sqlite_settings)
     try:
         renewals = [json.loads(r.details) for r in pacs.audit.records() if "renewed" in r.details]
@@ -251,7 +252,10 @@ def test_a_node_certificate_expiring_within_30_days_is_a_finding(
     finding = _only_finding(report)
     assert finding["check"] == "certificates"
     assert finding["message"].startswith("the certificate of node US1 expires in 19 days")
-    assert "pacs modality remove US1" in finding["fix"]
+    assert finding["fix"] == (
+        "before then: give the node a new certificate: pacs modality remove US1, then "
+        "pacs modality add US1 --host 10.0.0.9/32 --allow store --cert NEW.pem"
+    )
 
 
 def test_keys_inside_the_blob_directory_are_a_finding(
