@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from alembic import command
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 from cryptography import x509
 from pydicom.fileset import FileSet
@@ -23,12 +21,13 @@ from pydicom.fileset import FileSet
 from pacs import pki
 from pacs.cli import main
 from pacs.config import Settings
-from pacs.datadir import open_database, open_pacs
+from pacs.datadir import open_pacs
 from storage.archive import Archive
 from storage.db import MIGRATIONS
 from storage.keys import KeyRing
 from tests.conftest import RunningDicom
 from tests.data.make_series import make_ct_series
+from tests.data.set_back_schema import set_back_schema
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -447,16 +446,8 @@ def test_migrate_brings_an_older_index_schema_up_to_date_and_audits_it(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = _settings(data_dir)
-    database = open_database(settings, KeyRing.load(settings.key_dir))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with database.engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "-1")
-        connection.commit()
-    older = database.revision()
-    database.dispose()
-    head = ScriptDirectory.from_config(config).get_current_head()
+    older = set_back_schema(data_dir)
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
     code, out, _ = _run(capsys, "migrate", "--data", str(data_dir))
     assert (code, out) == (0, f"index schema migrated from revision {older} to {head}\n")

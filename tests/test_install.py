@@ -402,30 +402,8 @@ def test_second_run_replaces_the_installed_code(installed: Installation, rerun: 
     assert "admin" in users.stdout
 
 
-# Run by the installed code as the pacs user: set the index schema back one revision, as an
-# archive of the previous release would have it, or report its revision and audit events.
-SET_BACK_SCHEMA = """
-import sys
-from pathlib import Path
-from alembic import command
-from alembic.config import Config
-from pacs.config import load_settings
-from pacs.datadir import open_database
-from storage.db import MIGRATIONS
-from storage.keys import KeyRing
-
-settings = load_settings(Path(sys.argv[1]), {})
-database = open_database(settings, KeyRing.load(settings.key_dir))
-config = Config()
-config.set_main_option("script_location", str(MIGRATIONS))
-with database.engine.connect() as connection:
-    config.attributes["connection"] = connection
-    command.downgrade(config, "-1")
-    connection.commit()
-print(database.revision())
-database.dispose()
-"""
-
+# Run by the installed code as the pacs user: the archive's schema revision and the
+# migrations its audit trail records.
 MIGRATION_RECORDS = """
 import json, sys
 from pathlib import Path
@@ -446,7 +424,8 @@ def test_a_run_over_an_older_schema_migrates_it_before_the_service_starts(
     installed: Installation, rerun: Rerun
 ) -> None:
     python = str(installed.venv / "bin/python")
-    set_back = installed.as_pacs(python, "-c", SET_BACK_SCHEMA, str(installed.data))
+    set_back_script = (REPO / "tests" / "data" / "set_back_schema.py").read_text()
+    set_back = installed.as_pacs(python, "-c", set_back_script, str(installed.data))
     assert set_back.returncode == 0, set_back.stderr
     older = set_back.stdout.strip()
     result = run_install("--root", str(installed.root))
