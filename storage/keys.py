@@ -127,7 +127,12 @@ class KeyRing:
         return hkdf.derive(kek)
 
     def add_version(self) -> int:
-        """Create the next KEK version in the directory (0600, durably) and return its number."""
+        """Create the next KEK version in the directory (0600, durably) and return its number.
+
+        Temporary files that an interrupted earlier call left (never-used keys) are removed.
+        """
+        for leftover in self.directory.glob(".kek-*.tmp"):
+            leftover.unlink(missing_ok=True)
         self._reload()
         version = max(self._keks) + 1
         self._keks[version] = create_secret(self.directory / _kek_name(version))

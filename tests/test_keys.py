@@ -137,9 +137,14 @@ def test_a_rotation_interrupted_while_writing_the_new_key_leaves_a_usable_archiv
     capsys.readouterr()
     assert sorted(p.name for p in settings.key_dir.iterdir() if "kek" in p.name) == ["kek-0001.key"]
 
+    leftover = settings.key_dir / ".kek-0002.key.0123456789ab.tmp"
+    leftover.write_bytes(os.urandom(32))
     code, _, err = _run(capsys, "keys", "rotate", "--data", str(settings.data_dir), "--quiet")
     assert code == 0, err
-    assert sorted(p.name for p in settings.key_dir.glob("kek-*")) == ["kek-0001.key", "kek-0002.key"]
+    assert sorted(p.name for p in settings.key_dir.iterdir() if "kek" in p.name) == [
+        "kek-0001.key",
+        "kek-0002.key",
+    ]
     _assert_all_readable(settings, filled)
 
 
