@@ -7,10 +7,12 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 
 from pacs.cli import main
 from pacs.config import Settings, load_settings
@@ -75,6 +77,52 @@ def test_sigkill_during_import_loses_no_acknowledged_object(
         assert report.checked >= len(acknowledged)
     finally:
         pacs.close()
+
+
+def test_sigkill_during_pacs_import_leaves_an_archive_that_verifies_after_clean_up(
+    settings: Settings, two_hundred: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pacs_command = Path(sys.executable).with_name("pacs")
+    child = subprocess.Popen(
+        [
+            str(pacs_command),
+            "import",
+            str(two_hundred[0].parent),
+            "--quiet",
+            "--data",
+            str(settings.data_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while len(list(settings.blob_dir.glob("??/*.blob"))) < 60:
+        assert child.poll() is None and time.monotonic() < deadline, "pacs import ended before it was killed"
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+
+    assert main(["verify", "--data", str(settings.data_dir)], environ={}) == 0
+    assert "all intact" in capsys.readouterr().out
+    by_uid = {_sop_uid(path): path for path in two_hundred}
+    pacs = open_pacs(load_settings(settings.data_dir, {}))
+    try:
+        report = pacs.archive.verify()
+        stored = [uid for uid in by_uid if pacs.archive.find("IMAGE", _image_keys(uid))]
+        for uid in stored:
+            with pacs.archive.open(uid) as stream:
+                assert stream.read() == by_uid[uid].read_bytes()
+    finally:
+        pacs.close()
+    assert report.ok and report.orphans == [] and report.temp_files == []
+    # A blob is on disk just before its index row is committed.
+    assert 59 <= len(stored) < 200 and report.checked == len(stored)
+
+
+def _image_keys(sop_uid: str) -> Dataset:
+    keys = Dataset()
+    keys.SOPInstanceUID = sop_uid
+    return keys
 
 
 def _sop_uid(path: Path) -> str:
