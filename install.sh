@@ -399,6 +399,11 @@ create_user() {
         useradd "${prefix[@]}" --system --gid "$SERVICE_USER" --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin --comment "mini-PACS service" "$SERVICE_USER"
     fi
+    read_service_ids
+}
+
+# Sets PACS_UID and PACS_GID from the service user's account.
+read_service_ids() {
     PACS_UID="$(account_field "$SERVICE_USER" 3 passwd)"
     PACS_GID="$(account_field "$SERVICE_USER" 3 group)"
     [[ "$PACS_UID:$PACS_GID" =~ ^[0-9]+:[0-9]+$ ]] || die "cannot find the uid and gid of user $SERVICE_USER"
@@ -763,9 +768,7 @@ do_restore() {
     elif [ ! -t 0 ]; then
         die "no passphrase: give --passphrase-file FILE, or run it in a terminal"
     fi
-    PACS_UID="$(account_field "$SERVICE_USER" 3 passwd)"
-    PACS_GID="$(account_field "$SERVICE_USER" 3 group)"
-    [[ "$PACS_UID:$PACS_GID" =~ ^[0-9]+:[0-9]+$ ]] || die "cannot find the uid and gid of user $SERVICE_USER"
+    read_service_ids
     stamp="$(date +%Y%m%d-%H%M%S)"
     aside_data="$DATA.replaced-$stamp"
     aside_keys="$KEYS.replaced-$stamp"

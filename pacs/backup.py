@@ -48,7 +48,7 @@ from argon2.low_level import Type, hash_secret_raw
 from sqlalchemy import Connection, MetaData, Table, func, select, text
 
 from pacs.config import CONFIG_NAME, Settings, parse_settings, render_config, with_overrides
-from pacs.datadir import Pacs, open_database, open_pacs, refuse_existing
+from pacs.datadir import Pacs, open_database, open_pacs, refuse_existing, remove_created
 from storage import crypto
 from storage.blobs import BlobStore
 from storage.db import MIGRATIONS, Database
@@ -518,22 +518,6 @@ def _open_index(settings: Settings, contents: _Contents) -> tuple[Database, Conn
     return database, connection, dict(metadata.tables)
 
 
-def _undo(directory: Path, existed: bool) -> None:
-    """Remove what a failed writing pass left in `directory`: all of it if the restore created it.
-
-    A directory that `existed` was checked to be empty, so emptying it again removes
-    only what the restore wrote, and a retry into it is not refused.
-    """
-    if not existed:
-        shutil.rmtree(directory, ignore_errors=True)
-    elif directory.is_dir():
-        for path in directory.iterdir():
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-
-
 def _drop_tables(db_url: str) -> None:
     """Drop what a failed writing pass created in the PostgreSQL database it was given empty."""
     database = Database.open(db_url, sqlite_path=Path(os.devnull), sqlite_key=b"")
@@ -580,8 +564,8 @@ def restore(
             pacs.close()
     except BaseException as failure:
         try:
-            _undo(settings.data_dir, data_existed)
-            _undo(settings.key_dir, keys_existed)
+            remove_created(settings.data_dir, data_existed)
+            remove_created(settings.key_dir, keys_existed)
             if settings.storage.db_url:
                 _drop_tables(settings.storage.db_url)
         except Exception as cleanup:

@@ -36,7 +36,6 @@ from pacs.datadir import (
     DataDirError,
     Pacs,
     initialise,
-    open_database,
     open_pacs,
     renew_server_certificate,
 )
@@ -51,7 +50,7 @@ from pacs.nodes import (
 from storage import rotation
 from storage.archive import ArchiveError, InstanceInfo
 from storage.crypto import IntegrityError
-from storage.keys import KeyFileError, KeyRing
+from storage.keys import KeyFileError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -682,28 +681,22 @@ def cmd_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Bring the index schema up to this version's (every command does so; this one says so)."""
-    settings = load_settings(_data_dir(args, environ), environ)
-    database = open_database(settings, KeyRing.load(settings.key_dir))
+    pacs = _open(args, environ)
     try:
-        before = database.revision()
-    finally:
-        database.dispose()
-    pacs = open_pacs(settings, actor=_actor())
-    try:
-        after = pacs.database.revision()
+        migrated, current = pacs.migrated, pacs.database.revision()
     finally:
         pacs.close()
-    if before == after:
-        print(f"index schema is current (revision {after})")
+    if migrated is None:
+        print(f"index schema is current (revision {current})")
     else:
-        print(f"index schema migrated from revision {before} to {after}")
+        print(f"index schema migrated from revision {migrated[0]} to {migrated[1]}")
     return EXIT_OK
 
 
 def cmd_cert_renew(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Issue a new server certificate from the archive's CA."""
-    settings = load_settings(_data_dir(args, environ), environ)
-    pacs = open_pacs(settings)
+    pacs = _open(args, environ)
+    settings = pacs.settings
     try:
         certificate = renew_server_certificate(settings)
         pacs.audit.append(

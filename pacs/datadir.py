@@ -50,6 +50,8 @@ class Pacs:
     database: Database
     archive: Archive
     audit: AuditLog
+    # The (from, to) schema revisions that opening it migrated, if it did.
+    migrated: tuple[str, str] | None = None
 
     def close(self) -> None:
         """Release locks and database connections."""
@@ -75,9 +77,8 @@ def open_pacs(settings: Settings, *, actor: str = "pacs") -> Pacs:
     """
     keyring = KeyRing.load(settings.key_dir)
     database = open_database(settings, keyring)
-    before = database.revision()
-    database.migrate()
-    after = database.revision()
+    change = database.migrate()
+    migrated = (change[0], change[1]) if change is not None and change[0] is not None else None
     archive = Archive(
         database,
         BlobStore(settings.blob_dir, keyring),
@@ -85,17 +86,17 @@ def open_pacs(settings: Settings, *, actor: str = "pacs") -> Pacs:
         max_object_bytes=settings.dicom.max_object_mb * 2**20,
     )
     audit = AuditLog(database, read_secret(settings.key_dir / AUDIT_KEY), settings.data_dir / "audit.anchor")
-    if before is not None and before != after:
+    if migrated is not None:
         audit.append(
             AuditEvent(
                 EventID.APPLICATION_ACTIVITY,
                 Action.UPDATE,
                 user_id=actor,
                 event_type=EventType.SOFTWARE_CONFIGURATION,
-                details={"what": "index schema migrated", "from": before, "to": after},
+                details={"what": "index schema migrated", "from": migrated[0], "to": migrated[1]},
             )
         )
-    return Pacs(settings, keyring, database, archive, audit)
+    return Pacs(settings, keyring, database, archive, audit, migrated)
 
 
 def refuse_existing(data_dir: Path) -> None:
@@ -152,13 +153,18 @@ def renew_server_certificate(settings: Settings) -> x509.Certificate:
     return renewed.cert
 
 
-def _remove_created(directory: Path, existed: bool) -> None:
-    """Undo a failed init: empty `directory` if it existed before, else remove it."""
+def remove_created(directory: Path, existed: bool) -> None:
+    """Undo a failed init or restore: empty `directory` if it existed (empty) before, else remove it."""
     if not existed:
         shutil.rmtree(directory, ignore_errors=True)
         return
+    if not directory.is_dir():
+        return
     for child in directory.iterdir():
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def initialise(
@@ -221,8 +227,8 @@ def initialise(
         finally:
             pacs.close()
     except BaseException:
-        _remove_created(data_dir, existed)
+        remove_created(data_dir, existed)
         if external_keys:
-            _remove_created(settings.key_dir, keys_existed)
+            remove_created(settings.key_dir, keys_existed)
         raise
     return settings

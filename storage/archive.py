@@ -31,9 +31,6 @@ from storage.db import Database, Instance, Patient, Series, Study
 from storage.header import HeaderError, InstanceHeader, is_valid_uid, read_header, sop_instance_uid
 from storage.index import Outcome
 
-# How much of each object `verify` parses to compare its SOP Instance UID with the index.
-_HEADER_PREFIX = 4 << 20
-
 
 class ArchiveError(Exception):
     """Base of the errors the archive reports to its callers."""
@@ -355,13 +352,12 @@ class Archive:
         """What is wrong with the blob of `ref` as the index row of `sop_uid` describes it."""
         digest = hashlib.sha256()
         size = 0
-        prefix = bytearray()
+        first = b""  # the first chunk (1 MiB) holds the SOP Instance UID, near the start
         try:
             for chunk in self.blobs.read(ref):
                 digest.update(chunk)
                 size += len(chunk)
-                if len(prefix) < _HEADER_PREFIX:
-                    prefix += chunk[: _HEADER_PREFIX - len(prefix)]
+                first = first or chunk
         except FileNotFoundError:
             return "blob is missing"
         except IntegrityError as exc:
@@ -369,7 +365,7 @@ class Archive:
         if size != ref.size or digest.hexdigest() != ref.sha256:
             return "content does not match the index (size or SHA-256)"
         try:
-            held = sop_instance_uid(bytes(prefix), transfer_syntax)
+            held = sop_instance_uid(first, transfer_syntax)
         except HeaderError as exc:
             return f"stored object: {exc}"
         if held != sop_uid:

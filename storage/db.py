@@ -366,19 +366,25 @@ class Database:
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
-    def migrate(self, revision: str = "head") -> None:
-        """Create or upgrade the schema to `revision` (default the newest; a no-op when current)."""
+    def migrate(self, revision: str = "head") -> tuple[str | None, str] | None:
+        """Create or upgrade the schema to `revision` (default the newest).
+
+        Returns the (from, to) revisions of the upgrade, from None for a new database,
+        or None when the schema already was at `revision`.
+        """
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with _MIGRATION_LOCK, self.engine.connect() as connection:
             target = revision
             if revision == "head":
                 target = ScriptDirectory.from_config(config).get_current_head()
-            if MigrationContext.configure(connection).get_current_revision() == target:
-                return
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current == target:
+                return None
             config.attributes["connection"] = connection
             command.upgrade(config, target)
             connection.commit()
+        return current, target
 
     def dispose(self) -> None:
         """Close every pooled connection."""
