@@ -1,21 +1,25 @@
-"""The archive facade: store, open, find, delete and verify DICOM objects.
+"""The archive facade: receive, store, open, find, delete and verify DICOM objects.
 
 :class:`Archive` ties the encrypted :class:`~storage.blobs.BlobStore` to the index
-:class:`~storage.db.Database`. ``store()`` returns only once the blob is fsynced and
-the index row committed, so a caller may acknowledge the object as soon as it returns.
-A crash in between leaves at most an unreferenced blob, which ``verify(cleanup=True)``
-removes when no writer is running (writers hold a shared lock on ``<blobs>/lock``).
+:class:`~storage.db.Database`. Objects come in through :meth:`Archive.receive` (an
+:class:`~storage.ingest.IncomingObject` fed as bytes arrive) or :meth:`Archive.store`
+(a file); either returns only once the blob is flushed to the device, so a caller may
+acknowledge the object then. The index commit is not flushed: the blob is the source of
+truth, and :mod:`storage.reindex` restores index rows a crash lost. Writers hold a
+shared lock on ``<blobs>/lock``; clean-ups that need no writer take it exclusively.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import os
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,28 +28,23 @@ from sqlalchemy import Select, func, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from storage import index, matching
+from storage import index, matching, reindex
 from storage.blobs import BlobRef, BlobStore
 from storage.crypto import IntegrityError
 from storage.db import Database, Instance, Patient, Series, Study
-from storage.header import HeaderError, InstanceHeader, is_valid_uid, read_header, sop_instance_uid
+from storage.errors import (
+    ArchiveError,
+    IndexUnavailableError,
+    NotFoundError,
+    ObjectTooLargeError,
+    OutOfSpaceError,
+)
+from storage.header import HeaderError, InstanceHeader, is_valid_uid, sop_instance_uid
 from storage.index import Outcome
+from storage.ingest import IncomingObject
+from storage.reindex import SweepReport
 
-
-class ArchiveError(Exception):
-    """Base of the errors the archive reports to its callers."""
-
-
-class OutOfSpaceError(ArchiveError):
-    """Free disk space is below the configured watermark (DICOM status 0xA700)."""
-
-
-class ObjectTooLargeError(ArchiveError):
-    """The object is larger than the configured maximum."""
-
-
-class NotFoundError(ArchiveError, LookupError):
-    """No such study or instance in the archive."""
+READ_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,7 @@ class StoreResult:
     version: int
     size: int
     sha256: str
+    pixel_data_short: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ class VerifyReport:
     temp_files: list[str] = field(default_factory=list)
     spool_files: list[Path] = field(default_factory=list)
     cleaned: bool = False
+    sweep: SweepReport = field(default_factory=lambda: SweepReport())
 
     @property
     def ok(self) -> bool:
@@ -128,20 +129,23 @@ class Archive:
         *,
         min_free_bytes: int = 0,
         max_object_bytes: int = 0,
+        max_header_bytes: int = 1 << 20,
     ) -> None:
         self.database = database
         self.blobs = blobs
         self.min_free_bytes = min_free_bytes
         self.max_object_bytes = max_object_bytes
+        self.max_header_bytes = max_header_bytes
         self._lock_fd: int | None = None
         self._lock_guard = threading.Lock()
         self._ids = index.IdCache()
+        self._unindexed: set[str] = set()
 
     def hold_writer_lock(self) -> None:
         """Take the shared writer lock now (it is taken by the first store otherwise).
 
-        A receiver that spools objects before storing them holds it from its start, so
-        that ``verify(cleanup=True)`` leaves its spool alone.
+        A server holds it from its start, so that clean-ups needing no writer wait for
+        it to stop.
         """
         with self._lock_guard:
             if self._lock_fd is None:
@@ -156,71 +160,67 @@ class Archive:
             self._lock_fd = None
         self.database.dispose()
 
-    def _check_space(self, size: int) -> None:
+    def check_space(self, size: int = 0) -> None:
+        """Raise :class:`OutOfSpaceError` if writing `size` more bytes would go below the watermark."""
         free = shutil.disk_usage(self.blobs.root).free
         if free - size < self.min_free_bytes:
             raise OutOfSpaceError(
                 f"only {free // 2**20} MiB free, below the {self.min_free_bytes // 2**20} MiB watermark"
             )
 
+    def receive(self) -> IncomingObject:
+        """Start receiving one DICOM Part 10 object, fed with :meth:`IncomingObject.write`."""
+        self.hold_writer_lock()
+        return IncomingObject(self)
+
     def store(self, path: Path) -> StoreResult:
         """Store the DICOM Part 10 file at `path` durably and index it.
 
-        Only the header is parsed. Raises :class:`~storage.header.HeaderError` for a
-        file that is not a complete, valid DICOM object, :class:`ObjectTooLargeError` and
-        :class:`OutOfSpaceError` as configured; in every error case nothing is kept.
+        Raises :class:`~storage.header.HeaderError` for a file that is not a complete,
+        valid DICOM object, :class:`ObjectTooLargeError` and :class:`OutOfSpaceError` as
+        configured, :class:`IndexUnavailableError` as :meth:`IncomingObject.finish` does.
         """
         size = path.stat().st_size
         if self.max_object_bytes and size > self.max_object_bytes:
             limit = self.max_object_bytes
             raise ObjectTooLargeError(f"object of {size} bytes exceeds the {limit}-byte limit")
-        header = read_header(path)
-        self._check_space(size)
-        self.hold_writer_lock()
-        with self.blobs.writer() as writer:
-            try:
-                with open(path, "rb") as source:
-                    writer.copy_from(source)
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise OutOfSpaceError("disk full while writing the object") from exc
-                raise
-            try:
-                ref = writer.commit()
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise OutOfSpaceError("disk full while writing the object") from exc
-                raise
+        self.check_space(size)
+        incoming = self.receive()
         try:
-            version, outcome = self._index(header, ref)
+            with open(path, "rb") as source:
+                while (chunk := source.read(READ_SIZE)) and incoming.error is None:
+                    incoming.write(chunk)
         except BaseException:
-            self._discard_unless_indexed(ref.blob_id)
+            incoming.abort()
             raise
-        if outcome is Outcome.DUPLICATE:
-            self.blobs.delete(ref.blob_id)
-        return self._result(outcome, header, version, ref.size, ref.sha256)
+        return incoming.finish()
 
-    def _discard_unless_indexed(self, blob_id: str) -> None:
-        """Delete the blob of a failed index commit, unless the commit did land after all.
+    def current_version_with(self, sop_uid: str, sha256: str) -> int | None:
+        """The version of `sop_uid` that is current and holds exactly `sha256`, if any.
 
-        A commit can succeed and still raise (a connection lost during COMMIT, a signal
-        right after it). When the index cannot even be asked, the blob stays for
-        ``verify(cleanup=True)``, which removes it only if nothing references it.
+        An index that cannot be asked answers None: the object is then stored, and a
+        duplicate is recognised when it is indexed.
         """
         try:
-            with self.database.read() as session:
-                referenced = session.scalar(select(Instance.id).where(Instance.blob_id == blob_id).limit(1))
-        except sa_exc.SQLAlchemyError:
-            return
-        if referenced is None:
-            self.blobs.delete(blob_id)
+            with self.database.engine.connect() as connection:
+                current = index.current_version(connection, sop_uid)
+        except sa_exc.DBAPIError:
+            return None
+        return current.version if current is not None and current.sha256 == sha256 else None
 
-    def _index(self, header: InstanceHeader, ref: BlobRef) -> tuple[int, Outcome]:
-        """Commit the index rows of a stored blob (retrying once if a cached row vanished)."""
+    def index_blob(
+        self, header: InstanceHeader, ref: BlobRef, *, received_at: datetime | None = None
+    ) -> tuple[int, Outcome]:
+        """Commit the index rows of a durable blob (not flushed: the blob is the source of truth).
+
+        Retries once if a cached patient, study or series row vanished meanwhile.
+        """
         for attempt in (1, 2):
             try:
-                with self.database.write_connection() as connection:
-                    version, outcome, learned = index.add_instance(connection, header, ref, self._ids)
+                with self.database.write_connection(durable=False) as connection:
+                    version, outcome, learned = index.add_instance(
+                        connection, header, ref, self._ids, received_at=received_at
+                    )
                 self._ids.remember(learned)
                 return version, outcome
             except sa_exc.IntegrityError:
@@ -228,6 +228,35 @@ class Archive:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def indexed_blob_ids(self, among: set[str] | None = None) -> set[str]:
+        """The blob ids the index references (of those `among`, or all)."""
+        query = select(Instance.blob_id)
+        with self.database.read() as session:
+            if among is None:
+                return set(session.scalars(query))
+            found: set[str] = set()
+            ids = sorted(among)
+            for start in range(0, len(ids), 500):
+                found.update(session.scalars(query.where(Instance.blob_id.in_(ids[start : start + 500]))))
+            return found
+
+    def remember_unindexed(self, blob_id: str) -> None:
+        """Note a durable blob whose index commit failed, for the next sweep to index first."""
+        with self._lock_guard:
+            self._unindexed.add(blob_id)
+
+    def take_unindexed(self) -> set[str]:
+        """The blobs noted by :meth:`remember_unindexed` since the last call."""
+        with self._lock_guard:
+            taken, self._unindexed = self._unindexed, set()
+        return taken
+
+    def result(
+        self, outcome: Outcome, header: InstanceHeader, version: int, size: int, sha256: str
+    ) -> StoreResult:
+        """What storing the object of `header` did, for the caller."""
+        return self._result(outcome, header, version, size, sha256)
 
     @staticmethod
     def _result(
@@ -244,6 +273,7 @@ class Archive:
             version=version,
             size=size,
             sha256=sha256,
+            pixel_data_short=header.pixel_data_short,
         )
 
     def instance(self, sop_uid: str, version: int | None = None) -> InstanceInfo:
@@ -324,29 +354,58 @@ class Archive:
         return DeletedStudy(study_uid, patient_id, len(blob_ids))
 
     def verify(self, *, cleanup: bool = False, spool: Path | None = None) -> VerifyReport:
-        """Re-authenticate every stored blob against its index row and check the counts.
+        """Index what the index lacks, then re-authenticate every blob against its row.
 
-        With `cleanup`, partial and unreferenced blobs are removed, and so are the files
-        under `spool` (plaintext objects a killed receiver left), but only while no other
-        process is writing; otherwise they are only reported.
+        First :func:`storage.reindex.sweep` re-indexes every complete blob the index
+        lacks; with `cleanup` it also removes incomplete blobs (all of them while no
+        other process writes, otherwise only stale ones), the partial blobs of format 1
+        and the files under `spool` (plaintext that versions before format 2 left).
+        Then every indexed blob is read and checked, and so are the counts.
         """
         report = VerifyReport()
-        known: set[str] = set()
-        with self.database.read() as session:
-            for instance in session.scalars(select(Instance).order_by(Instance.id)):
-                known.add(instance.blob_id)
-                report.checked += 1
-                problem = self._check_blob(_ref(instance), instance.sop_uid, instance.transfer_syntax)
-                if problem:
-                    report.damaged.append((instance.sop_uid, problem))
-            report.inconsistent = _count_mismatches(session)
-        report.temp_files = [p.name for p in self.blobs.temp_files()]
-        report.orphans = sorted(set(self.blobs.blob_ids()) - known)
-        if spool is not None and spool.is_dir():
-            report.spool_files = sorted(p for p in spool.rglob("*") if p.is_file())
-        if cleanup and (report.orphans or report.temp_files or report.spool_files):
-            report.cleaned = self._clean(report)
+        with self.exclusive() as alone:
+            report.sweep = reindex.sweep(self, remove=cleanup, alone=alone)
+            known: set[str] = set()
+            with self.database.read() as session:
+                for instance in session.scalars(select(Instance).order_by(Instance.id)):
+                    known.add(instance.blob_id)
+                    report.checked += 1
+                    problem = self._check_blob(_ref(instance), instance.sop_uid, instance.transfer_syntax)
+                    if problem:
+                        report.damaged.append((instance.sop_uid, problem))
+                report.inconsistent = _count_mismatches(session)
+            report.temp_files = [p.name for p in self.blobs.temp_files()]
+            report.orphans = sorted(set(self.blobs.blob_ids()) - known)
+            if spool is not None and spool.is_dir():
+                report.spool_files = sorted(p for p in spool.rglob("*") if p.is_file())
+            if cleanup and alone:
+                for path in self.blobs.temp_files() + report.spool_files:
+                    path.unlink(missing_ok=True)
+                report.cleaned = True
         return report
+
+    @contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Hold the writer lock exclusively if no other process writes; yield whether it is held."""
+        fd = (
+            self._lock_fd
+            if self._lock_fd is not None
+            else os.open(self.blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if fd != self._lock_fd:
+                os.close(fd)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            if fd == self._lock_fd:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            else:
+                os.close(fd)
 
     def _check_blob(self, ref: BlobRef, sop_uid: str, transfer_syntax: str) -> str | None:
         """What is wrong with the blob of `ref` as the index row of `sop_uid` describes it."""
@@ -371,34 +430,6 @@ class Archive:
         if held != sop_uid:
             return f"the blob holds SOP instance {held}, not this row's (index rows swapped?)"
         return None
-
-    def _clean(self, report: VerifyReport) -> bool:
-        fd = (
-            self._lock_fd
-            if self._lock_fd is not None
-            else os.open(self.blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        )
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if fd != self._lock_fd:
-                os.close(fd)
-            return False
-        try:
-            with self.database.read() as session:
-                referenced = set(
-                    session.scalars(select(Instance.blob_id).where(Instance.blob_id.in_(report.orphans)))
-                )
-            for blob_id in set(report.orphans) - referenced:
-                self.blobs.delete(blob_id)
-            for path in self.blobs.temp_files() + report.spool_files:
-                path.unlink(missing_ok=True)
-        finally:
-            if fd == self._lock_fd:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            else:
-                os.close(fd)
-        return True
 
 
 def _info_query() -> Select[tuple[Instance, str, str, str]]:
@@ -468,6 +499,8 @@ __all__ = [
     "ArchiveError",
     "DeletedStudy",
     "HeaderError",
+    "IncomingObject",
+    "IndexUnavailableError",
     "InstanceInfo",
     "NotFoundError",
     "ObjectTooLargeError",

@@ -2,29 +2,41 @@
 
 Layout under the blob root::
 
-    tmp/<random>.part        a blob being written (always garbage after a crash)
-    ab/ab<30 hex>.blob       a finished blob, named by its random 128-bit id
+    ab/ab<30 hex>.blob       a blob, named by its random 128-bit id
+    tmp/<random>.part        partial blobs of format 1 (older versions wrote there first)
 
-A blob is written to ``tmp/``, fsynced, renamed into its shard and the shard directory
-is fsynced, so once :meth:`BlobWriter.commit` returns the blob survives a crash. The
-index is the only place that ties a blob to a patient or a UID; file names never do.
+A blob is written straight under its final name and flushed once, with ``fdatasync``,
+by :meth:`BlobWriter.commit`; where the file system does not make a new entry durable
+with its file (see :mod:`storage.durable`) the shard directory is flushed too. A crash
+before that leaves an *incomplete* blob, one without its authenticated last chunk,
+which :meth:`BlobStore.recover` tells apart from a complete one. Each blob carries its
+own wrapped data key, so a complete blob can be read and re-indexed without the index.
+File names never tie a blob to a patient or a UID.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import math
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from storage import crypto
+from storage import crypto, durable
 from storage.keys import KeyRing
+
+
+class NotRecoverableError(Exception):
+    """A blob that cannot be read without its index row."""
+
 
 _BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _READ_SIZE = 1 << 20
@@ -41,26 +53,27 @@ class BlobRef:
     sha256: str
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class BlobWriter:
-    """Streams plaintext into a new encrypted blob; nothing is visible until :meth:`commit`."""
+    """Streams plaintext into a new encrypted blob under its final name.
+
+    Nothing is durable until :meth:`commit`; :meth:`abort` removes the file.
+    """
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
         self.blob_id = secrets.token_hex(16)
         self._dek = crypto.new_data_key()
-        self._encryptor = crypto.StreamEncryptor(self._dek, self.blob_id.encode())
+        self._key_version = store.keyring.current_version
+        identity = self.blob_id.encode()
+        self._wrapped = crypto.wrap_key(store.keyring.kek(self._key_version), self._dek, identity)
+        slot = crypto.encode_key_slot(self._key_version, self._wrapped)
+        self._encryptor = crypto.StreamEncryptor(self._dek, identity, slot)
         self._digest = hashlib.sha256()
         self._size = 0
-        self._temp = store.temp_dir / f"{secrets.token_hex(16)}.part"
-        fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._sealed = False
+        self.path = store.path_of(self.blob_id)
+        store.ensure_shard(self.path.parent)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
 
     @property
@@ -73,46 +86,48 @@ class BlobWriter:
         """Hex SHA-256 of the plaintext written so far."""
         return self._digest.hexdigest()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append plaintext."""
-        assert self._file is not None, "blob writer is closed"
+        assert self._file is not None and not self._sealed, "blob writer is closed"
         self._digest.update(data)
         self._size += len(data)
-        self._file.write(self._encryptor.update(data))
+        sealed = self._encryptor.update(data)
+        if sealed:
+            self._file.write(sealed)
 
     def copy_from(self, source: BinaryIO) -> None:
         """Append everything readable from `source`, a chunk at a time."""
         while chunk := source.read(_READ_SIZE):
             self.write(chunk)
 
-    def commit(self) -> BlobRef:
-        """Seal, fsync and move the blob into place; return its reference."""
+    def seal(self) -> None:
+        """Write the authenticated last chunk; the blob is complete but not yet durable."""
         assert self._file is not None, "blob writer is closed"
-        try:
+        if not self._sealed:
             self._file.write(self._encryptor.finalize())
             self._file.flush()
-            os.fsync(self._file.fileno())
+            self._sealed = True
+
+    def commit(self) -> BlobRef:
+        """Seal the blob and flush it to the device; return its reference."""
+        assert self._file is not None, "blob writer is closed"
+        try:
+            self.seal()
+            durable.flush_data(self._file.fileno())
         finally:
             self._file.close()
             self._file = None
-        final = self._store.path_of(self.blob_id)
-        try:
-            self._store.ensure_shard(final.parent)
-            os.rename(self._temp, final)
-            _fsync_dir(final.parent)
-        except BaseException:
-            self._temp.unlink(missing_ok=True)
-            raise
-        version = self._store.keyring.current_version
-        wrapped = crypto.wrap_key(self._store.keyring.kek(version), self._dek, self.blob_id.encode())
-        return BlobRef(self.blob_id, version, wrapped, self._size, self.sha256)
+        if not self._store.entry_durable:
+            durable.flush_directory(self.path.parent)
+        return BlobRef(self.blob_id, self._key_version, self._wrapped, self._size, self.sha256)
 
     def abort(self) -> None:
-        """Discard the partial blob."""
+        """Discard the blob (it was never acknowledged)."""
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
-        self._temp.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -162,15 +177,16 @@ class BlobStore:
         self.root = root
         self.keyring = keyring
         self.temp_dir = root / "tmp"
+        self.entry_durable = durable.entry_durable_with_file(root)
 
     @classmethod
     def create(cls, root: Path, keyring: KeyRing) -> BlobStore:
-        """Create the blob root (0700) and its temp directory."""
+        """Create the blob root (0700) and its shard directories, durably."""
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (root / "tmp").mkdir(mode=0o700, exist_ok=True)
         for shard in range(256):
             (root / f"{shard:02x}").mkdir(mode=0o700, exist_ok=True)
-        _fsync_dir(root)
+            durable.flush_directory(root / f"{shard:02x}")
+        durable.flush_directory(root)
         return cls(root, keyring)
 
     def path_of(self, blob_id: str) -> Path:
@@ -183,7 +199,7 @@ class BlobStore:
         """Create a shard directory durably if it does not exist (they are made at creation)."""
         if not shard.is_dir():
             shard.mkdir(mode=0o700, exist_ok=True)
-            _fsync_dir(shard.parent)
+            durable.flush_directory(shard.parent)
 
     def writer(self) -> BlobWriter:
         """Start a new blob."""
@@ -214,5 +230,26 @@ class BlobStore:
                 yield path.stem
 
     def temp_files(self) -> list[Path]:
-        """Partial blobs left in the temp directory."""
+        """Partial blobs of format 1 left in the temp directory."""
         return sorted(self.temp_dir.glob("*.part"))
+
+    def age_seconds(self, blob_id: str) -> float:
+        """Seconds since the blob was last written to (inf if it is gone)."""
+        try:
+            return time.time() - self.path_of(blob_id).stat().st_mtime
+        except FileNotFoundError:
+            return math.inf
+
+    def embedded_ref(self, blob_id: str) -> BlobRef:
+        """The reference a blob carries in its own key slot (size and SHA-256 left empty).
+
+        Raises :class:`NotRecoverableError` for a format-1 blob (its key is only in the
+        index), :class:`~storage.crypto.IntegrityError` for a damaged header and
+        FileNotFoundError if the blob is gone.
+        """
+        with open(self.path_of(blob_id), "rb") as source:
+            version = crypto.read_header(source)[0]
+            if version < 2:
+                raise NotRecoverableError("a format-1 blob keeps its key only in the index")
+            key_version, wrapped = crypto.read_key_slot(source)
+        return BlobRef(blob_id, key_version, wrapped, 0, "")

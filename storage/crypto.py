@@ -10,6 +10,11 @@ random per-blob prefix, the chunk counter and a "last chunk" flag. The stream he
 the caller's identity bytes (the blob id) are authenticated with every chunk, so a
 flipped byte, a reordered, dropped or appended chunk, a truncated file or a blob moved
 to another name all fail authentication.
+
+Format 2 blobs carry their own wrapped data key in a *key slot* right after the stream
+header, so a blob can be decrypted, and re-indexed, without its index row: the blob is
+the source of truth. The slot is authenticated by its own wrapping (bound to the blob
+id), not by the chunks. Format 1 blobs (no slot) are still read.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 KEY_BYTES = 32
 CHUNK_SIZE = 1 << 20
 MAGIC = b"PACSBLOB"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _HEADER = struct.Struct(">8sBI7s")
 HEADER_SIZE = _HEADER.size
+_SLOT = struct.Struct(">IH")
+_MAX_WRAPPED = 256
 _TAG_BYTES = 16
 _WRAP_NONCE_BYTES = 12
 
@@ -56,6 +64,34 @@ def unwrap_key(kek: bytes, wrapped: bytes, identity: bytes) -> bytes:
         raise IntegrityError("wrapped data key failed authentication") from exc
 
 
+def encode_key_slot(key_version: int, wrapped: bytes) -> bytes:
+    """The key slot of a format-2 blob: the KEK version and the data key wrapped under it."""
+    return _SLOT.pack(key_version, len(wrapped)) + wrapped
+
+
+def read_key_slot(source: BinaryIO) -> tuple[int, bytes]:
+    """Read the (KEK version, wrapped data key) of a format-2 blob, positioned after its header."""
+    fixed = source.read(_SLOT.size)
+    if len(fixed) != _SLOT.size:
+        raise IntegrityError("blob is shorter than its key slot")
+    version, length = _SLOT.unpack(fixed)
+    wrapped = source.read(length)
+    if length > _MAX_WRAPPED or len(wrapped) != length:
+        raise IntegrityError("blob key slot is malformed")
+    return version, wrapped
+
+
+def read_header(source: BinaryIO) -> tuple[int, int, bytes, bytes]:
+    """Read a blob's stream header: (format version, chunk size, nonce prefix, the header bytes)."""
+    header = source.read(HEADER_SIZE)
+    if len(header) != HEADER_SIZE:
+        raise IntegrityError("blob is shorter than its header")
+    magic, version, chunk_size, prefix = _HEADER.unpack(header)
+    if magic != MAGIC or version not in _READABLE_VERSIONS or not 0 < chunk_size <= 64 * CHUNK_SIZE:
+        raise IntegrityError("blob header is not recognised")
+    return version, chunk_size, prefix, header
+
+
 def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
     return prefix + struct.pack(">IB", counter, 1 if last else 0)
 
@@ -63,17 +99,23 @@ def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
 class StreamEncryptor:
     """Incrementally encrypt a plaintext stream into the blob format.
 
-    Feed plaintext with :meth:`update` and collect the returned ciphertext; call
-    :meth:`finalize` exactly once to seal the last chunk. The header is returned by
-    the first call to :meth:`update` or by :meth:`finalize`, whichever comes first.
+    With a `key_slot` (from :func:`encode_key_slot`) the stream is format 2; without one
+    (backups, whose key comes from a passphrase) format 1. Feed plaintext with
+    :meth:`update` and collect the returned ciphertext; call :meth:`finalize` exactly once
+    to seal the last chunk. The header (and key slot) is returned by the first call to
+    :meth:`update` or by :meth:`finalize`, whichever comes first.
     """
 
-    def __init__(self, dek: bytes, identity: bytes, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(
+        self, dek: bytes, identity: bytes, key_slot: bytes | None = None, chunk_size: int = CHUNK_SIZE
+    ) -> None:
         self._aead = AESGCM(dek)
         self._chunk_size = chunk_size
         self._prefix = os.urandom(7)
-        self._header = _HEADER.pack(MAGIC, FORMAT_VERSION, chunk_size, self._prefix)
-        self._aad = self._header + identity
+        version = FORMAT_VERSION if key_slot is not None else 1
+        stream_header = _HEADER.pack(MAGIC, version, chunk_size, self._prefix)
+        self._aad = stream_header + identity
+        self._header = stream_header + (key_slot or b"")
         self._buffer = bytearray()
         self._counter = 0
         self._header_sent = False
@@ -114,12 +156,9 @@ def decrypt_stream(source: BinaryIO, dek: bytes, identity: bytes) -> Iterator[by
     the header is malformed, a chunk fails authentication, the stream ends before its last
     chunk, or data follows the last chunk.
     """
-    header = source.read(HEADER_SIZE)
-    if len(header) != HEADER_SIZE:
-        raise IntegrityError("blob is shorter than its header")
-    magic, version, chunk_size, prefix = _HEADER.unpack(header)
-    if magic != MAGIC or version != FORMAT_VERSION or not 0 < chunk_size <= 64 * CHUNK_SIZE:
-        raise IntegrityError("blob header is not recognised")
+    version, chunk_size, prefix, header = read_header(source)
+    if version >= 2:
+        read_key_slot(source)
     aead = AESGCM(dek)
     aad = header + identity
     sealed_size = chunk_size + _TAG_BYTES

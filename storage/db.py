@@ -35,6 +35,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
     inspect,
 )
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -134,6 +135,8 @@ class Instance(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Native Pixel Data shorter than the image attributes call for (stored, answered with a warning).
+    pixel_data_short: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AuditRecord(Base):
@@ -231,8 +234,8 @@ def _normalise_url(url: str) -> URL:
     return parsed
 
 
-def _tune_sqlite(engine: Engine) -> None:
-    """Durable WAL mode, a busy timeout, and explicit BEGIN (IMMEDIATE for writers)."""
+def _tune_sqlite(engine: Engine, *, synchronous: str = "FULL") -> None:
+    """WAL mode flushed at every commit (or not: NORMAL), a busy timeout, and explicit BEGIN."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -240,7 +243,7 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout = 30000")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -248,6 +251,20 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get("pacs_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _sqlite_engine(path: Path, key: bytes, synchronous: str) -> Engine:
+    # The pysqlcipher dialect defaults to SingletonThreadPool, which closes the
+    # connections of other threads once more than pool_size threads use it.
+    engine = create_engine(
+        _sqlite_url(path, key),
+        poolclass=QueuePool,
+        pool_size=8,
+        connect_args={"check_same_thread": False},
+        hide_parameters=True,
+    )
+    _tune_sqlite(engine, synchronous=synchronous)
+    return engine
 
 
 class _WriterQueue:
@@ -288,11 +305,21 @@ class _WriterQueue:
 
 
 class Database:
-    """The index database: an engine plus read and write sessions."""
+    """The index database: an engine plus read and write sessions.
 
-    def __init__(self, engine: Engine, *, writer_lock: Path | None = None) -> None:
+    `lazy_engine` reaches the same database with commits that are not flushed (SQLite
+    ``synchronous = NORMAL`` in WAL mode, PostgreSQL ``synchronous_commit = off``), for
+    index rows that can be rebuilt from the blobs; without one, every commit is flushed.
+    A flushed commit also makes every earlier lazy one durable.
+    """
+
+    def __init__(
+        self, engine: Engine, *, writer_lock: Path | None = None, lazy_engine: Engine | None = None
+    ) -> None:
         self.engine = engine
+        self._lazy_engine = lazy_engine
         self._writer = engine.execution_options(pacs_write=True)
+        self._lazy_writer = (lazy_engine or engine).execution_options(pacs_write=True)
         self._write_queue = _WriterQueue(writer_lock) if writer_lock is not None else None
         self._write_lock: AbstractContextManager[Any] = self._write_queue or contextlib.nullcontext()
 
@@ -301,21 +328,17 @@ class Database:
         """Open PostgreSQL at `url`, or SQLCipher at `sqlite_path` when `url` is empty."""
         if url:
             engine = create_engine(_normalise_url(url), pool_pre_ping=True, hide_parameters=True)
-        else:
-            # SQLite gives the -wal and -shm files the mode of the database file.
-            os.close(os.open(sqlite_path, os.O_RDWR | os.O_CREAT, 0o600))
-            # The pysqlcipher dialect defaults to SingletonThreadPool, which closes the
-            # connections of other threads once more than pool_size threads use it.
-            engine = create_engine(
-                _sqlite_url(sqlite_path, sqlite_key),
-                poolclass=QueuePool,
-                pool_size=8,
-                connect_args={"check_same_thread": False},
+            lazy = create_engine(
+                _normalise_url(url),
+                pool_pre_ping=True,
                 hide_parameters=True,
+                connect_args={"options": "-c synchronous_commit=off"},
             )
-            _tune_sqlite(engine)
-            return cls(engine, writer_lock=sqlite_path.with_name(sqlite_path.name + ".writer"))
-        return cls(engine)
+            return cls(engine, lazy_engine=lazy)
+        # SQLite gives the -wal and -shm files the mode of the database file.
+        os.close(os.open(sqlite_path, os.O_RDWR | os.O_CREAT, 0o600))
+        engine, lazy = (_sqlite_engine(sqlite_path, sqlite_key, sync) for sync in ("FULL", "NORMAL"))
+        return cls(engine, writer_lock=sqlite_path.with_name(sqlite_path.name + ".writer"), lazy_engine=lazy)
 
     @property
     def is_sqlite(self) -> bool:
@@ -339,9 +362,13 @@ class Database:
             yield session
 
     @contextmanager
-    def write_connection(self) -> Iterator[Connection]:
-        """Like :meth:`write`, but a Core connection, for the hot path of storing objects."""
-        with self._write_lock, self._writer.begin() as connection:
+    def write_connection(self, *, durable: bool = True) -> Iterator[Connection]:
+        """Like :meth:`write`, but a Core connection, for the hot path of storing objects.
+
+        With `durable` False the commit is not flushed (see the class docstring).
+        """
+        writer = self._writer if durable else self._lazy_writer
+        with self._write_lock, writer.begin() as connection:
             yield connection
 
     @contextmanager
@@ -389,5 +416,7 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self._lazy_engine is not None:
+            self._lazy_engine.dispose()
         if self._write_queue is not None:
             self._write_queue.close()

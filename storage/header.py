@@ -1,41 +1,35 @@
-"""Reading the identifying header of a DICOM Part 10 file without loading its pixel data.
+"""The identifying header of a DICOM object: the attributes the index keeps, validated.
 
-:func:`read_header` parses everything up to Pixel Data with pydicom, then walks the rest
-of the file element by element (seeking over values, never reading them) to prove that
-nothing is truncated. The result is an :class:`InstanceHeader`: the attributes the index
-stores, with every UID validated, so no value from a dataset can reach a file path or
-a query unchecked.
+:func:`header_from` turns the raw top-level elements that :mod:`storage.walker`
+collected into an :class:`InstanceHeader`, converting values with pydicom and checking
+every UID, so no value from a data set can reach a file path or a query unchecked.
+:func:`sop_instance_uid` reads just the SOP Instance UID from the first bytes of a
+stored object, for ``verify``.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
 import struct
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-import pydicom
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_partial
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_UNDEFINED = 0xFFFFFFFF
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _SOP_INSTANCE_UID = 0x00080018
 
 
-_WANTED = [
-    tag_for_keyword(keyword)
+WANTED_TAGS: list[int] = [
+    tag_for_keyword(keyword)  # type: ignore[misc]
     for keyword in (
         "SpecificCharacterSet",
         "SOPClassUID",
@@ -58,9 +52,11 @@ _WANTED = [
         "SeriesDescription",
         "BodyPartExamined",
         "InstanceNumber",
+        "SamplesPerPixel",
         "NumberOfFrames",
         "Rows",
         "Columns",
+        "BitsAllocated",
     )
 ]
 
@@ -97,6 +93,7 @@ class InstanceHeader:
     frames: int
     rows: int | None
     columns: int | None
+    pixel_data_short: bool = False
 
 
 def is_valid_uid(value: str) -> bool:
@@ -136,118 +133,6 @@ def _integer(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def _check_complete(source: BinaryIO, size: int, transfer_syntax: str) -> None:
-    """Walk the elements from the current position to the end; raise if any is cut short."""
-    if transfer_syntax == DeflatedExplicitVRLittleEndian:
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        while not inflater.eof and (chunk := source.read(1 << 20)):
-            inflater.decompress(chunk, 1 << 16)
-            while inflater.unconsumed_tail and not inflater.eof:
-                inflater.decompress(inflater.unconsumed_tail, 1 << 16)
-        if not inflater.eof:
-            raise HeaderError("truncated: the deflated data set ends early")
-        return
-    little = transfer_syntax != ExplicitVRBigEndian
-    explicit = transfer_syntax != ImplicitVRLittleEndian
-    _Walker(source, size, little, explicit).elements(until=None)
-
-
-class _Walker:
-    """Seeks over DICOM elements, checking every length against the file size."""
-
-    def __init__(self, source: BinaryIO, size: int, little: bool, explicit: bool) -> None:
-        self.source, self.size, self.explicit = source, size, explicit
-        self.u16 = struct.Struct("<H" if little else ">H")
-        self.u32 = struct.Struct("<I" if little else ">I")
-
-    def _read(self, count: int) -> bytes:
-        data = self.source.read(count)
-        if len(data) != count:
-            raise HeaderError("truncated: the file ends inside an element header")
-        return data
-
-    def _tag(self) -> int:
-        group, element = self.u16.unpack(self._read(2))[0], self.u16.unpack(self._read(2))[0]
-        return (group << 16) | element
-
-    def _skip(self, length: int, tag: int) -> None:
-        position = self.source.tell()
-        if position + length > self.size:
-            raise HeaderError(
-                f"truncated: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs {length} bytes, "
-                f"{self.size - position} remain"
-            )
-        self.source.seek(length, os.SEEK_CUR)
-
-    def elements(self, until: int | None) -> None:
-        """Skip elements until the delimiter tag `until` (or the end of the file for None)."""
-        while True:
-            if until is None and self.source.tell() >= self.size:
-                return
-            tag = self._tag()
-            if tag == until:
-                self._read(4)
-                return
-            if tag >> 16 == 0xFFFE:
-                raise HeaderError(f"malformed: unexpected delimiter ({tag >> 16:04X},{tag & 0xFFFF:04X})")
-            if self.explicit:
-                vr = self._read(2)
-                if vr in _LONG_VRS:
-                    self._read(2)
-                    length = self.u32.unpack(self._read(4))[0]
-                else:
-                    length = self.u16.unpack(self._read(2))[0]
-            else:
-                length = self.u32.unpack(self._read(4))[0]
-            if length == _UNDEFINED:
-                self.items()
-            else:
-                self._skip(length, tag)
-
-    def items(self) -> None:
-        """Skip the items of an undefined-length sequence or encapsulated pixel data."""
-        while True:
-            tag = self._tag()
-            length = self.u32.unpack(self._read(4))[0]
-            if tag == _SEQUENCE_END:
-                return
-            if tag != _ITEM:
-                raise HeaderError(f"malformed: expected an item, found ({tag >> 16:04X},{tag & 0xFFFF:04X})")
-            if length == _UNDEFINED:
-                self.elements(until=_ITEM_END)
-            else:
-                self._skip(length, tag)
-
-
-def read_header(path: Path) -> InstanceHeader:
-    """Read and validate the header of the DICOM Part 10 file at `path`.
-
-    Raises :class:`HeaderError` for anything that is not a complete Part 10 file with
-    valid SOP Class, SOP Instance, Study and Series UIDs.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as source:
-        try:
-            ds = pydicom.dcmread(source, stop_before_pixels=True, defer_size=4096, specific_tags=_WANTED)
-        except InvalidDicomError as exc:
-            raise HeaderError("not a DICOM Part 10 file (no 'DICM' prefix)") from exc
-        except Exception as exc:  # pydicom raises many kinds on malformed input
-            raise HeaderError(f"unreadable DICOM header: {type(exc).__name__}: {exc}"[:200]) from exc
-        if source.tell() > size:
-            raise HeaderError("truncated: an element runs past the end of the file")
-        meta = ds.file_meta
-        transfer_syntax = _uid(meta, "TransferSyntaxUID", "Transfer Syntax UID")
-        if transfer_syntax == DeflatedExplicitVRLittleEndian:
-            source.seek(_dataset_offset(source))
-        _check_complete(source, size, transfer_syntax)
-        try:
-            return _header_from(ds, transfer_syntax)
-        except HeaderError:
-            raise
-        except Exception as exc:  # value conversion of a malformed attribute
-            raise HeaderError(f"undecodable attribute: {type(exc).__name__}: {exc}"[:200]) from exc
-
-
 def sop_instance_uid(prefix: bytes, transfer_syntax: str) -> str:
     """The SOP Instance UID in the data set of a Part 10 file whose first bytes are `prefix`.
 
@@ -280,6 +165,44 @@ def _dataset_offset(source: BinaryIO) -> int:
     group_length = source.read(12)
     length = struct.unpack("<I", group_length[8:12])[0]
     return 128 + 4 + 12 + length
+
+
+def header_from(
+    elements: dict[int, RawDataElement],
+    transfer_syntax: str,
+    *,
+    implicit: bool,
+    little_endian: bool,
+    pixel_data_length: int | None,
+) -> InstanceHeader:
+    """The validated header of an object whose top-level raw `elements` were collected.
+
+    `pixel_data_length` is the length of native (not encapsulated) Pixel Data, if any;
+    the header says whether it is shorter than Rows x Columns x Samples x Bits x Frames.
+    Raises :class:`HeaderError` for a missing or invalid UID or an undecodable value.
+    """
+    ds = Dataset(dict(elements))
+    ds.set_original_encoding(implicit, little_endian)
+    try:
+        header = _header_from(ds, transfer_syntax)
+    except HeaderError:
+        raise
+    except Exception as exc:  # value conversion of a malformed attribute
+        raise HeaderError(f"undecodable attribute: {type(exc).__name__}: {exc}"[:200]) from exc
+    if pixel_data_length is not None:
+        expected = _expected_pixel_bytes(ds, header.frames)
+        if expected is not None and pixel_data_length < expected:
+            return replace(header, pixel_data_short=True)
+    return header
+
+
+def _expected_pixel_bytes(ds: Dataset, frames: int) -> int | None:
+    """Bytes of native Pixel Data the image attributes call for, or None if they are incomplete."""
+    sizes = [_integer(ds, k) for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")]
+    if any(value is None or value <= 0 for value in sizes):
+        return None
+    rows, columns, samples, bits = (int(v) for v in sizes if v is not None)
+    return (rows * columns * samples * bits * frames + 7) // 8
 
 
 def _header_from(ds: Dataset, transfer_syntax: str) -> InstanceHeader:

@@ -217,8 +217,19 @@ def _count(connection: Connection, series_fk: int, delta: int, now: datetime) ->
     connection.execute(_COUNT_STUDY, {"delta": delta, "now": now, "series": series_fk})
 
 
+def current_version(connection: Connection, sop_uid: str) -> CurrentVersion | None:
+    """The current version of `sop_uid`, if the index has one."""
+    row = connection.execute(_CURRENT, {"sop_uid": sop_uid, "current": True}).one_or_none()
+    return CurrentVersion(*row) if row is not None else None
+
+
 def add_instance(
-    connection: Connection, header: InstanceHeader, ref: BlobRef, cache: IdCache | None = None
+    connection: Connection,
+    header: InstanceHeader,
+    ref: BlobRef,
+    cache: IdCache | None = None,
+    *,
+    received_at: datetime | None = None,
 ) -> tuple[int, Outcome, dict[tuple[str, str], int]]:
     """Record a stored blob as the current version of its SOP instance.
 
@@ -228,11 +239,10 @@ def add_instance(
     If the current version already has the same SHA-256 nothing is added and its
     version is returned with :attr:`Outcome.DUPLICATE` (the caller discards the new
     blob). A different object with the same SOP Instance UID becomes a new version;
-    the old one is kept, no longer current.
+    the old one is kept, no longer current. `received_at` defaults to now.
     """
     now = datetime.now(UTC)
-    row = connection.execute(_CURRENT, {"sop_uid": header.sop_uid, "current": True}).one_or_none()
-    previous = CurrentVersion(*row) if row is not None else None
+    previous = current_version(connection, header.sop_uid)
     if previous is not None and previous.sha256 == ref.sha256:
         return previous.version, Outcome.DUPLICATE, {}
     learned: dict[tuple[str, str], int] = {}
@@ -268,7 +278,8 @@ def add_instance(
             "wrapped_key": ref.wrapped_key,
             "size": ref.size,
             "sha256": ref.sha256,
-            "received_at": now,
+            "received_at": received_at or now,
+            "pixel_data_short": header.pixel_data_short,
         },
     )
     _count(connection, series_fk, +1, now)

@@ -17,7 +17,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 
 from pacs.datadir import Pacs, open_pacs
-from storage.archive import Archive, NotFoundError, ObjectTooLargeError, OutOfSpaceError
+from storage.archive import (
+    Archive,
+    IndexUnavailableError,
+    NotFoundError,
+    ObjectTooLargeError,
+    OutOfSpaceError,
+)
 from storage.crypto import IntegrityError
 from storage.db import Instance
 from storage.header import HeaderError, is_valid_uid
@@ -305,14 +311,14 @@ def test_an_index_commit_that_lands_but_raises_keeps_its_blob(
     pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = sorted(ct_dir.glob("*.dcm"))[0]
-    commit = pacs.archive._index
+    commit = pacs.archive.index_blob
 
-    def commit_then_fail(*args: object) -> object:
-        commit(*args)
+    def commit_then_fail(*args: object, **kwargs: object) -> object:
+        commit(*args, **kwargs)  # type: ignore[arg-type]
         raise sa_exc.OperationalError("COMMIT", {}, ConnectionError("connection lost after COMMIT"))
 
-    monkeypatch.setattr(pacs.archive, "_index", commit_then_fail)
-    with pytest.raises(sa_exc.OperationalError):
+    monkeypatch.setattr(pacs.archive, "index_blob", commit_then_fail)
+    with pytest.raises(IndexUnavailableError):
         pacs.archive.store(path)
     monkeypatch.undo()
     assert pacs.archive.store(path).outcome is Outcome.DUPLICATE
@@ -321,47 +327,57 @@ def test_an_index_commit_that_lands_but_raises_keeps_its_blob(
     assert report.ok and report.damaged == [] and report.orphans == []
 
 
-def test_an_index_commit_that_fails_leaves_no_blob(
+def test_an_index_commit_that_fails_keeps_the_durable_blob_and_verify_indexes_it(
     pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(*args: object) -> object:
+    path = sorted(ct_dir.glob("*.dcm"))[0]
+
+    def fail(*args: object, **kwargs: object) -> object:
         raise sa_exc.OperationalError("INSERT", {}, ConnectionError("connection lost"))
 
-    monkeypatch.setattr(pacs.archive, "_index", fail)
-    with pytest.raises(sa_exc.OperationalError):
-        pacs.archive.store(sorted(ct_dir.glob("*.dcm"))[0])
-    _assert_nothing_kept(pacs)
+    monkeypatch.setattr(pacs.archive, "index_blob", fail)
+    with pytest.raises(IndexUnavailableError):
+        pacs.archive.store(path)
+    monkeypatch.undo()
+    assert len(list(pacs.archive.blobs.blob_ids())) == 1
+    report = pacs.archive.verify()
+    assert report.ok and report.orphans == []
+    assert [r.sop_uid for r in report.sweep.reindexed] == [pydicom.dcmread(path).SOPInstanceUID]
+    assert _read(pacs.archive, report.sweep.reindexed[0].sop_uid) == path.read_bytes()
 
 
-def test_verify_cleanup_removes_orphans_and_partial_writes(pacs: Pacs, ct_dir: Path) -> None:
+def test_verify_keeps_complete_orphans_and_removes_incomplete_blobs(pacs: Pacs, ct_dir: Path) -> None:
     result = _store_all(pacs.archive, ct_dir)[0]
     orphan_writer = pacs.archive.blobs.writer()
     orphan_writer.write(b"x" * 100)
     orphan = orphan_writer.commit()
     partial = pacs.archive.blobs.writer()
     partial.write(b"half")
+    partial._file.flush()  # type: ignore[union-attr]
     report = pacs.archive.verify(cleanup=True)
     assert report.ok
-    assert report.orphans == [orphan.blob_id]
-    assert len(report.temp_files) == 1
+    assert report.orphans == [orphan.blob_id], "a complete blob is never deleted for being unreferenced"
+    assert report.sweep.removed == [partial.blob_id]
     assert report.cleaned
-    assert not pacs.archive.blobs.path_of(orphan.blob_id).exists()
-    assert pacs.archive.blobs.temp_files() == []
+    assert pacs.archive.blobs.path_of(orphan.blob_id).exists()
+    assert not partial.path.exists()
     assert _read(pacs.archive, result.sop_uid) == sorted(ct_dir.glob("*.dcm"))[0].read_bytes()
     partial.abort()
 
 
-def test_verify_leaves_orphans_alone_while_another_writer_runs(pacs: Pacs, ct_dir: Path) -> None:
+def test_verify_leaves_a_young_incomplete_blob_alone_while_another_writer_runs(
+    pacs: Pacs, ct_dir: Path
+) -> None:
     writer = open_pacs(pacs.settings)
     try:
         writer.archive.store(sorted(ct_dir.glob("*.dcm"))[0])
-        orphan = pacs.archive.blobs.writer()
-        orphan.write(b"in flight")
-        ref = orphan.commit()
+        in_flight = pacs.archive.blobs.writer()
+        in_flight.write(b"in flight")
         report = pacs.archive.verify(cleanup=True)
-        assert report.orphans == [ref.blob_id]
+        assert report.orphans == [in_flight.blob_id]
         assert not report.cleaned
-        assert pacs.archive.blobs.path_of(ref.blob_id).exists()
+        assert in_flight.path.exists()
+        in_flight.abort()
     finally:
         writer.close()
 

@@ -1,0 +1,151 @@
+"""One object on its way into the archive: checked, encrypted and indexed as its bytes arrive.
+
+:class:`IncomingObject` is the single store path. The DICOM service feeds it P-DATA
+fragments as they come off the association; ``pacs import`` and STOW-RS feed it a file.
+Each piece goes to the :class:`~storage.walker.Part10Walker` (structure, header, size)
+and straight into the encrypting :class:`~storage.blobs.BlobWriter`; no plaintext is
+written anywhere. :meth:`IncomingObject.finish` then:
+
+1. proves the object complete and reads its header;
+2. seals the blob and, unless the index already holds the same bytes as the current
+   version (a duplicate, dropped before it is flushed), flushes it with one ``fdatasync``;
+3. commits the index rows without flushing them: the blob is the source of truth, and
+   a lost commit is re-indexed from the blob (:mod:`storage.reindex`).
+
+A failure while writing (a malformed header, the size limit, a full disk) discards the
+partial blob at once and is raised by :meth:`~IncomingObject.finish`; the rest of the
+object is then read and ignored, so the sender can be answered with a status.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from sqlalchemy import exc as sa_exc
+
+from storage.blobs import BlobWriter
+from storage.errors import ArchiveError, IndexUnavailableError, ObjectTooLargeError, OutOfSpaceError
+from storage.header import HeaderError, InstanceHeader, header_from
+from storage.index import Outcome
+from storage.walker import Part10Walker
+
+if TYPE_CHECKING:
+    from storage.archive import Archive, StoreResult
+
+SPACE_CHECK_BYTES = 8 << 20
+
+
+class IncomingObject:
+    """Receives one DICOM Part 10 object; see the module docstring."""
+
+    def __init__(self, archive: Archive) -> None:
+        self._archive = archive
+        self._walker = Part10Walker(max_header=archive.max_header_bytes)
+        self._writer: BlobWriter | None = None
+        self._error: ArchiveError | HeaderError | None = None
+        self._size = 0
+        self._next_space_check = 0
+        self._done = False
+
+    @property
+    def error(self) -> ArchiveError | HeaderError | None:
+        """Why the object will be refused, once that is known."""
+        return self._error
+
+    @property
+    def size(self) -> int:
+        """Bytes received so far."""
+        return self._size
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Take the next piece of the object; after a failure, pieces are ignored."""
+        if self._error is not None or self._done:
+            return
+        try:
+            self._take(data)
+        except (ArchiveError, HeaderError) as exc:
+            self._fail(exc)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                self._discard()
+                raise
+            self._fail(OutOfSpaceError("disk full while writing the object"))
+
+    def _take(self, data: bytes | bytearray | memoryview) -> None:
+        self._size += len(data)
+        limit = self._archive.max_object_bytes
+        if limit and self._size > limit:
+            raise ObjectTooLargeError(f"object exceeds the {limit}-byte limit")
+        if self._size >= self._next_space_check:
+            self._archive.check_space()
+            self._next_space_check = self._size + SPACE_CHECK_BYTES
+        self._walker.feed(data)
+        if self._writer is None:
+            self._writer = self._archive.blobs.writer()
+        self._writer.write(data)
+
+    def _fail(self, error: ArchiveError | HeaderError) -> None:
+        self._error = error
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+    def abort(self) -> None:
+        """Give up on the object (the association ended, the file could not be read)."""
+        self._done = True
+        self._discard()
+
+    def finish(self) -> StoreResult:
+        """Make the object durable and index it; raise why not (nothing is then kept).
+
+        Raises :class:`~storage.header.HeaderError` for an incomplete or malformed
+        object, :class:`ObjectTooLargeError` and :class:`OutOfSpaceError` as
+        configured, and :class:`IndexUnavailableError` when the blob is durable but the
+        index could not be written (the blob is kept and indexed later).
+        """
+        self._done = True
+        try:
+            if self._error is not None:
+                raise self._error
+            walked = self._walker.close()
+            header = header_from(
+                walked.elements,
+                walked.transfer_syntax,
+                implicit=not walked.explicit,
+                little_endian=walked.little_endian,
+                pixel_data_length=walked.pixel_data_length,
+            )
+            assert self._writer is not None  # the walker saw bytes, so they were written
+            return self._store(self._writer, header)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise OutOfSpaceError("disk full while writing the object") from exc
+            raise
+        finally:
+            self._discard()
+
+    def _store(self, writer: BlobWriter, header: InstanceHeader) -> StoreResult:
+        archive = self._archive
+        writer.seal()
+        duplicate_of = archive.current_version_with(header.sop_uid, writer.sha256)
+        if duplicate_of is not None:
+            return archive.result(Outcome.DUPLICATE, header, duplicate_of, writer.size, writer.sha256)
+        ref = writer.commit()
+        self._writer = None
+        try:
+            version, outcome = archive.index_blob(header, ref)
+        except sa_exc.DBAPIError as exc:
+            archive.remember_unindexed(ref.blob_id)
+            raise IndexUnavailableError(
+                "the index is unavailable: the object is kept and will be indexed when it is back"
+            ) from exc
+        except BaseException:
+            archive.remember_unindexed(ref.blob_id)
+            raise
+        if outcome is Outcome.DUPLICATE:
+            archive.blobs.delete(ref.blob_id)
+        return archive.result(outcome, header, version, ref.size, ref.sha256)
