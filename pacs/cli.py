@@ -47,6 +47,7 @@ from pacs.nodes import (
     node_event,
     parse_permissions,
 )
+from pacs.ops.reindex import audit_sweep
 from storage import rotation
 from storage.archive import ArchiveError, InstanceInfo
 from storage.crypto import IntegrityError
@@ -195,14 +196,22 @@ def cmd_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     pacs = _open(args, environ)
     try:
         report = pacs.archive.verify(cleanup=True, spool=pacs.settings.data_dir / INCOMING)
+        sweep = report.sweep
+        audit_sweep(pacs.audit, sweep, why="verify", actor=_actor())
+        if sweep.reindexed:
+            print(f"{len(sweep.reindexed)} durable objects the index had lost: indexed again")
+        if sweep.removed:
+            print(f"{len(sweep.removed)} incomplete blobs from interrupted writes: removed")
         for sop_uid, problem in report.damaged:
             print(f"DAMAGED {sop_uid}: {problem}")
         for problem in report.inconsistent:
             print(f"INDEX {problem}")
-        leftovers = len(report.orphans) + len(report.temp_files)
+        for blob_id, problem in sweep.unreadable:
+            print(f"UNREADABLE blob {blob_id} (kept, not indexed): {problem}")
+        leftovers = len(report.orphans) - len(sweep.unreadable) + len(report.temp_files)
         if leftovers:
             state = "removed" if report.cleaned else "left in place while another process is writing"
-            print(f"{leftovers} unreferenced or partial blobs from interrupted writes: {state}")
+            print(f"{leftovers} blobs being written or left partial by interrupted writes: {state}")
         if report.spool_files:
             state = "removed" if report.cleaned else "left in place while pacs serve runs"
             count = len(report.spool_files)
@@ -219,6 +228,8 @@ def cmd_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     "checked": report.checked,
                     "damaged": len(report.damaged),
                     "index_problems": len(report.inconsistent),
+                    "reindexed": len(sweep.reindexed),
+                    "incomplete_removed": len(sweep.removed),
                     "leftovers_removed": leftovers if report.cleaned else 0,
                     "spool_files_removed": len(report.spool_files) if report.cleaned else 0,
                 },

@@ -127,6 +127,16 @@ class StorageSettings:
         default=1024,
         metadata=_doc("Refuse new objects (DICOM 0xA700) below this much free disk, in MiB.", _not_negative),
     )
+    max_header_kb: int = field(
+        default=1024,
+        metadata=_doc(
+            "Refuse an object whose identifying header (groups up to 0028) is longer, in KiB.", _positive
+        ),
+    )
+    sweep_seconds: int = field(
+        default=300,
+        metadata=_doc("Seconds between sweeps that index durable objects the index lacks.", _positive),
+    )
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ def open_pacs(settings: Settings, *, actor: str = "pacs") -> Pacs:
         BlobStore(settings.blob_dir, keyring),
         min_free_bytes=settings.storage.min_free_mb * 2**20,
         max_object_bytes=settings.dicom.max_object_mb * 2**20,
+        max_header_bytes=settings.storage.max_header_kb * 2**10,
     )
     audit = AuditLog(database, read_secret(settings.key_dir / AUDIT_KEY), settings.data_dir / "audit.anchor")
     if migrated is not None:

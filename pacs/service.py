@@ -4,9 +4,11 @@ With ``[dicom] workers`` at 1 both run in this process. Above 1 (0 means one per
 core), this process forks that many DICOM workers and one web worker before it starts
 any thread, and then only supervises: each worker opens its own index connections;
 DICOM workers bind the DICOM ports with SO_REUSEPORT so that the kernel spreads
-associations across them, and spool into directories of their own. The supervisor
-audits start and stop, passes SIGTERM and SIGINT on, waits for the work in flight, and
-restarts a worker that died. Workers are killed by the kernel if the supervisor dies,
+associations across them, and share ``max_associations`` through lock files
+(:mod:`pacs.dicom.slots`). Before any worker starts, objects a crash left out of the
+index are indexed from their blobs; a periodic sweep does so while the service runs.
+The supervisor audits start and stop, passes SIGTERM and SIGINT on, waits for the
+work in flight, and restarts a worker that died. Workers are killed by the kernel if the supervisor dies,
 so the service lives and dies as one process tree.
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import math
 import os
 import select
 import shutil
@@ -30,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pacs.audit import Action, AuditEvent, EventID, EventType
-from pacs.config import Settings, with_overrides
+from pacs.config import Settings
 from pacs.datadir import INCOMING, open_pacs
 from pacs.dicom.server import DicomServer
+from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
 from pacs.web import WebServer
 
 START_TIMEOUT = 60.0
@@ -114,17 +116,26 @@ def _serve(
     pacs = open_pacs(settings)
     dicom = DicomServer(pacs, worker=role.dicom_worker) if role.dicom else None
     web = WebServer(pacs) if role.web else None
+    sweeper = None
+    if dicom is not None:
+        full = role.dicom_worker in (None, 0)
+        sweeper = PeriodicSweep(pacs.archive, pacs.audit, interval=settings.storage.sweep_seconds, full=full)
     try:
         if start_event is not None:
             pacs.audit.append(start_event)
+            reindex_alone_if_possible(pacs.archive, pacs.audit, why="start-up")
         if dicom is not None:
             dicom.start()
         if web is not None:
             web.start()
+        if sweeper is not None:
+            sweeper.start()
         on_ready()
         gc.freeze()
         stop.wait()
     finally:
+        if sweeper is not None:
+            sweeper.stop()
         if web is not None:
             web.stop()
         if dicom is not None:
@@ -166,8 +177,7 @@ class _Supervisor:
     """Forks, watches and stops the worker processes."""
 
     def __init__(self, settings: Settings, workers: int, stop: threading.Event) -> None:
-        share = math.ceil(settings.dicom.max_associations / workers)
-        self.settings = with_overrides(settings, "dicom", max_associations=share)
+        self.settings = settings
         self.workers = workers
         self.roles = [Role(f"dicom-{n}", dicom=True, web=False, dicom_worker=n) for n in range(workers)]
         self.roles.append(Role("web", dicom=False, web=True))
@@ -184,7 +194,7 @@ class _Supervisor:
             "web_port": self.settings.web.port,
             "workers": self.workers,
         }
-        _audit(self.settings, _activity(EventType.APPLICATION_START, user, details))
+        self._start_up(_activity(EventType.APPLICATION_START, user, details))
         try:
             for role in self.roles:
                 self._fork(role)
@@ -197,6 +207,15 @@ class _Supervisor:
             os.close(self._ready_reader)
             os.close(self._ready_writer)
             _audit(self.settings, _activity(EventType.APPLICATION_STOP, user, {}))
+
+    def _start_up(self, event: AuditEvent) -> None:
+        """Audit the start and index what a crash left unindexed, before any worker writes."""
+        pacs = open_pacs(self.settings)
+        try:
+            pacs.audit.append(event)
+            reindex_alone_if_possible(pacs.archive, pacs.audit, why="start-up")
+        finally:
+            pacs.close()
 
     def _check_port_free(self) -> None:
         dicom, web = self.settings.dicom, self.settings.web
@@ -213,6 +232,7 @@ class _Supervisor:
                     ) from None
 
     def _clear_spool(self) -> None:
+        """Remove the plaintext spool that versions before streamed receiving kept."""
         incoming = self.settings.data_dir / INCOMING
         if incoming.is_dir():
             shutil.rmtree(incoming)

@@ -337,7 +337,7 @@ class Part10Walker:
         """Check that the object is complete and return what the walk found."""
         dataset = self._dataset
         if dataset is None:
-            if len(self._prefix) < _PREAMBLE or self._prefix[128:132] == b"DICM":
+            if len(self._prefix) >= _PREAMBLE and self._prefix[128:132] == b"DICM":
                 raise HeaderError("truncated: the file ends inside the file meta information")
             raise HeaderError("not a DICOM Part 10 file (no 'DICM' prefix)")
         if self._inflater is not None and not self._inflater.eof:

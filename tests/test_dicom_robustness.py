@@ -42,15 +42,15 @@ def test_an_error_in_the_association_policy_rejects_the_peer(
     assert not assoc.is_established
 
 
-def test_a_failing_store_answers_failure_and_leaves_no_spooled_copy(
+def test_a_failing_index_write_answers_failure_without_details_and_leaves_no_plaintext(
     dicom: RunningDicom, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     node = dicom.enrol("CT1")
 
-    def broken(path: Path) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(dicom.pacs.archive, "store", broken)
+    monkeypatch.setattr(dicom.pacs.archive, "index_blob", broken)
     scu = AE(ae_title="CT1")
     scu.add_requested_context(CTImageStorage)
     assoc = scu.associate("127.0.0.1", dicom.port, ae_title="PACS", tls_args=(_context(node), None))
@@ -59,7 +59,9 @@ def test_a_failing_store_answers_failure_and_leaves_no_spooled_copy(
     assoc.release()
     assert status.Status == 0x0110
     assert "database" not in str(status.get("ErrorComment", ""))
-    assert list(dicom.server.incoming_dir.iterdir()) == []
+    data_dir = dicom.pacs.settings.data_dir
+    assert not (data_dir / "incoming").exists()
+    assert [p for p in data_dir.rglob("*") if p.is_file() and b"QUIXOTE" in p.read_bytes()] == []
 
 
 @pytest.mark.parametrize("study_uid", ["", "*", "1.2.*"])

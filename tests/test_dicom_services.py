@@ -721,7 +721,8 @@ def test_free_disk_below_the_watermark_answers_out_of_resources_and_stores_nothi
         archive.instance(_sop_uid(path))
     report = archive.verify()
     assert report.checked == 0 and report.orphans == [] and report.temp_files == []
-    assert list(dicom.server.incoming_dir.iterdir()) == []
+    assert list(archive.blobs.blob_ids()) == []
+    assert not (dicom.pacs.settings.data_dir / "incoming").exists()
 
 
 def test_an_object_larger_than_the_maximum_is_refused(dicom: RunningDicom, ct_dir: Path) -> None:
@@ -739,7 +740,8 @@ def test_an_object_larger_than_the_maximum_is_refused(dicom: RunningDicom, ct_di
     with pytest.raises(NotFoundError):
         archive.instance(_sop_uid(path))
     assert archive.verify().checked == 0
-    assert list(dicom.server.incoming_dir.iterdir()) == []
+    assert list(archive.blobs.blob_ids()) == []
+    assert not (dicom.pacs.settings.data_dir / "incoming").exists()
 
 
 # -- audit ------------------------------------------------------------------------------------------
@@ -755,7 +757,8 @@ def test_a_store_association_is_audited_once_per_study_with_counts(
     assert result.returncode == 0, result.stderr
 
     def by_modality(record: AuditRecord) -> bool:
-        return record.user_id == "MODALITY" and record.action == "C"
+        counted = "stored" in json.loads(record.details)
+        return record.user_id == "MODALITY" and record.action == "C" and counted
 
     records = _poll_audit(dicom.pacs, EventID.INSTANCES_TRANSFERRED, by_modality, count=3)
     summary = {r.study_uid: (r.patient_id, r.source, r.outcome, json.loads(r.details)) for r in records}
@@ -766,6 +769,31 @@ def test_a_store_association_is_audited_once_per_study_with_counts(
         query_files.panza_study: ("PID-P-0002", "127.0.0.1", 0, {"stored": 2, **counts}),
     }
     assert len(records) == 3
+
+
+def test_a_study_is_audited_durably_before_its_first_object_is_acknowledged(
+    dicom: RunningDicom, ct_dir: Path
+) -> None:
+    node = dicom.enrol("MODALITY")
+    path = sorted(ct_dir.glob("*.dcm"))[0]
+    sent = pydicom.dcmread(path)
+    with _association(dicom, node, _storage()) as assoc:
+        assert assoc.send_c_store(sent).Status == SUCCESS
+        # The association is still open: only the announcement can be there yet.
+        announced = _audit(
+            dicom.pacs,
+            EventID.INSTANCES_TRANSFERRED,
+            lambda r: r.user_id == "MODALITY" and r.study_uid == sent.StudyInstanceUID,
+        )
+        assert [(r.patient_id, r.action) for r in announced] == [("PID-Q-7731", "C")]
+        assert assoc.send_c_store(pydicom.dcmread(sorted(ct_dir.glob("*.dcm"))[1])).Status == SUCCESS
+    records = _poll_audit(
+        dicom.pacs,
+        EventID.INSTANCES_TRANSFERRED,
+        lambda r: r.user_id == "MODALITY" and r.study_uid == sent.StudyInstanceUID,
+        count=2,
+    )
+    assert [json.loads(r.details).get("stored") for r in records] == [None, 2]
 
 
 def test_each_c_find_is_audited_as_a_query_with_its_keys(

@@ -397,6 +397,9 @@ def test_clients_that_never_finish_a_tls_handshake_do_not_hold_up_others(
 
 def test_an_oversized_request_header_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with _pacs_serve(tmp_path, capsys, workers=1) as served:
-        answer = _https(served, "/login?" + "a" * 100_000)
+        try:
+            answer = _https(served, "/login?" + "a" * 100_000)
+        except (ssl.SSLError, ConnectionError):
+            return  # refused by closing the connection while the request was still being sent
         assert answer.status in (400, 413, 414)
         assert b"Log in" not in answer.read()

@@ -1,22 +1,23 @@
 """Event handlers of the DICOM service, bound to the pynetdicom AE by ``pacs.dicom.server``.
 
 Association requests go through :mod:`pacs.dicom.policy`; every DIMSE request is checked
-against the node's permissions. C-STORE answers Success only after ``Archive.store()``
-returned (the object is fsynced and indexed). Everything a security auditor asks about
-is written to the audit trail: associations accepted and rejected, instances received per
-study, queries with their keys, and retrieves with their destination.
+against the node's permissions. A C-STORE data set streams into an
+:class:`~storage.ingest.IncomingObject` as it arrives (:meth:`DicomHandlers.open_object`,
+called by :mod:`pacs.dicom.streaming`), and C-STORE answers Success only once the object
+is durable and the study's audit record is too. Everything a security auditor asks
+about is written to the audit trail: associations accepted and rejected, each study an
+association delivers (before its first object is acknowledged, with the counts at
+close), queries with their keys, and retrieves with their destination.
 """
 
 from __future__ import annotations
 
-import errno
 import io
 import logging
 import ssl
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -24,13 +25,24 @@ from cryptography import x509
 from pydicom.dataset import Dataset
 from pynetdicom import build_context, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.events import Event
+from sqlalchemy import exc as sa_exc
 
 from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
-from pacs.dicom import policy
+from pacs.dicom import policy, streaming
+from pacs.dicom.slots import AssociationSlots
 from pacs.nodes import EnrolledNode, NodeRegistry
 from pacs.received import Received, new_version_event
-from storage.archive import Archive, NotFoundError, ObjectTooLargeError, OutOfSpaceError
+from storage.archive import (
+    Archive,
+    IncomingObject,
+    IndexUnavailableError,
+    NotFoundError,
+    ObjectTooLargeError,
+    OutOfSpaceError,
+    StoreResult,
+)
 from storage.crypto import IntegrityError
 from storage.header import HeaderError
 from storage.index import Outcome as StoreOutcome
@@ -50,7 +62,9 @@ class AssociationState:
     node: EnrolledNode
     address: str
     tls: bool
+    slot: int
     received: Received = field(default_factory=Received)
+    announced: set[str] = field(default_factory=set)
     failed: int = 0
 
 
@@ -77,9 +91,15 @@ def _granted(node: EnrolledNode, abstract_syntax: str) -> bool:
     return node.allows("store") or node.allows("get")
 
 
-def _reject(assoc: Association, reason: int) -> None:
+def _reject(
+    assoc: Association,
+    reason: int,
+    *,
+    result: int = policy.REJECTED_PERMANENT,
+    source: int = policy.SOURCE_SERVICE_USER,
+) -> None:
     """Send an A-ASSOCIATE-RJ and wait until it is on the wire, as pynetdicom's own rejections do."""
-    assoc.acse.send_reject(policy.REJECTED_PERMANENT, policy.SOURCE_SERVICE_USER, reason)
+    assoc.acse.send_reject(result, source, reason)
     assoc.kill()
 
 
@@ -125,8 +145,10 @@ class DicomHandlers:
         *,
         ae_title: str,
         client_context: Callable[[EnrolledNode], ssl.SSLContext],
+        slots: AssociationSlots,
     ) -> None:
         self.archive = archive
+        self.slots = slots
         self.audit = audit
         self.registry = registry
         self.ae_title = ae_title
@@ -190,6 +212,18 @@ class DicomHandlers:
         # pynetdicom negotiates normally when a handler raises, so any error must reject here.
         try:
             self._decide_or_raise(event, tls=tls)
+        except sa_exc.DBAPIError:
+            LOG.error(
+                "the index is unavailable; association from %s rejected as transient",
+                event.assoc.requestor.address,
+            )
+            if not event.assoc.is_rejected:
+                _reject(
+                    event.assoc,
+                    policy.REASON_TEMPORARY_CONGESTION,
+                    result=policy.REJECTED_TRANSIENT,
+                    source=policy.SOURCE_PRESENTATION_PROVIDER,
+                )
         except Exception:
             LOG.exception("association policy failed; rejecting")
             if not event.assoc.is_rejected:
@@ -227,7 +261,17 @@ class DicomHandlers:
             )
             return
         assert verdict.node is not None
-        self._states[assoc] = AssociationState(verdict.node, address, tls)
+        slot = self.slots.acquire()
+        if slot is None:
+            LOG.warning("association from %s refused: all %d slots are in use", calling, len(self.slots))
+            _reject(
+                assoc,
+                policy.REASON_LOCAL_LIMIT_EXCEEDED,
+                result=policy.REJECTED_TRANSIENT,
+                source=policy.SOURCE_PRESENTATION_PROVIDER,
+            )
+            return
+        self._states[assoc] = AssociationState(verdict.node, address, tls, slot)
         assoc.acceptor.supported_contexts = [
             cx for cx in assoc.acceptor.supported_contexts if _granted(verdict.node, str(cx.abstract_syntax))
         ]
@@ -249,10 +293,14 @@ class DicomHandlers:
         )
 
     def on_closed(self, event: Event) -> None:
-        """Audit what an association transferred once its connection closes."""
+        """Drop a data set cut off by the close, and audit what the association transferred."""
+        dimse = event.assoc.dimse
+        if isinstance(dimse, streaming.StreamingDIMSE):
+            dimse.abort_stream()
         state = self._states.pop(event.assoc, None)
         if state is None:
             return
+        self.slots.release(state.slot)
         for received in state.received.events(
             EventID.INSTANCES_TRANSFERRED, user_id=state.node.ae_title, source=state.address
         ):
@@ -288,37 +336,46 @@ class DicomHandlers:
         """C-ECHO: any accepted node may verify the connection."""
         return policy.SUCCESS if event.assoc in self._states else policy.NOT_AUTHORISED
 
-    def on_store(self, event: Event) -> int | Dataset:
-        """C-STORE: store durably, then answer; bad objects get a failure with a reason."""
-        spool = event.dataset_path
-        try:
-            return self._store(event, spool)
-        finally:
-            # pynetdicom removes the spool file only when the handler returns normally.
-            spool.unlink(missing_ok=True)
+    def open_object(self, assoc: Association, message: C_STORE_RQ) -> IncomingObject | None:
+        """Where the data set of a C-STORE request goes as it arrives (None: dropped, refused later)."""
+        state = self._states.get(assoc)
+        if state is None or not state.node.allows("store"):
+            return None
+        context = next(cx for cx in assoc.accepted_contexts if cx.context_id == message.context_id)
+        incoming = self.archive.receive()
+        incoming.write(
+            streaming.file_meta(
+                message,
+                str(context.transfer_syntax[0]),
+                assoc.ae.implementation_class_uid,
+                assoc.ae.implementation_version_name or "",
+            )
+        )
+        return incoming
 
-    def _store(self, event: Event, spool: Path) -> int | Dataset:
+    def on_store(self, event: Event) -> int | Dataset:
+        """C-STORE: make the streamed object durable, then answer; bad objects get a reason."""
+        incoming = streaming.incoming_object(event.request)
         state = self._permitted(event, "store")
-        if state is None:
+        if state is None or not isinstance(incoming, IncomingObject):
+            if incoming is not None:
+                incoming.abort()
             return _status(policy.NOT_AUTHORISED, "this node may not store")
         try:
-            result = self.archive.store(spool)
+            result = incoming.finish()
         except HeaderError as exc:
             state.failed += 1
             return _status(policy.CANNOT_UNDERSTAND, str(exc))
-        except (OutOfSpaceError, ObjectTooLargeError) as exc:
+        except (OutOfSpaceError, ObjectTooLargeError, IndexUnavailableError) as exc:
             state.failed += 1
             return _status(policy.OUT_OF_RESOURCES, str(exc))
-        except OSError as exc:
-            state.failed += 1
-            if exc.errno == errno.ENOSPC:
-                return _status(policy.OUT_OF_RESOURCES, "disk full")
-            LOG.exception("storing an object failed")
-            return _status(policy.PROCESSING_FAILURE, f"not stored: {type(exc).__name__}")
-        except Exception as exc:  # the database, for one; never acknowledge, never leak details
+        except Exception as exc:  # never acknowledge, never leak details
             LOG.exception("storing an object failed")
             state.failed += 1
             return _status(policy.PROCESSING_FAILURE, f"not stored: {type(exc).__name__}")
+        if not self._announce(state, result):
+            state.failed += 1
+            return _status(policy.OUT_OF_RESOURCES, "the audit trail cannot be written")
         state.received.count(result)
         if result.outcome is StoreOutcome.NEW_VERSION:
             self._audit(
@@ -326,7 +383,30 @@ class DicomHandlers:
                     EventID.INSTANCES_TRANSFERRED, result, user_id=state.node.ae_title, source=state.address
                 )
             )
+        if result.pixel_data_short:
+            return _status(policy.DATA_SET_DOES_NOT_MATCH, "stored, but Pixel Data is shorter than declared")
         return policy.SUCCESS
+
+    def _announce(self, state: AssociationState, result: StoreResult) -> bool:
+        """Make a record of the study durable before its first object is acknowledged."""
+        if result.study_uid in state.announced:
+            return True
+        announced = self._audit(
+            AuditEvent(
+                EventID.INSTANCES_TRANSFERRED,
+                Action.CREATE,
+                user_id=state.node.ae_title,
+                source=state.address,
+                patient_id=result.patient_id,
+                study_uid=result.study_uid,
+                details={
+                    "what": "receiving objects of this study; the counts follow when the association ends"
+                },
+            )
+        )
+        if announced:
+            state.announced.add(result.study_uid)
+        return announced
 
     def _level(self, event: Event, identifier: Dataset) -> str | None:
         level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()

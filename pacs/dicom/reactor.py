@@ -27,6 +27,8 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
+from pacs.dicom.streaming import OpenObject, StreamingDIMSE
+
 MAX_WAIT = 0.05
 
 
@@ -106,12 +108,16 @@ class EventDrivenDUL(DULServiceProvider):
 
 
 class EventDrivenAssociation(Association):
-    """An acceptor whose reactor waits on an event instead of polling every millisecond."""
+    """An acceptor whose reactor waits on an event instead of polling every millisecond.
 
-    def __init__(self, ae: Any, mode: str) -> None:
+    Its DIMSE provider streams C-STORE data sets into what `open_object` returns.
+    """
+
+    def __init__(self, ae: Any, mode: str, open_object: OpenObject) -> None:
         super().__init__(ae, mode)
         self._wake = threading.Event()
         self.dul = EventDrivenDUL(self, self._wake)
+        self.dimse = StreamingDIMSE(self, open_object)
         self.dimse.msg_queue = _WakingQueue(self._wake.set)
         # The timeouts were pushed into the DUL that was just replaced.
         self.acse_timeout = self.acse_timeout
@@ -183,7 +189,7 @@ class EventDrivenRequestHandler(RequestHandler):
     def _create_association(self) -> Association:
         """An acceptor for this connection, set up as pynetdicom's own handler does."""
         server = self.server
-        assoc = EventDrivenAssociation(self.ae, MODE_ACCEPTOR)
+        assoc = EventDrivenAssociation(self.ae, MODE_ACCEPTOR, server.open_object)
         assoc._server = server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
         assoc.set_socket(AssociationSocket(assoc, client_socket=self.request))

@@ -15,13 +15,12 @@ import logging
 import socket
 import socketserver
 import ssl
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from pynetdicom import AE, AllStoragePresentationContexts, _config
+from pynetdicom import AE, AllStoragePresentationContexts
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -35,14 +34,17 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
 from pacs.config import Settings
-from pacs.datadir import CA_CERT, INCOMING, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.datadir import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
 from pacs.dicom import tls
 from pacs.dicom.handlers import DicomHandlers
 from pacs.dicom.reactor import EventDrivenRequestHandler
+from pacs.dicom.slots import AssociationSlots
+from pacs.dicom.streaming import OpenObject
 from pacs.nodes import EnrolledNode, NodeRegistry
 
 LOG = logging.getLogger(__name__)
 REFRESH_SECONDS = 2.0
+ASSOCIATION_SLOTS = "associations"  # under the data directory: one lock file per slot
 # Accepted as sent, never transcoded. Kept to the usual ones: pynetdicom copies every
 # supported context for each association, so a shorter list makes associations cheaper.
 TRANSFER_SYNTAXES = [
@@ -79,6 +81,7 @@ class _Listener(ThreadedAssociationServer):
     handshake_timeout: float = 30.0
     audit: AuditLog | None = None
     reuse_port: bool = False
+    open_object: OpenObject
 
     def server_bind(self) -> None:
         """Bind, sharing the port with the other worker processes when asked to."""
@@ -138,17 +141,21 @@ class DicomServer:
     """The DICOM service of one archive: start it, let it run, stop it."""
 
     def __init__(self, pacs: Pacs, *, worker: int | None = None) -> None:
-        """Serve `pacs`; as `worker` N of several processes, share the ports and spool apart."""
+        """Serve `pacs`; as `worker` N of several processes, share the ports."""
         self.pacs = pacs
         self.worker = worker
         self.settings: Settings = pacs.settings
         self.registry = NodeRegistry(pacs.database)
+        self.slots = AssociationSlots(
+            self.settings.data_dir / ASSOCIATION_SLOTS, self.settings.dicom.max_associations
+        )
         self.handlers = DicomHandlers(
             pacs.archive,
             pacs.audit,
             self.registry,
             ae_title=self.settings.dicom.ae_title,
             client_context=self._client_context,
+            slots=self.slots,
         )
         self.ae = self._make_ae()
         self._tls_context: ssl.SSLContext | None = None
@@ -157,7 +164,6 @@ class DicomServer:
         self._plain_server: _Listener | None = None
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
-        self._previous_tempdir: str | None = None
 
     def _make_ae(self) -> AE:
         dicom = self.settings.dicom
@@ -185,12 +191,6 @@ class DicomServer:
         certificate, key, _ = self._paths()
         return tls.client_context(certificate, key, node.cert_pem)
 
-    @property
-    def incoming_dir(self) -> Path:
-        """Where pynetdicom spools objects being received, before they are encrypted (0700)."""
-        incoming = self.settings.data_dir / INCOMING
-        return incoming if self.worker is None else incoming / f"worker-{self.worker}"
-
     def _listen(self, port: int, context: ssl.SSLContext | None) -> _Listener:
         server = self.ae.make_server(
             (self.settings.dicom.bind, port),
@@ -200,6 +200,7 @@ class DicomServer:
             request_handler=EventDrivenRequestHandler,
         )
         server.audit = self.pacs.audit
+        server.open_object = self.handlers.open_object
         server.handshake_timeout = float(self.settings.dicom.acse_timeout)
         thread = threading.Thread(target=server.serve_forever, name=f"dicom-{port}", daemon=True)
         thread.start()
@@ -208,14 +209,6 @@ class DicomServer:
     def start(self) -> None:
         """Open the TLS listener (and the plaintext one if a node needs it)."""
         self.pacs.archive.hold_writer_lock()
-        self.incoming_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for leftover in self.incoming_dir.iterdir():
-            if leftover.is_file():
-                leftover.unlink()
-        # Received objects are spooled by pynetdicom to a private directory, never to /tmp.
-        _config.STORE_RECV_CHUNKED_DATASET = True
-        self._previous_tempdir = tempfile.tempdir
-        tempfile.tempdir = str(self.incoming_dir)
         certificate, key, ca = self._paths()
         nodes = self.registry.all()
         pinned = {n.fingerprint: n.cert_pem for n in nodes if not n.cert_issued}
@@ -273,5 +266,4 @@ class DicomServer:
             assoc.abort()
         if self._refresher is not None:
             self._refresher.join(timeout=REFRESH_SECONDS * 2)
-        if tempfile.tempdir == str(self.incoming_dir):
-            tempfile.tempdir = self._previous_tempdir
+        self.slots.close()
