@@ -150,6 +150,8 @@ class _DatasetParser:
 
     def _value_of(self, tag: int, vr: str | None, length: int, start: int, top: bool) -> None:
         if top and self.header_end is None and tag >= HEADER_ENDS_AT:
+            if start > self.max_header:
+                raise HeaderError(f"the header does not end within {self.max_header} bytes")
             self.header_end = start
         if length == _UNDEFINED:
             if top and tag == PIXEL_DATA:

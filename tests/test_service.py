@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification
 
 from pacs.audit import EventType
 from pacs.cli import main
@@ -70,7 +73,12 @@ class Served:
 
 @contextmanager
 def _pacs_serve(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], *, workers: int = 0, nodes: int = 1
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    workers: int = 0,
+    nodes: int = 1,
+    environ: dict[str, str] | None = None,
 ) -> Iterator[Served]:
     """Initialise an archive, enrol MODALITY (and MODALITY1..) with the CLI, run ``pacs serve``.
 
@@ -93,6 +101,7 @@ def _pacs_serve(
         "PACS_DICOM_WORKERS": str(workers),
         "PACS_WEB_PORT": str(web_port),
         "PACS_WEB_BIND": "127.0.0.1",
+        **(environ or {}),
     }
     with open(tmp_path / "serve.log", "w") as log:
         process = subprocess.Popen(
@@ -403,3 +412,38 @@ def test_an_oversized_request_header_is_refused(tmp_path: Path, capsys: pytest.C
             return  # refused by closing the connection while the request was still being sent
         assert answer.status in (400, 413, 414)
         assert b"Log in" not in answer.read()
+
+
+def test_max_associations_counts_every_association_over_all_workers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _pacs_serve(tmp_path, capsys, workers=2, environ={"PACS_DICOM_MAX_ASSOCIATIONS": "3"}) as served:
+        ae = AE(ae_title=served.node.ae_title)
+        ae.add_requested_context(Verification)
+        context = ssl.create_default_context(cafile=served.node.ca)
+        context.load_cert_chain(served.node.cert, served.node.key)
+
+        def associate() -> Association:
+            return ae.associate("127.0.0.1", served.port, ae_title="PACS", tls_args=(context, "localhost"))
+
+        held = [associate() for _ in range(3)]
+        assert all(a.is_established for a in held), "3 of 3 allowed associations must be accepted"
+        refused = associate()
+        assert refused.is_rejected
+        assert refused.acceptor.primitive is not None and refused.acceptor.primitive.result == 2, "transient"
+        held.pop().release()
+        again = _eventually(associate, lambda a: a.is_established)
+        for assoc in [*held, again]:
+            assoc.release()
+        ae.shutdown()
+
+
+def _eventually(make: Callable[[], Association], ok: Callable[[Association], bool]) -> Association:
+    """`make()` until `ok` holds for what it returns (released slots are freed as the peer closes)."""
+    deadline = time.monotonic() + 10
+    while True:
+        made = make()
+        if ok(made) or time.monotonic() > deadline:
+            assert ok(made)
+            return made
+        time.sleep(0.2)

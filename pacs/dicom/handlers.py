@@ -357,10 +357,13 @@ class DicomHandlers:
         """C-STORE: make the streamed object durable, then answer; bad objects get a reason."""
         incoming = streaming.incoming_object(event.request)
         state = self._permitted(event, "store")
-        if state is None or not isinstance(incoming, IncomingObject):
+        if state is None:
             if incoming is not None:
                 incoming.abort()
             return _status(policy.NOT_AUTHORISED, "this node may not store")
+        if not isinstance(incoming, IncomingObject):
+            state.failed += 1
+            return _status(policy.CANNOT_UNDERSTAND, "the request carries no data set")
         try:
             result = incoming.finish()
         except HeaderError as exc:

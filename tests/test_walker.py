@@ -1,0 +1,121 @@
+"""The streaming walker: structure, header and completeness of an object fed in pieces."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+from storage.header import HeaderError, InstanceHeader, header_from
+from storage.walker import Part10Walker
+
+
+def _walk(data: bytes, *, step: int = 1 << 20, max_header: int = 1 << 20) -> InstanceHeader:
+    walker = Part10Walker(max_header=max_header)
+    for start in range(0, len(data), step):
+        walker.feed(data[start : start + step])
+    walked = walker.close()
+    return header_from(
+        walked.elements,
+        walked.transfer_syntax,
+        implicit=not walked.explicit,
+        little_endian=walked.little_endian,
+        pixel_data_length=walked.pixel_data_length,
+    )
+
+
+def _encode(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = syntax
+    out = io.BytesIO()
+    ds.save_as(
+        out, implicit_vr=syntax == ImplicitVRLittleEndian, little_endian=True, enforce_file_format=True
+    )
+    return out.getvalue()
+
+
+def _ct(rows: int = 4, columns: int = 4, pixel_bytes: int | None = None) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName = "WALKER^TEXAS"
+    ds.PatientID = "W-1"
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 1
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.PixelRepresentation = 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = b"\x01\x02" * (rows * columns) if pixel_bytes is None else b"\x00" * pixel_bytes
+    return ds
+
+
+@pytest.mark.parametrize("step", [1, 7, 1 << 20])
+def test_every_sample_reads_the_same_header_however_it_is_cut(sample_files: list[Path], step: int) -> None:
+    for path in sample_files:
+        ds = pydicom.dcmread(path)
+        header = _walk(path.read_bytes(), step=step)
+        assert header.sop_uid == ds.SOPInstanceUID, path.name
+        assert header.patient_name == str(ds.get("PatientName", "")), path.name
+        assert header.rows == ds.get("Rows"), path.name
+        assert not header.pixel_data_short, path.name
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_a_cut_inside_the_meta_or_an_element_is_found_truncated(syntax: str) -> None:
+    ds = _ct()
+    data = _encode(ds, syntax)
+    meta_end = 132 + 12 + int.from_bytes(data[140:144], "little")
+    pixels = len(ds.PixelData)
+    inside = [*range(133, meta_end, 5), *range(len(data) - pixels - 7, len(data), 3)]
+    for cut in inside:
+        with pytest.raises(HeaderError, match="truncated"):
+            _walk(data[:cut], step=5)
+
+
+def test_sequences_nested_too_deep_are_refused_with_a_reason() -> None:
+    ds = _ct()
+    inner = Dataset()
+    for _ in range(40):
+        outer = Dataset()
+        outer.ReferencedImageSequence = Sequence([inner])
+        inner = outer
+    ds.ReferencedImageSequence = inner.ReferencedImageSequence
+    with pytest.raises(HeaderError, match="nested more than"):
+        _walk(_encode(ds))
+
+
+def test_an_empty_data_set_is_refused() -> None:
+    data = _encode(_ct())
+    meta_end = 132 + 12 + int.from_bytes(data[140:144], "little")
+    with pytest.raises(HeaderError, match="empty"):
+        _walk(data[:meta_end])
+
+
+def test_a_header_that_does_not_end_within_the_limit_is_refused() -> None:
+    ds = _ct()
+    ds.add_new(0x00191010, "OB", b"\x00" * 20_000)  # a private element before group 0029
+    with pytest.raises(HeaderError, match="does not end within 4096 bytes"):
+        _walk(_encode(ds), max_header=4096)
+    assert _walk(_encode(ds), max_header=1 << 20).sop_uid == ds.SOPInstanceUID
+
+
+def test_pixel_data_shorter_than_declared_is_flagged() -> None:
+    assert _walk(_encode(_ct(pixel_bytes=10))).pixel_data_short
+    assert not _walk(_encode(_ct())).pixel_data_short
+
+
+def test_a_file_without_dicm_is_not_dicom() -> None:
+    with pytest.raises(HeaderError, match="not a DICOM Part 10 file"):
+        _walk(b"\0" * 200)
+    with pytest.raises(HeaderError, match="not a DICOM Part 10 file"):
+        _walk(b"short")
