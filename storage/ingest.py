@@ -59,7 +59,10 @@ class IncomingObject:
         return self._size
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Take the next piece of the object; after a failure, pieces are ignored."""
+        """Take the next piece of the object; never raises: a failure is kept for :meth:`finish`.
+
+        After a failure the partial blob is gone and further pieces are ignored.
+        """
         if self._error is not None or self._done:
             return
         try:
@@ -67,10 +70,10 @@ class IncomingObject:
         except (ArchiveError, HeaderError) as exc:
             self._fail(exc)
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                self._discard()
-                raise
-            self._fail(OutOfSpaceError("disk full while writing the object"))
+            if exc.errno == errno.ENOSPC:
+                self._fail(OutOfSpaceError("disk full while writing the object"))
+            else:
+                self._fail(ArchiveError(f"could not write the object: {exc.strerror or exc}"))
 
     def _take(self, data: bytes | bytearray | memoryview) -> None:
         self._size += len(data)
