@@ -229,6 +229,15 @@ class Archive:
                     raise
         raise AssertionError("unreachable")
 
+    def blob_referenced(self, blob_id: str) -> bool | None:
+        """Whether an index row references `blob_id`; None if the index cannot be asked."""
+        try:
+            with self.database.read() as session:
+                found = session.scalar(select(Instance.id).where(Instance.blob_id == blob_id).limit(1))
+        except sa_exc.DBAPIError:
+            return None
+        return found is not None
+
     def indexed_blob_ids(self, among: set[str] | None = None) -> set[str]:
         """The blob ids the index references (of those `among`, or all)."""
         query = select(Instance.blob_id)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
 
-from storage.blobs import BlobWriter
+from storage.blobs import BlobRef, BlobWriter
 from storage.errors import ArchiveError, IndexUnavailableError, ObjectTooLargeError, OutOfSpaceError
 from storage.header import HeaderError, InstanceHeader, header_from
 from storage.index import Outcome
@@ -142,13 +142,39 @@ class IncomingObject:
         try:
             version, outcome = archive.index_blob(header, ref)
         except sa_exc.DBAPIError as exc:
-            archive.remember_unindexed(ref.blob_id)
-            raise IndexUnavailableError(
-                "the index is unavailable: the object is kept and will be indexed when it is back"
-            ) from exc
+            return self._index_failed(header, ref, exc)
         except BaseException:
             archive.remember_unindexed(ref.blob_id)
             raise
         if outcome is Outcome.DUPLICATE:
             archive.blobs.delete(ref.blob_id)
         return archive.result(outcome, header, version, ref.size, ref.sha256)
+
+    def _index_failed(self, header: InstanceHeader, ref: BlobRef, exc: sa_exc.DBAPIError) -> StoreResult:
+        """After a failed index commit: succeed if it landed after all, else drop or keep the blob.
+
+        A commit can land and still raise (the connection lost during COMMIT). If the
+        index says no row references the blob, the blob goes, so a refused object leaves
+        nothing behind (a full disk under the index, say); if the index cannot even be
+        asked (an outage), the durable blob stays for the sweep.
+        """
+        archive = self._archive
+        referenced = archive.blob_referenced(ref.blob_id)
+        if referenced:
+            current = archive.current_version_with(header.sop_uid, ref.sha256) or 1
+            return archive.result(Outcome.STORED, header, current, ref.size, ref.sha256)
+        if referenced is None:
+            archive.remember_unindexed(ref.blob_id)
+            raise IndexUnavailableError(
+                "the index is unavailable: the object is kept and will be indexed when it is back"
+            ) from exc
+        archive.blobs.delete(ref.blob_id)
+        if _disk_full(exc):
+            raise OutOfSpaceError("disk full while indexing the object") from exc
+        raise IndexUnavailableError("the index could not be written; the object was not stored") from exc
+
+
+def _disk_full(exc: sa_exc.DBAPIError) -> bool:
+    """Whether the database failed for want of disk space (SQLite and PostgreSQL wording)."""
+    text = str(exc.orig)
+    return "disk is full" in text or "No space left on device" in text

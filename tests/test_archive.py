@@ -307,7 +307,7 @@ def test_store_below_the_free_space_watermark_is_out_of_resources(pacs: Pacs, ct
     _assert_nothing_kept(pacs)
 
 
-def test_an_index_commit_that_lands_but_raises_keeps_its_blob(
+def test_an_index_commit_that_lands_but_raises_is_a_success(
     pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = sorted(ct_dir.glob("*.dcm"))[0]
@@ -318,8 +318,7 @@ def test_an_index_commit_that_lands_but_raises_keeps_its_blob(
         raise sa_exc.OperationalError("COMMIT", {}, ConnectionError("connection lost after COMMIT"))
 
     monkeypatch.setattr(pacs.archive, "index_blob", commit_then_fail)
-    with pytest.raises(IndexUnavailableError):
-        pacs.archive.store(path)
+    assert pacs.archive.store(path).outcome is Outcome.STORED
     monkeypatch.undo()
     assert pacs.archive.store(path).outcome is Outcome.DUPLICATE
     assert _read(pacs.archive, pacs.archive.store(path).sop_uid) == path.read_bytes()
@@ -327,15 +326,28 @@ def test_an_index_commit_that_lands_but_raises_keeps_its_blob(
     assert report.ok and report.damaged == [] and report.orphans == []
 
 
-def test_an_index_commit_that_fails_keeps_the_durable_blob_and_verify_indexes_it(
+def test_an_index_commit_that_fails_leaves_no_blob(
+    pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object, **kwargs: object) -> object:
+        raise sa_exc.OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(pacs.archive, "index_blob", fail)
+    with pytest.raises(OutOfSpaceError):
+        pacs.archive.store(sorted(ct_dir.glob("*.dcm"))[0])
+    _assert_nothing_kept(pacs)
+
+
+def test_a_blob_is_kept_for_the_sweep_when_the_index_cannot_even_be_asked(
     pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = sorted(ct_dir.glob("*.dcm"))[0]
 
     def fail(*args: object, **kwargs: object) -> object:
-        raise sa_exc.OperationalError("INSERT", {}, ConnectionError("connection lost"))
+        raise sa_exc.OperationalError("INSERT", {}, ConnectionError("connection refused"))
 
     monkeypatch.setattr(pacs.archive, "index_blob", fail)
+    monkeypatch.setattr(pacs.archive, "blob_referenced", lambda blob_id: None)
     with pytest.raises(IndexUnavailableError):
         pacs.archive.store(path)
     monkeypatch.undo()
