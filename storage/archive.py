@@ -238,6 +238,17 @@ class Archive:
             return None
         return found is not None
 
+    def discard_duplicate(self, blob_id: str) -> bool:
+        """Delete a blob whose bytes the index holds under another blob; False if it was kept.
+
+        A blob that a row references after all (another process indexed this very blob
+        meanwhile), or that cannot be checked, is kept.
+        """
+        if self.blob_referenced(blob_id) is not False:
+            return False
+        self.blobs.delete(blob_id)
+        return True
+
     def indexed_blob_ids(self, among: set[str] | None = None) -> set[str]:
         """The blob ids the index references (of those `among`, or all)."""
         query = select(Instance.blob_id)

@@ -26,7 +26,7 @@ from sqlalchemy import exc as sa_exc
 
 from storage.blobs import BlobRef, BlobWriter
 from storage.errors import ArchiveError, IndexUnavailableError, ObjectTooLargeError, OutOfSpaceError
-from storage.header import HeaderError, InstanceHeader, header_from
+from storage.header import HeaderError, InstanceHeader
 from storage.index import Outcome
 from storage.walker import Part10Walker
 
@@ -115,13 +115,7 @@ class IncomingObject:
             if self._error is not None:
                 raise self._error
             walked = self._walker.close()
-            header = header_from(
-                walked.elements,
-                walked.transfer_syntax,
-                implicit=not walked.explicit,
-                little_endian=walked.little_endian,
-                pixel_data_length=walked.pixel_data_length,
-            )
+            header = walked.header()
             assert self._writer is not None  # the walker saw bytes, so they were written
             return self._store(self._writer, header)
         except OSError as exc:
@@ -147,7 +141,7 @@ class IncomingObject:
             archive.remember_unindexed(ref.blob_id)
             raise
         if outcome is Outcome.DUPLICATE:
-            archive.blobs.delete(ref.blob_id)
+            archive.discard_duplicate(ref.blob_id)
         return archive.result(outcome, header, version, ref.size, ref.sha256)
 
     def _index_failed(self, header: InstanceHeader, ref: BlobRef, exc: sa_exc.DBAPIError) -> StoreResult:

@@ -28,7 +28,7 @@ from sqlalchemy import exc as sa_exc
 
 from storage.blobs import BlobRef, NotRecoverableError
 from storage.crypto import IntegrityError
-from storage.header import HeaderError, InstanceHeader, header_from
+from storage.header import HeaderError, InstanceHeader
 from storage.index import Outcome
 from storage.keys import KeyFileError
 from storage.walker import Part10Walker
@@ -96,8 +96,8 @@ def _settle(
     except sa_exc.IntegrityError:
         return  # indexed meanwhile by its own writer or another sweep
     if outcome is Outcome.DUPLICATE:
-        archive.blobs.delete(blob_id)
-        report.duplicates.append(blob_id)
+        if archive.discard_duplicate(blob_id):
+            report.duplicates.append(blob_id)
         return
     report.reindexed.append(archive.result(outcome, header, version, ref.size, ref.sha256))
 
@@ -115,12 +115,5 @@ def _read(archive: Archive, blob_id: str) -> tuple[InstanceHeader, BlobRef]:
         walker.feed(chunk)
         digest.update(chunk)
         size += len(chunk)
-    walked = walker.close()
-    header = header_from(
-        walked.elements,
-        walked.transfer_syntax,
-        implicit=not walked.explicit,
-        little_endian=walked.little_endian,
-        pixel_data_length=walked.pixel_data_length,
-    )
+    header = walker.close().header()
     return header, BlobRef(blob_id, embedded.key_version, embedded.wrapped_key, size, digest.hexdigest())

@@ -23,7 +23,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
-from storage.header import WANTED_TAGS, HeaderError
+from storage.header import WANTED_TAGS, HeaderError, InstanceHeader, header_from
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 IMPLICIT_LITTLE = "1.2.840.10008.1.2"
@@ -60,6 +60,16 @@ class WalkedObject:
     pixel_data_length: int | None  # None: no native Pixel Data (absent or encapsulated)
     explicit: bool
     little_endian: bool
+
+    def header(self) -> InstanceHeader:
+        """The validated header of the object (see :func:`storage.header.header_from`)."""
+        return header_from(
+            self.elements,
+            self.transfer_syntax,
+            implicit=not self.explicit,
+            little_endian=self.little_endian,
+            pixel_data_length=self.pixel_data_length,
+        )
 
 
 @dataclass

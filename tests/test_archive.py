@@ -17,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 
 from pacs.datadir import Pacs, open_pacs
+from storage import reindex
 from storage.archive import (
     Archive,
     IndexUnavailableError,
@@ -356,6 +357,29 @@ def test_a_blob_is_kept_for_the_sweep_when_the_index_cannot_even_be_asked(
     assert report.ok and report.orphans == []
     assert [r.sop_uid for r in report.sweep.reindexed] == [pydicom.dcmread(path).SOPInstanceUID]
     assert _read(pacs.archive, report.sweep.reindexed[0].sop_uid) == path.read_bytes()
+
+
+def test_a_sweep_that_loses_a_race_keeps_the_blob_the_winner_indexed(
+    pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = sorted(ct_dir.glob("*.dcm"))[0]
+    monkeypatch.setattr(pacs.archive, "index_blob", _failing_index)
+    monkeypatch.setattr(pacs.archive, "blob_referenced", lambda blob_id: None)
+    with pytest.raises(IndexUnavailableError):
+        pacs.archive.store(path)
+    monkeypatch.undo()
+    (blob_id,) = pacs.archive.blobs.blob_ids()
+    assert [r.sop_uid for r in reindex.sweep(pacs.archive, remove=True, alone=True).reindexed]
+    # A second sweep that listed the blob before the first indexed it:
+    monkeypatch.setattr(pacs.archive, "indexed_blob_ids", lambda among=None: set())
+    report = reindex.sweep(pacs.archive, remove=True, alone=True)
+    assert report.reindexed == [] and report.duplicates == []
+    assert pacs.archive.blobs.path_of(blob_id).exists()
+    assert _read(pacs.archive, pydicom.dcmread(path).SOPInstanceUID) == path.read_bytes()
+
+
+def _failing_index(*args: object, **kwargs: object) -> object:
+    raise sa_exc.OperationalError("INSERT", {}, ConnectionError("connection refused"))
 
 
 def test_verify_keeps_complete_orphans_and_removes_incomplete_blobs(pacs: Pacs, ct_dir: Path) -> None:

@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from storage.header import HeaderError, InstanceHeader, header_from
+from storage.header import HeaderError, InstanceHeader
 from storage.walker import Part10Walker
 
 
@@ -19,14 +19,7 @@ def _walk(data: bytes, *, step: int = 1 << 20, max_header: int = 1 << 20) -> Ins
     walker = Part10Walker(max_header=max_header)
     for start in range(0, len(data), step):
         walker.feed(data[start : start + step])
-    walked = walker.close()
-    return header_from(
-        walked.elements,
-        walked.transfer_syntax,
-        implicit=not walked.explicit,
-        little_endian=walked.little_endian,
-        pixel_data_length=walked.pixel_data_length,
-    )
+    return walker.close().header()
 
 
 def _encode(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:

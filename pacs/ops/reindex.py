@@ -82,7 +82,7 @@ class PeriodicSweep:
         self._archive = archive
         self._audit = audit
         self._interval = interval
-        self._full = full
+        self._sweeps_all = full
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="blob-sweep", daemon=True)
 
@@ -101,7 +101,7 @@ class PeriodicSweep:
         while not self._stop.wait(step):
             waited += step
             self._quick()
-            if self._full and waited >= self._interval:
+            if self._sweeps_all and waited >= self._interval:
                 waited = 0.0
                 self._full()
 
