@@ -19,26 +19,26 @@ these behaviours of pynetdicom 3.0 (``tests/test_pynetdicom_contract.py`` checks
 - ``DIMSEServiceProvider.receive_primitive`` starts a new ``DIMSEMessage`` when
   ``message`` is None, and clears ``message`` once one is complete;
 - ``message_to_primitive()`` builds the C-STORE primitive the service class hands to
-  ``EVT_C_STORE`` handlers as ``event.request``.
+  ``EVT_C_STORE`` handlers as ``event.request``;
+- the service class answers through ``assoc.dimse.send_msg``, which sends a message as
+  P-DATA through ``dul.send_pdu`` (C-STORE responses are encoded by :mod:`pacs.dicom.wire`).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.dsutils import create_file_meta
+from pynetdicom.dimse_primitives import C_STORE, DimsePrimitiveType
 from pynetdicom.pdu_primitives import P_DATA
+
+from pacs.dicom import wire
 
 LOG = logging.getLogger(__name__)
 _NO_DATA_SET = 0x0101
@@ -68,17 +68,13 @@ def file_meta(
 ) -> bytes:
     """Preamble, ``DICM`` and File Meta Information for the data set of `message`."""
     command = message.command_set
-    meta = create_file_meta(
-        sop_class_uid=UID(str(command.AffectedSOPClassUID or "").strip("\0 ")),
-        sop_instance_uid=UID(str(command.AffectedSOPInstanceUID or "").strip("\0 ")),
-        transfer_syntax=UID(transfer_syntax),
-        implementation_uid=UID(implementation_uid),
-        implementation_version=implementation_version,
+    return wire.part10_prefix(
+        str(command.AffectedSOPClassUID or "").strip("\0 "),
+        str(command.AffectedSOPInstanceUID or "").strip("\0 "),
+        transfer_syntax,
+        implementation_uid,
+        implementation_version,
     )
-    out = io.BytesIO()
-    out.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=True)  # type: ignore[arg-type]
-    return out.getvalue()
 
 
 class _Stream:
@@ -149,6 +145,21 @@ class StreamingDIMSE(DIMSEServiceProvider):
         if stream.sink is not None:
             _RECEIVED[request] = stream.sink
         self.msg_queue.put((stream.message.context_id, request))
+
+    def send_msg(self, primitive: DimsePrimitiveType, context_id: int) -> None:
+        """Send a DIMSE message; a C-STORE response goes out encoded by :mod:`pacs.dicom.wire`.
+
+        Nothing here binds ``EVT_DIMSE_SENT``, which such responses do not trigger.
+        """
+        encoded = None
+        if isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None:
+            encoded = wire.c_store_response(primitive)
+        if encoded is None:
+            super().send_msg(primitive, context_id)
+            return
+        pdata = P_DATA()
+        pdata.presentation_data_value_list = [[context_id, b"\x03" + encoded]]
+        self.dul.send_pdu(pdata)
 
     def abort_stream(self) -> None:
         """Drop a data set cut off by the end of the association."""
