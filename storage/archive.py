@@ -16,7 +16,8 @@ import hashlib
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -140,6 +141,7 @@ class Archive:
         self._lock_guard = threading.Lock()
         self._ids = index.IdCache()
         self._unindexed: set[str] = set()
+        self.flusher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-flush")
 
     def hold_writer_lock(self) -> None:
         """Take the shared writer lock now (it is taken by the first store otherwise).
@@ -155,6 +157,7 @@ class Archive:
 
     def close(self) -> None:
         """Release the writer lock and the database connections."""
+        self.flusher.shutdown(wait=True)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -209,11 +212,19 @@ class Archive:
         return current.version if current is not None and current.sha256 == sha256 else None
 
     def index_blob(
-        self, header: InstanceHeader, ref: BlobRef, *, received_at: datetime | None = None
+        self,
+        header: InstanceHeader,
+        ref: BlobRef,
+        *,
+        received_at: datetime | None = None,
+        before_commit: Callable[[], object] | None = None,
     ) -> tuple[int, Outcome]:
-        """Commit the index rows of a durable blob (not flushed: the blob is the source of truth).
+        """Commit the index rows of a blob (not flushed: the blob is the source of truth).
 
-        Retries once if a cached patient, study or series row vanished meanwhile.
+        `before_commit` runs between writing the rows and committing them: the store
+        path waits there for the blob to be durable, so no row ever points at a blob
+        that could still be lost. Retries once if a cached patient, study or series row
+        vanished meanwhile.
         """
         for attempt in (1, 2):
             try:
@@ -221,6 +232,8 @@ class Archive:
                     version, outcome, learned = index.add_instance(
                         connection, header, ref, self._ids, received_at=received_at
                     )
+                    if before_commit is not None:
+                        before_commit()
                 self._ids.remember(learned)
                 return version, outcome
             except sa_exc.IntegrityError:

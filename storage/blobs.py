@@ -108,6 +108,11 @@ class BlobWriter:
             self._file.flush()
             self._sealed = True
 
+    def reference(self) -> BlobRef:
+        """The reference of the sealed blob (it is durable once :meth:`commit` returns)."""
+        assert self._sealed, "seal the blob first"
+        return BlobRef(self.blob_id, self._key_version, self._wrapped, self._size, self.sha256)
+
     def commit(self) -> BlobRef:
         """Seal the blob and flush it to the device; return its reference."""
         assert self._file is not None, "blob writer is closed"
@@ -119,7 +124,7 @@ class BlobWriter:
             self._file = None
         if not self._store.entry_durable:
             durable.flush_directory(self.path.parent)
-        return BlobRef(self.blob_id, self._key_version, self._wrapped, self._size, self.sha256)
+        return self.reference()
 
     def abort(self) -> None:
         """Discard the blob (it was never acknowledged)."""

@@ -8,9 +8,10 @@ written anywhere. :meth:`IncomingObject.finish` then:
 
 1. proves the object complete and reads its header;
 2. seals the blob and, unless the index already holds the same bytes as the current
-   version (a duplicate, dropped before it is flushed), flushes it with one ``fdatasync``;
-3. commits the index rows without flushing them: the blob is the source of truth, and
-   a lost commit is re-indexed from the blob (:mod:`storage.reindex`).
+   version (a duplicate, dropped before it is flushed), flushes it with one ``fdatasync``
+   while the index rows are written in the same moment;
+3. commits the index rows once the blob is durable, without flushing them: the blob is
+   the source of truth, and a lost commit is re-indexed from it (:mod:`storage.reindex`).
 
 A failure while writing (a malformed header, the size limit, a full disk) discards the
 partial blob at once and is raised by :meth:`~IncomingObject.finish`; the rest of the
@@ -131,15 +132,20 @@ class IncomingObject:
         duplicate_of = archive.current_version_with(header.sop_uid, writer.sha256)
         if duplicate_of is not None:
             return archive.result(Outcome.DUPLICATE, header, duplicate_of, writer.size, writer.sha256)
-        ref = writer.commit()
-        self._writer = None
+        ref = writer.reference()
+        # The index rows are written while the blob is flushed, and committed after.
+        flushed = archive.flusher.submit(writer.commit)
         try:
-            version, outcome = archive.index_blob(header, ref)
-        except sa_exc.DBAPIError as exc:
-            return self._index_failed(header, ref, exc)
-        except BaseException:
+            version, outcome = archive.index_blob(header, ref, before_commit=flushed.result)
+        except BaseException as exc:
+            if flushed.exception() is not None:
+                raise  # not durable: the blob goes
+            self._writer = None
+            if isinstance(exc, sa_exc.DBAPIError):
+                return self._index_failed(header, ref, exc)
             archive.remember_unindexed(ref.blob_id)
             raise
+        self._writer = None
         if outcome is Outcome.DUPLICATE:
             archive.discard_duplicate(ref.blob_id)
         return archive.result(outcome, header, version, ref.size, ref.sha256)
