@@ -3,8 +3,9 @@
 With ``[dicom] workers`` at 1 both run in this process. Above 1 (0 means one per CPU
 core), this process forks that many DICOM workers and one web worker before it starts
 any thread, and then only supervises: each worker opens its own index connections;
-DICOM workers bind the DICOM ports with SO_REUSEPORT so that the kernel spreads
-associations across them, and share ``max_associations`` through lock files
+DICOM workers accept on one TLS socket the supervisor bound before forking (the first
+free worker takes the next association; the plaintext port, opened on demand, is shared
+with SO_REUSEPORT), and share ``max_associations`` through lock files
 (:mod:`pacs.dicom.slots`). Before any worker starts, objects a crash left out of the
 index are indexed from their blobs; a periodic sweep does so while the service runs.
 The supervisor audits start and stop, passes SIGTERM and SIGINT on, waits for the
@@ -33,7 +34,7 @@ from typing import Any
 from pacs.audit import Action, AuditEvent, EventID, EventType
 from pacs.config import Settings
 from pacs.datadir import INCOMING, open_pacs
-from pacs.dicom.server import DicomServer
+from pacs.dicom.server import DicomServer, listening_socket
 from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
 from pacs.web import WebServer
 
@@ -108,13 +109,15 @@ def _serve(
     *,
     start_event: AuditEvent | None = None,
     stop_event: AuditEvent | None = None,
+    tls_socket: socket.socket | None = None,
 ) -> None:
     """Run `role`'s servers in this process until `stop` is set; then let them finish.
 
     Alone, the process also records the application's start and stop through its archive.
+    A DICOM worker accepts on the supervisor's `tls_socket`.
     """
     pacs = open_pacs(settings)
-    dicom = DicomServer(pacs, worker=role.dicom_worker) if role.dicom else None
+    dicom = DicomServer(pacs, worker=role.dicom_worker, tls_socket=tls_socket) if role.dicom else None
     web = WebServer(pacs) if role.web else None
     sweeper = None
     if dicom is not None:
@@ -185,9 +188,11 @@ class _Supervisor:
         self.children: dict[int, Role] = {}
         self.restarts: list[float] = []
         self._ready_reader, self._ready_writer = os.pipe()
+        self.tls_socket: socket.socket | None = None
 
     def run(self, *, user: str, announce: Callable[[str], None]) -> None:
         self._check_port_free()
+        self.tls_socket = listening_socket(self.settings.dicom.bind, self.settings.dicom.port)
         self._clear_spool()
         details = {
             "dicom_port": self.settings.dicom.port,
@@ -204,6 +209,8 @@ class _Supervisor:
             announce("stopping: letting associations in flight finish")
         finally:
             self._stop_children()
+            if self.tls_socket is not None:
+                self.tls_socket.close()
             os.close(self._ready_reader)
             os.close(self._ready_writer)
             _audit(self.settings, _activity(EventType.APPLICATION_STOP, user, {}))
@@ -249,7 +256,13 @@ class _Supervisor:
             os.close(self._ready_reader)
             stop = threading.Event()
             _stop_on_signals(stop)
-            _serve(self.settings, stop, role, lambda: os.write(self._ready_writer, _READY))
+            _serve(
+                self.settings,
+                stop,
+                role,
+                lambda: os.write(self._ready_writer, _READY),
+                tls_socket=self.tls_socket if role.dicom else None,
+            )
             status = 0
         except BaseException:
             traceback.print_exc(file=sys.stderr)

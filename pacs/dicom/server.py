@@ -137,13 +137,62 @@ class _SharedListener(_Listener):
     reuse_port = True
 
 
+class _InheritedListener(_Listener):
+    """A listener on the socket the supervisor bound before it forked the workers.
+
+    Every worker accepts from the one queue, so the next association goes to whichever
+    worker is first free to take it, rather than to one chosen by a hash of the peer's
+    address (SO_REUSEPORT), which can put every association of a few modalities on one
+    process. A worker that loses the race to accept simply tries again.
+    """
+
+    inherited: socket.socket | None = None
+
+    def server_bind(self) -> None:
+        """Use the inherited socket instead of binding one (non-blocking, as the race needs)."""
+        assert self.inherited is not None, "set _InheritedListener.inherited first"
+        self.socket.close()
+        self.socket = self.inherited.dup()
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        """The supervisor's socket is listening already."""
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        client, address = self.socket.accept()  # BlockingIOError: another worker took it
+        client.setblocking(True)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        return client, address
+
+
+def listening_socket(bind: str, port: int) -> socket.socket:
+    """A TCP socket listening on (`bind`, `port`), for the workers to inherit and share."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((bind, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 class DicomServer:
     """The DICOM service of one archive: start it, let it run, stop it."""
 
-    def __init__(self, pacs: Pacs, *, worker: int | None = None) -> None:
-        """Serve `pacs`; as `worker` N of several processes, share the ports."""
+    def __init__(
+        self, pacs: Pacs, *, worker: int | None = None, tls_socket: socket.socket | None = None
+    ) -> None:
+        """Serve `pacs`; as `worker` N of several processes, accept on the shared `tls_socket`."""
         self.pacs = pacs
         self.worker = worker
+        self.tls_socket = tls_socket
         self.settings: Settings = pacs.settings
         self.registry = NodeRegistry(pacs.database)
         self.slots = AssociationSlots(
@@ -192,11 +241,15 @@ class DicomServer:
         return tls.client_context(certificate, key, node.cert_pem)
 
     def _listen(self, port: int, context: ssl.SSLContext | None) -> _Listener:
+        server_class: type[_Listener] = _Listener if self.worker is None else _SharedListener
+        if context is not None and self.tls_socket is not None:
+            _InheritedListener.inherited = self.tls_socket
+            server_class = _InheritedListener
         server = self.ae.make_server(
             (self.settings.dicom.bind, port),
             ssl_context=context,
             evt_handlers=self.handlers.bindings(tls=context is not None),
-            server_class=_Listener if self.worker is None else _SharedListener,
+            server_class=server_class,
             request_handler=EventDrivenRequestHandler,
         )
         server.audit = self.pacs.audit
