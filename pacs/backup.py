@@ -49,7 +49,7 @@ from sqlalchemy import Connection, MetaData, Table, func, select, text
 
 from pacs.config import CONFIG_NAME, Settings, parse_settings, render_config, with_overrides
 from pacs.datadir import Pacs, open_database, open_pacs, refuse_existing, remove_created
-from storage import crypto
+from storage import crypto, durable
 from storage.blobs import BlobStore
 from storage.db import MIGRATIONS, Database
 from storage.keys import KeyRing, write_secret
@@ -222,14 +222,6 @@ def _private_file(path: Path) -> BinaryIO:
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _schema_revision(connection: Connection) -> str:
     """The index's Alembic revision, as the snapshot in `connection` sees it."""
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
@@ -296,7 +288,7 @@ def backup(pacs: Pacs, out: Path, passphrase: str, *, progress: Progress | None 
             sink.flush()
             os.fsync(sink.fileno())
         os.rename(partial, out)
-        _fsync_dir(out.parent)
+        durable.flush_directory(out.parent)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -492,7 +484,7 @@ def _write_pass(
             if blob_store is None:
                 BlobStore.create(settings.blob_dir, KeyRing.load(settings.key_dir))
             for shard in settings.blob_dir.iterdir():
-                _fsync_dir(shard)
+                durable.flush_directory(shard)
             if connection is None:
                 database, connection, tables = _open_index(settings, contents)
             assert database is not None
