@@ -285,16 +285,9 @@ class Archive:
             taken, self._unindexed = self._unindexed, set()
         return taken
 
-    def result(
-        self, outcome: Outcome, header: InstanceHeader, version: int, size: int, sha256: str
-    ) -> StoreResult:
-        """What storing the object of `header` did, for the caller."""
-        return self._result(outcome, header, version, size, sha256)
-
     @staticmethod
-    def _result(
-        outcome: Outcome, header: InstanceHeader, version: int, size: int, sha256: str
-    ) -> StoreResult:
+    def result(outcome: Outcome, header: InstanceHeader, version: int, size: int, sha256: str) -> StoreResult:
+        """What storing the object of `header` did, for the caller."""
         return StoreResult(
             outcome=outcome,
             sop_uid=header.sop_uid,

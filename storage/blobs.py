@@ -39,7 +39,6 @@ class NotRecoverableError(Exception):
 
 
 _BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
-_READ_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -94,11 +93,6 @@ class BlobWriter:
         sealed = self._encryptor.update(data)
         if sealed:
             self._file.write(sealed)
-
-    def copy_from(self, source: BinaryIO) -> None:
-        """Append everything readable from `source`, a chunk at a time."""
-        while chunk := source.read(_READ_SIZE):
-            self.write(chunk)
 
     def seal(self) -> None:
         """Write the authenticated last chunk; the blob is complete but not yet durable."""

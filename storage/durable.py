@@ -24,11 +24,6 @@ def flush_data(fd: int) -> None:
     os.fdatasync(fd)
 
 
-def flush_file(fd: int) -> None:
-    """Flush a file's data and all of its metadata to the device."""
-    os.fsync(fd)
-
-
 def flush_directory(path: Path) -> None:
     """Flush a directory, so that the entries created or renamed in it are durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -54,11 +54,6 @@ class IncomingObject:
         """Why the object will be refused, once that is known."""
         return self._error
 
-    @property
-    def size(self) -> int:
-        """Bytes received so far."""
-        return self._size
-
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next piece of the object; never raises: a failure is kept for :meth:`finish`.
 

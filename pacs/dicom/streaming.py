@@ -41,7 +41,6 @@ from pynetdicom.pdu_primitives import P_DATA
 from pacs.dicom import wire
 
 LOG = logging.getLogger(__name__)
-_NO_DATA_SET = 0x0101
 
 
 class Sink(Protocol):
@@ -107,9 +106,10 @@ class StreamingDIMSE(DIMSEServiceProvider):
                 self._start(message)
 
     def _start(self, message: C_STORE_RQ) -> None:
-        """The command set of a C-STORE-RQ is complete and its data set follows."""
-        if message.command_set.CommandDataSetType == _NO_DATA_SET:
-            return
+        """The command set of a C-STORE-RQ is complete and its data set follows.
+
+        (Without a data set ``decode_msg`` completes the message, so it never gets here.)
+        """
         self.message = None
         try:
             sink = self._open_object(self.assoc, message)
