@@ -2,7 +2,7 @@
 # Installs everything the test suite needs on Debian 12 / Ubuntu 22.04+:
 # the system packages (dcmtk, PostgreSQL, openssl, Chromium for the browser tests,
 # systemd-analyze for the unit file, shellcheck for the install scripts, ss from iproute2
-# for install.sh's port check),
+# for install.sh's port check, and losetup, mkfs.ext4 and mount for the raw-disk ingest tests),
 # a running PostgreSQL,
 # and a virtualenv in .venv with the project and its test extras.
 set -euo pipefail
@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(dcmtk postgresql openssl python3-venv chromium chromium-driver systemd shellcheck iproute2)
+APT_PACKAGES=(dcmtk postgresql openssl python3-venv chromium chromium-driver systemd shellcheck iproute2
+    util-linux mount e2fsprogs)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
