@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pydicom
@@ -40,9 +41,16 @@ def _send_raw(assoc: object, ds: Dataset, data_set: bytes) -> Dataset:
     commands = [p for p in message.encode_msg(1, 16384) if p.presentation_data_value_list[0][1][0] & 1]
     last = P_DATA()
     last.presentation_data_value_list = [[1, b"\x02" + data_set]]
-    for primitive in [*commands, last]:
-        assoc.dul.send_pdu(primitive)  # type: ignore[attr-defined]
-    _, response = assoc.dimse.get_msg(block=True)  # type: ignore[attr-defined]
+    # Pause the requestor's reactor as pynetdicom's own send_* methods do, or it may take the response.
+    assoc._reactor_checkpoint.clear()  # type: ignore[attr-defined]
+    while not assoc._is_paused:  # type: ignore[attr-defined]
+        time.sleep(0.0001)
+    try:
+        for primitive in [*commands, last]:
+            assoc.dul.send_pdu(primitive)  # type: ignore[attr-defined]
+        _, response = assoc.dimse.get_msg(block=True)  # type: ignore[attr-defined]
+    finally:
+        assoc._reactor_checkpoint.set()  # type: ignore[attr-defined]
     return response
 
 
