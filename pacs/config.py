@@ -139,6 +139,40 @@ class StorageSettings:
     )
 
 
+def _host_port(value: str) -> str | None:
+    host, _, port = value.rpartition(":")
+    if value and (not host or not port.isdigit() or not 0 < int(port) <= 65535):
+        return "must be empty (off) or HOST:PORT, e.g. logs.clinic.example:6514"
+    return None
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Signed checkpoints of the audit trail, written where the service account cannot rewrite them."""
+
+    checkpoint_minutes: int = field(
+        default=60,
+        metadata=_doc(
+            "Minutes between signed audit checkpoints (also one at start and stop); 0 turns them off.",
+            _not_negative,
+        ),
+    )
+    syslog_socket: str = field(
+        default="/dev/log",
+        metadata=_doc("Local syslog socket (journald or rsyslog) for the checkpoints; empty: none."),
+    )
+    remote_syslog: str = field(
+        default="",
+        metadata=_doc("HOST:PORT of a syslog server taking the checkpoints over TLS (RFC 5425).", _host_port),
+    )
+    remote_syslog_ca: str = field(
+        default="",
+        metadata=_doc(
+            "PEM file of the CA that issued the syslog server's certificate; empty: the archive's CA."
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Identity of this appliance."""
@@ -155,6 +189,7 @@ class Settings:
     dicom: DicomSettings = DicomSettings()
     web: WebSettings = WebSettings()
     storage: StorageSettings = StorageSettings()
+    audit: AuditSettings = AuditSettings()
 
     @property
     def key_dir(self) -> Path:
@@ -182,6 +217,7 @@ SECTIONS: dict[str, type] = {
     "dicom": DicomSettings,
     "web": WebSettings,
     "storage": StorageSettings,
+    "audit": AuditSettings,
 }
 
 
