@@ -20,16 +20,16 @@ import os
 import re
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
-from storage.db import AuditRecord, Database
+from storage.db import AuditRecord, Database, Study
 
 GENESIS = "0" * 64
 
@@ -210,10 +210,13 @@ class AuditLog:
 
         The sequence continues after the anchor if rows were cut off the end, so the
         gap stays visible. A damaged or missing anchor is left as it is (and keeps
-        failing :meth:`verify`) until an admin calls :meth:`reanchor`.
+        failing :meth:`verify`) until an admin calls :meth:`reanchor`; so is a missing
+        one of an emptied trail whose archive holds studies.
         """
         record, anchor, empty = self._append(event)
-        if (anchor is None and empty) or (anchor is not None and anchor is not _INVALID):
+        # An empty trail without an anchor is a new archive's, unless it already holds studies.
+        fresh = anchor is None and empty and not self._studies()
+        if fresh or (anchor is not None and anchor is not _INVALID):
             self._write_anchor(record.seq, record.hash)
         return record
 
@@ -315,6 +318,27 @@ class AuditLog:
         finally:
             os.close(lock)
 
+    def newest(self) -> tuple[int, str] | None:
+        """The (seq, hash) of the newest record, or None for an empty trail."""
+        with self._database.read() as session:
+            last = session.execute(
+                select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+            ).one_or_none()
+        return None if last is None else (last.seq, last.hash)
+
+    def hashes_at(self, seqs: Iterable[int]) -> dict[int, str]:
+        """The hash of each record numbered in `seqs` that the trail holds."""
+        wanted = sorted(set(seqs))
+        found: dict[int, str] = {}
+        with self._database.read() as session:
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                rows = session.execute(
+                    select(AuditRecord.seq, AuditRecord.hash).where(AuditRecord.seq.in_(batch))
+                )
+                found.update((row.seq, row.hash) for row in rows)
+        return found
+
     def records(self) -> Iterator[AuditRecord]:
         """Every record, oldest first."""
         with self._database.read() as session:
@@ -379,6 +403,12 @@ class AuditLog:
         if anchor is None:
             if report.records:
                 report.problems.append(f"anchor file {self._anchor} is missing")
+            elif studies := self._studies():
+                report.problems.append(
+                    f"the audit trail is empty although the archive holds {studies} studies: "
+                    "its records were deleted"
+                )
+                report.problem_seqs.append(1)
         elif anchor is _INVALID:
             report.problems.append(f"anchor file {self._anchor} is damaged or forged")
         elif anchor.seq > last_seq:
@@ -388,6 +418,10 @@ class AuditLog:
             # The next record is numbered after the anchor; the gap will be reported there.
             report.problem_seqs.append(anchor.seq + 1)
         return report
+
+    def _studies(self) -> int:
+        with self._database.read() as session:
+            return session.scalar(select(func.count()).select_from(Study)) or 0
 
     def export_jsonl(self, out: TextIO) -> int:
         """Write every record as one JSON object per line; return how many."""

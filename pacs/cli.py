@@ -28,6 +28,7 @@ from pacs import backup, importer, pki, selfcheck, service
 from pacs.accounts import Account, AccountError, Accounts, check_password_policy, parse_roles
 from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.config import ConfigError, check_ae_title, load_settings
+from pacs.core import checkpoints
 from pacs.datadir import (
     CA_CERT,
     CA_KEY,
@@ -241,11 +242,24 @@ def cmd_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _checkpoint_lines(name: str) -> list[str]:
+    """The lines of the syslog or journal copy `name` (``-``: standard input)."""
+    if name == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        return Path(name).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise CommandError(f"cannot read the checkpoint file {name}: {exc.strerror or exc}") from None
+
+
 def cmd_audit_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Check the audit chain."""
+    """Check the audit chain (and, with --checkpoint, that it holds what the checkpoints saw)."""
+    lines = _checkpoint_lines(args.checkpoint) if args.checkpoint else None
     pacs = _open(args, environ)
     try:
         report = pacs.audit.verify()
+        scan = checkpoints.Signer(pacs.keyring).scan(lines) if lines is not None else None
+        rolled_back = checkpoints.check_trail(pacs.audit, scan, args.checkpoint) if scan is not None else []
         pacs.audit.append(
             AuditEvent(EventID.AUDIT_LOG_USED, Action.READ, user_id=_actor(), details={"what": "verify"})
         )
@@ -257,11 +271,16 @@ def cmd_audit_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> in
         print(f"ACKNOWLEDGED {problem}")
     for problem in report.problems:
         print(f"BROKEN {problem}")
+    for problem in rolled_back:
+        print(f"BROKEN checkpoint: {problem}")
     print(f"{report.records} audit records: " + ("chain intact" if report.ok else "CHAIN BROKEN"))
+    if scan is not None:
+        verdict = "trail holds every one" if not rolled_back else "TRAIL ROLLED BACK OR REWRITTEN"
+        print(f"{len(scan.checkpoints)} checkpoints of this archive in {args.checkpoint}: {verdict}")
     if args.reanchor and not report.ok:
         print("re-anchored: these problems are acknowledged in a Security Alert record from now on")
-        return EXIT_OK
-    return EXIT_OK if report.ok else EXIT_FAILED
+        return EXIT_OK if not rolled_back else EXIT_FAILED
+    return EXIT_OK if report.ok and not rolled_back else EXIT_FAILED
 
 
 def cmd_audit_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -897,6 +916,12 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="after investigating a broken chain, acknowledge its problems in a Security Alert "
                 "record and anchor the chain at it",
+            )
+            sub.add_argument(
+                "--checkpoint",
+                metavar="FILE",
+                help="also check the trail against the signed checkpoints in FILE, a copy of the journal "
+                "or syslog (journalctl -t pacs -o cat > FILE), or - for standard input",
             )
         if name == "export":
             sub.add_argument("--format", choices=["jsonl", "atna-xml"], default="jsonl")

@@ -10,6 +10,7 @@ command exits non-zero when there is any finding.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import ssl
 import stat
@@ -306,6 +307,31 @@ def check_audit_chain(pacs: Pacs, now: datetime) -> Iterator[Result]:
         )
 
 
+def check_audit_checkpoints(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """Signed checkpoints of the audit trail go to a log the service account cannot rewrite."""
+    audit = pacs.settings.audit
+    if not audit.checkpoint_minutes:
+        yield Finding(
+            "audit-checkpoints",
+            "audit checkpoints are off: someone with the service account could roll the trail back unseen",
+            "set [audit] checkpoint_minutes (default 60) in pacs.toml",
+        )
+        return
+    if audit.syslog_socket and not Path(audit.syslog_socket).is_socket():
+        yield Note(
+            "audit-checkpoints",
+            f"the syslog socket {audit.syslog_socket} is missing: pacs serve writes its audit checkpoints "
+            "to standard error only (the journal under systemd, the container log under Docker)",
+        )
+    ca = Path(audit.remote_syslog_ca or pacs.settings.tls_dir / CA_CERT)
+    if audit.remote_syslog and not os.access(ca, os.R_OK):
+        yield Finding(
+            "audit-checkpoints",
+            f"the CA file {ca} for the remote syslog server {audit.remote_syslog} cannot be read",
+            "set [audit] remote_syslog_ca to the PEM file of the CA that issued the server's certificate",
+        )
+
+
 def check_disk(pacs: Pacs, now: datetime) -> Iterator[Result]:
     """Free disk stays above the watermark, with room to spare."""
     watermark = pacs.settings.storage.min_free_mb
@@ -417,6 +443,7 @@ CHECKS: dict[str, Check] = {
     "index-encryption": check_index_encryption,
     "key-rotation": check_key_rotation,
     "audit-chain": check_audit_chain,
+    "audit-checkpoints": check_audit_checkpoints,
     "disk": check_disk,
     "backup": check_backup,
     "tls": check_tls,

@@ -33,7 +33,9 @@ from typing import Any
 
 from pacs.audit import Action, AuditEvent, EventID, EventType
 from pacs.config import Settings
+from pacs.core.checkpoints import checkpoint_loop, checkpoint_now
 from pacs.datadir import INCOMING, open_pacs
+from pacs.dicom import tls
 from pacs.dicom.server import DicomServer, listening_socket
 from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
 from pacs.web import WebServer
@@ -65,11 +67,13 @@ def _activity(event_type: EventType, user: str, details: Mapping[str, Any]) -> A
     )
 
 
-def _audit(settings: Settings, event: AuditEvent) -> None:
+def _audit(settings: Settings, event: AuditEvent, *, checkpoint: bool = False) -> None:
     """Append `event` through a briefly opened archive (the supervisor keeps none open across forks)."""
     pacs = open_pacs(settings)
     try:
         pacs.audit.append(event)
+        if checkpoint:
+            checkpoint_now(pacs, tls.client_context)
     finally:
         pacs.close()
 
@@ -123,6 +127,9 @@ def _serve(
     if dicom is not None:
         full = role.dicom_worker in (None, 0)
         sweeper = PeriodicSweep(pacs.archive, pacs.audit, interval=settings.storage.sweep_seconds, full=full)
+    checkpoints = (
+        checkpoint_loop(pacs, tls.client_context) if role.dicom and role.dicom_worker in (None, 0) else None
+    )
     try:
         if start_event is not None:
             pacs.audit.append(start_event)
@@ -133,6 +140,8 @@ def _serve(
             web.start()
         if sweeper is not None:
             sweeper.start()
+        if checkpoints is not None:
+            checkpoints.start()
         on_ready()
         gc.freeze()
         stop.wait()
@@ -145,6 +154,8 @@ def _serve(
             dicom.stop(grace_seconds=STOP_GRACE)
         if stop_event is not None:
             pacs.audit.append(stop_event)
+        if checkpoints is not None:
+            checkpoints.stop()
         pacs.close()
 
 
@@ -213,7 +224,7 @@ class _Supervisor:
                 self.tls_socket.close()
             os.close(self._ready_reader)
             os.close(self._ready_writer)
-            _audit(self.settings, _activity(EventType.APPLICATION_STOP, user, {}))
+            _audit(self.settings, _activity(EventType.APPLICATION_STOP, user, {}), checkpoint=True)
 
     def _start_up(self, event: AuditEvent) -> None:
         """Audit the start and index what a crash left unindexed, before any worker writes."""
