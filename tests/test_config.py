@@ -166,6 +166,16 @@ def test_variables_without_the_pacs_prefix_are_ignored(tmp_path: Path) -> None:
         pytest.param('[storage]\ndb_url = "mysql://root@db/pacs"\n', "[storage] db_url", id="db-url-mysql"),
         pytest.param("[storage]\nmin_free_mb = -1\n", "[storage] min_free_mb", id="negative-watermark"),
         pytest.param('[server]\nhostname = ["a", "b"]\n', "[server] hostname", id="hostname-not-text"),
+        pytest.param(
+            "[audit]\ncheckpoint_minutes = -5\n", "[audit] checkpoint_minutes", id="checkpoints-negative"
+        ),
+        pytest.param(
+            '[audit]\nremote_syslog = "logs.example"\n', "[audit] remote_syslog", id="syslog-no-port"
+        ),
+        pytest.param('[audit]\nremote_syslog = ":6514"\n', "[audit] remote_syslog", id="syslog-no-host"),
+        pytest.param(
+            '[audit]\nremote_syslog = "logs:99999"\n', "[audit] remote_syslog", id="syslog-bad-port"
+        ),
     ],
 )
 def test_bad_value_in_the_file_is_an_error_naming_the_key(tmp_path: Path, text: str, named: str) -> None:
@@ -173,6 +183,16 @@ def test_bad_value_in_the_file_is_an_error_naming_the_key(tmp_path: Path, text: 
     message = _config_error(tmp_path)
     assert named in message
     assert str(path) in message
+
+
+def test_audit_checkpoints_are_on_by_default_every_hour_to_dev_log(tmp_path: Path) -> None:
+    audit = _defaults(tmp_path).audit
+    assert (audit.checkpoint_minutes, audit.syslog_socket, audit.remote_syslog) == (60, "/dev/log", "")
+
+
+def test_remote_syslog_host_and_port_are_accepted(tmp_path: Path) -> None:
+    _write(tmp_path, '[audit]\nremote_syslog = "logs.clinic.example:6514"\n')
+    assert load_settings(tmp_path, {}).audit.remote_syslog == "logs.clinic.example:6514"
 
 
 def test_ae_title_of_16_characters_is_accepted(tmp_path: Path) -> None:
