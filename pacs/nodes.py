@@ -4,6 +4,11 @@ A node is an AE title, an address (one IP or a CIDR network), an optional port f
 retrieves sent to it, its permissions and exactly one client certificate, identified by
 its SHA-256 fingerprint: either issued by our CA at enrolment or the node's own,
 pinned. A new node may store and nothing else unless more is granted.
+
+Find, move and get let a node read every patient's data: they are *PHI grants*. Through
+the web only an account with both the admin and the physician role may make one
+(:func:`check_phi_grant`); the command line is the appliance's operator. Either way the
+audit record of the change names the rights it granted (``phi_grant``).
 """
 
 from __future__ import annotations
@@ -27,10 +32,22 @@ from storage.db import Database, Node
 
 PERMISSIONS = ("store", "find", "move", "get")
 DEFAULT_PERMISSIONS = frozenset({"store"})
+PHI_PERMISSIONS = frozenset({"find", "move", "get"})
+PHI_GRANTOR_ROLES = frozenset({"admin", "physician"})
+CLI_AUTHORITY = "operator on the appliance (command line)"
+WEB_AUTHORITY = "admin and physician (web)"
 
 
 class EnrolmentError(ValueError):
     """A node cannot be enrolled or removed as asked; the message says why."""
+
+
+class PhiGrantError(EnrolmentError):
+    """Find, move or get asked for by an account that may not grant them; `details` for the audit."""
+
+    def __init__(self, message: str, details: dict[str, object]) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,34 @@ def parse_permissions(allow: str) -> frozenset[str]:
             f"--allow {allow!r}: permissions are a comma-separated subset of {','.join(PERMISSIONS)}"
         )
     return granted
+
+
+def phi_grant(permissions: frozenset[str], before: frozenset[str] = frozenset()) -> list[str]:
+    """The rights to patient data (find, move, get) in `permissions` that `before` lacked, sorted."""
+    return sorted((permissions - before) & PHI_PERMISSIONS)
+
+
+def check_phi_grant(
+    ae_title: str,
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    permissions: frozenset[str],
+    *,
+    roles: frozenset[str],
+    before: frozenset[str] = frozenset(),
+) -> None:
+    """Raise :class:`PhiGrantError` if `permissions` add find, move or get and `roles` lack either role."""
+    granted = phi_grant(permissions, before)
+    if granted and not roles >= PHI_GRANTOR_ROLES:
+        raise PhiGrantError(
+            f"granting {','.join(granted)} lets {ae_title} read every patient's images; only an admin "
+            "who is also a physician may grant it",
+            {
+                "ae_title": ae_title,
+                "host": str(network),
+                "permissions": sorted(permissions),
+                "phi_grant": granted,
+            },
+        )
 
 
 def _view(row: Node) -> EnrolledNode:
@@ -149,6 +194,23 @@ class NodeRegistry:
             raise EnrolmentError(f"a node with AE title {ae_title!r} is already enrolled") from None
         return _view(row)
 
+    def change_permissions(
+        self, ae_title: str, permissions: frozenset[str], *, roles: frozenset[str]
+    ) -> tuple[EnrolledNode, EnrolledNode]:
+        """Give `ae_title` exactly `permissions`, checked by :func:`check_phi_grant`; return before and after.
+
+        The check runs in the writing transaction, so it judges the rights the node holds then.
+        """
+        with self._database.write() as session:
+            row = session.scalars(select(Node).where(Node.ae_title == ae_title)).one_or_none()
+            if row is None:
+                raise EnrolmentError(f"no node with AE title {ae_title!r} is enrolled")
+            before = _view(row)
+            check_phi_grant(ae_title, before.network, permissions, roles=roles, before=before.permissions)
+            row.permissions = ",".join(p for p in PERMISSIONS if p in permissions)
+            after = _view(row)
+        return before, after
+
     def remove(self, ae_title: str) -> EnrolledNode:
         """Remove the node enrolled as `ae_title`; raise :class:`EnrolmentError` if there is none."""
         with self._database.write() as session:
@@ -197,21 +259,40 @@ def issue_node_pem(
     return issued.cert, buffer.getvalue()
 
 
-def node_event(action: Action, node: EnrolledNode, what: str, *, user: str) -> AuditEvent:
-    """The audit record of an enrolment change made by `user`."""
+def node_event(
+    action: Action,
+    node: EnrolledNode,
+    what: str,
+    *,
+    user: str,
+    authority: str = "",
+    before: frozenset[str] | None = None,
+) -> AuditEvent:
+    """The audit record of an enrolment change made by `user`.
+
+    A change that adds find, move or get (from `before`, for a change of rights) is a PHI
+    grant: the record lists those rights in ``phi_grant`` and by what `authority` they were granted.
+    """
+    details: dict[str, object] = {
+        "what": what,
+        "ae_title": node.ae_title,
+        "host": str(node.network),
+        "port": node.port,
+        "permissions": sorted(node.permissions),
+        "certificate": "issued" if node.cert_issued else "pinned",
+        "fingerprint": node.fingerprint,
+        "plaintext": node.plaintext,
+    }
+    if before is not None:
+        details["before"] = sorted(before)
+    granted = phi_grant(node.permissions, before or frozenset()) if action != Action.DELETE else []
+    if granted:
+        details["phi_grant"] = granted
+        details["authority"] = authority
     return AuditEvent(
         EventID.SECURITY_ALERT,
         action,
         user_id=user,
         event_type=EventType.NETWORK_CONFIGURATION,
-        details={
-            "what": what,
-            "ae_title": node.ae_title,
-            "host": str(node.network),
-            "port": node.port,
-            "permissions": sorted(node.permissions),
-            "certificate": "issued" if node.cert_issued else "pinned",
-            "fingerprint": node.fingerprint,
-            "plaintext": node.plaintext,
-        },
+        details=details,
     )

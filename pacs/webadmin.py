@@ -1,7 +1,9 @@
 """What the web viewer's admin pages need from the rest of pacs: enrolment and the system status.
 
 It implements :class:`webviewer.admin.AdminBackend` over the node registry, the local CA
-and the data directory, so that ``webviewer`` never imports the DICOM side.
+and the data directory, so that ``webviewer`` never imports the DICOM side. Find, move and
+get are PHI grants (:func:`pacs.nodes.check_phi_grant`): they need an admin who is also a
+physician, and anything else raises :class:`webviewer.admin.GrantRefusedError`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ from pacs.audit import Action
 from pacs.config import Settings
 from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, Pacs
 from pacs.nodes import (
+    PHI_PERMISSIONS,
+    WEB_AUTHORITY,
+    EnrolledNode,
     EnrolmentError,
     NodeRegistry,
+    PhiGrantError,
     check_enrolment,
+    check_phi_grant,
     issue_node_pem,
     node_event,
     parse_permissions,
 )
-from webviewer.admin import ModalityRow, StatusRow
+from webviewer.admin import GrantRefusedError, ModalityRow, StatusRow
 
 CERTIFICATE_WARNING_DAYS = 30
 
@@ -43,14 +50,31 @@ class PacsAdmin:
                 permissions=",".join(sorted(node.permissions)),
                 certificate=f"{'issued' if node.cert_issued else 'pinned'} {node.fingerprint[:16]}",
                 plaintext=node.plaintext,
+                phi=bool(node.permissions & PHI_PERMISSIONS),
             )
             for node in self._registry.all()
         ]
 
-    def enrol(self, ae_title: str, host: str, allow: str, port: int | None, *, user: str) -> bytes:
-        """Enrol a TLS node with a certificate from our CA; return the ZIP of its PEM files."""
+    def enrol(
+        self,
+        ae_title: str,
+        host: str,
+        allow: str,
+        port: int | None,
+        *,
+        user: str,
+        roles: frozenset[str] = frozenset(),
+    ) -> bytes:
+        """Enrol a TLS node with a certificate from our CA; return the ZIP of its PEM files.
+
+        A PHI grant (find, move, get) is refused unless `roles` hold admin and physician.
+        """
         permissions = parse_permissions(allow)
-        check_enrolment(ae_title, host=host, port=port, plaintext=False)
+        network = check_enrolment(ae_title, host=host, port=port, plaintext=False)
+        try:
+            check_phi_grant(ae_title, network, permissions, roles=roles)
+        except PhiGrantError as exc:
+            raise GrantRefusedError(str(exc), exc.details) from None
         if self._registry.get(ae_title) is not None:
             raise EnrolmentError(f"a node with AE title {ae_title!r} is already enrolled")
         ca = pki.Issued(
@@ -61,8 +85,32 @@ class PacsAdmin:
         node = self._registry.add(
             ae_title, host=host, certificate=certificate, cert_issued=True, permissions=permissions, port=port
         )
-        self._pacs.audit.append(node_event(Action.CREATE, node, "node enrolled", user=user))
+        event = node_event(Action.CREATE, node, "node enrolled", user=user, authority=WEB_AUTHORITY)
+        self._pacs.audit.append(event)
         return bundle
+
+    def change_rights(self, ae_title: str, allow: str, *, user: str, roles: frozenset[str]) -> bool:
+        """Give a node exactly the rights in `allow`; False if it had them already.
+
+        Narrowing is open to any admin; adding find, move or get is a PHI grant.
+        """
+        permissions = parse_permissions(allow)
+        try:
+            before, after = self._registry.change_permissions(ae_title, permissions, roles=roles)
+        except PhiGrantError as exc:
+            raise GrantRefusedError(str(exc), exc.details) from None
+        if before.permissions == after.permissions:
+            return False
+        event = node_event(
+            Action.UPDATE,
+            after,
+            "node rights changed",
+            user=user,
+            authority=WEB_AUTHORITY,
+            before=before.permissions,
+        )
+        self._pacs.audit.append(event)
+        return True
 
     def remove(self, ae_title: str, *, user: str) -> None:
         """Remove an enrolled node."""
@@ -90,7 +138,9 @@ class PacsAdmin:
             "SQLCipher (encrypted)" if self._pacs.database.is_sqlite else "PostgreSQL (see docs/SECURITY.md)"
         )
         rows.append(StatusRow("index", encrypted, self._pacs.database.is_sqlite))
-        plaintext = [n.ae_title for n in self._registry.all() if n.plaintext]
+        nodes = self._registry.all()
+        rows.append(_phi_grants(nodes))
+        plaintext = [n.ae_title for n in nodes if n.plaintext]
         rows.append(
             StatusRow(
                 "plaintext DICOM",
@@ -101,3 +151,16 @@ class PacsAdmin:
             )
         )
         return rows
+
+
+def _phi_grants(nodes: list[EnrolledNode]) -> StatusRow:
+    """The nodes that may read patient data; fine unless one does so from a network or in clear."""
+    granted = [n for n in nodes if n.permissions & PHI_PERMISSIONS]
+    listed = [
+        f"{n.ae_title} at {n.network} ({','.join(sorted(n.permissions & PHI_PERMISSIONS))}"
+        + (", PLAINTEXT" if n.plaintext else "")
+        + ")"
+        for n in granted
+    ]
+    exposed = any(n.plaintext or n.network.num_addresses > 1 for n in granted)
+    return StatusRow("PHI grants (find, move, get)", "; ".join(listed) or "none", not exposed)

@@ -31,6 +31,7 @@ from pacs.nodes import NodeRegistry
 from pacs.webadmin import PacsAdmin
 from storage.db import AuditRecord
 from tests.web_helpers import (
+    ADDRESS,
     ADMIN,
     PASSPHRASE,
     PHYSICIAN,
@@ -299,7 +300,7 @@ def test_an_admin_can_be_disabled_while_another_admin_remains(web: Web, boss: Br
 
 
 def test_enrolment_answers_a_certificate_issued_by_the_archive_ca(web: Web, boss: Browser) -> None:
-    bundle = _bundle(_enrol(boss, ae_title="CT1", host="10.0.0.5", allow=["store", "find"]))
+    bundle = _bundle(_enrol(boss, ae_title="CT1", host="10.0.0.5", allow=["store"]))
     assert set(bundle) == {"client.crt", "client.key", "ca.crt"}
     ca = _ca_certificate(web.pacs)
     cert = x509.load_pem_x509_certificate(bundle["client.crt"])
@@ -319,9 +320,10 @@ def test_enrolment_private_key_matches_the_certificate(boss: Browser) -> None:
     assert key.public_key() == cert.public_key()
 
 
-def test_enrolled_node_is_registered_with_its_host_port_and_permissions(web: Web, boss: Browser) -> None:
+def test_enrolled_node_is_registered_with_its_host_port_and_permissions(web: Web) -> None:
+    chief = web.logged_in(web.user("chief", ADMIN | PHYSICIAN))  # find and move are PHI grants
     bundle = _bundle(
-        _enrol(boss, ae_title="CT1", host="10.0.0.0/24", port="11112", allow=["store", "find", "move"])
+        _enrol(chief, ae_title="CT1", host="10.0.0.0/24", port="11112", allow=["store", "find", "move"])
     )
     nodes = NodeRegistry(web.pacs.database).all()
     assert [n.ae_title for n in nodes] == ["CT1"]
@@ -330,7 +332,7 @@ def test_enrolled_node_is_registered_with_its_host_port_and_permissions(web: Web
     assert str(node.network) == "10.0.0.0/24" and node.port == 11112
     assert node.cert_issued and not node.plaintext
     assert node.fingerprint == pki.fingerprint(x509.load_pem_x509_certificate(bundle["client.crt"]))
-    assert "CT1" in boss.get("/admin/modalities").text
+    assert "CT1" in chief.get("/admin/modalities").text
 
 
 def test_enrolled_node_private_key_is_kept_nowhere(web: Web, boss: Browser) -> None:
@@ -354,13 +356,13 @@ def test_enrolled_node_private_key_is_kept_nowhere(web: Web, boss: Browser) -> N
 
 
 def test_enrolment_is_audited_naming_the_admin(web: Web, boss: Browser) -> None:
-    _bundle(_enrol(boss, ae_title="CT1", host="10.0.0.5", allow=["store", "find"]))
+    _bundle(_enrol(boss, ae_title="CT1", host="10.0.0.5", allow=["store"], port="11112"))
     records = web.audit(SECURITY_ALERT, NETWORK_CONFIGURATION)
     assert len(records) == 1
     record = records[0]
     assert record.user_id == "boss" and record.action == str(Action.CREATE)
-    assert details(record)["ae_title"] == "CT1"
-    assert details(record)["permissions"] == ["find", "store"]
+    assert details(record)["ae_title"] == "CT1" and details(record)["port"] == 11112
+    assert details(record)["permissions"] == ["store"]
     assert details(record)["host"] == "10.0.0.5/32"
 
 
@@ -409,6 +411,106 @@ def test_the_certificate_download_name_cannot_carry_header_syntax(web: Web, boss
     assert response.mimetype == "application/zip"
     kind, parameters = parse_options_header(response.headers["Content-Disposition"])
     assert (kind, parameters) == ("attachment", {"filename": 'EV"IL;X-certificate.zip'})
+
+
+# PHI grants: find, move and get let a node read every patient's data.
+
+
+def _refusals(web: Web, user: str) -> list[AuditRecord]:
+    return [r for r in web.audit(SECURITY_ALERT, RESTRICTED, user=user) if "PHI grant" in details(r)["what"]]
+
+
+@pytest.mark.parametrize("right", ["find", "move", "get"])
+def test_an_admin_who_is_not_a_physician_cannot_enrol_a_node_with_a_phi_grant(
+    web: Web, boss: Browser, right: str
+) -> None:
+    response = _enrol(boss, ae_title="SPY", host="10.0.0.66", allow=["store", right])
+    assert response.status_code == 403
+    assert response.mimetype == "text/html" and b"PRIVATE KEY" not in response.data
+    shown = messages(response.text)
+    assert len(shown) == 1 and shown[0].startswith("Not enrolled:"), shown
+    assert f"granting {right}" in shown[0] and "admin who is also a physician" in shown[0]
+    assert NodeRegistry(web.pacs.database).all() == []
+    assert web.audit(SECURITY_ALERT, NETWORK_CONFIGURATION) == []
+    (refusal,) = _refusals(web, "boss")
+    assert refusal.outcome == int(Outcome.MINOR_FAILURE) and refusal.source == ADDRESS
+    assert details(refusal) == {
+        "what": "PHI grant refused",
+        "ae_title": "SPY",
+        "host": "10.0.0.66/32",
+        "permissions": sorted({"store", right}),
+        "phi_grant": [right],
+        "roles": ["admin"],
+    }
+
+
+def test_an_admin_who_is_also_a_physician_may_enrol_a_node_with_a_phi_grant(web: Web) -> None:
+    chief = web.logged_in(web.user("chief", ADMIN | PHYSICIAN))
+    bundle = _bundle(_enrol(chief, ae_title="WS1", host="10.0.0.8", allow=["store", "find", "get"]))
+    node = NodeRegistry(web.pacs.database).get("WS1")
+    assert node is not None and node.permissions == frozenset({"store", "find", "get"})
+    assert node.fingerprint == pki.fingerprint(x509.load_pem_x509_certificate(bundle["client.crt"]))
+    (record,) = web.audit(SECURITY_ALERT, NETWORK_CONFIGURATION, user="chief")
+    assert details(record)["phi_grant"] == ["find", "get"]
+    assert details(record)["authority"] == "admin and physician (web)"
+    assert _refusals(web, "chief") == []
+
+
+def test_a_store_only_enrolment_is_no_phi_grant_and_any_admin_may_make_it(web: Web, boss: Browser) -> None:
+    _bundle(_enrol(boss, ae_title="CT1", host="10.0.0.5", allow=["store"]))
+    (record,) = web.audit(SECURITY_ALERT, NETWORK_CONFIGURATION, user="boss")
+    assert details(record)["permissions"] == ["store"] and "phi_grant" not in details(record)
+
+
+def _change_rights(browser: Browser, ae_title: str, allow: list[str]) -> TestResponse:
+    token = browser.token("/admin/modalities")
+    form = {"ae_title": ae_title, "allow": allow, "csrf_token": token}
+    return browser.client.post("/admin/modalities/rights", data=form)
+
+
+def test_an_admin_who_is_not_a_physician_cannot_widen_a_node_to_a_phi_grant(web: Web, boss: Browser) -> None:
+    PacsAdmin(web.pacs).enrol("CT1", "10.0.0.5", "store", None, user="setup")
+    before = NodeRegistry(web.pacs.database).all()
+    response = _change_rights(boss, "CT1", ["store", "find"])
+    assert response.status_code == 403
+    shown = messages(response.text)
+    assert len(shown) == 1 and shown[0].startswith("CT1 unchanged:") and "granting find" in shown[0]
+    assert NodeRegistry(web.pacs.database).all() == before
+    (refusal,) = _refusals(web, "boss")
+    assert details(refusal)["ae_title"] == "CT1" and details(refusal)["phi_grant"] == ["find"]
+
+
+def test_an_admin_who_is_also_a_physician_may_widen_a_node_to_a_phi_grant(web: Web) -> None:
+    PacsAdmin(web.pacs).enrol("CT1", "10.0.0.5", "store", None, user="setup")
+    chief = web.logged_in(web.user("chief", ADMIN | PHYSICIAN))
+    assert is_redirect_to(_change_rights(chief, "CT1", ["store", "move"]), "/admin/modalities")
+    node = NodeRegistry(web.pacs.database).get("CT1")
+    assert node is not None and node.permissions == frozenset({"store", "move"})
+    (record,) = web.audit(SECURITY_ALERT, NETWORK_CONFIGURATION, user="chief")
+    assert record.action == str(Action.UPDATE)
+    assert details(record)["before"] == ["store"] and details(record)["permissions"] == ["move", "store"]
+    assert details(record)["phi_grant"] == ["move"]
+
+
+def test_any_admin_may_narrow_a_node_and_take_its_phi_grant_away(web: Web, boss: Browser) -> None:
+    admin = PacsAdmin(web.pacs)
+    admin.enrol("WS1", "10.0.0.8", "store,find,get", None, user="chief", roles=ADMIN | PHYSICIAN)
+    assert is_redirect_to(_change_rights(boss, "WS1", ["store", "find"]), "/admin/modalities")
+    assert is_redirect_to(_change_rights(boss, "WS1", ["store"]), "/admin/modalities")
+    node = NodeRegistry(web.pacs.database).get("WS1")
+    assert node is not None and node.permissions == frozenset({"store"})
+    assert _refusals(web, "boss") == []
+    changes = web.audit(SECURITY_ALERT, NETWORK_CONFIGURATION, user="boss")
+    assert [details(r)["permissions"] for r in changes] == [["find", "store"], ["store"]]
+
+
+def test_the_modalities_page_marks_phi_grants(web: Web, boss: Browser) -> None:
+    admin = PacsAdmin(web.pacs)
+    admin.enrol("CT1", "10.0.0.5", "store", None, user="setup")
+    admin.enrol("WS1", "10.0.0.8", "store,find", None, user="setup", roles=ADMIN | PHYSICIAN)
+    page = boss.get("/admin/modalities").text
+    marked = dict(re.findall(r'<tr data-ae="([^"]+)" class="(phi|plain)">', page))
+    assert marked == {"CT1": "plain", "WS1": "phi"}
 
 
 # The audit log.
@@ -486,6 +588,7 @@ def test_status_page_lists_disk_certificates_index_and_plaintext_dicom(web: Web,
         "server certificate",
         "CA certificate",
         "index",
+        "PHI grants (find, move, get)",
         "plaintext DICOM",
     ]
     free = re.match(r"([\d,]+) MiB", rows["free disk (blobs)"][0])
@@ -501,7 +604,23 @@ def test_status_page_lists_disk_certificates_index_and_plaintext_dicom(web: Web,
         assert rows[label][1]
     index = rows["index"][0]
     assert index.startswith("SQLCipher") if web.pacs.database.is_sqlite else index.startswith("PostgreSQL")
+    assert rows["PHI grants (find, move, get)"] == ("none", True)
     assert rows["plaintext DICOM"] == ("closed", True)
+
+
+def test_status_page_lists_phi_grants_and_flags_one_to_a_network(web: Web, boss: Browser) -> None:
+    admin = PacsAdmin(web.pacs)
+    admin.enrol("CT1", "10.0.0.5", "store", None, user="setup")
+    admin.enrol("WS1", "10.0.0.8", "store,find,get", None, user="setup", roles=ADMIN | PHYSICIAN)
+    assert _status(boss.get("/admin/status").text)["PHI grants (find, move, get)"] == (
+        "WS1 at 10.0.0.8/32 (find,get)",
+        True,
+    )
+    admin.enrol("WARD", "10.0.1.0/24", "move", None, user="setup", roles=ADMIN | PHYSICIAN)
+    assert _status(boss.get("/admin/status").text)["PHI grants (find, move, get)"] == (
+        "WARD at 10.0.1.0/24 (move); WS1 at 10.0.0.8/32 (find,get)",
+        False,
+    )
 
 
 def test_status_page_reports_open_plaintext_dicom(web: Web, boss: Browser) -> None:

@@ -4,6 +4,10 @@ Enrolment and the system's status come from an :class:`AdminBackend` that ``pacs
 passes in, so this package does not reach into the DICOM side. Every action is audited,
 and so is every look at the audit log. One-time passwords and issued private keys are
 shown or downloaded once, in the answer to the POST, and kept nowhere.
+
+Granting a node find, move or get lets it read every patient's data: the backend refuses
+such a PHI grant (:class:`GrantRefusedError`) unless the admin is also a physician, and the
+refusal is answered 403 and audited as a use of a restricted function.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Protocol
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 
 from pacs.accounts import AccountError, Accounts, parse_roles
-from pacs.audit import Action, EventID, EventType
+from pacs.audit import Action, EventID, EventType, Outcome
 from webviewer.auth import admin_required, audit, current_account
 from webviewer.paging import current_page, neighbours
 
@@ -32,6 +36,7 @@ class ModalityRow:
     permissions: str
     certificate: str
     plaintext: bool
+    phi: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,14 @@ class StatusRow:
     ok: bool
 
 
+class GrantRefusedError(ValueError):
+    """A PHI grant (find, move, get) the account may not make; `details` go to the audit record."""
+
+    def __init__(self, message: str, details: dict[str, object]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 class AdminBackend(Protocol):
     """What the admin pages need from the rest of the application."""
 
@@ -50,10 +63,20 @@ class AdminBackend(Protocol):
         """The enrolled nodes."""
         ...
 
-    def enrol(self, ae_title: str, host: str, allow: str, port: int | None, *, user: str) -> bytes:
+    def enrol(
+        self, ae_title: str, host: str, allow: str, port: int | None, *, user: str, roles: frozenset[str]
+    ) -> bytes:
         """Enrol a node with a certificate from our CA (audited); return the ZIP of its PEM files.
 
-        Raises ValueError with a message for the admin when the input cannot be accepted.
+        Raises :class:`GrantRefusedError` for a PHI grant that `roles` may not make, and ValueError
+        with a message for the admin when the input cannot be accepted.
+        """
+        ...
+
+    def change_rights(self, ae_title: str, allow: str, *, user: str, roles: frozenset[str]) -> bool:
+        """Give a node exactly the rights in `allow` (audited); False if it had them already.
+
+        Raises as :meth:`enrol` does.
         """
         ...
 
@@ -81,6 +104,25 @@ def _me() -> str:
     account = current_account()
     assert account is not None
     return account.name
+
+
+def _my_roles() -> frozenset[str]:
+    account = current_account()
+    assert account is not None
+    return account.roles
+
+
+def _refuse_grant(exc: GrantRefusedError, message: str) -> tuple[str, int]:
+    """Audit a refused PHI grant and answer the modalities page with `message`, 403."""
+    audit(
+        EventID.SECURITY_ALERT,
+        Action.EXECUTE,
+        event_type=EventType.USE_OF_RESTRICTED_FUNCTION,
+        outcome=Outcome.MINOR_FAILURE,
+        details={"what": "PHI grant refused", **exc.details, "roles": sorted(_my_roles())},
+    )
+    flash(message)
+    return render_template("admin/modalities.html", nodes=_backend().modalities()), 403
 
 
 def _audit_change(what: str, user: str) -> None:
@@ -163,7 +205,7 @@ def modalities() -> str:
 
 @bp.post("/modalities")
 @admin_required
-def enrol() -> Response:
+def enrol() -> Response | tuple[str, int]:
     """Enrol a node; the answer is the ZIP of its certificate, key and our CA."""
     port_text = request.form.get("port", "").strip()
     ae_title = request.form.get("ae_title", "").strip()
@@ -171,14 +213,37 @@ def enrol() -> Response:
     if port_text and not port_text.isdigit():
         flash(f"Not enrolled: port {port_text!r} is not a number")
         return redirect(url_for("admin.modalities"))
+    port = int(port_text) if port_text else None
     try:
-        bundle = _backend().enrol(ae_title, host, allow, int(port_text) if port_text else None, user=_me())
+        bundle = _backend().enrol(ae_title, host, allow, port, user=_me(), roles=_my_roles())
+    except GrantRefusedError as exc:
+        return _refuse_grant(exc, f"Not enrolled: {exc}")
     except ValueError as exc:
         flash(f"Not enrolled: {exc}")
         return redirect(url_for("admin.modalities"))
     response = Response(bundle, mimetype="application/zip")
     response.headers.set("Content-Disposition", "attachment", filename=f"{ae_title}-certificate.zip")
     return response
+
+
+@bp.post("/modalities/rights")
+@admin_required
+def change_rights() -> Response | tuple[str, int]:
+    """Change what an enrolled node may do; adding find, move or get is a PHI grant."""
+    ae_title = request.form.get("ae_title", "")
+    allow = ",".join(request.form.getlist("allow"))
+    if not allow:
+        flash(f"{ae_title} unchanged: tick at least one right (Remove takes every right away)")
+        return redirect(url_for("admin.modalities"))
+    try:
+        changed = _backend().change_rights(ae_title, allow, user=_me(), roles=_my_roles())
+    except GrantRefusedError as exc:
+        return _refuse_grant(exc, f"{ae_title} unchanged: {exc}")
+    except ValueError as exc:
+        flash(f"{ae_title} unchanged: {exc}")
+    else:
+        flash(f"{ae_title} may now {allow}." if changed else f"{ae_title} already may {allow}.")
+    return redirect(url_for("admin.modalities"))
 
 
 @bp.post("/modalities/remove")
