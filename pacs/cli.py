@@ -41,12 +41,14 @@ from pacs.datadir import (
     renew_server_certificate,
 )
 from pacs.nodes import (
+    CLI_AUTHORITY,
     EnrolmentError,
     NodeRegistry,
     check_enrolment,
     issue_node_certificate,
     node_event,
     parse_permissions,
+    phi_grant,
 )
 from pacs.ops.reindex import audit_sweep
 from storage import rotation
@@ -340,10 +342,16 @@ def cmd_modality_add(args: argparse.Namespace, environ: Mapping[str, str]) -> in
             port=args.port,
             plaintext=args.plaintext,
         )
-        pacs.audit.append(node_event(Action.CREATE, node, "node enrolled", user=_actor()))
+        event = node_event(Action.CREATE, node, "node enrolled", user=_actor(), authority=CLI_AUTHORITY)
+        pacs.audit.append(event)
     finally:
         pacs.close()
     print(f"enrolled {node.ae_title} from {node.network}, may {','.join(sorted(node.permissions))}")
+    if granted := phi_grant(node.permissions):
+        print(
+            f"  PHI grant: {','.join(granted)} lets {node.ae_title} read every patient's data "
+            "(audited; listed by pacs selfcheck)"
+        )
     if args.issue_cert:
         out = Path(args.issue_cert)
         print(f"  certificate: {out / 'client.crt'}, key: {out / 'client.key'}, CA: {out / 'ca.crt'}")

@@ -479,3 +479,37 @@ def test_the_installed_console_script_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "0 objects checked: all intact" in result.stdout
+
+
+# -- modality: PHI grants from the command line ------------------------------------------------------
+
+
+def _enrolments(data: Path) -> list[dict[str, object]]:
+    pacs = open_pacs(_settings(data))
+    try:
+        return [json.loads(r.details) for r in pacs.audit.records() if r.event_type == "110128"]
+    finally:
+        pacs.close()
+
+
+def test_the_operator_may_grant_find_move_and_get_on_the_command_line_and_it_is_audited_as_a_phi_grant(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["modality", "add", "WS1", "--host", "10.0.0.8", "--allow", "store,find,get"]
+    code, out, _ = _run(capsys, *argv, "--issue-cert", str(tmp_path / "ws1"), "--data", str(data_dir))
+    assert code == 0
+    assert "PHI grant: find,get lets WS1 read every patient's data" in out
+    (record,) = _enrolments(data_dir)
+    assert record["phi_grant"] == ["find", "get"]
+    assert record["authority"] == "operator on the appliance (command line)"
+    assert record["permissions"] == ["find", "get", "store"]
+
+
+def test_a_store_only_enrolment_on_the_command_line_is_no_phi_grant(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["modality", "add", "CT1", "--host", "10.0.0.5", "--issue-cert", str(tmp_path / "ct1")]
+    code, out, _ = _run(capsys, *argv, "--data", str(data_dir))
+    assert code == 0 and "PHI grant" not in out
+    (record,) = _enrolments(data_dir)
+    assert "phi_grant" not in record and "authority" not in record
