@@ -30,6 +30,7 @@ from pacs.config import CONFIG_NAME
 from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, Pacs
 from pacs.dicom import tls
 from pacs.nodes import NodeRegistry
+from pacs.ops.phi_grants import phi_grants
 from pacs.web import https_adapter
 from storage import rotation
 from storage.db import Instance
@@ -241,6 +242,29 @@ def check_query_rights(pacs: Pacs, now: datetime) -> Iterator[Result]:
             )
 
 
+def check_phi_grants(pacs: Pacs, now: datetime) -> Iterator[Result]:
+    """Every PHI grant (find, move, get) and who made it; in clear or without an audit record, a finding."""
+    for grant in phi_grants(NodeRegistry(pacs.database).all(), pacs.audit):
+        node, rights = grant.node, ",".join(grant.rights)
+        if node.plaintext:
+            yield Finding(
+                "phi-grants",
+                f"node {node.ae_title} may {rights} every patient's data over UNENCRYPTED DICOM, where "
+                "only its AE title and address identify it",
+                f"take find, move and get away from it (Modalities page), or enrol {node.ae_title} over TLS",
+            )
+        if grant.unrecorded:
+            yield Finding(
+                "phi-grants",
+                f"node {node.ae_title} may {','.join(grant.unrecorded)} patient data, and no audit record "
+                "shows who granted it",
+                "find out who changed the index database; then take the rights away (Modalities page) or "
+                "enrol the node again, which is audited",
+            )
+        granted = f"; {grant.provenance()}" if grant.grantors else ""
+        yield Note("phi-grants", f"PHI grant: node {node.ae_title} at {node.network} may {rights}{granted}")
+
+
 def check_second_factor(pacs: Pacs, now: datetime) -> Iterator[Result]:
     """Every account has a second factor, or is a fresh one waiting for its first login."""
     for account in Accounts(pacs.database, pacs.keyring).all():
@@ -439,6 +463,7 @@ CHECKS: dict[str, Check] = {
     "certificates": check_certificates,
     "plaintext-dicom": check_plaintext,
     "query-rights": check_query_rights,
+    "phi-grants": check_phi_grants,
     "second-factor": check_second_factor,
     "index-encryption": check_index_encryption,
     "key-rotation": check_key_rotation,

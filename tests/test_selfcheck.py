@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -18,7 +19,10 @@ from pacs.audit import Action, AuditEvent, EventID
 from pacs.cli import main
 from pacs.config import Settings
 from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, initialise, open_pacs
+from pacs.webadmin import PacsAdmin
 from tests.data.make_series import make_ct_series
+
+CHIEF = frozenset({"admin", "physician"})
 
 
 def _selfcheck(settings: Settings, capsys: pytest.CaptureFixture[str], **environ: str) -> tuple[int, dict]:
@@ -368,3 +372,94 @@ def test_selfcheck_runs_are_audited(sqlite_settings: Settings, capsys: pytest.Ca
             "findings": ["the plaintext DICOM port 11112 is open although no node may use it"],
         }
     ]
+
+
+# PHI grants: nodes that may find, move or get, and who granted it.
+
+
+def _phi(report: dict) -> tuple[list[str], list[str]]:
+    """The phi-grants findings and notes of `report`."""
+    return (
+        [f["message"] for f in report["findings"] if f["check"] == "phi-grants"],
+        [n["message"] for n in report["notes"] if n["check"] == "phi-grants"],
+    )
+
+
+def test_every_phi_grant_is_listed_with_who_granted_it(
+    sqlite_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(sqlite_settings.data_dir)
+    for ae, host, allow in (("WS1", "10.0.0.8", "store,find,get"), ("CT1", "10.0.0.5", "store")):
+        argv = ["modality", "add", ae, "--host", host, "--allow", allow, "--issue-cert", str(tmp_path / ae)]
+        assert main([*argv, "--data", data], environ={}) == 0
+    pacs = open_pacs(sqlite_settings)
+    try:
+        PacsAdmin(pacs).enrol("WS2", "10.0.0.9", "move", None, user="chief", roles=CHIEF)
+    finally:
+        pacs.close()
+    capsys.readouterr()
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 0, report["findings"]
+    today = datetime.now(UTC).date().isoformat()
+    assert _phi(report) == (
+        [],
+        [
+            f"PHI grant: node WS1 at 10.0.0.8/32 may find,get; find,get granted by {getpass.getuser()}@cli "
+            f"(operator on the appliance (command line)) on {today}",
+            f"PHI grant: node WS2 at 10.0.0.9/32 may move; move granted by chief (admin and physician (web)) "
+            f"on {today}",
+        ],
+    )
+
+
+def test_a_phi_grant_names_who_granted_each_right_since_the_last_enrolment(sqlite_settings: Settings) -> None:
+    pacs = open_pacs(sqlite_settings)
+    try:
+        admin = PacsAdmin(pacs)
+        admin.enrol("WS1", "10.0.0.8", "store,find,get", None, user="old", roles=CHIEF)
+        admin.remove("WS1", user="old")
+        admin.enrol("WS1", "10.0.0.8", "store,find", None, user="chief", roles=CHIEF)
+        admin.change_rights("WS1", "store", user="boss", roles=frozenset({"admin"}))
+        admin.change_rights("WS1", "store,get", user="deputy", roles=CHIEF)
+        admin.change_rights("WS1", "store,find,get", user="chief", roles=CHIEF)
+        report = selfcheck.run(pacs)
+    finally:
+        pacs.close()
+    findings, (note,) = _phi(json.loads(report.to_json()))
+    assert findings == []
+    assert "; find granted by chief (" in note and "; get granted by deputy (" in note
+    assert "old" not in note and "boss" not in note
+
+
+def test_a_phi_grant_no_audit_record_accounts_for_is_a_finding(
+    sqlite_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["modality", "add", "CT1", "--host", "10.0.0.5", "--issue-cert", str(tmp_path / "c")]
+    assert main([*argv, "--data", str(sqlite_settings.data_dir)], environ={}) == 0
+    pacs = open_pacs(sqlite_settings)
+    try:  # someone with access to the index widens the node behind the audit trail's back
+        with pacs.database.write() as session:
+            session.execute(text("UPDATE nodes SET permissions = 'store,find' WHERE ae_title = 'CT1'"))
+    finally:
+        pacs.close()
+    capsys.readouterr()
+    code, report = _selfcheck(sqlite_settings, capsys)
+    assert code == 1
+    assert _phi(report)[0] == [
+        "node CT1 may find patient data, and no audit record shows who granted it",
+    ]
+
+
+def test_a_phi_grant_to_a_plaintext_node_is_a_finding(
+    sqlite_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"PACS_DICOM_PLAINTEXT_PORT": "11112"}
+    argv = ["modality", "add", "OLDWS", "--host", "10.1.2.3", "--plaintext", "--allow", "store,find"]
+    assert (
+        main([*argv, "--issue-cert", str(tmp_path / "c"), "--data", str(sqlite_settings.data_dir)], env) == 0
+    )
+    capsys.readouterr()
+    code, report = _selfcheck(sqlite_settings, capsys, **env)
+    assert code == 1
+    (finding,) = _phi(report)[0]
+    assert finding.startswith("node OLDWS may find every patient's data over UNENCRYPTED DICOM")
