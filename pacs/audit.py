@@ -5,7 +5,9 @@ its own fields and of the previous record's hash, so editing, inserting or delet
 row breaks the chain, and someone with database access but not the key cannot rebuild
 it. Records also get a gap-free sequence number, and after every append the newest
 (seq, hash) pair is written, MACed, to an anchor file beside the database: cutting rows
-off the end of the table is then detected too.
+off the end of the table is then detected too. Against someone who can also put an older
+anchor back, :mod:`pacs.core.checkpoints` writes signed checkpoints to logs the service
+account cannot rewrite; :mod:`pacs.core.atna` writes the trail as DICOM audit messages.
 
 Event codes follow DICOM PS3.15 A.5 / IHE ATNA (the DCM coding scheme).
 """
@@ -17,9 +19,7 @@ import fcntl
 import hmac
 import json
 import os
-import re
 import tempfile
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -430,84 +430,3 @@ class AuditLog:
             out.write(json.dumps(as_dict(record), ensure_ascii=False, sort_keys=True) + "\n")
             count += 1
         return count
-
-    def export_atna_xml(self, out: TextIO, audit_source: str = "mini-pacs") -> int:
-        """Write every record as a DICOM PS3.15 A.5 AuditMessage inside one AuditMessages root."""
-        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<AuditMessages>\n')
-        count = 0
-        for record in self.records():
-            element = atna_message(record, audit_source)
-            ET.indent(element, level=1)
-            out.write("  " + ET.tostring(element, encoding="unicode") + "\n")
-            count += 1
-        out.write("</AuditMessages>\n")
-        return count
-
-
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def _xml_safe(value: str) -> str:
-    """`value` with the characters XML 1.0 cannot carry replaced by U+FFFD."""
-    return _XML_ILLEGAL.sub("\ufffd", value)
-
-
-def _code(tag: str, code: str, system: str, meaning: str) -> ET.Element:
-    return ET.Element(tag, {"csd-code": code, "codeSystemName": system, "originalText": meaning})
-
-
-def atna_message(record: AuditRecord, audit_source: str) -> ET.Element:
-    """One record as a DICOM audit message (PS3.15 A.5.1, the ATNA schema)."""
-    message = ET.Element("AuditMessage")
-    identification = ET.SubElement(
-        message,
-        "EventIdentification",
-        {
-            "EventActionCode": record.action,
-            "EventDateTime": record.recorded_at,
-            "EventOutcomeIndicator": str(record.outcome),
-        },
-    )
-    identification.append(_code("EventID", record.event_id, "DCM", EVENT_NAMES.get(record.event_id, "")))
-    if record.event_type:
-        identification.append(
-            _code("EventTypeCode", record.event_type, "DCM", EVENT_NAMES.get(record.event_type, ""))
-        )
-    participant = {"UserID": record.user_id or "unknown", "UserIsRequestor": "true"}
-    if record.source:
-        participant |= {"NetworkAccessPointID": record.source, "NetworkAccessPointTypeCode": "2"}
-    ET.SubElement(message, "ActiveParticipant", participant)
-    ET.SubElement(message, "AuditSourceIdentification", {"AuditSourceID": audit_source})
-    if record.patient_id:
-        patient = ET.SubElement(
-            message,
-            "ParticipantObjectIdentification",
-            {
-                "ParticipantObjectID": record.patient_id,
-                "ParticipantObjectTypeCode": "1",
-                "ParticipantObjectTypeCodeRole": "1",
-            },
-        )
-        patient.append(_code("ParticipantObjectIDTypeCode", "2", "RFC-3881", "Patient Number"))
-    if record.study_uid:
-        study = ET.SubElement(
-            message,
-            "ParticipantObjectIdentification",
-            {
-                "ParticipantObjectID": record.study_uid,
-                "ParticipantObjectTypeCode": "2",
-                "ParticipantObjectTypeCodeRole": "3",
-            },
-        )
-        study.append(_code("ParticipantObjectIDTypeCode", "110180", "DCM", "Study Instance UID"))
-    details = json.loads(record.details)
-    if details:
-        ET.SubElement(
-            message,
-            "ParticipantObjectIdentification",
-            {"ParticipantObjectID": f"audit-record-{record.seq}", "ParticipantObjectTypeCode": "4"},
-        ).append(ET.Element("ParticipantObjectDetail", {"type": "details", "value": record.details}))
-    for element in message.iter():
-        for name, value in element.attrib.items():
-            element.set(name, _xml_safe(value))
-    return message

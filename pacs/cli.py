@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -28,7 +29,7 @@ from pacs import backup, importer, pki, selfcheck, service
 from pacs.accounts import Account, AccountError, Accounts, check_password_policy, parse_roles
 from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.config import ConfigError, check_ae_title, load_settings
-from pacs.core import checkpoints
+from pacs.core import atna, checkpoints
 from pacs.datadir import (
     CA_CERT,
     CA_KEY,
@@ -285,6 +286,10 @@ def cmd_audit_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     return EXIT_OK if report.ok and not rolled_back else EXIT_FAILED
 
 
+def _export_atna(pacs: Pacs) -> Callable[[TextIO], int]:
+    return lambda out: atna.export_xml(pacs.audit.records(), out)
+
+
 def cmd_audit_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Write the audit trail out."""
     pacs = _open(args, environ)
@@ -297,7 +302,7 @@ def cmd_audit_export(args: argparse.Namespace, environ: Mapping[str, str]) -> in
                 details={"what": "export", "format": args.format},
             )
         )
-        export = pacs.audit.export_jsonl if args.format == "jsonl" else pacs.audit.export_atna_xml
+        export = pacs.audit.export_jsonl if args.format == "jsonl" else _export_atna(pacs)
         if args.output:
             with open(args.output, "x", encoding="utf-8") as out:
                 count = export(out)

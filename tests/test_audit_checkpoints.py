@@ -424,12 +424,15 @@ def test_pacs_serve_checkpoints_at_start_and_stop_and_the_journal_copy_verifies(
     with open(tmp_path / "serve.log", "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "pacs", "serve", "--data", str(data)],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=log,
             env=env,
             cwd=REPO,
+            text=True,
         )
     try:
+        assert process.stdout is not None
+        assert "DICOM TLS listening" in process.stdout.readline(), (tmp_path / "serve.log").read_text()
         at_start = syslog.receive()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()
@@ -444,6 +447,8 @@ def test_pacs_serve_checkpoints_at_start_and_stop_and_the_journal_copy_verifies(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
 
     pacs = open_pacs(load_settings(data, {}))
     try:
