@@ -105,7 +105,7 @@ def check_phi_grant(
     granted = phi_grant(permissions, before)
     if granted and not roles >= PHI_GRANTOR_ROLES:
         raise PhiGrantError(
-            f"granting {','.join(granted)} lets {ae_title} read every patient's images; only an admin "
+            f"granting {','.join(granted)} lets {ae_title} read every patient's data; only an admin "
             "who is also a physician may grant it",
             {
                 "ae_title": ae_title,
