@@ -134,7 +134,7 @@ from bench.index_query import (  # noqa: E402
 )
 from pacs.accounts import Accounts  # noqa: E402
 from pacs.datadir import Pacs  # noqa: E402
-from pacs.web import WebServer  # noqa: E402
+from pacs.serve.https import WebServer  # noqa: E402
 from webviewer.sessions import COOKIE  # noqa: E402
 from webviewer.studies import Search  # noqa: E402
 from webviewer.studies import identifier as study_identifier  # noqa: E402

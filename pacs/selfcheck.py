@@ -31,7 +31,7 @@ from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, Pacs
 from pacs.dicom import tls
 from pacs.nodes import NodeRegistry
 from pacs.ops.phi_grants import phi_grants
-from pacs.web import https_adapter
+from pacs.serve.https import https_context
 from storage import rotation
 from storage.db import Instance
 
@@ -442,7 +442,7 @@ def check_tls(pacs: Pacs, now: datetime) -> Iterator[Result]:
     keys, certs = pacs.settings.key_dir, pacs.settings.tls_dir
     try:
         dicom = tls.server_context(certs / SERVER_CERT, keys / SERVER_KEY, certs / CA_CERT)
-        web = https_adapter(str(certs / SERVER_CERT), str(keys / SERVER_KEY)).context
+        web = https_context(str(certs / SERVER_CERT), str(keys / SERVER_KEY))
     except (OSError, ssl.SSLError) as exc:
         yield Finding(
             "tls", f"the server certificate or key cannot be loaded: {exc}", "restore tls/ and keys/"

@@ -38,7 +38,7 @@ from pacs.datadir import INCOMING, open_pacs
 from pacs.dicom import tls
 from pacs.dicom.server import DicomServer, listening_socket
 from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
-from pacs.web import WebServer
+from pacs.serve.https import WebServer
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 30.0

@@ -370,7 +370,8 @@ def test_web_viewer_speaks_tls_1_2_and_refuses_older_versions(
     with _pacs_serve(tmp_path, capsys, workers=1) as served:
         assert _https(served, "/login", context=client(ssl.TLSVersion.TLSv1_2)).status == 200
         for old in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
-            with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION"):
+            # asyncio's TLS (under hypercorn) hangs up on a refused handshake without OpenSSL's alert.
+            with pytest.raises(ssl.SSLError, match=r"PROTOCOL_VERSION|UNEXPECTED_EOF"):
                 _https(served, "/login", context=client(old))
 
 
@@ -410,7 +411,7 @@ def test_an_oversized_request_header_is_refused(tmp_path: Path, capsys: pytest.C
             answer = _https(served, "/login?" + "a" * 100_000)
         except (ssl.SSLError, ConnectionError):
             return  # refused by closing the connection while the request was still being sent
-        assert answer.status in (400, 413, 414)
+        assert answer.status in (400, 413, 414, 431)
         assert b"Log in" not in answer.read()
 
 

@@ -1,0 +1,1 @@
+"""Composition roots that serve: the HTTPS server of the web viewer (:mod:`pacs.serve.https`)."""
