@@ -180,6 +180,7 @@ def test_physician_is_refused_every_admin_action_and_each_refusal_is_audited(web
         ("/admin/users", {"name": "mallory", "roles": "admin"}),
         *((f"/admin/users/victim/{action}", {}) for action in USER_ACTIONS),
         ("/admin/modalities", {"ae_title": "EVIL", "host": "10.0.0.9"}),
+        ("/admin/modalities/rights", {"ae_title": "CT1", "allow": "find"}),
         ("/admin/modalities/remove", {"ae_title": "CT1"}),
     ]
     for path, data in posts:
@@ -504,6 +505,25 @@ def test_any_admin_may_narrow_a_node_and_take_its_phi_grant_away(web: Web, boss:
     assert [details(r)["permissions"] for r in changes] == [["find", "store"], ["store"]]
 
 
+@pytest.mark.parametrize(
+    ("ae_title", "allow", "message"),
+    [
+        ("CT9", ["store"], "CT9 unchanged: no node with AE title 'CT9' is enrolled"),
+        ("CT1", [], "CT1 unchanged: tick at least one right (Remove takes every right away)"),
+    ],
+    ids=["unknown-node", "no-rights"],
+)
+def test_a_change_of_rights_that_cannot_be_made_is_refused_with_a_message(
+    web: Web, boss: Browser, ae_title: str, allow: list[str], message: str
+) -> None:
+    PacsAdmin(web.pacs).enrol("CT1", "10.0.0.5", "store", None, user="setup")
+    before = NodeRegistry(web.pacs.database).all()
+    assert is_redirect_to(_change_rights(boss, ae_title, allow), "/admin/modalities")
+    assert messages(boss.get("/admin/modalities").text) == [message]
+    assert NodeRegistry(web.pacs.database).all() == before
+    assert web.audit(SECURITY_ALERT, NETWORK_CONFIGURATION, user="boss") == []
+
+
 def test_the_modalities_page_marks_phi_grants(web: Web, boss: Browser) -> None:
     admin = PacsAdmin(web.pacs)
     admin.enrol("CT1", "10.0.0.5", "store", None, user="setup")
@@ -652,6 +672,7 @@ def test_admin_posts_without_a_csrf_token_are_refused(web: Web, boss: Browser) -
         ("/admin/users", {"name": "mallory", "roles": "admin"}),
         *((f"/admin/users/doc/{action}", {}) for action in USER_ACTIONS),
         ("/admin/modalities", {"ae_title": "EVIL", "host": "10.0.0.9"}),
+        ("/admin/modalities/rights", {"ae_title": "CT1", "allow": "find"}),
         ("/admin/modalities/remove", {"ae_title": "CT1"}),
     ]
     for path, data in posts:
