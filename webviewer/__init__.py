@@ -23,6 +23,7 @@ from storage.db import Database
 from webviewer import admin as admin_pages
 from webviewer import auth, dicomweb, security, studies, viewer
 from webviewer.admin import AdminBackend
+from webviewer.decodelimits import DecodeLimits
 from webviewer.pixels import MemoryCache
 from webviewer.sessions import DatabaseSessions
 
@@ -37,6 +38,10 @@ class WebConfig:
     page_size: int = 50
     object_cache_bytes: int = 256 * 2**20
     frame_cache_bytes: int = 512 * 2**20
+    # The largest frame decoded, and the budget of the frames decoded at once ([web] max_frame_mb);
+    # a request waits this long for its share of the budget before a 503.
+    max_frame_bytes: int = 256 * 2**20
+    decode_wait_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Services:
     objects: MemoryCache
     frames: MemoryCache
     admin: AdminBackend | None
+    decoding: DecodeLimits
 
 
 def create_app(
@@ -83,7 +89,10 @@ def create_app(
     app.session_interface = sessions
     objects = MemoryCache(config.object_cache_bytes)
     frames = MemoryCache(config.frame_cache_bytes, lambda frame: len(frame.samples))
-    app.extensions["pacs"] = Services(archive, accounts, audit, sessions, config, objects, frames, admin)
+    decoding = DecodeLimits(config.max_frame_bytes, wait_seconds=config.decode_wait_seconds)
+    app.extensions["pacs"] = Services(
+        archive, accounts, audit, sessions, config, objects, frames, admin, decoding
+    )
     CSRFProtect(app)
     security.init_app(app)
     app.register_blueprint(auth.bp)

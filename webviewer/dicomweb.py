@@ -11,17 +11,19 @@ study is audited here too, so the API cannot be used to read a study unaudited.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, NoReturn
 
 import pydicom
 from flask import Blueprint, Response, abort, current_app, jsonify, session
 from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from pacs.audit import Action, EventID
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.header import is_valid_uid
 from webviewer.auth import audit, physician_required
-from webviewer.pixels import FrameError, MemoryCache, decode_frame
+from webviewer.decodelimits import DecodeLimits, FrameError, check_inflated_size
+from webviewer.pixels import MemoryCache, decode_frame
 
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 DICOM_JSON = "application/dicom+json"
@@ -41,6 +43,15 @@ def _archive() -> Archive:
 def _caches() -> tuple[MemoryCache, MemoryCache]:
     services = current_app.extensions["pacs"]
     return services.objects, services.frames
+
+
+def _decoding() -> DecodeLimits:
+    return current_app.extensions["pacs"].decoding
+
+
+def _refuse(exc: FrameError) -> NoReturn:
+    """End the request with `exc`'s status and message (as text)."""
+    abort(Response(str(exc), status=exc.status, mimetype="text/plain"))
 
 
 def check_uid(uid: str) -> str:
@@ -175,16 +186,25 @@ def find_instance(study: str, series_uid: str | None, sop: str) -> InstanceInfo:
 
 
 def load_object(info: InstanceInfo) -> Dataset:
-    """The decrypted, parsed object (pixel data still encoded), from the memory cache if there."""
+    """The decrypted, parsed object (pixel data still encoded), from the memory cache if there.
+
+    A deflated data set is inflated only once it is known to fit the decoding limit
+    (pydicom inflates it whole); otherwise the request ends with 422.
+    """
     objects, _ = _caches()
     key = (info.sop_uid, info.version)
     ds = objects.get(key)
     if ds is None:
         with _archive().blobs.open(info.ref) as stream:
             data = stream.read()
+        if info.transfer_syntax == DeflatedExplicitVRLittleEndian:
+            try:
+                check_inflated_size(data, _decoding().max_frame_bytes)
+            except FrameError as exc:
+                _refuse(exc)
         ds = pydicom.dcmread(io.BytesIO(data))
-        # The dataset keeps the decrypted bytes as its buffer, and Pixel Data besides.
-        objects.put(key, ds, size=2 * len(data))
+        # The dataset keeps the decrypted (or inflated) bytes as its buffer, and Pixel Data besides.
+        objects.put(key, ds, size=2 * max(len(data), len(ds.PixelData) if "PixelData" in ds else 0))
     return ds
 
 
@@ -199,10 +219,9 @@ def frame(study: str, series_uid: str, sop: str, number: int) -> Response:
     decoded = frames.get(key)
     if decoded is None:
         try:
-            decoded = decode_frame(load_object(info), number)
+            decoded = decode_frame(load_object(info), number, _decoding())
         except FrameError as exc:
-            status = 404 if "does not exist" in str(exc) else 422
-            abort(Response(str(exc), status=status, mimetype="text/plain"))
+            _refuse(exc)
         frames.put(key, decoded)
     response = Response(decoded.samples, mimetype="application/octet-stream")
     response.headers.update(decoded.headers())

@@ -1,11 +1,16 @@
 """Decoding frames into the samples the browser windows and draws, and a memory-only cache.
 
 Every transfer syntax we accept decodes through pydicom and its plugins (pylibjpeg's
-libjpeg and openjpeg, pyjpegls, and pydicom's own RLE and deflate). Grayscale frames go
+libjpeg, openjpeg and RLE decoders, pyjpegls, and pydicom's own deflate). Grayscale frames go
 out as their stored values (8- or 16-bit, signed or not, or float) with the rescale
 slope and intercept and the dataset's window, so window/level happens in the browser.
 Colour frames (RGB, YBR, palette) go out as 8-bit RGB. Decrypted objects and decoded
 frames are cached in memory only, within a byte budget, never on disk.
+
+Nothing is decoded before its size is known and allowed (:class:`DecodeLimits`): the size
+comes from the header (Rows, Columns, Samples per Pixel, Bits Allocated), a compressed
+frame's own header (JPEG, JPEG-LS, JPEG 2000) must say the same, a deflated data set is
+inflated only up to the limit, and the frames being decoded at once share one budget.
 """
 
 from __future__ import annotations
@@ -20,6 +25,16 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, pixel_array
+from pydicom.uid import UID, RLELossless
+
+from webviewer.decodelimits import (
+    DecodeLimits,
+    FrameError,
+    Geometry,
+    check_codestream,
+    encapsulated_frame,
+    geometry,
+)
 
 _FORMATS = {
     ("u", 1): "uint8",
@@ -27,10 +42,6 @@ _FORMATS = {
     ("u", 2): "uint16",
     ("i", 2): "int16",
 }
-
-
-class FrameError(ValueError):
-    """The object has no such frame, or its pixel data cannot be decoded."""
 
 
 @dataclass(frozen=True)
@@ -125,22 +136,48 @@ def _colour_bits(ds: Dataset, photometric: str, array: np.ndarray) -> int:
     return int(ds.get("BitsStored") or 8 * array.itemsize)
 
 
-def decode_frame(ds: Dataset, number: int) -> Frame:
-    """Frame `number` (1-based) of `ds`, decoded; raise :class:`FrameError` if impossible."""
-    frames = int(ds.get("NumberOfFrames") or 1)
-    if not 1 <= number <= frames:
-        raise FrameError(f"frame {number} does not exist; the object has {frames}")
+def decode_frame(ds: Dataset, number: int, limits: DecodeLimits) -> Frame:
+    """Frame `number` (1-based) of `ds`, decoded within `limits`; raise :class:`FrameError` if impossible.
+
+    The frame's size is checked from the header, and a compressed frame's own header
+    against it, before any decoder runs; RLE goes to pylibjpeg-rle, which decodes into a
+    buffer of that size and stops at its end (pydicom's own RLE decoder grows a segment
+    as far as its runs say, 64 times its length).
+    """
     if "PixelData" not in ds:
         raise FrameError("the object has no pixel data")
+    shape = geometry(ds)
+    frames = shape.frames
+    if not 1 <= number <= frames:
+        raise FrameError(f"frame {number} does not exist; the object has {frames}", 404)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    try:
-        array = pixel_array(ds, index=number - 1 if frames > 1 else None)
-        if photometric == "PALETTE COLOR":
-            array = apply_color_lut(array, ds)
-    except Exception as exc:  # a plugin's own error types; all mean "cannot decode"
-        raise FrameError(f"the pixel data cannot be decoded: {type(exc).__name__}") from exc
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    common = {"rows": rows, "columns": columns, "frames": frames, "frame_time_ms": _frame_time(ds)}
+    size = shape.decoded_bytes(photometric)
+    limits.check(size, f"frame {number} ({shape.describe()})")
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+    if syntax.is_encapsulated:
+        check_codestream(syntax, encapsulated_frame(ds, number - 1, frames), shape)
+    plugin = "pylibjpeg" if syntax == RLELossless else ""
+    with limits.reserve(size):
+        try:
+            array = pixel_array(ds, index=number - 1 if frames > 1 else None, decoding_plugin=plugin)
+            if photometric == "PALETTE COLOR":
+                array = apply_color_lut(array, ds)
+        except BaseException as exc:  # a plugin's own error types; all mean "cannot decode"
+            # pylibjpeg-rle's bounds checks panic (a BaseException) on runs past the frame.
+            if not isinstance(exc, Exception) and type(exc).__module__ != "pyo3_runtime":
+                raise
+            raise FrameError(f"the pixel data cannot be decoded: {type(exc).__name__}") from exc
+        return _frame(ds, array, shape, photometric)
+
+
+def _frame(ds: Dataset, array: np.ndarray, shape: Geometry, photometric: str) -> Frame:
+    """The samples of a decoded `array` as they go out, with what the browser needs to show them."""
+    common = {
+        "rows": shape.rows,
+        "columns": shape.columns,
+        "frames": shape.frames,
+        "frame_time_ms": _frame_time(ds),
+    }
     if array.ndim == 3 and array.shape[-1] == 3:
         samples = _to_rgb8(array, _colour_bits(ds, photometric, array))
         return Frame(samples, "rgb8", photometric="RGB", spacing=_spacing(ds), **common)
