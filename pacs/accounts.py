@@ -6,9 +6,11 @@ pass) and re-hashed at login when :data:`HASHER`'s parameters change. A password
 are no composition rules. TOTP follows RFC 6238 (30 s steps, six digits, one step of
 drift either way), and each step is accepted once. TOTP secrets are stored encrypted
 under a key derived from the key-encryption key; recovery codes are stored as keyed
-hashes. Failures of an account and of an address are counted separately: after a few,
-each further attempt waits twice as long as the last; at :data:`LOCKOUT_AFTER` the
-account is locked until an admin lifts the lock. Nothing here says whether a user exists.
+hashes. Every password and code is admitted, and its failure counted, by
+:mod:`pacs.core.throttle` (back-off per account at an address and per address, a lock of
+the account that lifts by itself). A locked account still logs in with the right password
+and code together; its password step alone tells nothing. Nothing here says whether a user
+exists. Lockouts and unlocks are audited here, where they are decided.
 A password change or reset, a second-factor reset and disabling end the user's web sessions.
 """
 
@@ -25,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 
 import pyotp
@@ -36,7 +38,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-from storage.db import Database, LoginThrottle, User, WebSession, as_utc
+from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.core import throttle
+from pacs.core.throttle import ACCOUNT_FREE_FAILURES as ACCOUNT_FREE_FAILURES
+from pacs.core.throttle import ADDRESS_FREE_FAILURES as ADDRESS_FREE_FAILURES
+from pacs.core.throttle import LOCKOUT_AFTER as LOCKOUT_AFTER
+from pacs.core.throttle import LOCKOUT_PERIOD as LOCKOUT_PERIOD
+from pacs.core.throttle import MAX_BACKOFF as MAX_BACKOFF
+from storage.db import Database, User, WebSession, as_utc
 from storage.keys import KeyRing
 
 ROLES = ("admin", "physician")
@@ -46,9 +55,6 @@ CONCURRENT_HASHES = 2
 _HASHING = threading.BoundedSemaphore(CONCURRENT_HASHES)
 TOTP_ISSUER = "mini-PACS"
 RECOVERY_CODES = 10
-ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES = 3, 10
-LOCKOUT_AFTER = 10
-MAX_BACKOFF = timedelta(minutes=15)
 _NAME_CHARS = set(string.ascii_letters + string.digits + "._-@")
 _TOTP_KEY_PURPOSE = "totp secrets v1"
 _RECOVERY_KEY_PURPOSE = "recovery codes v1"
@@ -63,12 +69,11 @@ class PasswordPolicyError(AccountError):
 
 
 class Verdict(enum.Enum):
-    """How a password check ended. Callers show the same message for every failure."""
+    """How a password or code check ended. Callers show the same message for every failure."""
 
     ACCEPTED = "accepted"
     WRONG = "wrong password or unknown user"
     THROTTLED = "too many recent failures"
-    LOCKED = "account locked"
     DISABLED = "account disabled"
 
 
@@ -98,11 +103,16 @@ class Account:
 
 @dataclass(frozen=True)
 class PasswordCheck:
-    """The outcome of :meth:`Accounts.check_password`."""
+    """The outcome of :meth:`Accounts.check_password`.
+
+    `deferred`: the account is locked, so the caller must not tell whether the password was
+    right: it asks for the code whatever the verdict, and lets in only the right password
+    and code together (:meth:`Accounts.check_second_factor`).
+    """
 
     verdict: Verdict
     account: Account | None = None
-    locked_now: bool = False
+    deferred: bool = False
 
     @property
     def ok(self) -> bool:
@@ -154,36 +164,43 @@ def one_time_password() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(20))
 
 
-def _view(user: User) -> Account:
+def _view(user: User, locked: bool) -> Account:
     return Account(
         name=user.name,
         roles=frozenset(r for r in user.roles.split(",") if r),
         must_change_password=user.must_change_password,
         disabled=user.disabled,
-        locked=user.locked,
+        locked=locked,
         totp_enrolled=user.totp_confirmed,
         recovery_codes_left=len(json.loads(user.recovery_codes)),
         created_at=as_utc(user.created_at),
     )
 
 
-def _backoff(failures: int, free: int) -> timedelta:
-    """No wait for the first `free` - 1 failures; then 1 s, doubling up to MAX_BACKOFF."""
-    if failures < free:
-        return timedelta(0)
-    return min(timedelta(seconds=2 ** min(failures - free, 20)), MAX_BACKOFF)
-
-
 class Accounts:
-    """The users of one archive, in its index database."""
+    """The users of one archive, in its index database.
 
-    def __init__(self, database: Database, keyring: KeyRing, *, now: Callable[[], float] = time.time) -> None:
+    With `audit`, lockouts and unlocks are recorded there (every service should pass it).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        keyring: KeyRing,
+        *,
+        audit: AuditLog | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self._database = database
         self._keyring = keyring
+        self._audit = audit
         self._now = now
 
     def _utcnow(self) -> datetime:
         return datetime.fromtimestamp(self._now(), UTC)
+
+    def _view(self, session: Session, user: User) -> Account:
+        return _view(user, bool(throttle.locked(session, [user.name], self._utcnow())))
 
     @staticmethod
     def _get(session: Session, name: str) -> User:
@@ -213,7 +230,6 @@ class Accounts:
                 password_hash=HASHER.hash(password),
                 must_change_password=True,
                 disabled=False,
-                locked=False,
                 totp_secret=None,
                 totp_confirmed=False,
                 last_totp_step=0,
@@ -222,18 +238,20 @@ class Accounts:
             )
             session.add(user)
             session.flush()
-            return _view(user), password
+            return self._view(session, user), password
 
     def get(self, name: str) -> Account | None:
         """The account called `name`, or None."""
         with self._database.read() as session:
             user = session.scalars(select(User).where(User.name == name)).one_or_none()
-            return _view(user) if user is not None else None
+            return self._view(session, user) if user is not None else None
 
     def all(self) -> list[Account]:
         """Every account, by name."""
         with self._database.read() as session:
-            return [_view(u) for u in session.scalars(select(User).order_by(User.name))]
+            users = session.scalars(select(User).order_by(User.name)).all()
+            locked = throttle.locked(session, [u.name for u in users], self._utcnow())
+            return [_view(u, u.name in locked) for u in users]
 
     def set_disabled(self, name: str, disabled: bool = True) -> Account:
         """Disable (or enable again) an account; the last enabled admin cannot be disabled."""
@@ -246,18 +264,22 @@ class Accounts:
             user.disabled = disabled
             if disabled:
                 _end_sessions(session, name)
-            return _view(user)
+            return self._view(session, user)
 
-    def reset_password(self, name: str) -> str:
-        """Give the account a new one-time password, lift its lockout; return the password."""
+    def reset_password(self, name: str, *, actor: str = "") -> str:
+        """Give the account a new one-time password, lift its lockout; return the password.
+
+        `actor` (who asked) is recorded if a lockout was lifted.
+        """
         password = one_time_password()
         with self._database.write() as session:
             user = self._get(session, name)
             user.password_hash = HASHER.hash(password)
             user.must_change_password = True
-            user.locked = False
-            session.execute(delete(LoginThrottle).where(LoginThrottle.key == _throttle_keys(name, "")[0]))
+            was_locked = throttle.unlock(session, name, self._utcnow())
             _end_sessions(session, name)
+        if was_locked:
+            self._audit_unlock(name, actor, "lockout lifted with a password reset")
         return password
 
     def reset_totp(self, name: str) -> Account:
@@ -268,15 +290,21 @@ class Accounts:
             user.totp_confirmed = False
             user.recovery_codes = "[]"
             _end_sessions(session, name)
-            return _view(user)
+            return self._view(session, user)
 
-    def lift_lockout(self, name: str) -> Account:
-        """Unlock the account and forget its recent failures."""
+    def lift_lockout(self, name: str, *, actor: str = "") -> Account:
+        """Unlock the account and forget its recent failures from every address; audited as by `actor`.
+
+        The back-off of an address for all accounts stays (it is that address's own doing).
+        """
         with self._database.write() as session:
             user = self._get(session, name)
-            user.locked = False
-            session.execute(delete(LoginThrottle).where(LoginThrottle.key == _throttle_keys(name, "")[0]))
-            return _view(user)
+            was_locked = throttle.unlock(session, name, self._utcnow())
+            account = self._view(session, user)
+        self._audit_unlock(
+            name, actor, "lockout lifted" if was_locked else "login back-off cleared (was not locked)"
+        )
+        return account
 
     def end_sessions(self, name: str) -> int:
         """End every web session of `name` (logged in, or between password and code); return how many."""
@@ -301,65 +329,115 @@ class Accounts:
 
     def retry_after(self, name: str, address: str) -> float:
         """Seconds until `name` from `address` may try again (0 when it may now)."""
-        now = self._utcnow()
         with self._database.read() as session:
-            rows = session.scalars(
-                select(LoginThrottle.retry_at).where(
-                    LoginThrottle.key.in_([f"user:{name}", f"addr:{address}"])
-                )
-            ).all()
-        waits = [(as_utc(r) - now).total_seconds() for r in rows]
-        return max([0.0, *waits])
+            return throttle.wait(session, name, address, self._utcnow())
+
+    def _admit(self, name: str, address: str) -> throttle.Admission | None:
+        with self._database.write() as session:
+            return throttle.admit(session, name, address, self._utcnow())
+
+    def _settle(self, admission: throttle.Admission, name: str, address: str, *, failed: bool) -> None:
+        with self._database.write() as session:
+            locked_now = throttle.settle(session, admission.keys, self._utcnow(), failed=failed)
+        if locked_now:
+            self._audit_lock(name, address)
 
     def check_password(self, name: str, password: str, address: str) -> PasswordCheck:
-        """Check a password, honouring back-off, lockout and disabled accounts.
+        """Check a password, honouring back-off, lockout (see :class:`PasswordCheck`) and disabled accounts.
 
-        An unknown user costs the same hash as a known one. A wrong password counts as a
-        failure of the account and of the address.
+        An unknown user costs the same hash as a known one; a throttled attempt costs none.
+        A wrong password counts as a failure of the account, the address and the pair.
         """
-        if self.retry_after(name, address) > 0:
-            # No hash: throttling depends on the name and address alone, so answering at
-            # once tells nothing about the account, and costs an attacker's flood nothing.
+        admission = self._admit(name, address)
+        if admission is None:
             return PasswordCheck(Verdict.THROTTLED)
-        with self._database.read() as session:
-            user = session.scalars(select(User).where(User.name == name)).one_or_none()
-            stored = user.password_hash if user is not None else _dummy_hash()
-            account = _view(user) if user is not None else None
-        right = password_matches(stored, password)
+        right = False
+        try:
+            with self._database.read() as session:
+                user = session.scalars(select(User).where(User.name == name)).one_or_none()
+                stored = user.password_hash if user is not None else _dummy_hash()
+                account = self._view(session, user) if user is not None else None
+            right = password_matches(stored, password) and account is not None
+        finally:
+            self._settle(admission, name, address, failed=not right)
         if account is None or not right:
-            return PasswordCheck(Verdict.WRONG, locked_now=self.record_failure(name, address))
-        if account.locked:
-            return PasswordCheck(Verdict.LOCKED, account)
+            return PasswordCheck(Verdict.WRONG, deferred=admission.locked)
         if account.disabled:
-            return PasswordCheck(Verdict.DISABLED, account)
+            return PasswordCheck(Verdict.DISABLED, account, deferred=admission.locked)
         if HASHER.check_needs_rehash(stored):
             with self._database.write() as session:
                 self._get(session, name).password_hash = HASHER.hash(password)
-        return PasswordCheck(Verdict.ACCEPTED, account)
+        return PasswordCheck(Verdict.ACCEPTED, account, deferred=admission.locked)
+
+    def check_second_factor(
+        self, name: str, code: str, address: str, *, password_right: bool = True
+    ) -> Verdict:
+        """Check a TOTP code (six digits) or a recovery code, throttled like a password.
+
+        With `password_right` False (a deferred wrong password) every code fails, and the code
+        is not even looked at, so that it tells nothing; the attempt still counts.
+        """
+        admission = self._admit(name, address)
+        if admission is None:
+            return Verdict.THROTTLED
+        accepted = False
+        try:
+            digits = code.replace(" ", "")
+            if password_right:
+                accepted = (
+                    self.verify_totp(name, digits) if digits.isdigit() else self.use_recovery_code(name, code)
+                )
+        finally:
+            self._settle(admission, name, address, failed=not accepted)
+        return Verdict.ACCEPTED if accepted else Verdict.WRONG
 
     def record_failure(self, name: str, address: str) -> bool:
-        """Count a failed password or second factor; return True if it locked the account."""
-        now = self._utcnow()
-        locked = False
+        """Count a failure not admitted here (a wrong enrolment code); True if it locked the account."""
+        keys = throttle.Keys.of(name, address)
         with self._database.write() as session:
-            user_key, address_key = _throttle_keys(name, address)
-            for key, free in ((user_key, ACCOUNT_FREE_FAILURES), (address_key, ADDRESS_FREE_FAILURES)):
-                row = session.get(LoginThrottle, key)
-                if row is None:
-                    row = LoginThrottle(key=key, failures=0, retry_at=now)
-                    session.add(row)
-                row.failures += 1
-                row.retry_at = now + _backoff(row.failures, free)
-                if key == user_key and row.failures >= LOCKOUT_AFTER:
-                    user = session.scalars(select(User).where(User.name == name)).one_or_none()
-                    if user is not None and not user.locked:
-                        user.locked = locked = True
-        return locked
+            locked_now = throttle.settle(session, keys, self._utcnow(), failed=True, admitted=False)
+        if locked_now:
+            self._audit_lock(name, address)
+        return locked_now
 
     def record_success(self, name: str, address: str) -> None:
-        """Forget the failures of the account and the address after a complete login."""
+        """After a complete login, forget the failures of the account at the address and of the address."""
         with self._database.write() as session:
-            session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(_throttle_keys(name, address))))
+            throttle.forget(session, name, address, self._utcnow())
+
+    def _audit_lock(self, name: str, address: str) -> None:
+        self._record(
+            AuditEvent(
+                EventID.SECURITY_ALERT,
+                Action.EXECUTE,
+                outcome=Outcome.MINOR_FAILURE,
+                user_id=name,
+                source=address,
+                event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+                details={
+                    "what": "account locked after repeated login failures",
+                    "failures": LOCKOUT_AFTER,
+                    "lifts": f"{int(LOCKOUT_PERIOD.total_seconds()) // 60} minutes after the last failure, "
+                    "or with pacs user unlock",
+                    "meanwhile": "only the right password and code together log in",
+                },
+            )
+        )
+
+    def _audit_unlock(self, name: str, actor: str, what: str) -> None:
+        self._record(
+            AuditEvent(
+                EventID.SECURITY_ALERT,
+                Action.UPDATE,
+                user_id=actor,
+                event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+                details={"what": what, "user": name},
+            )
+        )
+
+    def _record(self, event: AuditEvent) -> None:
+        if self._audit is not None:
+            self._audit.append(event)
 
     # Login: the second factor.
 
@@ -452,10 +530,6 @@ def password_matches(stored: str, password: str) -> bool:
 def _end_sessions(session: Session, name: str) -> int:
     result = session.execute(delete(WebSession).where(WebSession.user_name == name))
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _throttle_keys(name: str, address: str) -> tuple[str, str]:
-    return f"user:{name}", f"addr:{address}"
 
 
 def _recovery_code() -> str:

@@ -178,7 +178,7 @@ class Node(Base):
 
 
 class User(Base):
-    """A web user: password hash, roles, TOTP second factor and lockout state (``pacs.accounts``)."""
+    """A web user: password hash, roles and TOTP second factor (``pacs.accounts``)."""
 
     __tablename__ = "users"
 
@@ -188,7 +188,6 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     must_change_password: Mapped[bool] = mapped_column(Boolean)
     disabled: Mapped[bool] = mapped_column(Boolean)
-    locked: Mapped[bool] = mapped_column(Boolean)
     totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
     totp_confirmed: Mapped[bool] = mapped_column(Boolean)
     last_totp_step: Mapped[int] = mapped_column(BigInteger)
@@ -197,13 +196,16 @@ class User(Base):
 
 
 class LoginThrottle(Base):
-    """Consecutive login failures of one account or one address, and when it may try again."""
+    """Login failures of an account, an address or both, when it may try again (``pacs.core.throttle``)."""
 
     __tablename__ = "login_throttle"
 
     key: Mapped[str] = mapped_column(String(160), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     retry_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Attempts admitted and not yet settled (they count as failures until then), and until when.
+    pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pending_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class WebSession(Base):

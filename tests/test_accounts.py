@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import pyotp
 import pytest
@@ -20,6 +25,7 @@ from pacs.accounts import (
     ADDRESS_FREE_FAILURES,
     HASHER,
     LOCKOUT_AFTER,
+    LOCKOUT_PERIOD,
     MAX_BACKOFF,
     RECOVERY_CODES,
     Account,
@@ -32,6 +38,8 @@ from pacs.accounts import (
     check_user_name,
     parse_roles,
 )
+from pacs.audit import EventID
+from pacs.core.throttle import PENDING_TTL
 from pacs.datadir import Pacs
 from storage.db import User
 
@@ -42,6 +50,7 @@ ADDRESS = "192.0.2.10"
 OTHER_ADDRESS = "198.51.100.20"
 STEP = 30  # RFC 6238 time step, seconds
 OWASP_MINIMUM_MEMORY_KIB = 19456
+T = TypeVar("T")
 
 
 class Clock:
@@ -301,12 +310,19 @@ def test_disabled_user_with_the_right_password_is_not_accepted(accounts: Account
     assert not check.ok and check.verdict is not Verdict.ACCEPTED
 
 
-def test_locked_user_with_the_right_password_is_not_accepted(accounts: Accounts, clock: Clock) -> None:
+def test_locked_account_defers_the_verdict_on_its_password(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     _fail(accounts, "doc", LOCKOUT_AFTER)
-    clock.advance(MAX_BACKOFF.total_seconds() + 1)
-    check = accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS)
-    assert not check.ok and check.verdict is not Verdict.ACCEPTED
+    right = accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS)
+    wrong = accounts.check_password("doc", OTHER_PASSPHRASE, OTHER_ADDRESS)
+    assert right.deferred and right.verdict is Verdict.ACCEPTED
+    assert wrong.deferred and wrong.verdict is Verdict.WRONG
+
+
+def test_unlocked_account_does_not_defer_the_verdict(accounts: Accounts) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    _fail(accounts, "doc", LOCKOUT_AFTER - 1)
+    assert not accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).deferred
 
 
 # The TOTP second factor.
@@ -479,12 +495,12 @@ def test_account_does_not_wait_before_its_free_failures_are_used(accounts: Accou
     assert accounts.retry_after("doc", ADDRESS) == 0
 
 
-def test_account_must_wait_after_its_free_failures(accounts: Accounts) -> None:
+def test_account_must_wait_at_that_address_after_its_free_failures(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     for _ in range(ACCOUNT_FREE_FAILURES):
         assert accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS).verdict is Verdict.WRONG
     assert accounts.retry_after("doc", ADDRESS) > 0
-    assert accounts.retry_after("doc", OTHER_ADDRESS) > 0
+    assert accounts.retry_after("doc", OTHER_ADDRESS) == 0
 
 
 def test_account_back_off_grows_with_each_failure(accounts: Accounts, clock: Clock) -> None:
@@ -500,13 +516,20 @@ def test_account_back_off_grows_with_each_failure(accounts: Accounts, clock: Clo
 
 def test_back_off_never_exceeds_the_maximum(accounts: Accounts) -> None:
     _fail(accounts, "nobody", 40)
-    assert accounts.retry_after("nobody", OTHER_ADDRESS) == MAX_BACKOFF.total_seconds()
+    assert accounts.retry_after("nobody", ADDRESS) == MAX_BACKOFF.total_seconds()
+    assert accounts.retry_after("somebody", ADDRESS) == MAX_BACKOFF.total_seconds()
 
 
-def test_right_password_is_throttled_while_the_account_waits(accounts: Accounts) -> None:
+def test_right_password_is_throttled_while_the_account_waits_at_that_address(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     _fail(accounts, "doc", ACCOUNT_FREE_FAILURES + 1)
-    assert accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.THROTTLED
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.THROTTLED
+
+
+def test_right_password_from_another_address_is_accepted_while_the_account_waits(accounts: Accounts) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    _fail(accounts, "doc", ACCOUNT_FREE_FAILURES + 1)
+    assert accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.ACCEPTED
 
 
 def test_account_may_try_again_once_the_wait_is_over(accounts: Accounts, clock: Clock) -> None:
@@ -540,8 +563,12 @@ def test_lockout_after_failures_locks_the_account(accounts: Accounts) -> None:
     assert _account(accounts, "doc").locked
 
 
-def test_failures_of_an_unknown_user_lock_nothing(accounts: Accounts) -> None:
-    assert not any(accounts.record_failure("nobody", ADDRESS) for _ in range(LOCKOUT_AFTER + 2))
+def test_failures_of_an_unknown_user_lock_the_name_like_a_known_one(accounts: Accounts) -> None:
+    locked = [accounts.record_failure("nobody", ADDRESS) for _ in range(LOCKOUT_AFTER + 2)]
+    assert locked == [False] * (LOCKOUT_AFTER - 1) + [True, False, False]
+    assert accounts.check_password("nobody", PASSPHRASE, OTHER_ADDRESS) == PasswordCheck(
+        Verdict.WRONG, deferred=True
+    )
     assert accounts.all() == []
 
 
@@ -550,7 +577,19 @@ def test_lift_lockout_unlocks_the_account(accounts: Accounts) -> None:
     _fail(accounts, "doc", LOCKOUT_AFTER)
     assert not accounts.lift_lockout("doc").locked
     assert accounts.retry_after("doc", OTHER_ADDRESS) == 0
-    assert accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS) == PasswordCheck(
+        Verdict.ACCEPTED, _account(accounts, "doc")
+    )
+
+
+def test_lift_lockout_ends_the_back_off_of_the_account_at_every_address(accounts: Accounts) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    accounts.add("dr_who", PHYSICIAN, PASSPHRASE)
+    _fail(accounts, "doc", ACCOUNT_FREE_FAILURES, ADDRESS)
+    _fail(accounts, "dr_who", ACCOUNT_FREE_FAILURES, OTHER_ADDRESS)
+    accounts.lift_lockout("doc")
+    assert accounts.retry_after("doc", ADDRESS) == 0
+    assert accounts.retry_after("dr_who", OTHER_ADDRESS) > 0
 
 
 def test_reset_password_lifts_the_lockout(accounts: Accounts) -> None:
@@ -581,6 +620,13 @@ def test_record_success_clears_the_counters(accounts: Accounts) -> None:
     assert accounts.retry_after("doc", ADDRESS) == 0
 
 
+def test_record_success_keeps_the_failures_of_the_account_from_elsewhere(accounts: Accounts) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    _fail(accounts, "doc", LOCKOUT_AFTER, OTHER_ADDRESS)
+    accounts.record_success("doc", ADDRESS)
+    assert _account(accounts, "doc").locked
+
+
 def test_a_throttled_attempt_is_refused_without_hashing(
     accounts: Accounts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -592,3 +638,165 @@ def test_a_throttled_attempt_is_refused_without_hashing(
     check = accounts.check_password("doc", "violet kestrel under the quarry", "192.0.2.1")
     assert check.verdict is Verdict.THROTTLED
     assert hashes == []
+
+
+def test_ipv6_addresses_of_one_network_share_their_back_off(accounts: Accounts) -> None:
+    for n in range(ADDRESS_FREE_FAILURES):
+        accounts.record_failure(f"guess{n}", f"2001:db8:1:2::{n + 1:x}")
+    assert accounts.retry_after("someone", "2001:db8:1:2:ffff::1") > 0
+    assert accounts.retry_after("someone", "2001:db8:1:3::1") == 0
+
+
+# Attacks on throttling and lockout (issue #11).
+
+PARALLEL_ATTEMPTS = 20
+
+
+def _at_once(attempt: Callable[[int], T], count: int = PARALLEL_ATTEMPTS) -> list[T]:
+    """`attempt(n)` for n < `count`, all threads released together, in bounded time."""
+    barrier = threading.Barrier(count)
+
+    def run(n: int) -> T:
+        barrier.wait(timeout=30)
+        return attempt(n)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count), timeout=120))
+
+
+def test_parallel_wrong_passwords_run_no_more_hashes_than_the_free_failures(
+    accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    hashes: list[str] = []
+    lock = threading.Lock()
+    matches = pacs_accounts.password_matches
+
+    def counting(stored: str, password: str) -> bool:
+        with lock:
+            hashes.append(password)
+        return matches(stored, password)
+
+    monkeypatch.setattr(pacs_accounts, "password_matches", counting)
+    verdicts = _at_once(lambda n: accounts.check_password("doc", f"wrong guess {n}", ADDRESS).verdict)
+    assert len(hashes) == verdicts.count(Verdict.WRONG) == ACCOUNT_FREE_FAILURES
+    assert verdicts.count(Verdict.THROTTLED) == PARALLEL_ATTEMPTS - ACCOUNT_FREE_FAILURES
+
+
+def test_parallel_wrong_codes_are_checked_no_more_than_the_free_failures(
+    accounts: Accounts, clock: Clock
+) -> None:
+    totp, _ = _enrol(accounts, clock)
+    wrong = _code_outside_window(totp, clock())
+    verdicts = _at_once(lambda n: accounts.check_second_factor("doc", wrong, ADDRESS))
+    assert verdicts.count(Verdict.WRONG) == ACCOUNT_FREE_FAILURES
+    assert verdicts.count(Verdict.THROTTLED) == PARALLEL_ATTEMPTS - ACCOUNT_FREE_FAILURES
+
+
+def test_parallel_attempts_from_many_addresses_reveal_no_more_passwords_than_the_lockout(
+    accounts: Accounts,
+) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    checks = _at_once(lambda n: accounts.check_password("doc", f"wrong guess {n}", f"198.51.100.{n + 1}"))
+    assert sum(not check.deferred for check in checks) == LOCKOUT_AFTER
+    assert _account(accounts, "doc").locked
+
+
+def test_an_attempt_in_flight_stops_counting_when_it_is_never_settled(
+    accounts: Accounts, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    _fail(accounts, "doc", ACCOUNT_FREE_FAILURES - 1)
+
+    def dies(stored: str, password: str) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pacs_accounts, "password_matches", dies)
+    monkeypatch.setattr(Accounts, "_settle", lambda *args, **kwargs: None)
+    with pytest.raises(KeyboardInterrupt):
+        accounts.check_password("doc", PASSPHRASE, ADDRESS)
+    monkeypatch.undo()
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.THROTTLED
+    clock.advance(PENDING_TTL.total_seconds())
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.ACCEPTED
+
+
+def test_attackers_failures_from_one_address_leave_the_right_password_and_code_from_another(
+    accounts: Accounts, clock: Clock
+) -> None:
+    totp, _ = _enrol(accounts, clock)
+    for n in range(LOCKOUT_AFTER + 6):
+        clock.advance(MAX_BACKOFF.total_seconds())
+        assert accounts.check_password("doc", f"wrong guess {n}", ADDRESS).verdict is Verdict.WRONG
+    assert accounts.retry_after("doc", ADDRESS) > 0
+    check = accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS)
+    assert check.verdict is Verdict.ACCEPTED
+    assert accounts.check_second_factor("doc", totp.at(clock()), OTHER_ADDRESS) is Verdict.ACCEPTED
+
+
+def test_a_deferred_wrong_password_fails_even_with_the_right_code(accounts: Accounts, clock: Clock) -> None:
+    totp, _ = _enrol(accounts, clock)
+    _fail(accounts, "doc", LOCKOUT_AFTER, ADDRESS)
+    verdict = accounts.check_second_factor("doc", totp.at(clock()), OTHER_ADDRESS, password_right=False)
+    assert verdict is Verdict.WRONG
+    assert accounts.check_second_factor("doc", totp.at(clock()), OTHER_ADDRESS) is Verdict.ACCEPTED
+
+
+def test_failures_from_one_address_are_throttled_for_that_address(accounts: Accounts) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    for n in range(ADDRESS_FREE_FAILURES):
+        accounts.check_password(f"guess{n}", "a wrong guess", ADDRESS)
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.THROTTLED
+    assert accounts.check_second_factor("doc", "123456", ADDRESS) is Verdict.THROTTLED
+
+
+def test_lockout_expires_by_itself(accounts: Accounts, clock: Clock) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    _fail(accounts, "doc", LOCKOUT_AFTER)
+    clock.advance(LOCKOUT_PERIOD.total_seconds() - 1)
+    assert _account(accounts, "doc").locked
+    clock.advance(1)
+    assert not _account(accounts, "doc").locked
+    check = accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS)
+    assert check.verdict is Verdict.ACCEPTED and not check.deferred
+
+
+def test_further_failures_keep_the_lock_until_the_period_after_the_last(
+    accounts: Accounts, clock: Clock
+) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    _fail(accounts, "doc", LOCKOUT_AFTER)
+    clock.advance(LOCKOUT_PERIOD.total_seconds() / 2)
+    accounts.record_failure("doc", OTHER_ADDRESS)
+    clock.advance(LOCKOUT_PERIOD.total_seconds() / 2)
+    assert _account(accounts, "doc").locked
+
+
+def _security_alerts(pacs: Pacs) -> list[dict[str, object]]:
+    return [
+        {"user_id": r.user_id, "source": r.source, **json.loads(r.details)}
+        for r in pacs.audit.records()
+        if r.event_id == str(EventID.SECURITY_ALERT)
+    ]
+
+
+def test_lockout_is_audited_once_by_the_accounts_service(pacs: Pacs, clock: Clock) -> None:
+    accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=clock)
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    _at_once(lambda n: accounts.check_password("doc", "a wrong guess", f"198.51.100.{n + 1}"))
+    locks = [alert for alert in _security_alerts(pacs) if "locked" in str(alert["what"])]
+    assert len(locks) == 1
+    assert locks[0]["user_id"] == "doc" and str(locks[0]["source"]).startswith("198.51.100.")
+
+
+def test_unlock_is_audited_by_the_accounts_service_with_its_actor(pacs: Pacs, clock: Clock) -> None:
+    accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=clock)
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    _fail(accounts, "doc", LOCKOUT_AFTER)
+    accounts.lift_lockout("doc", actor="root@cli")
+    assert _security_alerts(pacs)[-1] == {
+        "user_id": "root@cli",
+        "source": "",
+        "what": "lockout lifted",
+        "user": "doc",
+    }

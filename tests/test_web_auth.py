@@ -6,19 +6,25 @@ use an embedded SQLCipher archive. Time is a fake clock (see :mod:`tests.web_hel
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import func, select
+from werkzeug.test import TestResponse
 
-from pacs.accounts import LOCKOUT_AFTER, MAX_BACKOFF
+from pacs import accounts as pacs_accounts
+from pacs.accounts import ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES, LOCKOUT_AFTER, MAX_BACKOFF
 from pacs.audit import EventID, EventType
 from pacs.datadir import Pacs
 from storage.db import WebSession
 from tests.web_helpers import (
     ADDRESS,
+    ADMIN,
     FIRST_PASSPHRASE,
     NEW_PASSPHRASE,
     PASSPHRASE,
@@ -42,6 +48,8 @@ PATIENT = "QUIXOTE^DULCINEA"
 AUTHENTICATION = str(EventID.USER_AUTHENTICATION)
 LOGIN = str(EventType.LOGIN)
 LOGOUT = str(EventType.LOGOUT)
+ATTACKER = "203.0.113.66"
+PARALLEL_ATTEMPTS = 20
 
 
 @pytest.fixture
@@ -199,32 +207,77 @@ def test_repeated_wrong_passwords_lock_the_account(web: Web) -> None:
     assert account is not None and account.locked
 
 
-def test_locked_account_cannot_log_in_with_the_right_password_and_code(web: Web) -> None:
+def test_locked_account_logs_in_with_the_right_password_and_code_together(web: Web) -> None:
     user = web.user("doc")
-    _lock(web, user, web.browser("198.51.100.7"))
+    _lock(web, user, web.browser(ATTACKER))
+    web.browser().log_in(user)
+
+
+def test_locked_account_asks_for_the_code_after_a_wrong_password_and_then_fails(web: Web) -> None:
+    user = web.user("doc")
+    _lock(web, user, web.browser(ATTACKER))
     assert user.totp is not None
     browser = web.browser()
-    assert is_redirect_to(browser.enter_password(user.name, user.password), "/login")
-    assert browser.messages() == [FAILED]
+    assert is_redirect_to(browser.enter_password(user.name, "not the password at all"), "/login/totp")
     web.clock.advance(STEP)
-    code = browser.post("/login/totp", {"code": user.totp.at(web.clock())}, form_page="/login")
-    assert is_redirect_to(code, "/login")
+    assert is_redirect_to(browser.enter_code(user.totp.at(web.clock())), "/login")
+    assert browser.messages() == [FAILED]
     assert is_redirect_to(browser.get("/"), "/login")
 
 
-def test_lock_during_the_second_factor_keeps_the_user_out(pacs: Pacs) -> None:
+def test_locked_account_refuses_the_right_password_with_a_wrong_code(web: Web) -> None:
+    user = web.user("doc")
+    _lock(web, user, web.browser(ATTACKER))
+    browser = web.browser()
+    assert is_redirect_to(browser.enter_password(user.name, user.password), "/login/totp")
+    assert is_redirect_to(browser.enter_code(_wrong_code(user, web.clock())), "/login")
+    assert browser.messages() == [FAILED]
+    assert is_redirect_to(browser.get("/"), "/login")
+
+
+def test_locked_known_and_unknown_names_answer_alike(lite: Web) -> None:
+    user = lite.user("doc")
+    for name in (user.name, "nobody"):
+        for _ in range(LOCKOUT_AFTER):
+            lite.accounts.record_failure(name, ATTACKER)
+    known, unknown = lite.browser(), lite.browser()
+    known_response = known.enter_password(user.name, "a wrong guess")
+    unknown_response = unknown.enter_password("nobody", "a wrong guess")
+    assert is_redirect_to(known_response, "/login/totp") and is_redirect_to(unknown_response, "/login/totp")
+    assert is_redirect_to(known.enter_code("123456"), "/login")
+    assert is_redirect_to(unknown.enter_code("123456"), "/login")
+    assert known.messages() == unknown.messages() == [FAILED]
+
+
+def test_locked_account_cannot_start_an_enrolment(lite: Web) -> None:
+    lite.accounts.add("newdoc", PHYSICIAN, FIRST_PASSPHRASE)
+    for _ in range(LOCKOUT_AFTER):
+        lite.accounts.record_failure("newdoc", ATTACKER)
+    browser = lite.browser()
+    assert is_redirect_to(browser.enter_password("newdoc", FIRST_PASSPHRASE), "/login/totp")
+    assert is_redirect_to(browser.get("/login/enrol"), "/login")
+
+
+def test_lock_during_the_second_factor_does_not_keep_out_the_right_code(pacs: Pacs) -> None:
     web = make_web(pacs, session_idle=timedelta(hours=1))
     user = web.user("doc")
     assert user.totp is not None
     browser = web.browser()
     assert is_redirect_to(browser.enter_password(user.name, user.password), "/login/totp")
     for _ in range(LOCKOUT_AFTER):
-        web.accounts.record_failure(user.name, "198.51.100.7")
-    web.clock.advance(MAX_BACKOFF.total_seconds() + 1)
-    browser.enter_code(user.totp.at(web.clock()))
-    assert is_redirect_to(browser.get("/"), "/login")
-    logins = web.audit(str(EventID.USER_AUTHENTICATION), str(EventType.LOGIN), user.name)
-    assert all(record.outcome != 0 for record in logins), "a locked account must not log in"
+        web.accounts.record_failure(user.name, ATTACKER)
+    web.clock.advance(STEP)
+    assert is_redirect_to(browser.enter_code(user.totp.at(web.clock())), "/")
+
+
+def test_lockout_ends_no_session(web: Web) -> None:
+    user = web.user("doc")
+    browser = web.logged_in(user)
+    for _ in range(LOCKOUT_AFTER):
+        web.accounts.record_failure(user.name, ATTACKER)
+    account = web.accounts.get(user.name)
+    assert account is not None and account.locked
+    assert browser.get("/").status_code == 200
 
 
 def test_lockout_is_audited_as_a_security_alert(web: Web) -> None:
@@ -542,3 +595,78 @@ def test_expired_sessions_are_swept_when_new_ones_start(lite: Web) -> None:
     lite.browser("198.51.100.3").get("/login")
     with lite.pacs.database.read() as db:
         assert db.scalar(select(func.count()).select_from(WebSession)) == 1
+
+
+# Attacks on throttling and lockout (issue #11).
+
+@pytest.fixture
+def verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every argon2 verification actually run, counted across threads."""
+    counted: list[str] = []
+    lock = threading.Lock()
+    verify = PasswordHasher.verify
+
+    def counting(self: PasswordHasher, stored: str | bytes, password: str | bytes) -> bool:
+        with lock:
+            counted.append(str(password))
+        return verify(self, stored, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    return counted
+
+
+def _in_parallel(browsers: list[Browser], post: Callable[[Browser], TestResponse]) -> list[TestResponse]:
+    """`post` from every browser at once (each has fetched its form first), in bounded time."""
+    barrier = threading.Barrier(len(browsers))
+
+    def attempt(browser: Browser) -> TestResponse:
+        barrier.wait(timeout=30)
+        return post(browser)
+
+    with ThreadPoolExecutor(len(browsers)) as pool:
+        return list(pool.map(attempt, browsers, timeout=120))
+
+
+def test_parallel_wrong_passwords_run_no_more_hashes_than_the_free_failures(
+    web: Web, verifications: list[str]
+) -> None:
+    user = web.user("doc")
+    browsers = [web.browser(ATTACKER) for _ in range(PARALLEL_ATTEMPTS)]
+    tokens = {id(browser): browser.token("/login") for browser in browsers}
+    verifications.clear()
+    responses = _in_parallel(
+        browsers,
+        lambda b: b.client.post(
+            "/login", data={"username": user.name, "password": "a wrong guess", "csrf_token": tokens[id(b)]}
+        ),
+    )
+    assert all(is_redirect_to(response, "/login") for response in responses)
+    assert len(verifications) <= ACCOUNT_FREE_FAILURES, f"{len(verifications)} argon2 hashes"
+
+
+def test_attackers_failures_do_not_stop_the_right_password_and_code_from_another_address(web: Web) -> None:
+    admin = web.user("admin", ADMIN)
+    attacker = web.browser(ATTACKER)
+    for attempt in range(LOCKOUT_AFTER + 6):
+        attacker.enter_password(admin.name, f"not the password {attempt}")
+        web.clock.advance(MAX_BACKOFF.total_seconds() + 1)
+    web.browser().log_in(admin)
+
+
+def test_failures_from_one_address_are_throttled_for_that_address(web: Web) -> None:
+    user = web.user("doc")
+    attacker = web.browser(ATTACKER)
+    for attempt in range(ADDRESS_FREE_FAILURES):
+        attacker.enter_password(f"guess{attempt}", "a wrong guess")
+    assert user.totp is not None
+    assert is_redirect_to(attacker.enter_password(user.name, user.password), "/login")
+    assert attacker.messages() == [FAILED]
+    web.browser().log_in(user)
+
+
+def test_lockout_expires_by_itself(web: Web) -> None:
+    user = web.user("doc")
+    _lock(web, user, web.browser(ATTACKER))
+    web.clock.advance(pacs_accounts.LOCKOUT_PERIOD.total_seconds())
+    account = web.accounts.get("doc")
+    assert account is not None and not account.locked

@@ -224,7 +224,7 @@ def details(record: AuditRecord) -> dict[str, Any]:
 def make_web(pacs: Pacs, **config: Any) -> Web:
     """The web viewer on `pacs`; `config` goes to :class:`WebConfig`."""
     clock = Clock()
-    accounts = Accounts(pacs.database, pacs.keyring, now=clock)
+    accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=clock)
     app = create_app(
         WebConfig(secret_key=SECRET_KEY, **config),
         archive=pacs.archive,

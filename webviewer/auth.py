@@ -1,9 +1,12 @@
 """Login: password, then TOTP (enrolled at the first login), then a password change if due.
 
-Every failure shows :data:`FAILED`, whatever went wrong. The session is rotated when the
-password is accepted and again when the login completes. ``login_required`` guards
-every other page: it needs a completed login of an enabled, unlocked account, and sends
-an account that must change its password to the change form first.
+Every failure shows :data:`FAILED`, whatever went wrong. While an account is locked
+(:mod:`pacs.core.throttle`), the password step goes on to the code whatever the password,
+and only the right password and code together log in: the lock tells an attacker nothing and
+keeps no one with both factors out. The session is rotated when the password is accepted
+and again when the login completes. ``login_required`` guards every other page: it needs a
+completed login of an enabled account (a lockout ends no session), and sends an account
+that must change its password to the change form first.
 ``physician_required`` and ``admin_required`` add the role.
 """
 
@@ -106,24 +109,17 @@ def _pending() -> str | None:
     return name
 
 
-def _fail(user: str, step: str, reason: str, *, locked: bool = False) -> Response:
-    """Audit a failed step (and a lockout it caused); answer with the one failure message."""
+def _fail(user: str, step: str, reason: str) -> Response:
+    """Audit a failed step; answer with the one failure message."""
     _audit_login(user, EventType.LOGIN, Outcome.MINOR_FAILURE, step=step, reason=reason)
-    if locked:
-        _audit_account_change(
-            user,
-            Action.EXECUTE,
-            outcome=Outcome.MINOR_FAILURE,
-            details={"what": "account locked after repeated login failures"},
-        )
     flash(FAILED)
     return redirect(url_for("auth.login"))
 
 
 def _allowed(name: str) -> Account | None:
-    """The account, if it may still log in (it may have been locked or disabled meanwhile)."""
+    """The account, if it may still log in (it may have been disabled meanwhile)."""
     account = _accounts().get(name)
-    return account if account is not None and not account.locked and not account.disabled else None
+    return account if account is not None and not account.disabled else None
 
 
 def _complete(name: str) -> None:
@@ -146,13 +142,13 @@ def _is_api() -> bool:
 
 
 def login_required(view: View) -> View:
-    """Let only a completed login of an enabled, unlocked account through."""
+    """Let only a completed login of an enabled account through."""
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         name = session.get("user")
         account = _accounts().get(name) if isinstance(name, str) else None
-        if account is None or account.disabled or account.locked:
+        if account is None or account.disabled:
             if name is not None:  # a stale login; a password step in progress is kept
                 session.clear()
             if _is_api():
@@ -203,14 +199,18 @@ def login_password() -> Response:
     name = request.form.get("username", "").strip()[:64]
     password = request.form.get("password", "")[:1024]
     check = _accounts().check_password(name, password, _address())
+    if check.verdict is Verdict.THROTTLED or not (check.ok or check.deferred):
+        return _fail(name, "password", check.verdict.value)
     if not check.ok:
-        return _fail(name, "password", check.verdict.value, locked=check.locked_now)
-    assert check.account is not None
+        reason = f"{check.verdict.value} (account locked: answered after the code)"
+        _audit_login(name, EventType.LOGIN, Outcome.MINOR_FAILURE, step="password", reason=reason)
     session.clear()
     session["pending"] = name
     session["pending_since"] = time.time()
+    session["password_ok"] = check.ok
     rotate()
-    if not check.account.totp_enrolled:
+    if check.ok and not check.deferred and check.account is not None and not check.account.totp_enrolled:
+        session["may_enrol"] = True
         return redirect(url_for("auth.enrol"))
     return redirect(url_for("auth.totp"))
 
@@ -224,20 +224,15 @@ def totp() -> Response | str:
     if request.method == "GET":
         return render_template("totp.html")
     code = request.form.get("code", "").strip()[:32]
-    accounts = _accounts()
-    if accounts.retry_after(name, _address()) > 0:
-        return _fail(name, "totp", Verdict.THROTTLED.value)
-    digits = code.replace(" ", "")
-    if digits.isdigit():
-        step, accepted = "totp", accounts.verify_totp(name, digits)
-    else:
-        step, accepted = "recovery code", accounts.use_recovery_code(name, code)
-    if not accepted:
-        locked = accounts.record_failure(name, _address())
-        return _fail(name, step, "wrong code", locked=locked)
+    password_right = session.get("password_ok") is True
+    verdict = _accounts().check_second_factor(name, code, _address(), password_right=password_right)
+    step = "totp" if code.replace(" ", "").isdigit() else "recovery code"
+    if verdict is not Verdict.ACCEPTED:
+        reason = verdict.value if verdict is Verdict.THROTTLED else "wrong code"
+        return _fail(name, step, reason if password_right else "wrong password, told after the code")
     account = _allowed(name)
     if account is None:
-        return _fail(name, step, "account locked or disabled")
+        return _fail(name, step, "account disabled")
     _complete(name)
     return redirect(_landing(account))
 
@@ -251,7 +246,7 @@ def _qr_data_uri(uri: str) -> str:
 def enrol() -> Response | str:
     """First login: show a new TOTP secret (QR code and text); a valid code confirms it."""
     name = _pending()
-    if name is None:
+    if name is None or session.get("may_enrol") is not True:
         return redirect(url_for("auth.login"))
     accounts = _accounts()
     account = accounts.get(name)
@@ -262,12 +257,12 @@ def enrol() -> Response | str:
         uri = accounts.provisioning_uri(name, secret)
         grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
         return render_template("enrol.html", secret=grouped, qr=_qr_data_uri(uri))
-    if account.locked or account.disabled:
-        return _fail(name, "totp enrolment", "account locked or disabled")
+    if account.disabled:
+        return _fail(name, "totp enrolment", "account disabled")
     codes = accounts.confirm_totp(name, request.form.get("code", "").strip()[:16])
     if codes is None:
-        locked = accounts.record_failure(name, _address())
-        return _fail(name, "totp enrolment", "wrong code", locked=locked)
+        accounts.record_failure(name, _address())
+        return _fail(name, "totp enrolment", "wrong code")
     _audit_account_change(
         name, Action.UPDATE, details={"what": "second factor enrolled", "recovery_codes": len(codes)}
     )
