@@ -107,6 +107,14 @@ class WebSettings:
     session_absolute_hours: int = field(
         default=12, metadata=_doc("Hours before any session ends.", _positive)
     )
+    max_frame_mb: int = field(
+        default=256,
+        metadata=_doc(
+            "Largest frame the web viewer decodes, in MiB (rows x columns x samples x bytes each);"
+            " larger ones get an error, C-GET and C-MOVE are unaffected.",
+            _positive,
+        ),
+    )
 
 
 @dataclass(frozen=True)

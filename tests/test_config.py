@@ -300,3 +300,10 @@ def test_bad_environment_value_makes_the_cli_exit_2_with_one_line(
     assert "port" in lines[0]
     assert "Traceback" not in err
     assert out == ""
+
+
+def test_max_frame_mb_defaults_to_256_and_must_be_positive(tmp_path: Path) -> None:
+    _write(tmp_path, "")
+    assert load_settings(tmp_path, {}).web.max_frame_mb == 256
+    assert load_settings(tmp_path, {"PACS_WEB_MAX_FRAME_MB": "64"}).web.max_frame_mb == 64
+    assert "[web] max_frame_mb" in _config_error(tmp_path, {"PACS_WEB_MAX_FRAME_MB": "0"})
