@@ -199,6 +199,7 @@ class WebServer:
             secret_key=pacs.keyring.derive(_SECRET_PURPOSE, version=1),
             session_idle=timedelta(minutes=settings.web.session_idle_minutes),
             session_absolute=timedelta(hours=settings.web.session_absolute_hours),
+            max_frame_bytes=settings.web.max_frame_mb * 2**20,
         )
         self.app = create_app(
             config,
