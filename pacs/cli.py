@@ -418,7 +418,7 @@ def _user_event(action: Action, account: Account, what: str) -> AuditEvent:
 
 
 def _accounts(pacs: Pacs) -> Accounts:
-    return Accounts(pacs.database, pacs.keyring)
+    return Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
 
 
 def cmd_user_add(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -475,12 +475,35 @@ def cmd_user_disable(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     return EXIT_OK
 
 
+def cmd_user_enable(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Enable a disabled web user again."""
+    pacs = _open(args, environ)
+    try:
+        account = _accounts(pacs).set_disabled(args.name, False)
+        pacs.audit.append(_user_event(Action.UPDATE, account, "user enabled"))
+    finally:
+        pacs.close()
+    print(f"enabled {account.name}")
+    return EXIT_OK
+
+
+def cmd_user_unlock(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Lift a web user's lockout and login back-off (audited by the accounts service)."""
+    pacs = _open(args, environ)
+    try:
+        account = _accounts(pacs).lift_lockout(args.name, actor=_actor())
+    finally:
+        pacs.close()
+    print(f"unlocked {account.name}" + (" (still disabled: pacs user enable)" if account.disabled else ""))
+    return EXIT_OK
+
+
 def cmd_user_reset(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Give a web user a new one-time password and lift its lockout (and reset 2FA with --totp)."""
     pacs = _open(args, environ)
     try:
         accounts = _accounts(pacs)
-        password = accounts.reset_password(args.name)
+        password = accounts.reset_password(args.name, actor=_actor())
         what = "password reset, lockout lifted"
         if args.totp:
             accounts.reset_totp(args.name)
@@ -490,7 +513,7 @@ def cmd_user_reset(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         pacs.audit.append(_user_event(Action.UPDATE, account, what))
     finally:
         pacs.close()
-    print(f"{account.name}: {what}")
+    print(f"{account.name}: {what}" + ("; still disabled (pacs user enable)" if account.disabled else ""))
     print(f"one-time password: {password}  (to be changed at the next login)")
     return EXIT_OK
 
@@ -893,7 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
     renew.add_argument("--data", metavar="DIR", help="data directory (default: $PACS_DATA)")
     renew.set_defaults(handler=cmd_cert_renew)
 
-    user = commands.add_parser("user", help="add, list, disable or reset web users")
+    user = commands.add_parser("user", help="add, list, disable, enable, unlock or reset web users")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
 
     def user_command(name: str, handler: Callable[..., int], help_: str) -> argparse.ArgumentParser:
@@ -911,6 +934,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_command("list", cmd_user_list, "list web users")
     user_command("disable", cmd_user_disable, "disable a web user")
+    user_command("enable", cmd_user_enable, "enable a disabled web user again")
+    user_command("unlock", cmd_user_unlock, "lift a lockout (for a locked-out last admin: run it on the box)")
     user_reset = user_command("reset", cmd_user_reset, "new one-time password; lifts a lockout")
     user_reset.add_argument("--totp", action="store_true", help="also remove the second factor (re-enrol)")
 

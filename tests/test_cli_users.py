@@ -270,6 +270,96 @@ def test_user_disable_refuses_an_unknown_user(archive: Archive, capsys: pytest.C
     assert "nobody" in _one_line_error(err)
 
 
+# user enable and unlock (issues #11 and #15).
+
+ATTACKER = "203.0.113.66"
+
+
+def _lock(archive: Archive, name: str) -> None:
+    """Lock `name` with an attacker's failures (that address stays in its own back-off)."""
+    with _accounts(archive) as accounts:
+        for _ in range(LOCKOUT_AFTER):
+            accounts.record_failure(name, ATTACKER)
+    assert _account(archive, name).locked
+
+
+def _security_alerts(archive: Archive) -> list[dict[str, object]]:
+    with _opened(archive) as pacs:
+        return [
+            {"by": r.user_id, **json.loads(r.details)}
+            for r in pacs.audit.records()
+            if r.event_type == USER_CHANGED
+        ]
+
+
+def test_user_unlock_lifts_the_lockout_of_the_last_admin_on_the_box(
+    archive: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _lock(archive, "admin")
+    code, out, _ = archive.user(capsys, "unlock", "admin")
+    assert code == 0 and "unlocked admin" in out
+    assert not _account(archive, "admin").locked
+    with _accounts(archive) as accounts:
+        check = accounts.check_password("admin", archive.admin_password, ADDRESS)
+    assert check.verdict is Verdict.ACCEPTED and not check.deferred
+
+
+def test_user_unlock_is_audited_by_the_accounts_service(
+    archive: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _lock(archive, "admin")
+    assert archive.user(capsys, "unlock", "admin")[0] == 0
+    last = _security_alerts(archive)[-1]
+    assert last["what"] == "lockout lifted" and last["user"] == "admin"
+    assert str(last["by"]).endswith("@cli")
+
+
+def test_user_unlock_ends_the_back_off_of_the_account_at_the_attackers_address(
+    archive: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _add(archive, capsys, "doc")
+    with _accounts(archive) as accounts:
+        for _ in range(3):
+            accounts.record_failure("doc", ADDRESS)
+        assert accounts.retry_after("doc", ADDRESS) > 0
+    assert archive.user(capsys, "unlock", "doc")[0] == 0
+    with _accounts(archive) as accounts:
+        assert accounts.retry_after("doc", ADDRESS) == 0
+
+
+def test_user_unlock_refuses_an_unknown_user(archive: Archive, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = archive.user(capsys, "unlock", "nobody")
+    assert code == 2
+    assert "nobody" in _one_line_error(err)
+
+
+def test_user_enable_enables_a_disabled_user(archive: Archive, capsys: pytest.CaptureFixture[str]) -> None:
+    password = _add(archive, capsys, "doc")
+    assert archive.user(capsys, "disable", "doc")[0] == 0
+    code, out, _ = archive.user(capsys, "enable", "doc")
+    assert code == 0 and "enabled doc" in out
+    assert not _account(archive, "doc").disabled
+    assert _login(archive, "doc", password) is Verdict.ACCEPTED
+    last = _security_alerts(archive)[-1]
+    assert last["what"] == "user enabled" and last["user"] == "doc"
+
+
+def test_user_enable_refuses_an_unknown_user(archive: Archive, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = archive.user(capsys, "enable", "nobody")
+    assert code == 2
+    assert "nobody" in _one_line_error(err)
+
+
+def test_user_reset_of_a_disabled_user_says_it_stays_disabled(
+    archive: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _add(archive, capsys, "doc")
+    assert archive.user(capsys, "disable", "doc")[0] == 0
+    code, out, _ = archive.user(capsys, "reset", "doc")
+    assert code == 0 and "still disabled (pacs user enable)" in out
+    assert _account(archive, "doc").disabled
+
+
 # user reset.
 
 
