@@ -47,7 +47,9 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 from werkzeug.test import TestResponse
 
+from pacs.config import with_overrides
 from pacs.datadir import Pacs, initialise, open_pacs
+from pacs.serve.https import WebServer
 from tests.conftest import NodeFiles, RunningDicom, assert_same_dataset, report_figure
 from tests.web_helpers import Browser, Web, make_web
 
@@ -338,6 +340,15 @@ def test_frames_decoded_at_once_share_one_budget_of_the_largest_frame(tmp_path: 
             assert response.status_code == 503
             assert "busy decoding other large frames" in response.text
         assert doc.get(frame_url(path)).status_code == 200
+    finally:
+        opened.close()
+
+
+def test_pacs_serve_gives_the_viewer_the_configured_max_frame_mb(tmp_path: Path) -> None:
+    settings = initialise(tmp_path / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
+    opened = open_pacs(with_overrides(settings, "web", max_frame_mb=64))
+    try:
+        assert WebServer(opened).app.extensions["pacs"].decoding.max_frame_bytes == 64 * MIB
     finally:
         opened.close()
 
