@@ -406,3 +406,18 @@ def test_requests_within_the_limits_reach_the_app_with_each_header_once(served: 
         b"Content-Length: " + str(len(form)).encode() + b"\r\nConnection: close\r\n\r\n" + form,
     )
     assert status == 400 and b"CSRF" in body  # the app's own answer: the form carried no token
+
+
+def test_static_files_and_answers_without_a_body_carry_each_header_once(served: Served) -> None:
+    close = b"Connection: close\r\n\r\n"
+    status, headers, script = raw_exchange(served, b"GET /static/viewer.js HTTP/1.1\r\n" + _HOST + close)
+    assert status == 200 and len(script) == int(headers["content-length"]) > 0
+    assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+    revalidate = f"If-None-Match: {headers['etag']}\r\n".encode()
+    status, headers, body = raw_exchange(
+        served, b"GET /static/viewer.js HTTP/1.1\r\n" + _HOST + revalidate + close
+    )
+    assert (status, body) == (304, b"")
+    status, headers, body = raw_exchange(served, b"HEAD /login HTTP/1.1\r\n" + _HOST + close)
+    assert (status, body) == (200, b"")
+    assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS

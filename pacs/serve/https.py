@@ -43,7 +43,7 @@ BACKLOG = 1024
 _SECRET_PURPOSE = "web secret key v1"
 # Sent by the server on every response; the app's own copies are dropped so each appears once.
 SERVER_HEADERS = {**HEADERS, "Cache-Control": "no-store", "Pragma": "no-cache"}
-_OWN = {name.lower() for name in SERVER_HEADERS}
+_OWN = {name.lower() for name in SERVER_HEADERS} | {"date"}
 _BODY_TOO_LARGE = f"Request body too large: at most {MAX_BODY_BYTES // 1024} KiB.\n".encode()
 _TARGET_TOO_LONG = f"Request URL too long: at most {MAX_HEADER_BYTES // 1024} KiB.\n".encode()
 _HEADER_TOO_LARGE = f"Request header too large: at most {MAX_HEADER_BYTES // 1024} KiB.\n".encode()
