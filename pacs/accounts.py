@@ -1,71 +1,54 @@
 """User accounts: argon2id passwords, the TOTP second factor, recovery codes, throttling and lockout.
 
-Passwords are hashed with argon2id at OWASP's first recommended setting (46 MiB, one
-pass) and re-hashed at login when :data:`HASHER`'s parameters change. A password is
-12 to 256 characters and must not be one of zxcvbn's 30,000 most common passwords; there
-are no composition rules. TOTP follows RFC 6238 (30 s steps, six digits, one step of
-drift either way), and each step is accepted once. TOTP secrets are stored encrypted
-under a key derived from the key-encryption key; recovery codes are stored as keyed
-hashes. Every password and code is admitted, and its failure counted, by
-:mod:`pacs.core.throttle` (back-off per account at an address and per address, a lock of
-the account that lifts by itself). A locked account still logs in with the right password
-and code together; its password step alone tells nothing. Nothing here says whether a user
-exists. Lockouts and unlocks are audited here, where they are decided.
-A password change or reset, a second-factor reset and disabling end the user's web sessions.
+Passwords follow :mod:`pacs.core.passwords` (policy and argon2id; its names are also
+importable from here) and are re-hashed at login when :data:`HASHER`'s parameters change;
+the second factor follows :mod:`pacs.core.second_factor`. Every password and code is
+admitted, and its failure counted, by :mod:`pacs.core.throttle` (back-off per account at an
+address and per address, a lock of the account that lifts by itself). A locked account
+still logs in with the right password and code together; its password step alone tells
+nothing. Nothing here says whether a user exists. Lockouts and unlocks are audited here,
+where they are decided. A password change or reset, a second-factor reset and disabling
+end the user's web sessions.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import json
-import os
-import secrets
-import string
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 
-import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
-from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
 from pacs.core import throttle
+from pacs.core.passwords import CONCURRENT_HASHES as CONCURRENT_HASHES
+from pacs.core.passwords import (
+    HASHER,
+    ROLES,
+    AccountError,
+    PasswordPolicyError,
+    check_password_policy,
+    check_user_name,
+    dummy_hash,
+    one_time_password,
+    password_matches,
+)
+from pacs.core.passwords import MAX_PASSWORD as MAX_PASSWORD
+from pacs.core.passwords import MIN_PASSWORD as MIN_PASSWORD
+from pacs.core.passwords import parse_roles as parse_roles
+from pacs.core.second_factor import RECOVERY_CODES as RECOVERY_CODES
+from pacs.core.second_factor import TOTP_ISSUER as TOTP_ISSUER
+from pacs.core.second_factor import SecondFactor
 from pacs.core.throttle import ACCOUNT_FREE_FAILURES as ACCOUNT_FREE_FAILURES
 from pacs.core.throttle import ADDRESS_FREE_FAILURES as ADDRESS_FREE_FAILURES
-from pacs.core.throttle import LOCKOUT_AFTER as LOCKOUT_AFTER
-from pacs.core.throttle import LOCKOUT_PERIOD as LOCKOUT_PERIOD
+from pacs.core.throttle import LOCKOUT_AFTER, LOCKOUT_PERIOD
 from pacs.core.throttle import MAX_BACKOFF as MAX_BACKOFF
 from storage.db import Database, User, WebSession, as_utc
 from storage.keys import KeyRing
-
-ROLES = ("admin", "physician")
-MIN_PASSWORD, MAX_PASSWORD = 12, 256
-HASHER = PasswordHasher(time_cost=1, memory_cost=47104, parallelism=1)
-CONCURRENT_HASHES = 2
-_HASHING = threading.BoundedSemaphore(CONCURRENT_HASHES)
-TOTP_ISSUER = "mini-PACS"
-RECOVERY_CODES = 10
-_NAME_CHARS = set(string.ascii_letters + string.digits + "._-@")
-_TOTP_KEY_PURPOSE = "totp secrets v1"
-_RECOVERY_KEY_PURPOSE = "recovery codes v1"
-
-
-class AccountError(Exception):
-    """Bad input to an account operation (the message is safe to show)."""
-
-
-class PasswordPolicyError(AccountError):
-    """A password that is too short, too long or too common."""
 
 
 class Verdict(enum.Enum):
@@ -120,50 +103,6 @@ class PasswordCheck:
         return self.verdict is Verdict.ACCEPTED
 
 
-@cache
-def _common_passwords() -> frozenset[str]:
-    return frozenset(FREQUENCY_LISTS["passwords"])
-
-
-@cache
-def _dummy_hash() -> str:
-    return HASHER.hash(secrets.token_hex(16))
-
-
-def check_password_policy(password: str, *, user_name: str = "") -> None:
-    """Raise :class:`PasswordPolicyError` unless `password` may be used."""
-    if len(password) < MIN_PASSWORD:
-        raise PasswordPolicyError(f"a password needs at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise PasswordPolicyError(f"a password has at most {MAX_PASSWORD} characters")
-    lowered = password.lower()
-    if lowered in _common_passwords():
-        raise PasswordPolicyError("this password is on the list of common and breached passwords")
-    if user_name and user_name.lower() in lowered:
-        raise PasswordPolicyError("a password must not contain the user name")
-
-
-def check_user_name(name: str) -> None:
-    """Raise :class:`AccountError` unless `name` is 1-64 letters, digits or ``._-@``."""
-    if not 0 < len(name) <= 64 or not set(name) <= _NAME_CHARS:
-        raise AccountError(f"user name {name!r} must be 1-64 letters, digits or . _ - @")
-
-
-def parse_roles(text: str) -> frozenset[str]:
-    """Roles from a comma-separated list; raise :class:`AccountError` for an unknown one."""
-    roles = frozenset(part.strip() for part in text.split(",") if part.strip())
-    unknown = roles - set(ROLES)
-    if not roles or unknown:
-        raise AccountError(f"roles must be among {', '.join(ROLES)}; got {text!r}")
-    return roles
-
-
-def one_time_password() -> str:
-    """A random password for a new or reset account (20 characters, about 119 bits)."""
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(20))
-
-
 def _view(user: User, locked: bool) -> Account:
     return Account(
         name=user.name,
@@ -177,7 +116,7 @@ def _view(user: User, locked: bool) -> Account:
     )
 
 
-class Accounts:
+class Accounts(SecondFactor):
     """The users of one archive, in its index database.
 
     With `audit`, lockouts and unlocks are recorded there (every service should pass it).
@@ -201,13 +140,6 @@ class Accounts:
 
     def _view(self, session: Session, user: User) -> Account:
         return _view(user, bool(throttle.locked(session, [user.name], self._utcnow())))
-
-    @staticmethod
-    def _get(session: Session, name: str) -> User:
-        user = session.scalars(select(User).where(User.name == name)).one_or_none()
-        if user is None:
-            raise AccountError(f"no user {name!r}")
-        return user
 
     def add(self, name: str, roles: frozenset[str], password: str | None = None) -> tuple[Account, str]:
         """Create a user who must change the password at first login; return it and the password.
@@ -355,7 +287,7 @@ class Accounts:
         try:
             with self._database.read() as session:
                 user = session.scalars(select(User).where(User.name == name)).one_or_none()
-                stored = user.password_hash if user is not None else _dummy_hash()
+                stored = user.password_hash if user is not None else dummy_hash()
                 account = self._view(session, user) if user is not None else None
             right = password_matches(stored, password) and account is not None
         finally:
@@ -439,99 +371,7 @@ class Accounts:
         if self._audit is not None:
             self._audit.append(event)
 
-    # Login: the second factor.
-
-    def _totp_key(self) -> bytes:
-        return self._keyring.derive(_TOTP_KEY_PURPOSE, version=1)
-
-    def _seal_secret(self, name: str, secret: str) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + AESGCM(self._totp_key()).encrypt(nonce, secret.encode(), name.encode())
-
-    def _open_secret(self, name: str, sealed: bytes) -> str:
-        return AESGCM(self._totp_key()).decrypt(sealed[:12], sealed[12:], name.encode()).decode()
-
-    def begin_totp_enrolment(self, name: str) -> str:
-        """A fresh TOTP secret (base32) for an account without a confirmed one; kept until confirmed."""
-        secret = pyotp.random_base32()
-        with self._database.write() as session:
-            user = self._get(session, name)
-            if user.totp_confirmed:
-                raise AccountError(f"user {name!r} has already enrolled a second factor")
-            user.totp_secret = self._seal_secret(name, secret)
-        return secret
-
-    def provisioning_uri(self, name: str, secret: str) -> str:
-        """The ``otpauth://`` URI an authenticator app reads from the QR code."""
-        return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=TOTP_ISSUER)
-
-    def _accept_code(self, session: Session, user: User, code: str) -> bool:
-        if user.totp_secret is None or not (len(code) == 6 and code.isdigit()):
-            return False
-        totp = pyotp.TOTP(self._open_secret(user.name, user.totp_secret))
-        now_step = int(self._now()) // totp.interval
-        for step in (now_step - 1, now_step, now_step + 1):
-            if step > user.last_totp_step and hmac.compare_digest(totp.at(step * totp.interval), code):
-                user.last_totp_step = step
-                return True
-        return False
-
-    def confirm_totp(self, name: str, code: str) -> list[str] | None:
-        """Confirm a pending enrolment with a valid code; return new recovery codes, or None."""
-        with self._database.write() as session:
-            user = self._get(session, name)
-            if user.totp_confirmed or not self._accept_code(session, user, code.strip()):
-                return None
-            user.totp_confirmed = True
-            codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
-            user.recovery_codes = json.dumps([self._code_hash(c) for c in codes])
-            return codes
-
-    def verify_totp(self, name: str, code: str) -> bool:
-        """Whether `code` is a valid, unused TOTP code of the account (it is then used up)."""
-        with self._database.write() as session:
-            user = session.scalars(select(User).where(User.name == name)).one_or_none()
-            if user is None or not user.totp_confirmed:
-                return False
-            return self._accept_code(session, user, code.strip())
-
-    def _code_hash(self, code: str) -> str:
-        key = self._keyring.derive(_RECOVERY_KEY_PURPOSE, version=1)
-        normalised = code.replace("-", "").replace(" ", "").lower()
-        return hmac.new(key, normalised.encode(), hashlib.sha256).hexdigest()
-
-    def use_recovery_code(self, name: str, code: str) -> bool:
-        """Whether `code` is one of the account's unused recovery codes (it is then used up)."""
-        digest = self._code_hash(code)
-        with self._database.write() as session:
-            user = session.scalars(select(User).where(User.name == name)).one_or_none()
-            if user is None or not user.totp_confirmed:
-                return False
-            left = json.loads(user.recovery_codes)
-            matches = [h for h in left if hmac.compare_digest(h, digest)]
-            if not matches:
-                return False
-            user.recovery_codes = json.dumps([h for h in left if h != matches[0]])
-            return True
-
-
-def password_matches(stored: str, password: str) -> bool:
-    """Whether `password` matches the argon2 hash `stored` (False for a malformed hash).
-
-    At most :data:`CONCURRENT_HASHES` run at once, so a flood of logins cannot exhaust memory.
-    """
-    with _HASHING:
-        try:
-            return HASHER.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return False
-
 
 def _end_sessions(session: Session, name: str) -> int:
     result = session.execute(delete(WebSession).where(WebSession.user_name == name))
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _recovery_code() -> str:
-    raw = secrets.token_hex(5)
-    return f"{raw[:5]}-{raw[5:]}"

@@ -8,10 +8,14 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import multiprocessing
 import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
 from typing import TypeVar
 
 import pyotp
@@ -39,8 +43,9 @@ from pacs.accounts import (
     parse_roles,
 )
 from pacs.audit import EventID
+from pacs.config import load_settings
 from pacs.core.throttle import PENDING_TTL
-from pacs.datadir import Pacs
+from pacs.datadir import Pacs, open_pacs
 from storage.db import User
 
 PASSPHRASE = "violet kestrel under the quarry"
@@ -800,3 +805,38 @@ def test_unlock_is_audited_by_the_accounts_service_with_its_actor(pacs: Pacs, cl
         "what": "lockout lifted",
         "user": "doc",
     }
+
+
+PROCESSES = 5
+
+
+def _attempt_in_another_process(data_dir: Path, barrier: Barrier, moment: float, results: Queue[str]) -> None:
+    """One wrong password for "doc" from a process of its own, at the fixed `moment`."""
+    pacs = open_pacs(load_settings(data_dir, {}))
+    try:
+        accounts = Accounts(pacs.database, pacs.keyring, now=lambda: moment)
+        barrier.wait(timeout=60)
+        results.put(accounts.check_password("doc", "a wrong guess", ADDRESS).verdict.name)
+    finally:
+        pacs.close()
+
+
+def test_parallel_wrong_passwords_from_several_processes_run_no_more_hashes_than_the_free_failures(
+    pacs: Pacs, accounts: Accounts, clock: Clock
+) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(PROCESSES), spawn.Queue()
+    workers = [
+        spawn.Process(
+            target=_attempt_in_another_process, args=(pacs.settings.data_dir, barrier, clock(), results)
+        )
+        for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    verdicts = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert verdicts.count(Verdict.WRONG.name) == ACCOUNT_FREE_FAILURES
+    assert verdicts.count(Verdict.THROTTLED.name) == PROCESSES - ACCOUNT_FREE_FAILURES

@@ -599,6 +599,7 @@ def test_expired_sessions_are_swept_when_new_ones_start(lite: Web) -> None:
 
 # Attacks on throttling and lockout (issue #11).
 
+
 @pytest.fixture
 def verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every argon2 verification actually run, counted across threads."""
