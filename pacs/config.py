@@ -90,6 +90,14 @@ class DicomSettings:
     acse_timeout: int = field(
         default=30, metadata=_doc("Seconds to wait for association messages.", _positive)
     )
+    handshake_timeout: int = field(
+        default=10,
+        metadata=_doc("Seconds a new connection has to finish TLS and ask for an association.", _positive),
+    )
+    max_pending_per_address: int = field(
+        default=4,
+        metadata=_doc("Connections one address may have open before its association is decided.", _positive),
+    )
     dimse_timeout: int = field(default=60, metadata=_doc("Seconds to wait for DIMSE messages.", _positive))
     network_timeout: int = field(default=60, metadata=_doc("Seconds a silent connection is kept.", _positive))
     max_object_mb: int = field(default=4096, metadata=_doc("Largest object accepted, in MiB.", _positive))

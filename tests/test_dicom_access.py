@@ -690,8 +690,9 @@ def test_a_node_removed_with_the_cli_while_the_server_runs_is_refused(dicom: Run
     assert _cli("modality", "remove", "CT1", "--data", str(dicom.pacs.settings.data_dir)) == 0
     result = dicom.dcmtk("echoscu", ct)
     assert result.returncode != 0
-    record = _association_rejected(dicom, calling_ae_title="CT1", certificate_subject="CN=CT1")
-    assert "not enrolled" in record["details"]["decision"]
+    record = _handshake_refused(dicom)
+    assert record["details"]["reason"] == "CERTIFICATE_NOT_ENROLLED"
+    assert record["details"]["certificate_subject"].endswith("CN=CT1")
 
 
 def test_a_pinned_certificate_is_trusted_within_seconds_of_enrolment(
@@ -702,20 +703,22 @@ def test_a_pinned_certificate_is_trusted_within_seconds_of_enrolment(
     assert not _echo(dicom, "US1", context)  # not yet: its CA is not ours
     data = str(dicom.pacs.settings.data_dir)
     assert _cli("modality", "add", "US1", "--host", "127.0.0.1", "--cert", str(cert), "--data", data) == 0
-    assert _wait_for(lambda: _echo(dicom, "US1", context), timeout=REFRESH_WAIT, interval=0.25)
+    assert _wait_for(lambda: _echo(dicom, "US1", context), timeout=REFRESH_WAIT, interval=0.5)
 
 
-def test_a_removed_pinned_node_is_refused_although_tls_still_trusts_its_certificate(
+def test_a_removed_pinned_node_is_refused_at_the_handshake_although_tls_still_trusts_its_certificate(
     dicom: RunningDicom, tmp_path: Path
 ) -> None:
     cert, key = _other_ca_node(tmp_path, "US1")
     context = _tls_context(dicom.pacs.settings.tls_dir / CA_CERT, cert, key)
     data = str(dicom.pacs.settings.data_dir)
     assert _cli("modality", "add", "US1", "--host", "127.0.0.1", "--cert", str(cert), "--data", data) == 0
-    assert _wait_for(lambda: _echo(dicom, "US1", context), timeout=REFRESH_WAIT, interval=0.25)
+    assert _wait_for(lambda: _echo(dicom, "US1", context), timeout=REFRESH_WAIT, interval=0.5)
     assert _cli("modality", "remove", "US1", "--data", data) == 0
-    assert not _echo(dicom, "US1", context)
-    _association_rejected(dicom, calling_ae_title="US1", certificate_subject="CN=US1")
+    assert _wait_for(lambda: not _echo(dicom, "US1", context), timeout=REFRESH_WAIT, interval=0.25)
+    _security_alert(
+        dicom, "TLS handshake refused", reason="CERTIFICATE_NOT_ENROLLED", certificate_subject="CN=US1"
+    )
 
 
 # -- the legacy plaintext port --------------------------------------------------------------------

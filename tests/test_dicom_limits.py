@@ -20,10 +20,16 @@ from tests.conftest import NodeFiles, RunningDicom, _free_port
 
 @pytest.fixture
 def impatient(tmp_path: Path) -> Iterator[RunningDicom]:
-    """A listener with 2-second ACSE and 3-second network timeouts."""
+    """A listener with 2-second ACSE and handshake timeouts and a 3-second network timeout."""
     settings = initialise(tmp_path / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
     settings = with_overrides(
-        settings, "dicom", port=_free_port(), bind="127.0.0.1", acse_timeout=2, network_timeout=3
+        settings,
+        "dicom",
+        port=_free_port(),
+        bind="127.0.0.1",
+        acse_timeout=2,
+        handshake_timeout=2,
+        network_timeout=3,
     )
     pacs = open_pacs(settings)
     server = DicomServer(pacs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import ssl
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +32,10 @@ from sqlalchemy import exc as sa_exc
 
 from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
 from pacs.dicom import policy, streaming
+from pacs.dicom.reactor import EventDrivenAssociation
+from pacs.dicom.revocation import withdrawn
 from pacs.dicom.slots import AssociationSlots
+from pacs.dicom.throttle import ConnectionGate
 from pacs.nodes import EnrolledNode, NodeRegistry
 from pacs.received import Received, new_version_event
 from storage.archive import (
@@ -146,9 +150,12 @@ class DicomHandlers:
         ae_title: str,
         client_context: Callable[[EnrolledNode], ssl.SSLContext],
         slots: AssociationSlots,
+        gate: ConnectionGate,
     ) -> None:
         self.archive = archive
         self.slots = slots
+        self.gate = gate
+        self._states_lock = threading.Lock()
         self.audit = audit
         self.registry = registry
         self.ae_title = ae_title
@@ -212,6 +219,8 @@ class DicomHandlers:
         # pynetdicom negotiates normally when a handler raises, so any error must reject here.
         try:
             self._decide_or_raise(event, tls=tls)
+            if isinstance(event.assoc, EventDrivenAssociation):
+                event.assoc.settle()
         except sa_exc.DBAPIError:
             LOG.error(
                 "the index is unavailable; association from %s rejected as transient",
@@ -253,12 +262,7 @@ class DicomHandlers:
         }
         if not verdict.accepted:
             _reject(assoc, verdict.reason)
-            self._alert(
-                EventType.NODE_AUTHENTICATION,
-                user_id=calling,
-                source=address,
-                details=details | {"what": "association rejected"},
-            )
+            self.gate.failed(address, "association rejected", details, user_id=calling)
             return
         assert verdict.node is not None
         slot = self.slots.acquire()
@@ -271,7 +275,8 @@ class DicomHandlers:
                 source=policy.SOURCE_PRESENTATION_PROVIDER,
             )
             return
-        self._states[assoc] = AssociationState(verdict.node, address, tls, slot)
+        with self._states_lock:
+            self._states[assoc] = AssociationState(verdict.node, address, tls, slot)
         assoc.acceptor.supported_contexts = [
             cx for cx in assoc.acceptor.supported_contexts if _granted(verdict.node, str(cx.abstract_syntax))
         ]
@@ -297,7 +302,8 @@ class DicomHandlers:
         dimse = event.assoc.dimse
         if isinstance(dimse, streaming.StreamingDIMSE):
             dimse.abort_stream()
-        state = self._states.pop(event.assoc, None)
+        with self._states_lock:
+            state = self._states.pop(event.assoc, None)
         if state is None:
             return
         self.slots.release(state.slot)
@@ -316,6 +322,28 @@ class DicomHandlers:
                     details={"refused_objects": state.failed},
                 )
             )
+
+    def recheck(self, nodes: list[EnrolledNode]) -> int:
+        """End every open association whose node was removed or lost what it was accepted on."""
+        enrolled = {n.ae_title: n for n in nodes}
+        with self._states_lock:
+            states = list(self._states.items())
+        ended = 0
+        for assoc, state in states:
+            why = withdrawn(state.node, enrolled.get(state.node.ae_title), state.address, tls=state.tls)
+            if why is None:
+                continue
+            LOG.warning("ending the association of %s from %s: %s", state.node.ae_title, state.address, why)
+            self._alert(
+                EventType.NODE_AUTHENTICATION,
+                user_id=state.node.ae_title,
+                source=state.address,
+                details={"what": "association ended by an enrolment change", "reason": why},
+            )
+            # abort() waits for the transport to close: not on the caller's thread.
+            threading.Thread(target=assoc.abort, name="dicom-revoke", daemon=True).start()
+            ended += 1
+        return ended
 
     def _permitted(self, event: Event, permission: str) -> AssociationState | None:
         state = self._states.get(event.assoc)

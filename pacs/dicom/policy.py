@@ -52,6 +52,11 @@ class Verdict:
         return self.node is not None
 
 
+def certificate_fingerprint(der: bytes) -> str:
+    """The SHA-256 fingerprint of a DER certificate, as enrolment records it."""
+    return hashlib.sha256(der).hexdigest()
+
+
 def decide(
     nodes: Iterable[EnrolledNode],
     *,
@@ -85,7 +90,7 @@ def decide(
         return Verdict(node, 0, "enrolled legacy node over plaintext")
     if certificate is None:
         return Verdict(None, REASON_NO_REASON, f"{calling} presented no client certificate")
-    if hashlib.sha256(certificate).hexdigest() != node.fingerprint:
+    if certificate_fingerprint(certificate) != node.fingerprint:
         return Verdict(
             None, REASON_NO_REASON, f"{calling} presented a certificate that is not its enrolled one"
         )

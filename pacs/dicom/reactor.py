@@ -7,7 +7,14 @@ most of the time we spent per object. Here both threads block until there is wor
 the DUL thread in ``select()`` on the socket and a wake-up socket pair, and the
 association thread on an :class:`threading.Event` that is set whenever a message or a
 primitive reaches it. :data:`MAX_WAIT` bounds each wait, so timers are still checked.
-The association socket reads each PDU in bulk (:class:`BulkReadingSocket`).
+The association socket reads each PDU in bulk (:class:`BulkReadingSocket`), and every read
+has a timeout: until the association is requested, what is left of the handshake deadline;
+then the network timeout.
+
+A PDU longer than it may be (:func:`pdu_limit`) is answered with an A-ABORT and the
+connection closed, before any of it is read. Each acceptor tells the
+:class:`~pacs.dicom.throttle.ConnectionGate` once that it is no longer pending, and reports
+its failures (an oversized PDU, no association request in time) to it.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ import queue
 import select
 import socket
 import ssl
+import struct
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -29,8 +38,23 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
 from pacs.dicom.streaming import OpenObject, StreamingDIMSE
+from pacs.dicom.throttle import ConnectionGate
 
 MAX_WAIT = 0.05
+MAX_ASSOCIATE_RQ = 64 * 1024  # 128 presentation contexts of 4 transfer syntaxes each take ~20 KiB
+MAX_SMALL_PDU = 1024  # release and abort PDUs have 4 bytes; an association answer is not ours to get
+A_ASSOCIATE_RQ, P_DATA_TF = 0x01, 0x04
+# A-ABORT: source 2 (service provider), reason 6 (invalid PDU parameter value)
+ABORT_INVALID_PDU = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0x02, 0x06])
+
+
+def pdu_limit(pdu_type: int, max_pdu: int) -> int:
+    """The longest PDU of `pdu_type` we read, given our negotiated maximum P-DATA length `max_pdu`."""
+    if pdu_type == P_DATA_TF:
+        return max_pdu
+    if pdu_type == A_ASSOCIATE_RQ:
+        return MAX_ASSOCIATE_RQ
+    return MAX_SMALL_PDU
 
 
 class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
@@ -48,8 +72,9 @@ class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
 class EventDrivenDUL(DULServiceProvider):
     """The DUL thread, blocking in ``select()`` instead of sleeping when it has no work."""
 
-    def __init__(self, assoc: Association, wake_association: threading.Event) -> None:
+    def __init__(self, assoc: EventDrivenAssociation, wake_association: threading.Event) -> None:
         super().__init__(assoc)
+        self.front_door = assoc
         # The reactor's own sleep becomes a no-op: the wait happens in _is_transport_event.
         self._run_loop_delay = 0
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -79,6 +104,43 @@ class EventDrivenDUL(DULServiceProvider):
             with contextlib.suppress(OSError):
                 while self._wake_reader.recv(4096):
                     pass
+
+    def _read_pdu_data(self) -> None:
+        """Read the next PDU as pynetdicom does, unless its header declares more than it may have."""
+        sock = self.socket
+        assert isinstance(sock, BulkReadingSocket)
+        try:
+            header = sock.recv(6)
+        except OSError:
+            self.event_queue.put("Evt17")
+            return
+        if len(header) == 6:
+            pdu_type, _, length = struct.unpack(">BBL", header)
+            limit = pdu_limit(pdu_type, self.front_door.acceptor.maximum_length)
+            if length > limit:
+                self.front_door.refuse_pdu(pdu_type, length, limit)
+                with contextlib.suppress(OSError):
+                    sock.send(ABORT_INVALID_PDU)
+                self.event_queue.put("Evt17")
+                return
+        sock.unread(header)
+        super()._read_pdu_data()
+        if header[:1] == bytes([A_ASSOCIATE_RQ]):
+            sock.end_handshake()
+
+    def receive_pdu(self, wait: bool = False, timeout: float | None = None) -> Any:
+        """A primitive for the association; a wait ends early when the connection has closed."""
+        if not wait:
+            return super().receive_pdu(wait=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = MAX_WAIT if deadline is None else min(MAX_WAIT, deadline - time.monotonic())
+            primitive = super().receive_pdu(wait=True, timeout=max(step, 0))
+            if primitive is not None:
+                return primitive
+            closed = self.socket is not None and self.socket.socket is None
+            if closed or (deadline is not None and time.monotonic() >= deadline):
+                return None
 
     def _is_transport_event(self) -> bool:
         idle = self.event_queue.empty() and self.to_provider_queue.empty()
@@ -114,15 +176,50 @@ class EventDrivenAssociation(Association):
     Its DIMSE provider streams C-STORE data sets into what `open_object` returns.
     """
 
-    def __init__(self, ae: Any, mode: str, open_object: OpenObject) -> None:
+    def __init__(
+        self,
+        ae: Any,
+        mode: str,
+        open_object: OpenObject,
+        *,
+        gate: ConnectionGate | None = None,
+        address: str = "",
+    ) -> None:
         super().__init__(ae, mode)
         self._wake = threading.Event()
+        self._gate = gate
+        self._address = address
+        self._settled = threading.Event()
         self.dul = EventDrivenDUL(self, self._wake)
         self.dimse = StreamingDIMSE(self, open_object)
         self.dimse.msg_queue = _WakingQueue(self._wake.set)
         # The timeouts were pushed into the DUL that was just replaced.
         self.acse_timeout = self.acse_timeout
         self.network_timeout = self.network_timeout
+
+    def settle(self) -> None:
+        """Tell the gate, once, that this connection is no longer pending."""
+        if self._gate is not None and not self._settled.is_set():
+            self._settled.set()
+            self._gate.settled(self._address)
+
+    def refuse_pdu(self, pdu_type: int, length: int, limit: int) -> None:
+        """Report a PDU that declared more bytes than it may have."""
+        if self._gate is not None:
+            self._gate.failed(
+                self._address,
+                "PDU too long",
+                {"pdu_type": f"0x{pdu_type:02X}", "declared_length": length, "limit": limit},
+            )
+
+    def run_reactor(self) -> None:
+        """Serve the connection; a peer that never asked for an association counts as a failure."""
+        try:
+            super().run_reactor()
+        finally:
+            if self._gate is not None and self.requestor.primitive is None and not self._settled.is_set():
+                self._gate.failed(self._address, "no association request", {})
+            self.settle()
 
     def kill(self) -> None:
         """Stop the reactor now rather than after its current wait."""
@@ -192,13 +289,38 @@ class BulkReadingSocket(AssociationSocket):
     PDU's size, a TLS record (up to 16 KiB) per call.
     """
 
+    deadline: float | None = None
+    read_timeout: float | None = None
+    _unread: bytes = b""
+
+    def end_handshake(self) -> None:
+        """The association request is in: from now on each read waits up to :attr:`read_timeout`."""
+        self.deadline = None
+        if self.socket is not None:
+            self.socket.settimeout(self.read_timeout)
+
+    def unread(self, data: bytes) -> None:
+        """Put `data` back in front of what the next :meth:`recv` returns."""
+        self._unread = data + self._unread
+
     def recv(self, nr_bytes: int) -> bytearray:
-        """Read exactly `nr_bytes`, or what arrived before the peer closed the connection."""
+        """Read exactly `nr_bytes`, or what arrived before the peer closed the connection.
+
+        Raises TimeoutError when a read waits longer than the socket's timeout, or the
+        whole read outlasts :attr:`deadline` (set while the association is not yet requested).
+        """
         assert self.socket is not None
         buffer = bytearray(nr_bytes)
         view = memoryview(buffer)
-        received = 0
+        received = min(len(self._unread), nr_bytes)
+        view[:received] = self._unread[:received]
+        self._unread = self._unread[received:]
         while received < nr_bytes:
+            if self.deadline is not None:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the handshake deadline passed")
+                self.socket.settimeout(left)
             count = self.socket.recv_into(view[received:], nr_bytes - received)
             if not count:
                 del view
@@ -213,10 +335,20 @@ class EventDrivenRequestHandler(RequestHandler):
     def _create_association(self) -> Association:
         """An acceptor for this connection, set up as pynetdicom's own handler does."""
         server = self.server
-        assoc = EventDrivenAssociation(self.ae, MODE_ACCEPTOR, server.open_object)
+        assoc = EventDrivenAssociation(
+            self.ae,
+            MODE_ACCEPTOR,
+            server.open_object,
+            gate=server.gate,
+            address=str(self.client_address[0]),
+        )
         assoc._server = server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
-        assoc.set_socket(BulkReadingSocket(assoc, client_socket=self.request))
+        sock = BulkReadingSocket(assoc, client_socket=self.request)
+        sock.deadline = server.handshake_deadline(self.request)
+        sock.read_timeout = server.read_timeout
+        assoc.set_socket(sock)
+        assoc.acse_timeout = server.handshake_timeout
         acceptor = assoc.acceptor
         acceptor.maximum_length = self.ae.maximum_pdu_size
         acceptor.ae_title = server.ae_title

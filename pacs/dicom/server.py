@@ -10,13 +10,15 @@ opens while a plaintext node exists and closes when none is left.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import socket
 import socketserver
 import ssl
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +34,21 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
 from pacs.config import Settings
 from pacs.datadir import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
 from pacs.dicom import tls
-from pacs.dicom.handlers import DicomHandlers
+from pacs.dicom.handlers import DicomHandlers, certificate_subject
+from pacs.dicom.policy import certificate_fingerprint
 from pacs.dicom.reactor import EventDrivenRequestHandler
 from pacs.dicom.slots import AssociationSlots
 from pacs.dicom.streaming import OpenObject
+from pacs.dicom.throttle import ConnectionGate
 from pacs.nodes import EnrolledNode, NodeRegistry
 
 LOG = logging.getLogger(__name__)
 REFRESH_SECONDS = 2.0
+MAX_PENDING = 256  # connections of all addresses awaiting their association decision, per worker
+PENDING_SLACK_SECONDS = 5
 ASSOCIATION_SLOTS = "associations"  # under the data directory: one lock file per slot
 # Accepted as sent, never transcoded. Kept to the usual ones: pynetdicom copies every
 # supported context for each association, so a shorter list makes associations cheaper.
@@ -76,10 +81,18 @@ _QUERY_RETRIEVE = (
 
 
 class _Listener(ThreadedAssociationServer):
-    """pynetdicom's threaded server, with TCP_NODELAY and an audited, per-thread TLS handshake."""
+    """pynetdicom's threaded server, with TCP_NODELAY, a gate at accept and an audited TLS handshake.
 
-    handshake_timeout: float = 30.0
-    audit: AuditLog | None = None
+    The handshake runs in the connection's own thread under the handshake deadline, so a
+    peer that stalls cannot hold up the others, and a certificate that no enrolment
+    references (a removed node's, or any other the CA once issued) ends the connection
+    before any DICOM byte is read.
+    """
+
+    handshake_timeout: float = 10.0
+    read_timeout: float | None = 60.0
+    gate: ConnectionGate | None = None
+    enrolled: Callable[[bytes], bool] | None = None
     reuse_port: bool = False
     open_object: OpenObject
 
@@ -89,46 +102,73 @@ class _Listener(ThreadedAssociationServer):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 
-    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        client, address = self.socket.accept()
+    def _accepted(self, client: socket.socket) -> socket.socket:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context:
             client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
-        return client, address
+        self._deadlines[client] = time.monotonic() + self.handshake_timeout
+        return client
+
+    @functools.cached_property
+    def _deadlines(self) -> weakref.WeakKeyDictionary[socket.socket, float]:
+        return weakref.WeakKeyDictionary()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        client, address = self.socket.accept()
+        return self._accepted(client), address
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Take the connection only if the gate admits its address (not blocked, not too many pending)."""
+        return self.gate is None or self.gate.admit(str(client_address[0]))
+
+    def handshake_deadline(self, request: socket.socket) -> float:
+        """When the connection must have sent its association request."""
+        return self._deadlines.get(request, time.monotonic() + self.handshake_timeout)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            previous = request.gettimeout()
-            try:
-                request.settimeout(self.handshake_timeout)
-                request.do_handshake()
-                request.settimeout(previous)
-            except (OSError, ValueError) as exc:
-                self._handshake_failed(client_address, exc)
-                self.shutdown_request(request)
-                return
+        address = str(client_address[0])
+        if isinstance(request, ssl.SSLSocket) and not self._shook_hands(request, address):
+            if self.gate is not None:
+                self.gate.settled(address)
+            self.shutdown_request(request)
+            return
         super().process_request_thread(request, client_address)
+
+    def _shook_hands(self, request: ssl.SSLSocket, address: str) -> bool:
+        try:
+            return self._shake_hands(request, address)
+        except Exception:
+            LOG.exception("checking the TLS handshake of %s failed; closing the connection", address)
+            return False
+
+    def _shake_hands(self, request: ssl.SSLSocket, address: str) -> bool:
+        """Complete TLS within the deadline with a certificate an enrolment references."""
+        try:
+            request.settimeout(max(self.handshake_deadline(request) - time.monotonic(), 0.001))
+            request.do_handshake()
+            request.settimeout(self.read_timeout)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            self._failed(address, "TLS handshake refused", {"reason": str(reason), "error": str(exc)[:200]})
+            return False
+        der = request.getpeercert(binary_form=True)
+        if der is None or (self.enrolled is not None and not self.enrolled(der)):
+            self._failed(
+                address,
+                "TLS handshake refused",
+                {"reason": "CERTIFICATE_NOT_ENROLLED", "certificate_subject": certificate_subject(der)},
+            )
+            return False
+        return True
+
+    def _failed(self, address: str, what: str, details: dict[str, Any]) -> None:
+        if self.gate is not None:
+            self.gate.failed(address, what, details)
 
     def shutdown(self) -> None:
         """Stop serving and close the socket (the AE does not track servers made by make_server)."""
         socketserver.BaseServer.shutdown(self)
         self.server_close()
-
-    def _handshake_failed(self, client_address: Any, exc: Exception) -> None:
-        if self.audit is None:
-            return
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        with contextlib.suppress(Exception):
-            self.audit.append(
-                AuditEvent(
-                    EventID.SECURITY_ALERT,
-                    Action.EXECUTE,
-                    outcome=Outcome.MINOR_FAILURE,
-                    source=str(client_address[0]),
-                    event_type=EventType.NODE_AUTHENTICATION,
-                    details={"what": "TLS handshake refused", "reason": str(reason), "error": str(exc)[:200]},
-                )
-            )
 
 
 class _SharedListener(_Listener):
@@ -162,10 +202,7 @@ class _InheritedListener(_Listener):
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         client, address = self.socket.accept()  # BlockingIOError: another worker took it
         client.setblocking(True)
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context:
-            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
-        return client, address
+        return self._accepted(client), address
 
 
 def listening_socket(bind: str, port: int) -> socket.socket:
@@ -198,6 +235,11 @@ class DicomServer:
         self.slots = AssociationSlots(
             self.settings.data_dir / ASSOCIATION_SLOTS, self.settings.dicom.max_associations
         )
+        self.gate = ConnectionGate(
+            pacs.audit,
+            max_pending=self.settings.dicom.max_pending_per_address,
+            pending_seconds=self.settings.dicom.handshake_timeout + PENDING_SLACK_SECONDS,
+        )
         self.handlers = DicomHandlers(
             pacs.archive,
             pacs.audit,
@@ -205,10 +247,12 @@ class DicomServer:
             ae_title=self.settings.dicom.ae_title,
             client_context=self._client_context,
             slots=self.slots,
+            gate=self.gate,
         )
         self.ae = self._make_ae()
         self._tls_context: ssl.SSLContext | None = None
         self._trusted: set[str] = set()
+        self._enrolled: frozenset[str] = frozenset()
         self._tls_server: _Listener | None = None
         self._plain_server: _Listener | None = None
         self._stop = threading.Event()
@@ -217,7 +261,8 @@ class DicomServer:
     def _make_ae(self) -> AE:
         dicom = self.settings.dicom
         ae = AE(ae_title=dicom.ae_title)
-        ae.maximum_associations = dicom.max_associations
+        # Our slots limit associations (AssociationSlots); pynetdicom would count pending connections too.
+        ae.maximum_associations = dicom.max_associations + MAX_PENDING
         ae.maximum_pdu_size = dicom.max_pdu
         ae.acse_timeout = dicom.acse_timeout
         ae.dimse_timeout = dicom.dimse_timeout
@@ -252,9 +297,11 @@ class DicomServer:
             server_class=server_class,
             request_handler=EventDrivenRequestHandler,
         )
-        server.audit = self.pacs.audit
+        server.gate = self.gate
+        server.enrolled = self._is_enrolled if context is not None else None
         server.open_object = self.handlers.open_object
-        server.handshake_timeout = float(self.settings.dicom.acse_timeout)
+        server.handshake_timeout = float(self.settings.dicom.handshake_timeout)
+        server.read_timeout = float(self.settings.dicom.network_timeout)
         thread = threading.Thread(target=server.serve_forever, name=f"dicom-{port}", daemon=True)
         thread.start()
         return server
@@ -283,8 +330,24 @@ class DicomServer:
         """Whether the legacy plaintext listener is open."""
         return self._plain_server is not None
 
+    def _is_enrolled(self, der: bytes) -> bool:
+        """Whether a node enrolled now holds the certificate `der`.
+
+        When the enrolments cannot be read, the association policy decides instead: it reads
+        them again and rejects the request (as transient while the index is down).
+        """
+        try:
+            self._enrolled = frozenset(n.fingerprint for n in self.registry.all())
+        except Exception:
+            LOG.exception("could not read the enrolments; leaving the certificate to the association policy")
+            return True
+        return certificate_fingerprint(der) in self._enrolled
+
     def _refresh(self, nodes: list[EnrolledNode]) -> None:
         assert self._tls_context is not None
+        self._enrolled = frozenset(n.fingerprint for n in nodes)
+        self.handlers.recheck(nodes)
+        self.gate.flush()
         new = [n for n in nodes if not n.cert_issued and n.fingerprint not in self._trusted]
         tls.trust_pinned(self._tls_context, [n.cert_pem for n in new])
         self._trusted.update(n.fingerprint for n in new)
@@ -319,4 +382,5 @@ class DicomServer:
             assoc.abort()
         if self._refresher is not None:
             self._refresher.join(timeout=REFRESH_SECONDS * 2)
+        self.gate.flush(now=float("inf"))
         self.slots.close()
