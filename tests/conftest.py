@@ -7,6 +7,7 @@ need it fail (they never skip), so CI cannot pass without a real PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import os
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pydicom
@@ -287,19 +289,29 @@ class RunningDicom:
         )
 
 
-@pytest.fixture
-def dicom(tmp_path: Path) -> Iterator[RunningDicom]:
-    """A fresh archive (SQLCipher) whose DICOM TLS listener runs on a free port of 127.0.0.1."""
+@contextlib.contextmanager
+def running_dicom(tmp_path: Path, **dicom: Any) -> Iterator[RunningDicom]:
+    """A fresh archive (SQLCipher) with its DICOM TLS listener on a free port of 127.0.0.1.
+
+    `dicom` overrides ``[dicom]`` settings (timeouts, limits) for the test.
+    """
     settings = initialise(tmp_path / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    settings = with_overrides(
-        settings, "dicom", port=_free_port(), bind="127.0.0.1", plaintext_port=_free_port()
-    )
+    settings = with_overrides(settings, "dicom", **({"port": _free_port(), "bind": "127.0.0.1"} | dicom))
     opened = open_pacs(settings)
     server = DicomServer(opened)
     server.start()
-    yield RunningDicom(opened, server, tmp_path)
-    server.stop(grace_seconds=5)
-    opened.close()
+    try:
+        yield RunningDicom(opened, server, tmp_path)
+    finally:
+        server.stop(grace_seconds=5)
+        opened.close()
+
+
+@pytest.fixture
+def dicom(tmp_path: Path) -> Iterator[RunningDicom]:
+    """A fresh archive whose DICOM listener runs on a free port, with a plaintext port configured."""
+    with running_dicom(tmp_path, plaintext_port=_free_port()) as running:
+        yield running
 
 
 def assert_same_dataset(received: Dataset, sent: Dataset) -> None:

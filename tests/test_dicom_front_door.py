@@ -26,13 +26,12 @@ from sqlalchemy import update
 
 from pacs import pki
 from pacs.audit import as_dict
-from pacs.config import with_overrides
-from pacs.datadir import CA_CERT, CA_KEY, initialise, open_pacs
-from pacs.dicom.server import REFRESH_SECONDS, DicomServer
+from pacs.datadir import CA_CERT, CA_KEY
+from pacs.dicom.server import REFRESH_SECONDS
 from pacs.dicom.throttle import FREE_FAILURES
 from pacs.nodes import NodeRegistry, issue_node_certificate
 from storage.db import Node
-from tests.conftest import NodeFiles, RunningDicom, _free_port
+from tests.conftest import NodeFiles, RunningDicom, running_dicom
 
 HANDSHAKE_SECONDS = 2
 NETWORK_SECONDS = 3
@@ -44,22 +43,10 @@ ENDED = "association ended by an enrolment change"
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[RunningDicom]:
     """A listener with two association slots, a 2 s handshake and a 3 s network timeout."""
-    settings = initialise(tmp_path / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    settings = with_overrides(
-        settings,
-        "dicom",
-        port=_free_port(),
-        bind="127.0.0.1",
-        max_associations=2,
-        handshake_timeout=HANDSHAKE_SECONDS,
-        network_timeout=NETWORK_SECONDS,
-    )
-    pacs = open_pacs(settings)
-    server = DicomServer(pacs)
-    server.start()
-    yield RunningDicom(pacs, server, tmp_path)
-    server.stop(grace_seconds=5)
-    pacs.close()
+    with running_dicom(
+        tmp_path, max_associations=2, handshake_timeout=HANDSHAKE_SECONDS, network_timeout=NETWORK_SECONDS
+    ) as running:
+        yield running
 
 
 def _context(node: NodeFiles) -> ssl.SSLContext:

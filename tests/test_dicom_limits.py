@@ -12,31 +12,14 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from pacs.config import with_overrides
-from pacs.datadir import initialise, open_pacs
-from pacs.dicom.server import DicomServer
-from tests.conftest import NodeFiles, RunningDicom, _free_port
+from tests.conftest import NodeFiles, RunningDicom, running_dicom
 
 
 @pytest.fixture
 def impatient(tmp_path: Path) -> Iterator[RunningDicom]:
     """A listener with 2-second ACSE and handshake timeouts and a 3-second network timeout."""
-    settings = initialise(tmp_path / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    settings = with_overrides(
-        settings,
-        "dicom",
-        port=_free_port(),
-        bind="127.0.0.1",
-        acse_timeout=2,
-        handshake_timeout=2,
-        network_timeout=3,
-    )
-    pacs = open_pacs(settings)
-    server = DicomServer(pacs)
-    server.start()
-    yield RunningDicom(pacs, server, tmp_path)
-    server.stop(grace_seconds=5)
-    pacs.close()
+    with running_dicom(tmp_path, acse_timeout=2, handshake_timeout=2, network_timeout=3) as running:
+        yield running
 
 
 def _closed_by_server(sock: socket.socket, within: float) -> bool:
