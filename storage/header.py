@@ -133,17 +133,22 @@ def _integer(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
+MAX_INFLATED_PREFIX = 1 << 20
+
+
 def sop_instance_uid(prefix: bytes, transfer_syntax: str) -> str:
     """The SOP Instance UID in the data set of a Part 10 file whose first bytes are `prefix`.
 
     `prefix` must reach past the attribute (it comes early, at (0008,0018)); reading
-    stops there. A deflated data set is inflated as far as `prefix` goes. Raises
+    stops there. A deflated data set is inflated as far as `prefix` goes, and at most
+    :data:`MAX_INFLATED_PREFIX` bytes (a deflate bomb stops there). Raises
     :class:`HeaderError` if the UID cannot be read.
     """
     source = io.BytesIO(prefix)
     try:
         if transfer_syntax == DeflatedExplicitVRLittleEndian:
-            inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(prefix[_dataset_offset(source) :])
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            inflated = inflater.decompress(prefix[_dataset_offset(source) :], MAX_INFLATED_PREFIX)
             source = io.BytesIO(inflated)
             ds = read_dataset(source, is_implicit_VR=False, is_little_endian=True, stop_when=_after_sop_uid)
         else:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import pydicom
@@ -11,7 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from storage.header import HeaderError, InstanceHeader
+from storage.header import MAX_INFLATED_PREFIX, HeaderError, InstanceHeader, sop_instance_uid
 from storage.walker import Part10Walker
 
 
@@ -112,3 +115,28 @@ def test_a_file_without_dicm_is_not_dicom() -> None:
         _walk(b"\0" * 200)
     with pytest.raises(HeaderError, match="not a DICOM Part 10 file"):
         _walk(b"short")
+
+
+def test_reading_the_uid_of_a_deflate_bomb_inflates_no_more_than_the_bound() -> None:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    huge = 256 << 20  # an element before (0008,0018) of 256 MiB of zeros, ~256 KiB deflated
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = compressor.compress(struct.pack("<HH2sHI", 0x0008, 0x0010, b"UN", 0, huge))
+    body += b"".join(compressor.compress(bytes(1 << 20)) for _ in range(huge >> 20)) + compressor.flush()
+    meta = out.getvalue()
+    meta = meta[: 132 + 12 + struct.unpack("<I", meta[140:144])[0]]  # preamble, DICM, the meta group
+    prefix = meta + body
+    tracemalloc.start()
+    try:
+        with pytest.raises(HeaderError):
+            sop_instance_uid(prefix, "1.2.840.10008.1.2.1.99")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MAX_INFLATED_PREFIX + len(prefix)
