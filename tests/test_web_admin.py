@@ -66,7 +66,7 @@ _CHAIN = re.compile(r'<p id="chain"[^>]*>\s*(.*?)\s*</p>', re.S)
 def make_admin_web(pacs: Pacs) -> Web:
     """The web viewer on `pacs` with the real admin backend (enrolment and status)."""
     clock = Clock()
-    accounts = Accounts(pacs.database, pacs.keyring, now=clock)
+    accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=clock)
     app = create_app(
         WebConfig(secret_key=SECRET_KEY),
         archive=pacs.archive,
@@ -248,7 +248,7 @@ def test_password_reset_replaces_the_password_with_a_one_time_password(web: Web,
     assert web.accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.WRONG
     account = web.accounts.get("doc")
     assert account is not None and account.must_change_password
-    assert _user_changes(web, "doc") == ["password reset, lockout lifted, sessions ended"]
+    assert _user_changes(web, "doc") == ["password reset, sessions ended"]
 
 
 def test_two_factor_reset_removes_the_enrolment(web: Web, boss: Browser) -> None:

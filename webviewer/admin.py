@@ -176,9 +176,13 @@ def user_action(name: str, action: str) -> Response | str:
         flash("No such user or action.")
         return redirect(url_for("admin.users"))
     if action == "reset-password":
-        password = accounts.reset_password(name)
-        _audit_change("password reset, lockout lifted, sessions ended", name)
+        password = accounts.reset_password(name, actor=current_account().name)  # audits a lifted lockout
+        _audit_change("password reset, sessions ended", name)
         return render_template("admin/password.html", name=name, password=password)
+    if action == "lift-lockout":
+        accounts.lift_lockout(name, actor=current_account().name)  # the accounts service audits it
+        flash(f"{name}: {_USER_ACTIONS[action]}.")
+        return redirect(url_for("admin.users"))
     if action in ("disable", "enable"):
         try:
             accounts.set_disabled(name, action == "disable")
@@ -187,8 +191,6 @@ def user_action(name: str, action: str) -> Response | str:
             return redirect(url_for("admin.users"))
     elif action == "reset-totp":
         accounts.reset_totp(name)
-    elif action == "lift-lockout":
-        accounts.lift_lockout(name)
     else:
         accounts.end_sessions(name)
     _audit_change(_USER_ACTIONS[action], name)

@@ -204,7 +204,7 @@ class WebServer:
         self.app = create_app(
             config,
             archive=pacs.archive,
-            accounts=Accounts(pacs.database, pacs.keyring),
+            accounts=Accounts(pacs.database, pacs.keyring, audit=pacs.audit),
             audit=pacs.audit,
             database=pacs.database,
             admin=PacsAdmin(pacs),
