@@ -64,6 +64,19 @@ def report_figure(config: pytest.Config, name: str, value: str) -> None:
     config.stash.setdefault(FIGURES, {})[name] = value
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In an xdist worker, hand this worker's figures to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["figures"] = session.config.stash.get(FIGURES, {})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """In the xdist controller, collect the figures a worker measured."""
+    node.config.stash.setdefault(FIGURES, {}).update(getattr(node, "workeroutput", {}).get("figures", {}))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     figures = config.stash.get(FIGURES, {})
     if figures:
