@@ -34,6 +34,7 @@ MAX_ATTRIBUTE = 4096
 MAX_META = 1 << 16
 _PREAMBLE = 132
 _UNDEFINED = 0xFFFFFFFF
+_INFLATE_STEP = 1 << 16  # most bytes inflated per call
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _TRANSFER_SYNTAX = 0x00020010
@@ -341,9 +342,13 @@ class Part10Walker:
         if self._inflater.eof:
             return
         chunk: bytes | memoryview = data
-        while chunk and not self._inflater.eof:
-            self._dataset.feed(memoryview(self._inflater.decompress(chunk, 1 << 16)))
+        while not self._inflater.eof:
+            inflated = self._inflater.decompress(chunk, _INFLATE_STEP)
+            self._dataset.feed(memoryview(inflated))
             chunk = self._inflater.unconsumed_tail
+            # With all input taken, output may still be pending (a full step came out): ask again.
+            if not chunk and len(inflated) < _INFLATE_STEP:
+                break
 
     def close(self) -> WalkedObject:
         """Check that the object is complete and return what the walk found."""

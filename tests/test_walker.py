@@ -11,8 +11,16 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
 
 from storage.header import MAX_INFLATED_PREFIX, HeaderError, InstanceHeader, sop_instance_uid
 from storage.walker import Part10Walker
@@ -140,3 +148,28 @@ def test_reading_the_uid_of_a_deflate_bomb_inflates_no_more_than_the_bound() -> 
     finally:
         tracemalloc.stop()
     assert peak < 4 * MAX_INFLATED_PREFIX + len(prefix)
+
+
+def _deflated_with_zeros(comment_length: int, zeros: int) -> bytes:
+    """A deflated object ending in `zeros` bytes of Pixel Data: ~1,000:1, so most input yields a full step."""
+    ds = _ct()
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.4", "1.2.3.5", "1.2.3.6"
+    del ds.PixelData
+    ds.PatientComments = "x" * comment_length
+    written = _encode(ds, DeflatedExplicitVRLittleEndian)
+    meta_end = 132 + 12 + struct.unpack_from("<I", written, 140)[0]
+    plain = DicomBytesIO()
+    plain.is_little_endian, plain.is_implicit_VR = True, False
+    write_dataset(plain, ds)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = deflater.compress(plain.getvalue() + b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<I", zeros))
+    return written[:meta_end] + body + deflater.compress(bytes(zeros)) + deflater.flush()
+
+
+@pytest.mark.parametrize("comment_length", range(0, 24, 2))
+def test_a_deflated_data_set_is_inflated_to_its_end_wherever_its_last_input_falls(
+    comment_length: int,
+) -> None:
+    header = _walk(_deflated_with_zeros(comment_length, 8 << 20))
+    assert header.sop_uid == "1.2.3.4"
+    assert not header.pixel_data_short
