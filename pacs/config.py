@@ -95,7 +95,7 @@ class DicomSettings:
         metadata=_doc("Seconds a new connection has to finish TLS and ask for an association.", _positive),
     )
     max_pending_per_address: int = field(
-        default=4,
+        default=8,
         metadata=_doc("Connections one address may have open before its association is decided.", _positive),
     )
     dimse_timeout: int = field(default=60, metadata=_doc("Seconds to wait for DIMSE messages.", _positive))

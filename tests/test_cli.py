@@ -66,7 +66,7 @@ def test_init_creates_a_private_data_directory(tmp_path: Path, capsys: pytest.Ca
         "max_pdu": 262144,
         "acse_timeout": 30,
         "handshake_timeout": 10,
-        "max_pending_per_address": 4,
+        "max_pending_per_address": 8,
         "dimse_timeout": 60,
         "network_timeout": 60,
         "max_object_mb": 4096,
