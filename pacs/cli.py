@@ -463,28 +463,26 @@ def cmd_user_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def cmd_user_disable(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Disable a web user."""
+def _set_disabled(args: argparse.Namespace, environ: Mapping[str, str], disabled: bool) -> int:
+    word = "disabled" if disabled else "enabled"
     pacs = _open(args, environ)
     try:
-        account = _accounts(pacs).set_disabled(args.name)
-        pacs.audit.append(_user_event(Action.UPDATE, account, "user disabled"))
+        account = _accounts(pacs).set_disabled(args.name, disabled)
+        pacs.audit.append(_user_event(Action.UPDATE, account, f"user {word}"))
     finally:
         pacs.close()
-    print(f"disabled {account.name}")
+    print(f"{word} {account.name}")
     return EXIT_OK
+
+
+def cmd_user_disable(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Disable a web user."""
+    return _set_disabled(args, environ, True)
 
 
 def cmd_user_enable(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Enable a disabled web user again."""
-    pacs = _open(args, environ)
-    try:
-        account = _accounts(pacs).set_disabled(args.name, False)
-        pacs.audit.append(_user_event(Action.UPDATE, account, "user enabled"))
-    finally:
-        pacs.close()
-    print(f"enabled {account.name}")
-    return EXIT_OK
+    return _set_disabled(args, environ, False)
 
 
 def cmd_user_unlock(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -299,6 +300,23 @@ class RunningDicom:
         ]
         return subprocess.run(
             command, capture_output=True, text=True, timeout=300, env={**os.environ, "TCP_NODELAY": "1"}
+        )
+
+
+def pacs_serve(data: Path, log: Path, **settings: str) -> subprocess.Popen[str]:
+    """Start ``pacs serve --data DATA`` bound to 127.0.0.1, stdout piped, stderr to `log`.
+
+    `settings` are environment overrides such as ``PACS_DICOM_PORT="12762"``.
+    """
+    env = {**os.environ, "PACS_DICOM_BIND": "127.0.0.1", "PACS_WEB_BIND": "127.0.0.1", **settings}
+    with open(log, "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pacs", "serve", "--data", str(data)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
         )
 
 

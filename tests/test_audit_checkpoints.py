@@ -10,12 +10,10 @@ archive's own CA.
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,9 +30,7 @@ from pacs.config import Settings, load_settings, with_overrides
 from pacs.core import checkpoints
 from pacs.datadir import CA_CERT, CA_KEY, Pacs, initialise, open_pacs
 from pacs.dicom import tls
-from tests.conftest import _free_port
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import _free_port, pacs_serve
 
 
 class SyslogSocket:
@@ -412,24 +408,14 @@ def test_pacs_serve_checkpoints_at_start_and_stop_and_the_journal_copy_verifies(
 ) -> None:
     data = tmp_path / "served"
     initialise(data, ae_title="PACS", hostname="localhost", db_url="", user="test")
-    env = {
-        **os.environ,
-        "PACS_DICOM_PORT": str(_free_port()),
-        "PACS_DICOM_BIND": "127.0.0.1",
-        "PACS_DICOM_WORKERS": str(workers),
-        "PACS_WEB_PORT": str(_free_port()),
-        "PACS_WEB_BIND": "127.0.0.1",
-        "PACS_AUDIT_SYSLOG_SOCKET": str(syslog.path),
-    }
-    with open(tmp_path / "serve.log", "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pacs", "serve", "--data", str(data)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=env,
-            cwd=REPO,
-            text=True,
-        )
+    process = pacs_serve(
+        data,
+        tmp_path / "serve.log",
+        PACS_DICOM_PORT=str(_free_port()),
+        PACS_DICOM_WORKERS=str(workers),
+        PACS_WEB_PORT=str(_free_port()),
+        PACS_AUDIT_SYSLOG_SOCKET=str(syslog.path),
+    )
     try:
         assert process.stdout is not None
         assert "DICOM TLS listening" in process.stdout.readline(), (tmp_path / "serve.log").read_text()

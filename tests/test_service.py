@@ -30,7 +30,7 @@ from pacs.audit import EventType
 from pacs.cli import main
 from pacs.config import load_settings
 from pacs.datadir import initialise, open_pacs
-from tests.conftest import NodeFiles, _free_port, assert_same_dataset, read_stored
+from tests.conftest import NodeFiles, _free_port, assert_same_dataset, pacs_serve, read_stored
 from tests.data.make_series import make_ct_series
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,24 +94,14 @@ def _pacs_serve(
         enrolled.append(node)
     capsys.readouterr()
     port, web_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "PACS_DICOM_PORT": str(port),
-        "PACS_DICOM_BIND": "127.0.0.1",
-        "PACS_DICOM_WORKERS": str(workers),
-        "PACS_WEB_PORT": str(web_port),
-        "PACS_WEB_BIND": "127.0.0.1",
+    process = pacs_serve(
+        data,
+        tmp_path / "serve.log",
+        PACS_DICOM_PORT=str(port),
+        PACS_DICOM_WORKERS=str(workers),
+        PACS_WEB_PORT=str(web_port),
         **(environ or {}),
-    }
-    with open(tmp_path / "serve.log", "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pacs", "serve", "--data", str(data)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
+    )
     try:
         assert process.stdout is not None
         banner = process.stdout.readline()

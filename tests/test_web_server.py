@@ -21,7 +21,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,12 +33,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from pacs.accounts import Accounts
 from pacs.datadir import CA_CERT, initialise, open_pacs
-from tests.conftest import _free_port
+from tests.conftest import _free_port, pacs_serve
 from tests.data.make_series import make_ct_series
 from tests.test_web_e2e import CHROMIUM, PHYSICIAN, trust_ca_for_chromium
 from webviewer.security import CSP
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "lantern moths circle the pier"
 REQUEST_TIMEOUT = 10.0  # how long a doctor's browser or a plain client waits for an answer
 FLOOD_SECONDS = 60.0  # no flood outlives this, whatever the test does
@@ -95,24 +93,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = root / "home"
     trust_ca_for_chromium(home, settings.tls_dir / CA_CERT)
     port = _free_port()
-    env = {
-        **os.environ,
-        "PACS_DICOM_PORT": str(_free_port()),
-        "PACS_DICOM_BIND": "127.0.0.1",
-        "PACS_DICOM_WORKERS": "1",
-        "PACS_WEB_PORT": str(port),
-        "PACS_WEB_BIND": "127.0.0.1",
-    }
     log = root / "serve.log"
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pacs", "serve", "--data", str(settings.data_dir)],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
+    process = pacs_serve(
+        settings.data_dir,
+        log,
+        PACS_DICOM_PORT=str(_free_port()),
+        PACS_DICOM_WORKERS="1",
+        PACS_WEB_PORT=str(port),
+    )
     try:
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], 60)
