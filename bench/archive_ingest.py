@@ -8,7 +8,7 @@ What is measured
    plain ``open/write/fsync`` ("fsync"), and with the blob store's full durability
    protocol of a temp file, fsync, rename and a directory fsync ("fsync+rename").
    A page-cache-only copy without any fsync is shown for reference.
-3. A fresh archive is created with ``pacs.datadir.initialise`` (encrypted SQLite by
+3. A fresh archive is created with ``pacs.core.context.initialise`` (encrypted SQLite by
    default; ``--db postgresql`` or ``--db both`` for PostgreSQL, one new database per
    run) and every file is stored with ``archive.store(path)``: sequentially, then with
    ``--threads`` threads (default 4, the files split in contiguous quarters) into
@@ -52,7 +52,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import func, select
 
-from pacs.datadir import Pacs, initialise, open_pacs
+from pacs.core.context import Pacs, initialise, open_pacs
 from storage.db import Instance, Series, Study
 
 ROOT = Path(__file__).resolve().parents[1]

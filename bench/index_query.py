@@ -54,7 +54,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Table, event, text
 from sqlalchemy.engine import Engine
 
-from pacs.datadir import Pacs, initialise, open_pacs
+from pacs.core.context import Pacs, initialise, open_pacs
 from storage.db import Instance, Patient, Series, Study
 from storage.header import normalise_name
 

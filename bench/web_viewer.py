@@ -132,8 +132,8 @@ from bench.index_query import (  # noqa: E402
     fresh_archive,
     percentile,
 )
-from pacs.accounts import Accounts  # noqa: E402
-from pacs.datadir import Pacs  # noqa: E402
+from pacs.core.accounts import Accounts  # noqa: E402
+from pacs.core.context import Pacs  # noqa: E402
 from pacs.serve.https import WebServer  # noqa: E402
 from webviewer.sessions import COOKIE  # noqa: E402
 from webviewer.studies import Search  # noqa: E402

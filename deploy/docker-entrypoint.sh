@@ -55,7 +55,7 @@ import ssl
 import sys
 from pathlib import Path
 
-from pacs.config import load_settings
+from pacs.core.config import load_settings
 
 settings = load_settings(Path(sys.argv[1]), os.environ)
 host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.web.bind, settings.web.bind)

@@ -25,12 +25,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pacs import backup, importer, pki, selfcheck, service
-from pacs.accounts import Account, AccountError, Accounts, check_password_policy, parse_roles
-from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
-from pacs.config import ConfigError, check_ae_title, load_settings
-from pacs.core import atna, checkpoints
-from pacs.datadir import (
+from pacs.core import atna, checkpoints, pki
+from pacs.core.accounts import Account, AccountError, Accounts, check_password_policy, parse_roles
+from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
+from pacs.core.config import ConfigError, check_ae_title, load_settings
+from pacs.core.context import (
     CA_CERT,
     CA_KEY,
     INCOMING,
@@ -41,7 +40,7 @@ from pacs.datadir import (
     open_pacs,
     renew_server_certificate,
 )
-from pacs.nodes import (
+from pacs.core.nodes import (
     CLI_AUTHORITY,
     EnrolmentError,
     NodeRegistry,
@@ -51,7 +50,9 @@ from pacs.nodes import (
     parse_permissions,
     phi_grant,
 )
+from pacs.ops import backup, importer, selfcheck
 from pacs.ops.reindex import audit_sweep
+from pacs.serve import service
 from storage import rotation
 from storage.archive import ArchiveError, InstanceInfo
 from storage.crypto import IntegrityError

@@ -140,7 +140,7 @@ class Instance(Base):
 
 
 class AuditRecord(Base):
-    """One row of the hash-chained audit trail (written only by ``pacs.audit``)."""
+    """One row of the hash-chained audit trail (written only by ``pacs.core.audit``)."""
 
     __tablename__ = "audit_log"
 
@@ -178,7 +178,7 @@ class Node(Base):
 
 
 class User(Base):
-    """A web user: password hash, roles and TOTP second factor (``pacs.accounts``)."""
+    """A web user: password hash, roles and TOTP second factor (``pacs.core.accounts``)."""
 
     __tablename__ = "users"
 

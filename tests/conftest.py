@@ -29,11 +29,11 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
-from pacs import pki
-from pacs.config import Settings, with_overrides
-from pacs.datadir import CA_CERT, CA_KEY, Pacs, initialise, open_pacs
+from pacs.core import pki
+from pacs.core.config import Settings, with_overrides
+from pacs.core.context import CA_CERT, CA_KEY, Pacs, initialise, open_pacs
+from pacs.core.nodes import NodeRegistry, issue_node_certificate, parse_permissions
 from pacs.dicom.server import DicomServer
-from pacs.nodes import NodeRegistry, issue_node_certificate, parse_permissions
 from tests.data.make_series import make_ct_series
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432"

@@ -23,8 +23,8 @@ import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from sqlalchemy import select
 
-from pacs import accounts as pacs_accounts
-from pacs.accounts import (
+from pacs.core import accounts as pacs_accounts
+from pacs.core.accounts import (
     ACCOUNT_FREE_FAILURES,
     ADDRESS_FREE_FAILURES,
     HASHER,
@@ -42,10 +42,10 @@ from pacs.accounts import (
     check_user_name,
     parse_roles,
 )
-from pacs.audit import EventID
-from pacs.config import load_settings
+from pacs.core.audit import EventID
+from pacs.core.config import load_settings
+from pacs.core.context import Pacs, open_pacs
 from pacs.core.throttle import PENDING_TTL
-from pacs.datadir import Pacs, open_pacs
 from storage.db import User
 
 PASSPHRASE = "violet kestrel under the quarry"

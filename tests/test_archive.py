@@ -16,7 +16,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 
-from pacs.datadir import Pacs, open_pacs
+from pacs.core.context import Pacs, open_pacs
 from storage import reindex
 from storage.archive import (
     Archive,

@@ -1,7 +1,7 @@
 """The audit trail on both index backends: the keyed hash chain, tamper detection, export.
 
 Tampering is done the way an intruder with database access would do it: plain SQL on
-the engine, never through :class:`pacs.audit.AuditLog`.
+the engine, never through :class:`pacs.core.audit.AuditLog`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from pacs.audit import GENESIS, Action, AuditEvent, EventID, EventType, Outcome, _canonical
 from pacs.cli import main
-from pacs.config import Settings
-from pacs.datadir import Pacs, open_pacs
+from pacs.core.audit import GENESIS, Action, AuditEvent, EventID, EventType, Outcome, _canonical
+from pacs.core.config import Settings
+from pacs.core.context import Pacs, open_pacs
 from storage.db import AuditRecord
 
 COLUMNS = (

@@ -23,13 +23,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from pacs import pki, selfcheck
-from pacs.audit import Action, AuditEvent, EventID
 from pacs.cli import main
-from pacs.config import Settings, load_settings, with_overrides
-from pacs.core import checkpoints
-from pacs.datadir import CA_CERT, CA_KEY, Pacs, initialise, open_pacs
-from pacs.dicom import tls
+from pacs.core import checkpoints, pki, tls
+from pacs.core.audit import Action, AuditEvent, EventID
+from pacs.core.config import Settings, load_settings, with_overrides
+from pacs.core.context import CA_CERT, CA_KEY, Pacs, initialise, open_pacs
+from pacs.ops import selfcheck
 from tests.conftest import _free_port, pacs_serve
 
 

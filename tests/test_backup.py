@@ -15,12 +15,12 @@ import psycopg
 import pytest
 from sqlalchemy import Connection, Table, func, select
 
-from pacs import backup as pacs_backup
-from pacs import selfcheck
-from pacs.accounts import Accounts
 from pacs.cli import main
-from pacs.config import Settings, load_settings
-from pacs.datadir import initialise, open_pacs
+from pacs.core.accounts import Accounts
+from pacs.core.config import Settings, load_settings
+from pacs.core.context import initialise, open_pacs
+from pacs.ops import backup as pacs_backup
+from pacs.ops import selfcheck
 from storage.db import Instance, WebSession
 from tests.conftest import RunningDicom
 from tests.data.make_series import make_ct_series

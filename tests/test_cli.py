@@ -18,10 +18,10 @@ from alembic.script import ScriptDirectory
 from cryptography import x509
 from pydicom.fileset import FileSet
 
-from pacs import pki
 from pacs.cli import main
-from pacs.config import Settings
-from pacs.datadir import open_pacs
+from pacs.core import pki
+from pacs.core.config import Settings
+from pacs.core.context import open_pacs
 from storage.archive import Archive
 from storage.db import MIGRATIONS
 from storage.keys import KeyRing
@@ -138,7 +138,7 @@ def test_init_is_audited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def _settings(data: Path) -> Settings:
-    from pacs.config import load_settings
+    from pacs.core.config import load_settings
 
     return load_settings(data, {})
 

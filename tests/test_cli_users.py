@@ -14,10 +14,10 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from pacs.accounts import LOCKOUT_AFTER, Account, Accounts, Verdict
 from pacs.cli import main
-from pacs.config import load_settings
-from pacs.datadir import Pacs, open_pacs
+from pacs.core.accounts import LOCKOUT_AFTER, Account, Accounts, Verdict
+from pacs.core.config import load_settings
+from pacs.core.context import Pacs, open_pacs
 
 PASSPHRASE = "violet kestrel under the quarry"
 ADDRESS = "192.0.2.10"

@@ -17,7 +17,7 @@ FORBIDDEN = {
     "storage": ("pacs", "webviewer"),
     "webviewer": ("pacs",),
 }
-ALLOWED = {"webviewer": ("pacs.accounts", "pacs.audit")}
+ALLOWED = {"webviewer": ("pacs.core.accounts", "pacs.core.audit")}
 
 
 def _imports(path: Path) -> set[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pacs.cli import main
-from pacs.config import (
+from pacs.core.config import (
     CONFIG_NAME,
     SECTIONS,
     ConfigError,

@@ -15,16 +15,16 @@ import pytest
 from pydicom.dataset import Dataset
 
 from pacs.cli import main
-from pacs.config import Settings, load_settings
-from pacs.datadir import open_pacs
+from pacs.core.config import Settings, load_settings
+from pacs.core.context import open_pacs
 from tests.data.make_series import make_ct_series
 
 # Stores every file named on stdin and reports each one only after store() returned.
 STORE_LOOP = """
 import sys
 from pathlib import Path
-from pacs.config import load_settings
-from pacs.datadir import open_pacs
+from pacs.core.config import load_settings
+from pacs.core.context import open_pacs
 
 pacs = open_pacs(load_settings(Path(sys.argv[1]), {}))
 for line in sys.stdin:

@@ -31,12 +31,12 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from pacs import pki
-from pacs.audit import as_dict
 from pacs.cli import main
-from pacs.datadir import CA_CERT, SERVER_CERT
+from pacs.core import pki
+from pacs.core.audit import as_dict
+from pacs.core.context import CA_CERT, SERVER_CERT
+from pacs.core.nodes import NodeRegistry
 from pacs.dicom import policy
-from pacs.nodes import NodeRegistry
 from tests.conftest import NodeFiles, RunningDicom
 
 SECURITY_ALERT = "110113"

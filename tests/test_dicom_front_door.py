@@ -24,12 +24,12 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 from sqlalchemy import update
 
-from pacs import pki
-from pacs.audit import as_dict
-from pacs.datadir import CA_CERT, CA_KEY
+from pacs.core import pki
+from pacs.core.audit import as_dict
+from pacs.core.context import CA_CERT, CA_KEY
+from pacs.core.nodes import NodeRegistry, issue_node_certificate
 from pacs.dicom.server import REFRESH_SECONDS
 from pacs.dicom.throttle import FREE_FAILURES
-from pacs.nodes import NodeRegistry, issue_node_certificate
 from storage.db import Node
 from tests.conftest import NodeFiles, RunningDicom, running_dicom
 

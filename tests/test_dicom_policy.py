@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from pacs.core.nodes import EnrolledNode
 from pacs.dicom import policy
-from pacs.nodes import EnrolledNode
 
 CT_CERT = b"DER of the CT's certificate"
 US_CERT = b"DER of the ultrasound's certificate"

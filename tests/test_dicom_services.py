@@ -41,8 +41,8 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.status import code_to_category
 
-from pacs.audit import EventID
-from pacs.datadir import CA_CERT, Pacs
+from pacs.core.audit import EventID
+from pacs.core.context import CA_CERT, Pacs
 from storage.archive import NotFoundError
 from storage.db import AuditRecord
 from tests.conftest import SAMPLE_NAMES, NodeFiles, RunningDicom, assert_same_dataset, read_stored

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pacs.datadir import initialise
+from pacs.core.context import initialise
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"

@@ -11,8 +11,8 @@ import pytest
 from pydicom.fileset import FileSet
 
 from pacs.cli import main
-from pacs.config import Settings
-from pacs.importer import collect
+from pacs.core.config import Settings
+from pacs.ops.importer import collect
 from tests.data.make_series import make_ct_series
 
 

@@ -32,8 +32,8 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 from sqlalchemy import delete, func, select, update
 
-from pacs.config import load_settings
-from pacs.datadir import Pacs, open_pacs
+from pacs.core.config import load_settings
+from pacs.core.context import Pacs, open_pacs
 from storage.archive import NotFoundError
 from storage.db import Instance, Series, Study
 from tests.conftest import NodeFiles, report_figure

@@ -214,9 +214,9 @@ def test_printed_password_is_the_first_admins(installed: Installation) -> None:
     check = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from pacs.accounts import Accounts\n"
-        "from pacs.config import load_settings\n"
-        "from pacs.datadir import open_pacs\n"
+        "from pacs.core.accounts import Accounts\n"
+        "from pacs.core.config import load_settings\n"
+        "from pacs.core.context import open_pacs\n"
         "pacs = open_pacs(load_settings(Path(sys.argv[1]), {}))\n"
         "try:\n"
         "    accounts = Accounts(pacs.database, pacs.keyring)\n"
@@ -407,8 +407,8 @@ def test_second_run_replaces_the_installed_code(installed: Installation, rerun: 
 MIGRATION_RECORDS = """
 import json, sys
 from pathlib import Path
-from pacs.config import load_settings
-from pacs.datadir import open_pacs
+from pacs.core.config import load_settings
+from pacs.core.context import open_pacs
 
 pacs = open_pacs(load_settings(Path(sys.argv[1]), {}))
 print(pacs.database.revision())

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pacs.cli import main
-from pacs.config import Settings
-from pacs.datadir import Pacs, open_pacs
+from pacs.core.config import Settings
+from pacs.core.context import Pacs, open_pacs
 from storage import rotation
 from tests.data.make_series import make_ct_series
 

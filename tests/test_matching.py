@@ -43,7 +43,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom.dsutils import encode
 
-from pacs.datadir import Pacs
+from pacs.core.context import Pacs
 from storage.archive import Archive
 from storage.matching import QueryError
 from tests.data.make_series import make_ct_series, make_mr_series, make_us_cine

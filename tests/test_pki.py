@@ -1,4 +1,4 @@
-"""Specification of the PACS's local certificate authority (``pacs.pki``).
+"""Specification of the PACS's local certificate authority (``pacs.core.pki``).
 
 Besides inspecting the issued certificates, these tests prove they work where
 they are used: a real mutual-TLS handshake through Python's ``ssl`` module,
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from pacs.pki import (
+from pacs.core.pki import (
     Issued,
     PKIError,
     create_ca,

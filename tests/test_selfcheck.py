@@ -13,13 +13,14 @@ import pyotp
 import pytest
 from sqlalchemy import text
 
-from pacs import pki, selfcheck
-from pacs.accounts import Accounts
-from pacs.audit import Action, AuditEvent, EventID
 from pacs.cli import main
-from pacs.config import Settings
-from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, initialise, open_pacs
-from pacs.webadmin import PacsAdmin
+from pacs.core import pki
+from pacs.core.accounts import Accounts
+from pacs.core.audit import Action, AuditEvent, EventID
+from pacs.core.config import Settings
+from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, initialise, open_pacs
+from pacs.ops import selfcheck
+from pacs.serve.webadmin import PacsAdmin
 from tests.data.make_series import make_ct_series
 
 CHIEF = frozenset({"admin", "physician"})

@@ -26,10 +26,10 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
-from pacs.audit import EventType
 from pacs.cli import main
-from pacs.config import load_settings
-from pacs.datadir import initialise, open_pacs
+from pacs.core.audit import EventType
+from pacs.core.config import load_settings
+from pacs.core.context import initialise, open_pacs
 from tests.conftest import NodeFiles, _free_port, assert_same_dataset, pacs_serve, read_stored
 from tests.data.make_series import make_ct_series
 

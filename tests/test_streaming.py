@@ -12,7 +12,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
-from pacs.config import Settings
+from pacs.core.config import Settings
 
 FRAME = 512 * 512 * 2
 FRAMES = 1024  # 512 MiB of pixel data
@@ -20,8 +20,8 @@ FRAMES = 1024  # 512 MiB of pixel data
 MEASURE = """
 import hashlib, sys
 from pathlib import Path
-from pacs.config import load_settings
-from pacs.datadir import open_pacs
+from pacs.core.config import load_settings
+from pacs.core.context import open_pacs
 
 pacs = open_pacs(load_settings(Path(sys.argv[1]), {}))
 result = pacs.archive.store(Path(sys.argv[2]))

@@ -2,7 +2,7 @@
 
 Everything here touches the index (accounts, sessions, nodes, the audit chain), so every
 test runs on both backends (the ``pacs`` fixture). Time is a fake clock (see
-:mod:`tests.web_helpers`); the app gets the real admin backend, :class:`pacs.webadmin.PacsAdmin`.
+:mod:`tests.web_helpers`); the app gets the real admin backend, :class:`pacs.serve.webadmin.PacsAdmin`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from sqlalchemy import update
 from werkzeug.http import parse_options_header
 from werkzeug.test import TestResponse
 
-from pacs import pki
-from pacs.accounts import LOCKOUT_AFTER, Accounts, Verdict
-from pacs.audit import Action, AuditEvent, EventID, EventType, Outcome
-from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, Pacs
-from pacs.nodes import NodeRegistry
-from pacs.webadmin import PacsAdmin
+from pacs.core import pki
+from pacs.core.accounts import LOCKOUT_AFTER, Accounts, Verdict
+from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
+from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, Pacs
+from pacs.core.nodes import NodeRegistry
+from pacs.serve.webadmin import PacsAdmin
 from storage.db import AuditRecord
 from tests.web_helpers import (
     ADDRESS,

@@ -17,10 +17,10 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from pacs import accounts as pacs_accounts
-from pacs.accounts import ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES, LOCKOUT_AFTER, MAX_BACKOFF
-from pacs.audit import EventID, EventType
-from pacs.datadir import Pacs
+from pacs.core import accounts as pacs_accounts
+from pacs.core.accounts import ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES, LOCKOUT_AFTER, MAX_BACKOFF
+from pacs.core.audit import EventID, EventType
+from pacs.core.context import Pacs
 from storage.db import WebSession
 from tests.web_helpers import (
     ADDRESS,

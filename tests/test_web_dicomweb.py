@@ -26,8 +26,8 @@ from pydicom.pixels import apply_color_lut, pixel_array
 from pydicom.uid import generate_uid
 from werkzeug.test import TestResponse
 
-from pacs.audit import EventID
-from pacs.datadir import Pacs, initialise, open_pacs
+from pacs.core.audit import EventID
+from pacs.core.context import Pacs, initialise, open_pacs
 from tests.conftest import SAMPLE_NAMES
 from tests.data.make_series import make_ct_series, make_mr_series, make_us_cine
 from tests.web_helpers import ADMIN, Browser, Web, details, make_web

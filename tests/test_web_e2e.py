@@ -34,8 +34,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Request, expect, sync_playwright
 
-from pacs.accounts import Accounts
-from pacs.datadir import CA_CERT, initialise, open_pacs
+from pacs.core.accounts import Accounts
+from pacs.core.context import CA_CERT, initialise, open_pacs
 from tests.conftest import _free_port
 from tests.data.make_series import make_ct_series, make_us_cine
 

@@ -47,8 +47,8 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 from werkzeug.test import TestResponse
 
-from pacs.config import with_overrides
-from pacs.datadir import Pacs, initialise, open_pacs
+from pacs.core.config import with_overrides
+from pacs.core.context import Pacs, initialise, open_pacs
 from pacs.serve.https import WebServer
 from tests.conftest import NodeFiles, RunningDicom, assert_same_dataset, report_figure
 from tests.web_helpers import Browser, Web, make_web

@@ -31,8 +31,8 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from pacs.accounts import Accounts
-from pacs.datadir import CA_CERT, initialise, open_pacs
+from pacs.core.accounts import Accounts
+from pacs.core.context import CA_CERT, initialise, open_pacs
 from tests.conftest import _free_port, pacs_serve
 from tests.data.make_series import make_ct_series
 from tests.test_web_e2e import CHROMIUM, PHYSICIAN, trust_ca_for_chromium

@@ -14,8 +14,8 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from pacs.audit import EventID, EventType
-from pacs.datadir import Pacs
+from pacs.core.audit import EventID, EventType
+from pacs.core.context import Pacs
 from tests.data.make_series import make_ct_series, make_mr_series
 from tests.web_helpers import (
     ADDRESS,

@@ -1,6 +1,6 @@
 """Shared pieces of the web viewer tests: an app on an archive, a browser, users with known secrets.
 
-Time is a fake clock shared by :class:`~pacs.accounts.Accounts` (TOTP steps, back-off)
+Time is a fake clock shared by :class:`~pacs.core.accounts.Accounts` (TOTP steps, back-off)
 and the session store (idle and absolute limits), so nothing here sleeps.
 """
 
@@ -22,8 +22,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from pacs.accounts import Accounts
-from pacs.datadir import Pacs, initialise, open_pacs
+from pacs.core.accounts import Accounts
+from pacs.core.context import Pacs, initialise, open_pacs
 from storage.db import AuditRecord, WebSession
 from webviewer import WebConfig, create_app
 from webviewer.sessions import COOKIE

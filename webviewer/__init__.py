@@ -16,8 +16,8 @@ from datetime import timedelta
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from pacs.accounts import Accounts
-from pacs.audit import AuditLog
+from pacs.core.accounts import Accounts
+from pacs.core.audit import AuditLog
 from storage.archive import Archive
 from storage.db import Database
 from webviewer import admin as admin_pages

@@ -17,8 +17,8 @@ from typing import Protocol
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 
-from pacs.accounts import AccountError, Accounts, parse_roles
-from pacs.audit import Action, EventID, EventType, Outcome
+from pacs.core.accounts import AccountError, Accounts, parse_roles
+from pacs.core.audit import Action, EventID, EventType, Outcome
 from webviewer.auth import admin_required, audit, current_account
 from webviewer.paging import current_page, neighbours
 

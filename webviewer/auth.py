@@ -33,8 +33,8 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from pacs.accounts import Account, Accounts, PasswordPolicyError, Verdict
-from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.core.accounts import Account, Accounts, PasswordPolicyError, Verdict
+from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
 from webviewer.sessions import rotate
 
 bp = Blueprint("auth", __name__)

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, session
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from pacs.audit import Action, EventID
+from pacs.core.audit import Action, EventID
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.header import is_valid_uid
 from webviewer.auth import audit, physician_required

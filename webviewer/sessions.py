@@ -3,7 +3,7 @@
 The cookie is ``__Host-pacs``: Secure, HttpOnly, SameSite=Strict, path ``/``, no domain.
 Only a SHA-256 of the token is stored, so a copy of the database opens no session. A
 session ends after ``idle`` without a request or ``absolute`` after it began, at logout,
-or when the user's credentials change (:mod:`pacs.accounts` deletes the rows).
+or when the user's credentials change (:mod:`pacs.core.accounts` deletes the rows).
 :func:`rotate` gives the session a new token (at login), so a token planted before
 login is worthless after it.
 """

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from flask import Blueprint, current_app, render_template, request
 from pydicom.dataset import Dataset
 
-from pacs.audit import Action, EventID
+from pacs.core.audit import Action, EventID
 from webviewer.auth import audit, physician_required
 from webviewer.paging import current_page, neighbours
 

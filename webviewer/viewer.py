@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, st
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from pacs.audit import Action, EventID
+from pacs.core.audit import Action, EventID
 from webviewer.auth import audit, physician_required
 from webviewer.dicomweb import (
     audit_study_access,

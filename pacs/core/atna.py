@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import TextIO
 
-from pacs.audit import EVENT_NAMES
+from pacs.core.audit import EVENT_NAMES
 from storage.db import AuditRecord
 
 

@@ -1,6 +1,6 @@
 """Signed checkpoints of the audit trail, written where the service account cannot rewrite them.
 
-The anchor file (:mod:`pacs.audit`) catches rows cut off the end of the trail by someone
+The anchor file (:mod:`pacs.core.audit`) catches rows cut off the end of the trail by someone
 with database access alone. Someone with the service account's rights can also put back
 an older anchor, and holds the audit key. A checkpoint is a line naming the archive, the
 time, the newest record's sequence number and chain hash, MACed with a key derived from
@@ -31,9 +31,9 @@ from logging.handlers import SysLogHandler
 from pathlib import Path
 from typing import Protocol
 
-from pacs.audit import GENESIS, AuditLog
-from pacs.config import Settings
-from pacs.datadir import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.core.audit import GENESIS, AuditLog
+from pacs.core.config import Settings
+from pacs.core.context import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
 from storage.keys import KeyRing
 
 LOG = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class LocalSyslog:
             handler.close()
 
 
-# The project's TLS client policy (pacs.dicom.tls.client_context): our certificate, key, trusted PEM.
+# The project's TLS client policy (pacs.core.tls.client_context): our certificate, key, trusted PEM.
 ClientContext = Callable[[Path, Path, str], ssl.SSLContext]
 
 

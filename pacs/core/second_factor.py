@@ -1,4 +1,4 @@
-"""The TOTP second factor and recovery codes of the accounts (the base of :class:`pacs.accounts.Accounts`).
+"""The TOTP second factor and recovery codes (the base of :class:`~pacs.core.accounts.Accounts`).
 
 TOTP follows RFC 6238 (30 s steps, six digits, one step of drift either way), and each
 step is accepted once. TOTP secrets are stored encrypted (AES-GCM, bound to the user name)

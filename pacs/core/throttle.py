@@ -10,7 +10,7 @@ address (``pair:NAME|IP``).
 - The account locks at :data:`LOCKOUT_AFTER` failures. The account counter never makes anyone wait, so
   an attacker cannot lock the clinic out: while the account is locked, a password step no longer says
   whether the password was right, and only the right password *and* code together log in
-  (:class:`pacs.accounts.PasswordCheck`).
+  (:class:`pacs.core.accounts.PasswordCheck`).
 - A counter is forgotten :data:`LOCKOUT_PERIOD` after its last failure's wait ends (the lock with
   it), at a completed login (the pair's and the address's), or at an unlock (the account's and its pairs').
 

@@ -30,14 +30,14 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.events import Event
 from sqlalchemy import exc as sa_exc
 
-from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.core.nodes import EnrolledNode, NodeRegistry
 from pacs.dicom import policy, streaming
 from pacs.dicom.reactor import EventDrivenAssociation
 from pacs.dicom.revocation import withdrawn
 from pacs.dicom.slots import AssociationSlots
 from pacs.dicom.throttle import ConnectionGate
-from pacs.nodes import EnrolledNode, NodeRegistry
-from pacs.received import Received, new_version_event
+from pacs.ops.received import Received, new_version_event
 from storage.archive import (
     Archive,
     IncomingObject,

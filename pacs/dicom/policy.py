@@ -13,7 +13,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pacs.nodes import EnrolledNode
+from pacs.core.nodes import EnrolledNode
 
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): result, source and reason/diag values.
 REJECTED_PERMANENT = 0x01

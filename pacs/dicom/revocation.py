@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pacs.nodes import EnrolledNode
+from pacs.core.nodes import EnrolledNode
 
 
 def withdrawn(accepted: EnrolledNode, now: EnrolledNode | None, address: str, *, tls: bool) -> str | None:

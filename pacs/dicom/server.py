@@ -34,16 +34,16 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from pacs.config import Settings
-from pacs.datadir import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
-from pacs.dicom import tls
+from pacs.core import tls
+from pacs.core.config import Settings
+from pacs.core.context import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.core.nodes import EnrolledNode, NodeRegistry
 from pacs.dicom.handlers import DicomHandlers, certificate_subject
 from pacs.dicom.policy import certificate_fingerprint
 from pacs.dicom.reactor import EventDrivenRequestHandler
 from pacs.dicom.slots import AssociationSlots
 from pacs.dicom.streaming import OpenObject
 from pacs.dicom.throttle import ConnectionGate
-from pacs.nodes import EnrolledNode, NodeRegistry
 
 LOG = logging.getLogger(__name__)
 REFRESH_SECONDS = 2.0

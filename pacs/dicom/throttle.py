@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
 
 LOG = logging.getLogger(__name__)
 FREE_FAILURES = 10

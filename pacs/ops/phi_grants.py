@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pacs.audit import Action, AuditLog, EventID, EventType
-from pacs.nodes import PHI_PERMISSIONS, EnrolledNode
+from pacs.core.audit import Action, AuditLog, EventID, EventType
+from pacs.core.nodes import PHI_PERMISSIONS, EnrolledNode
 from storage.db import AuditRecord
 
 PAGE = 1000

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Collection
 from dataclasses import replace
 
-from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType
-from pacs.received import Received
+from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType
+from pacs.ops.received import Received
 from storage.archive import Archive
 from storage.reindex import SweepReport, sweep
 

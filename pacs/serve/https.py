@@ -27,10 +27,10 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
-from pacs.accounts import Accounts
-from pacs.datadir import SERVER_CERT, SERVER_KEY, Pacs
-from pacs.dicom.tls import BCP195_CIPHERS
-from pacs.webadmin import PacsAdmin
+from pacs.core.accounts import Accounts
+from pacs.core.context import SERVER_CERT, SERVER_KEY, Pacs
+from pacs.core.tls import BCP195_CIPHERS
+from pacs.serve.webadmin import PacsAdmin
 from webviewer import WebConfig, create_app
 from webviewer.security import HEADERS
 

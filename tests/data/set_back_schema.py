@@ -13,8 +13,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from pacs.config import load_settings
-from pacs.datadir import open_database
+from pacs.core.config import load_settings
+from pacs.core.context import open_database
 from storage.db import MIGRATIONS
 from storage.keys import KeyRing
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pacs.audit import Action, AuditEvent, EventID
+from pacs.core.audit import Action, AuditEvent, EventID
 from storage.archive import StoreResult
 from storage.index import Outcome
 

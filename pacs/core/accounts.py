@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
 from pacs.core import throttle
+from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
 from pacs.core.passwords import CONCURRENT_HASHES as CONCURRENT_HASHES
 from pacs.core.passwords import (
     HASHER,

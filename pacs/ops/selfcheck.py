@@ -23,13 +23,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from sqlalchemy import func, select
 
-from pacs import pki
-from pacs.accounts import Accounts
-from pacs.audit import EventID, Outcome
-from pacs.config import CONFIG_NAME
-from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, Pacs
-from pacs.dicom import tls
-from pacs.nodes import NodeRegistry
+from pacs.core import pki, tls
+from pacs.core.accounts import Accounts
+from pacs.core.audit import EventID, Outcome
+from pacs.core.config import CONFIG_NAME
+from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.core.nodes import NodeRegistry
 from pacs.ops.phi_grants import phi_grants
 from pacs.serve.https import https_context
 from storage import rotation

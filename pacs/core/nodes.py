@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from pacs import pki
-from pacs.audit import Action, AuditEvent, EventID, EventType
-from pacs.config import check_ae_title
+from pacs.core import pki
+from pacs.core.audit import Action, AuditEvent, EventID, EventType
+from pacs.core.config import check_ae_title
 from storage.db import Database, Node
 
 PERMISSIONS = ("store", "find", "move", "get")

@@ -31,11 +31,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pacs.audit import Action, AuditEvent, EventID, EventType
-from pacs.config import Settings
+from pacs.core import tls
+from pacs.core.audit import Action, AuditEvent, EventID, EventType
 from pacs.core.checkpoints import checkpoint_loop, checkpoint_now
-from pacs.datadir import INCOMING, open_pacs
-from pacs.dicom import tls
+from pacs.core.config import Settings
+from pacs.core.context import INCOMING, open_pacs
 from pacs.dicom.server import DicomServer, listening_socket
 from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
 from pacs.serve.https import WebServer

@@ -17,8 +17,8 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from pacs.audit import Action, AuditEvent, AuditLog, EventID, Outcome
-from pacs.received import Received, StudyTally, new_version_event
+from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, Outcome
+from pacs.ops.received import Received, StudyTally, new_version_event
 from storage.archive import Archive, ArchiveError, HeaderError
 from storage.index import Outcome as StoreOutcome
 

@@ -2,7 +2,7 @@
 
 It implements :class:`webviewer.admin.AdminBackend` over the node registry, the local CA
 and the data directory, so that ``webviewer`` never imports the DICOM side. Find, move and
-get are PHI grants (:func:`pacs.nodes.check_phi_grant`): they need an admin who is also a
+get are PHI grants (:func:`pacs.core.nodes.check_phi_grant`): they need an admin who is also a
 physician, and anything else raises :class:`webviewer.admin.GrantRefusedError`.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import shutil
 
-from pacs import pki
-from pacs.audit import Action
-from pacs.config import Settings
-from pacs.datadir import CA_CERT, CA_KEY, SERVER_CERT, Pacs
-from pacs.nodes import (
+from pacs.core import pki
+from pacs.core.audit import Action
+from pacs.core.config import Settings
+from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, Pacs
+from pacs.core.nodes import (
     PHI_PERMISSIONS,
     WEB_AUTHORITY,
     EnrolledNode,

@@ -21,9 +21,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pacs import pki
-from pacs.audit import Action, AuditEvent, AuditLog, EventID, EventType
-from pacs.config import CONFIG_NAME, Settings, render_config, with_overrides
+from pacs.core import pki
+from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType
+from pacs.core.config import CONFIG_NAME, Settings, render_config, with_overrides
 from storage.archive import Archive
 from storage.blobs import BlobStore
 from storage.db import Database

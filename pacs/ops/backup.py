@@ -47,8 +47,8 @@ from alembic.script import ScriptDirectory
 from argon2.low_level import Type, hash_secret_raw
 from sqlalchemy import Connection, MetaData, Table, func, select, text
 
-from pacs.config import CONFIG_NAME, Settings, parse_settings, render_config, with_overrides
-from pacs.datadir import Pacs, open_database, open_pacs, refuse_existing, remove_created
+from pacs.core.config import CONFIG_NAME, Settings, parse_settings, render_config, with_overrides
+from pacs.core.context import Pacs, open_database, open_pacs, refuse_existing, remove_created
 from storage import crypto, durable
 from storage.blobs import BlobStore
 from storage.db import MIGRATIONS, Database
