@@ -3,7 +3,7 @@
 What is measured
 ----------------
 1. A synthetic CT series (default 500 slices of 512x512, about 0.5 MB per file, from
-   ``tests/data/make_series.py``) is written once into a temporary directory.
+   ``tests/data/make_series/``) is written once into a temporary directory.
 2. Baseline, on the same file system: the same bytes copied one file at a time with
    plain ``open/write/fsync`` ("fsync"), and with the blob store's full durability
    protocol of a temp file, fsync, rename and a directory fsync ("fsync+rename").
@@ -33,33 +33,31 @@ import argparse
 import cProfile
 import io
 import os
-import platform
 import pstats
-import secrets
 import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make `bench` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import psycopg
 from sqlalchemy import func, select
 
-from pacs.core.context import Pacs, initialise, open_pacs
+from bench import common
+from bench.common import percentile
+from pacs.core.context import Context
 from storage.db import Instance, Series, Study
 
-ROOT = Path(__file__).resolve().parents[1]
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 ORTHANC_OBJECTS_PER_S = 103.0
 TARGET_OBJECTS_PER_S = 300.0
-MB = 1_000_000
 
 
 @dataclass
@@ -80,16 +78,7 @@ class Run:
 
     @property
     def mb_per_s(self) -> float:
-        return self.nbytes / MB / self.seconds if self.seconds else 0.0
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile of `values` (0 for an empty sequence)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+        return self.nbytes / common.MB / self.seconds if self.seconds else 0.0
 
 
 def median_run(runs: Sequence[Run]) -> Run:
@@ -100,25 +89,7 @@ def median_run(runs: Sequence[Run]) -> Run:
 
 def spread(runs: Sequence[Run]) -> str:
     """``min..max`` objects/s over `runs`."""
-    rates = [run.objects_per_s for run in runs]
-    return f"{min(rates):.0f}..{max(rates):.0f}"
-
-
-def make_series(outdir: Path, slices: int, rows: int, columns: int) -> list[Path]:
-    """Write the synthetic CT series with the test-suite generator."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from tests.data.make_series import make_ct_series  # needs ROOT on sys.path
-
-    return make_ct_series(
-        outdir,
-        slices=slices,
-        rows=rows,
-        columns=columns,
-        patient_name="BENCH^INGEST",
-        patient_id="BENCH-0001",
-        accession="BENCH0001",
-    )
+    return common.rate_range([run.objects_per_s for run in runs])
 
 
 # ---------------------------------------------------------------------------
@@ -179,32 +150,7 @@ def _baseline(label: str, files: Sequence[Path], target: Path, mode: str) -> Run
 # ---------------------------------------------------------------------------
 
 
-@contextmanager
-def fresh_archive(backend: str, workdir: Path, pg_server: str) -> Iterator[Pacs]:
-    """A newly initialised archive on `backend`; removed (and its database dropped) on exit."""
-    db_url = ""
-    dbname = ""
-    if backend == "postgresql":
-        dbname = f"bench_{secrets.token_hex(6)}"
-        with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        db_url = f"{pg_server}/{dbname}"
-    data_dir = workdir / f"archive-{backend}-{secrets.token_hex(4)}"
-    try:
-        settings = initialise(data_dir, ae_title="BENCH", hostname="localhost", db_url=db_url, user="bench")
-        pacs = open_pacs(settings)
-        try:
-            yield pacs
-        finally:
-            pacs.close()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-        if dbname:
-            with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-
-def _store_chunk(pacs: Pacs, files: Sequence[Path]) -> tuple[list[float], Counter[str], int]:
+def _store_chunk(pacs: Context, files: Sequence[Path]) -> tuple[list[float], Counter[str], int]:
     latencies: list[float] = []
     outcomes: Counter[str] = Counter()
     nbytes = 0
@@ -217,7 +163,7 @@ def _store_chunk(pacs: Pacs, files: Sequence[Path]) -> tuple[list[float], Counte
     return latencies, outcomes, nbytes
 
 
-def store_all(label: str, pacs: Pacs, files: Sequence[Path], threads: int) -> Run:
+def store_all(label: str, pacs: Context, files: Sequence[Path], threads: int) -> Run:
     """Store every file, sequentially (threads=1) or split in `threads` contiguous parts."""
     cpu = time.process_time()
     if threads <= 1:
@@ -243,11 +189,11 @@ def store_all(label: str, pacs: Pacs, files: Sequence[Path], threads: int) -> Ru
 def _archive_case(
     label: str, backend: str, workdir: Path, pg_server: str, files: Sequence[Path], threads: int
 ) -> Run:
-    with fresh_archive(backend, workdir, pg_server) as pacs:
+    with common.fresh_archive(backend, workdir, pg_server) as pacs:
         return store_all(label, pacs, files, threads)
 
 
-def check_index(pacs: Pacs, expected: int) -> str:
+def check_index(pacs: Context, expected: int) -> str:
     """A one-line consistency check of the index after a run (instances and counts)."""
     with pacs.database.read() as session:
         instances = session.scalar(select(func.count(Instance.id))) or 0
@@ -265,7 +211,7 @@ def check_index(pacs: Pacs, expected: int) -> str:
     return "index OK" if not problems else "INDEX MISMATCH: " + ", ".join(problems)
 
 
-def profile_run(pacs: Pacs, files: Sequence[Path], top: int = 15) -> str:
+def profile_run(pacs: Context, files: Sequence[Path], top: int = 15) -> str:
     """cProfile one sequential pass; return the top `top` entries by cumulative time."""
     profiler = cProfile.Profile()
     profiler.enable()
@@ -322,9 +268,7 @@ def print_table(runs: Sequence[Run], fsync_run: Run, rename_run: Run, spreads: d
         )
 
     def line(cells: Sequence[str]) -> str:
-        parts = [cells[0].ljust(columns[0][1])]
-        parts += [cell.rjust(width) for cell, (_, width) in zip(cells[1:-1], columns[1:-1], strict=True)]
-        return " ".join(parts) + "  " + cells[-1]
+        return common.table_line(cells[:-1], [width for _, width in columns[:-1]]) + "  " + cells[-1]
 
     header = line([name for name, _ in columns])
     print(header)
@@ -339,10 +283,7 @@ def print_table(runs: Sequence[Run], fsync_run: Run, rename_run: Run, spreads: d
 
 
 def describe_environment(workdir: Path, files: Sequence[Path], pg_server: str, backends: list[str]) -> None:
-    sizes = [path.stat().st_size for path in files]
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}")
-    print(f"work dir {workdir}")
-    print(f"series: {len(files)} files, {sum(sizes) / MB:.1f} MB, {sum(sizes) / len(sizes) / MB:.3f} MB/file")
+    common.describe_series(workdir, files)
     print(f"sqlite (stdlib) {sqlite3.sqlite_version}")
     if "postgresql" in backends:
         with psycopg.connect(f"{pg_server}/postgres") as conn:
@@ -352,81 +293,93 @@ def describe_environment(workdir: Path, files: Sequence[Path], pg_server: str, b
     print()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--slices", type=int, default=500, help="files in the CT series (default 500)")
-    parser.add_argument("--rows", type=int, default=512, help="image rows (default 512)")
-    parser.add_argument("--columns", type=int, default=512, help="image columns (default 512)")
-    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="sqlite")
+def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = common.parser_for(__doc__)
+    common.add_series_flags(parser)
+    common.add_db_flag(parser, both=True, default="sqlite")
     parser.add_argument("--threads", type=int, default=4, help="threads of the concurrent run (default 4)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one sequential run")
     parser.add_argument(
         "--repeat", type=int, default=1, help="run every case N times, interleaved, and report the median"
     )
-    parser.add_argument("--pg-server", default=PG_SERVER, help=f"PostgreSQL server URL (default {PG_SERVER})")
-    parser.add_argument(
-        "--tmp-dir", type=Path, default=None, help="where temp dirs go (default: system temp)"
-    )
-    args = parser.parse_args(argv)
-    backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    common.add_pg_server_flag(parser)
+    common.add_tmp_dir_flag(parser)
+    return parser.parse_args(argv)
 
-    workdir = Path(tempfile.mkdtemp(prefix="pacs-bench-ingest-", dir=args.tmp_dir))
-    try:
+
+def make_cases(
+    args: argparse.Namespace, workdir: Path, files: Sequence[Path]
+) -> list[tuple[str, Callable[[], Run]]]:
+    """The three baselines, then per backend a sequential and a threaded store into fresh archives."""
+    baselines: list[tuple[str, str]] = [
+        ("plain write, no fsync (reference)", "nosync"),
+        ("plain open/write/fsync", "fsync"),
+        ("write/fsync + rename + dir fsync", "rename"),
+    ]
+    store_runs: list[tuple[str, int]] = [("sequential", 1)]
+    if args.threads > 1:
+        store_runs.append((f"{args.threads} threads", args.threads))
+    cases: list[tuple[str, Callable[[], Run]]] = [
+        (label, partial(_baseline, label, files, workdir / f"baseline-{mode}", mode))
+        for label, mode in baselines
+    ]
+    for backend in common.backends(args.db):
+        for label, threads in store_runs:
+            full = f"archive {backend}, {label}"
+            cases.append(
+                (full, partial(_archive_case, full, backend, workdir, args.pg_server, files, threads))
+            )
+    return cases
+
+
+def run_cases(cases: Sequence[tuple[str, Callable[[], Run]]], repeat: int) -> dict[str, list[Run]]:
+    """Every case `repeat` times, interleaved so that baseline and archive see the same disk conditions."""
+    results: dict[str, list[Run]] = {label: [] for label, _ in cases}
+    for number in range(repeat):
+        for label, case in cases:
+            print(f"[{number + 1}/{repeat}] {label} ...", flush=True)
+            results[label].append(case())
+    return results
+
+
+def profiles(args: argparse.Namespace, workdir: Path, files: Sequence[Path]) -> list[str]:
+    """With ``--profile``: the cProfile of one sequential run on the first backend."""
+    if not args.profile:
+        return []
+    backend = common.backends(args.db)[0]
+    print(f"profiling one sequential run on {backend} ...", flush=True)
+    with common.fresh_archive(backend, workdir, args.pg_server) as pacs:
+        title = f"cProfile, archive {backend}, sequential, top 15 by cumulative time\n"
+        return [title, profile_run(pacs, files)]
+
+
+def print_legend(repeat: int) -> None:
+    print()
+    print("x fsync / x f+ren: objects/s relative to the plain fsync / fsync+rename baselines")
+    print(f"CPU %: process CPU time / wall time (100% = one core busy; {os.cpu_count()} cores here)")
+    orthanc, target = ORTHANC_OBJECTS_PER_S, TARGET_OBJECTS_PER_S
+    print(f"Orthanc reference ~{orthanc:.0f} objects/s; target >= {target:.0f} objects/s")
+    if repeat > 1:
+        print(f"each row: the median of {repeat} runs by objects/s; 'range' is min..max objects/s")
+    print()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = arguments(argv)
+    with common.temp_dir("pacs-bench-ingest-", args.tmp_dir) as workdir:
         print(f"generating {args.slices} CT slices of {args.rows}x{args.columns} ...", flush=True)
-        files = make_series(workdir / "series", args.slices, args.rows, args.columns)
-        describe_environment(workdir, files, args.pg_server, backends)
-
-        baselines: list[tuple[str, str]] = [
-            ("plain write, no fsync (reference)", "nosync"),
-            ("plain open/write/fsync", "fsync"),
-            ("write/fsync + rename + dir fsync", "rename"),
-        ]
-        store_runs: list[tuple[str, int]] = [("sequential", 1)]
-        if args.threads > 1:
-            store_runs.append((f"{args.threads} threads", args.threads))
-        cases: list[tuple[str, Callable[[], Run]]] = [
-            (label, partial(_baseline, label, files, workdir / f"baseline-{mode}", mode))
-            for label, mode in baselines
-        ]
-        for backend in backends:
-            for label, threads in store_runs:
-                full = f"archive {backend}, {label}"
-                cases.append(
-                    (full, partial(_archive_case, full, backend, workdir, args.pg_server, files, threads))
-                )
-
-        # Repeats are interleaved so that baseline and archive see the same disk conditions.
-        results: dict[str, list[Run]] = {label: [] for label, _ in cases}
-        for repeat in range(args.repeat):
-            for label, case in cases:
-                print(f"[{repeat + 1}/{args.repeat}] {label} ...", flush=True)
-                results[label].append(case())
+        files = common.make_series(workdir / "series", args.slices, args.rows, args.columns, 1, "INGEST")
+        describe_environment(workdir, files, args.pg_server, common.backends(args.db))
+        cases = make_cases(args, workdir, files)
+        results = run_cases(cases, args.repeat)
         runs = [median_run(results[label]) for label, _ in cases]
         spreads = {label: spread(results[label]) for label, _ in cases} if args.repeat > 1 else {}
-        fsync_run, rename_run = runs[1], runs[2]
-
-        profiles: list[str] = []
-        if args.profile:
-            backend = backends[0]
-            print(f"profiling one sequential run on {backend} ...", flush=True)
-            with fresh_archive(backend, workdir, args.pg_server) as pacs:
-                profiles.append(f"cProfile, archive {backend}, sequential, top 15 by cumulative time\n")
-                profiles.append(profile_run(pacs, files))
-
-        print()
-        print("x fsync / x f+ren: objects/s relative to the plain fsync / fsync+rename baselines")
-        print(f"CPU %: process CPU time / wall time (100% = one core busy; {os.cpu_count()} cores here)")
-        orthanc, target = ORTHANC_OBJECTS_PER_S, TARGET_OBJECTS_PER_S
-        print(f"Orthanc reference ~{orthanc:.0f} objects/s; target >= {target:.0f} objects/s")
-        if args.repeat > 1:
-            print(f"each row: the median of {args.repeat} runs by objects/s; 'range' is min..max objects/s")
-        print()
-        print_table(runs, fsync_run, rename_run, spreads)
-        for text in profiles:
+        texts = profiles(args, workdir, files)
+        print_legend(args.repeat)
+        print_table(runs, runs[1], runs[2], spreads)
+        for text in texts:
             print()
             print(text, end="")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

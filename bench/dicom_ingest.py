@@ -3,7 +3,7 @@
 What is measured
 ----------------
 1. A synthetic CT series (default 500 slices of 512x512, about 0.5 MB per file, from
-   ``tests/data/make_series.py``) is generated once, as a template. Before every push (every
+   ``tests/data/make_series/``) is generated once, as a template. Before every push (every
    repeat, every server, every strace or py-spy run) a copy is written with new UIDs, outside
    the timed window: the series is split into one contiguous share per association, each
    share a study of its own (new Study, Series and Frame of Reference UIDs) and every object
@@ -67,80 +67,35 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make `bench` and `tests` importable
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: make `bench` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
+import psycopg
 
-from bench.dicom_orthanc import (  # noqa: E402  (web_viewer.py imports several names from here)
-    NETNS,
-    ORTHANC,
-    network_namespace,
-    orthanc_server,
-    orthanc_unavailable,
-    orthanc_version,
-)
-from bench.dicom_profile import profile_ours  # noqa: E402
-from bench.dicom_push import (  # noqa: E402
-    MB,
-    STRACE,
-    Flushes,
-    Push,
-    SeriesTemplate,
-    count_flushes,
-    make_series,
-    median_push,
-    push_fresh,
-    spread,
-)
-from bench.dicom_servers import (  # noqa: E402
-    NS_ADDR,
-    PG_SERVER,
+from bench import common
+from bench.dicom_flushes import STRACE, Flushes, count_flushes
+from bench.dicom_orthanc import NETNS, network_namespace, orthanc_server, orthanc_unavailable, orthanc_version
+from bench.dicom_profile import profile_ours
+from bench.dicom_push import Push, SeriesTemplate, median_push, push_fresh, spread
+from bench.dicom_servers import (
     STORESCP,
     STORESCU,
     BenchError,
     BenchPki,
     Target,
-    cpu_seconds,
-    free_port,
     make_pki,
     our_server,
-    pacs_command,
-    process_tree,
-    server_process,
     storescp_server,
 )
 
-__all__ = [
-    "NETNS",
-    "NS_ADDR",
-    "ORTHANC",
-    "BenchError",
-    "BenchPki",
-    "cpu_seconds",
-    "free_port",
-    "main",
-    "make_pki",
-    "network_namespace",
-    "orthanc_unavailable",
-    "orthanc_version",
-    "pacs_command",
-    "process_tree",
-    "server_process",
-]
 TARGET = 1.3  # x Orthanc, on 1 association and on N
 STRETCH = 0.5  # x storescp
 FAILURES = (BenchError, OSError, subprocess.SubprocessError, psycopg.Error)
@@ -177,9 +132,7 @@ def print_table(
     ]
 
     def line(cells: Sequence[str]) -> str:
-        parts = [cells[0].ljust(columns[0][1])]
-        parts += [cell.rjust(width) for cell, (_, width) in zip(cells[1:], columns[1:], strict=True)]
-        return " ".join(parts)
+        return common.table_line(cells, [width for _, width in columns])
 
     header = line([name for name, _ in columns])
     print(header)
@@ -251,10 +204,7 @@ def verdicts(pushes: dict[str, Push], concurrency: int) -> None:
 def describe_environment(
     workdir: Path, files: Sequence[Path], args: argparse.Namespace, orthanc: str
 ) -> None:
-    sizes = [path.stat().st_size for path in files]
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}")
-    print(f"work dir {workdir}")
-    print(f"series: {len(files)} files, {sum(sizes) / MB:.1f} MB, {sum(sizes) / len(sizes) / MB:.3f} MB/file")
+    common.describe_series(workdir, files)
     print("  (the template; every push sends a copy with new Study/Series/SOP Instance UIDs)")
     dcmtk = subprocess.run([STORESCU, "--version"], capture_output=True, text=True, check=False).stdout
     print(f"client: {(dcmtk.splitlines() or ['?'])[0].strip()} (+tls, TCP_NODELAY=1)")
@@ -341,66 +291,79 @@ def measure(
 
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = common.parser_for(__doc__)
     add = parser.add_argument
-    add("--slices", type=int, default=500, help="files in the CT series (default 500)")
-    add("--rows", type=int, default=512, help="image rows (default 512)")
-    add("--columns", type=int, default=512, help="image columns (default 512)")
-    add("--db", choices=("sqlite", "postgresql"), default="sqlite")
-    add("--pg-server", default=PG_SERVER, help=f"PostgreSQL server URL (default {PG_SERVER})")
+    common.add_series_flags(parser)
+    common.add_db_flag(parser, both=False, default="sqlite")
+    common.add_pg_server_flag(parser)
     add("--skip-orthanc", action="store_true", help="no Orthanc rows")
     add("--skip-flushes", action="store_true", help="no strace pushes (no flushes/obj figures)")
     add("--concurrency", type=int, default=4, help="associations of the concurrent push (default 4)")
     add("--profile", action="store_true", help="also py-spy two single-association pushes (wall, GIL)")
     add("--repeat", type=int, default=1, help="run every case N times, interleaved; report the median")
-    add("--tmp-dir", type=Path, default=None, help="where temp dirs go (default: system temp)")
+    common.add_tmp_dir_flag(parser)
     return parser.parse_args(argv)
+
+
+def missing_tool(args: argparse.Namespace) -> str:
+    """The first of storescu, storescp (and strace) that is not installed, with its package."""
+    tools = [(STORESCU, "dcmtk"), (STORESCP, "dcmtk"), *([] if args.skip_flushes else [(STRACE, "strace")])]
+    for tool, package in tools:
+        if not Path(tool).exists():
+            return f"{tool} not found (apt-get install {package})"
+    return ""
+
+
+def measure_all(
+    args: argparse.Namespace, workdir: Path, template: SeriesTemplate, orthanc: str | None, why_not: str
+) -> tuple[list[Case], dict[str, list[Push]], dict[str, Flushes], str]:
+    """Every case, Orthanc's in the network namespace; without them if the namespace cannot be set up."""
+    certs = make_pki(workdir / "pki")
+    try:
+        with network_namespace() if orthanc else nullcontext():
+            cases = make_cases(args, workdir, certs, orthanc)
+            results, flushes = measure(cases, args, template, workdir)
+    except BenchError as exc:  # the namespace could not be set up
+        why_not = str(exc)
+        cases = make_cases(args, workdir, certs, None)
+        results, flushes = measure(cases, args, template, workdir)
+    return cases, results, flushes, why_not
+
+
+def profiles(args: argparse.Namespace, workdir: Path, template: SeriesTemplate) -> str:
+    """With ``--profile``: py-spy of ours, wall time and GIL, each during its own push."""
+    text = ""
+    for mode in ("wall", "gil") if args.profile else ():
+        print(f"profiling ours with py-spy ({mode}) during a single-association push ...", flush=True)
+        try:
+            text += "\n" + profile_ours(workdir, template, args.db, args.pg_server, mode, 15)
+        except FAILURES as exc:
+            text += f"\nprofile ({mode}) failed: {exc}\n"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = arguments(argv)
-    tools = [(STORESCU, "dcmtk"), (STORESCP, "dcmtk"), *([] if args.skip_flushes else [(STRACE, "strace")])]
-    for tool, package in tools:
-        if not Path(tool).exists():
-            print(f"{tool} not found (apt-get install {package})", file=sys.stderr)
-            return 1
-
-    def terminate(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)  # unwinds: servers stopped, namespace and temp dirs removed
-
-    signal.signal(signal.SIGTERM, terminate)
-    workdir = Path(tempfile.mkdtemp(prefix="pacs-bench-dicom-", dir=args.tmp_dir))
-    try:
+    missing = missing_tool(args)
+    if missing:
+        print(missing, file=sys.stderr)
+        return 1
+    common.exit_on_sigterm()
+    with common.temp_dir("pacs-bench-dicom-", args.tmp_dir) as workdir:
         print(f"generating {args.slices} CT slices of {args.rows}x{args.columns} ...", flush=True)
-        files = make_series(workdir / "template", args.slices, args.rows, args.columns)
+        files = common.make_series(workdir / "template", args.slices, args.rows, args.columns, 2, "NETWORK")
         template = SeriesTemplate.scan(files)
         why_not = orthanc_unavailable(args.skip_orthanc)
         orthanc = None if why_not else orthanc_version()
         describe_environment(workdir, files, args, orthanc or f"skipped: {why_not}")
-        certs = make_pki(workdir / "pki")
-        try:
-            with network_namespace() if orthanc else nullcontext():
-                cases = make_cases(args, workdir, certs, orthanc)
-                results, flushes = measure(cases, args, template, workdir)
-        except BenchError as exc:  # the namespace could not be set up
-            why_not = str(exc)
-            cases = make_cases(args, workdir, certs, None)
-            results, flushes = measure(cases, args, template, workdir)
-        profile_text = ""
-        for mode in ("wall", "gil") if args.profile else ():
-            print(f"profiling ours with py-spy ({mode}) during a single-association push ...", flush=True)
-            try:
-                profile_text += "\n" + profile_ours(workdir, template, args.db, args.pg_server, mode, 15)
-            except FAILURES as exc:
-                profile_text += f"\nprofile ({mode}) failed: {exc}\n"
+        cases, results, flushes, why_not = measure_all(args, workdir, template, orthanc, why_not)
+        profile_text = profiles(args, workdir, template)
         print_legend(args, why_not)
         pushes = {key: median_push(runs) for key, runs in results.items()}
         spreads = {key: spread(runs) for key, runs in results.items()} if args.repeat > 1 else {}
         print_table(pushes, [case.key for case in cases], spreads, flushes)
         verdicts(pushes, args.concurrency)
         print(profile_text, end="")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

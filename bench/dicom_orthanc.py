@@ -12,11 +12,11 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.common import temp_dir
 from bench.dicom_servers import NS_ADDR, BenchPki, Target, run, server_process
 
 ORTHANC = "/usr/sbin/Orthanc"
@@ -84,8 +84,7 @@ def orthanc_version() -> str:
 @contextmanager
 def orthanc_server(workdir: Path, clients: int, certs: BenchPki) -> Iterator[Target]:
     """A fresh Orthanc in the namespace: DICOM TLS with client certificates required, SyncStorageArea on."""
-    home = Path(tempfile.mkdtemp(prefix="orthanc-", dir=workdir))
-    try:
+    with temp_dir("orthanc-", workdir) as home:
         storage, index = home / "storage", home / "index"
         storage.mkdir()
         index.mkdir()
@@ -119,5 +118,3 @@ def orthanc_server(workdir: Path, clients: int, certs: BenchPki) -> Iterator[Tar
                 proc, NS_ADDR, ORTHANC_PORT, "ORTHANC", peers, "orthanc", home, log=home / "orthanc.log",
                 after=lambda: f"{sum(path.is_file() for path in storage.rglob('*'))} files in its storage",
             )  # fmt: skip
-    finally:
-        shutil.rmtree(home, ignore_errors=True)

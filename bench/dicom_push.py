@@ -5,8 +5,8 @@
   the encoded elements), so that no server ever sees an object twice.
 - :func:`push`: one storescu per share, all at once; objects/s from the wall time until
   the last one finished, server CPU, peak RSS sampled over the server's process tree.
-- :func:`traced_flushes`: ``strace -f -c`` attached to every process of the server's tree,
-  counting flush system calls during an (untimed) push.
+
+The flushes a push makes are counted by ``bench/dicom_flushes.py``.
 """
 
 from __future__ import annotations
@@ -15,26 +15,22 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import struct
 import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
 import pydicom
 from pydicom.tag import Tag
 
+from bench.common import MB, rate_range
 from bench.dicom_servers import STORESCU, BenchError, Target, Tls, cpu_seconds, hwm_kb, process_tree, tail
 
-MB = 1_000_000
-STRACE = "/usr/bin/strace"
-FLUSH_CALLS = ("fsync", "fdatasync", "sync_file_range", "msync", "syncfs", "sync")
 TROUBLE = re.compile(r"error|exception|traceback|abort|refus|reject|denied|fail|timed? ?out", re.IGNORECASE)
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root, as in the template
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -274,21 +270,6 @@ def push_fresh(label: str, target: Target, template: SeriesTemplate, workdir: Pa
     return result
 
 
-def make_series(outdir: Path, slices: int, rows: int, columns: int) -> list[Path]:
-    """Write the synthetic CT series (the template) with the test-suite generator."""
-    from tests.data.make_series import make_ct_series  # needs the repository root on sys.path
-
-    return make_ct_series(
-        outdir,
-        slices=slices,
-        rows=rows,
-        columns=columns,
-        patient_name="BENCH^NETWORK",
-        patient_id="BENCH-0002",
-        accession="BENCH0002",
-    )
-
-
 def median_push(runs: Sequence[Push]) -> Push:
     """The run with the median throughput (the lower middle one for an even count); failures rank lowest."""
     ordered = sorted(runs, key=lambda run: (not run.failed, run.objects_per_s))
@@ -297,107 +278,4 @@ def median_push(runs: Sequence[Push]) -> Push:
 
 def spread(runs: Sequence[Push]) -> str:
     """``min..max`` objects/s over `runs`."""
-    rates = [run.objects_per_s for run in runs if not run.failed]
-    return f"{min(rates):.0f}..{max(rates):.0f}" if rates else "-"
-
-
-# ---------------------------------------------------------------------------
-# Flushes: strace attached to the server's process tree, PostgreSQL's WAL counter
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class Flushes:
-    """Flush system calls the server's process tree made during one push."""
-
-    calls: Counter[str] = field(default_factory=Counter)
-    objects: int = 0
-    wal_syncs: int | None = None  # PostgreSQL's own WAL flushes (cluster-wide), for ours on PostgreSQL
-    failed: str = ""
-
-    def per_object(self) -> str:
-        if self.failed or not self.objects:
-            return "-"
-        text = f"{sum(self.calls.values()) / self.objects:.2f}"
-        if self.wal_syncs is not None:
-            text += f"+pg {self.wal_syncs / self.objects:.2f}"
-        return text
-
-    def detail(self) -> str:
-        if self.failed:
-            return self.failed
-        calls = ", ".join(f"{name} {count}" for name, count in sorted(self.calls.items())) or "none"
-        text = f"{calls} for {self.objects} objects"
-        if self.wal_syncs is not None:
-            text += f"; PostgreSQL WAL flushes {self.wal_syncs} (pg_stat_wal.wal_sync, cluster-wide)"
-        return text
-
-
-def parse_strace_summary(text: str) -> Counter[str]:
-    """{syscall: calls} from the table ``strace -c`` writes."""
-    counts: Counter[str] = Counter()
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 5 and parts[-1] in FLUSH_CALLS and parts[3].isdigit():
-            counts[parts[-1]] += int(parts[3])
-    return counts
-
-
-@contextmanager
-def traced_flushes(pid: int, logdir: Path, into: Flushes) -> Iterator[None]:
-    """``strace -f -c`` attached to each process of `pid`'s tree (all threads, later children too)."""
-    if not Path(STRACE).exists():
-        raise BenchError(f"{STRACE} not found (apt-get install strace)")
-    members = process_tree(pid)
-    out, log = logdir / f"strace-{pid}.txt", logdir / f"strace-{pid}.log"
-    command = [STRACE, "-f", "-c", "-o", str(out), "-e", f"trace={','.join(FLUSH_CALLS)}"]
-    command += [arg for member in members for arg in ("-p", str(member))]
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(command, stdout=err, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while len(re.findall(r"Process \d+ attached", log.read_text(errors="replace"))) < len(members):
-            if proc.poll() is not None:
-                raise BenchError(f"strace exited with {proc.returncode}: {tail(log)}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"strace did not attach to {len(members)} processes: {tail(log)}")
-            time.sleep(0.05)
-        yield
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # detaches and writes the summary
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    with suppress(OSError):
-        into.calls.update(parse_strace_summary(out.read_text()))
-
-
-def wal_syncs(db_url: str) -> int:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        row = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
-    return int(row[0]) if row else 0
-
-
-def count_flushes(target: Target, template: SeriesTemplate, workdir: Path) -> Flushes:
-    """An untimed push of a fresh copy under strace; flush calls per stored object."""
-    flushes = Flushes()
-    copies = workdir / f"copy-{secrets.token_hex(4)}"
-    try:
-        shares = template.copy(copies, len(target.clients))
-        os.sync()
-        wal_before = wal_syncs(target.db_url) if target.db_url else 0
-        with traced_flushes(target.proc.pid, target.logdir, flushes):
-            result = push("strace", target, shares)
-        if target.db_url:
-            time.sleep(1.5)  # backends report their WAL statistics at most once a second
-            flushes.wal_syncs = wal_syncs(target.db_url) - wal_before
-    finally:
-        shutil.rmtree(copies, ignore_errors=True)
-    flushes.objects = result.succeeded
-    if result.succeeded < result.objects:
-        flushes.failed = f"{result.succeeded}/{result.objects} stored under strace: {result.note}"
-    target.after()
-    return flushes
+    return rate_range([run.objects_per_s for run in runs if not run.failed])

@@ -10,23 +10,17 @@ archive itself is broken.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
+from bench.common import ROOT, bench_database, free_port, temp_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 STORESCU = "/usr/bin/storescu"  # never the venv's pynetdicom script of the same name
 STORESCP = "/usr/bin/storescp"
 NS_ADDR = "10.200.0.2"  # Orthanc's side of the veth pair (dicom_orthanc.py), in the server certificate
@@ -41,12 +35,6 @@ class BenchError(Exception):
 # ---------------------------------------------------------------------------
 # Ports, /proc, processes
 # ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def process_tree(pid: int) -> list[int]:
@@ -242,22 +230,6 @@ def pacs_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "pacs.cli"]
 
 
-@contextmanager
-def database(backend: str, pg_server: str) -> Iterator[str]:
-    """'' for the embedded SQLCipher index, or the URL of a new PostgreSQL database (dropped on exit)."""
-    if backend != "postgresql":
-        yield ""
-        return
-    name = f"bench_{secrets.token_hex(6)}"
-    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{pg_server}/{name}"
-    finally:
-        with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def verify_archive(proc: subprocess.Popen[bytes], data_dir: Path) -> str:
     """Stop the server, then ``pacs verify`` its archive: 'N objects checked: all intact', or the trouble."""
     stop(proc, timeout=120)
@@ -271,39 +243,39 @@ def verify_archive(proc: subprocess.Popen[bytes], data_dir: Path) -> str:
     return f"VERIFY exit {result.returncode}: {' | '.join(lines[-2:])}"
 
 
+def enrol_nodes(pacs: Sequence[str], data_dir: Path, home: Path, clients: int) -> list[tuple[Tls, str]]:
+    """``pacs modality add BENCHCTn --issue-cert`` for `clients` nodes: their TLS identities and AEs."""
+    nodes = []
+    for number in range(clients):
+        ae, out = f"BENCHCT{number + 1}", home / f"node-{number + 1}"
+        add = [*pacs, "modality", "add", ae, "--host", "127.0.0.1", "--issue-cert", str(out)]
+        run([*add, "--data", str(data_dir)], f"pacs modality add {ae}")
+        nodes.append((Tls(out / "client.key", out / "client.crt", out / "ca.crt"), ae))
+    return nodes
+
+
 @contextmanager
 def our_server(workdir: Path, clients: int, backend: str, pg_server: str) -> Iterator[Target]:
     """A fresh archive with `clients` enrolled nodes (one AE and certificate each), served on 127.0.0.1."""
-    home = Path(tempfile.mkdtemp(prefix="ours-", dir=workdir))
-    data_dir = home / "data"
     pacs = pacs_command()
-    try:
-        with database(backend, pg_server) as db_url:
-            run([*pacs, "init", "--data", str(data_dir), *(["--db", db_url] if db_url else [])], "pacs init")
-            nodes = []
-            for number in range(clients):
-                ae, out = f"BENCHCT{number + 1}", home / f"node-{number + 1}"
-                add = [*pacs, "modality", "add", ae, "--host", "127.0.0.1", "--issue-cert", str(out)]
-                run([*add, "--data", str(data_dir)], f"pacs modality add {ae}")
-                nodes.append((Tls(out / "client.key", out / "client.crt", out / "ca.crt"), ae))
-            port = free_port()
-            env = {
-                **os.environ,
-                "PACS_DICOM_PORT": str(port),
-                "PACS_DICOM_BIND": "127.0.0.1",
-                "PACS_WEB_PORT": str(free_port()),
-                "PACS_WEB_BIND": "127.0.0.1",
-            }
-            command = [*pacs, "serve", "--data", str(data_dir)]
-            with server_process(
-                command, home / "serve.log", port=port, env=env, ready_text="listening"
-            ) as proc:
-                yield Target(
-                    proc, "127.0.0.1", port, "PACS", nodes, "ours", home, db_url, home / "serve.log",
-                    after=lambda: verify_archive(proc, data_dir),
-                )  # fmt: skip
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    with temp_dir("ours-", workdir) as home, bench_database(backend, pg_server) as db_url:
+        data_dir = home / "data"
+        run([*pacs, "init", "--data", str(data_dir), *(["--db", db_url] if db_url else [])], "pacs init")
+        nodes = enrol_nodes(pacs, data_dir, home, clients)
+        port = free_port()
+        env = {
+            **os.environ,
+            "PACS_DICOM_PORT": str(port),
+            "PACS_DICOM_BIND": "127.0.0.1",
+            "PACS_WEB_PORT": str(free_port()),
+            "PACS_WEB_BIND": "127.0.0.1",
+        }
+        command = [*pacs, "serve", "--data", str(data_dir)]
+        with server_process(command, home / "serve.log", port=port, env=env, ready_text="listening") as proc:
+            yield Target(
+                proc, "127.0.0.1", port, "PACS", nodes, "ours", home, db_url, home / "serve.log",
+                after=lambda: verify_archive(proc, data_dir),
+            )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -316,8 +288,7 @@ def storescp_server(
     workdir: Path, clients: int, certs: BenchPki, netns: str | None = None
 ) -> Iterator[Target]:
     """``storescp +tls -rc`` writing plain files; with ``--fork`` (a process per association) for several."""
-    home = Path(tempfile.mkdtemp(prefix="storescp-", dir=workdir))
-    try:
+    with temp_dir("storescp-", workdir) as home:
         out = home / "out"
         out.mkdir()
         port = NS_PORT if netns else free_port()
@@ -332,5 +303,3 @@ def storescp_server(
                 proc, host, port, "STORESCP", peers, "storescp", home, log=home / "storescp.log",
                 after=lambda: f"{sum(1 for _ in out.iterdir())} files written",
             )  # fmt: skip
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
