@@ -41,28 +41,11 @@ from storage.errors import (
     OutOfSpaceError,
 )
 from storage.header import HeaderError, InstanceHeader, is_valid_uid, sop_instance_uid
-from storage.index import Outcome
+from storage.index import Outcome, StoreResult
 from storage.ingest import IncomingObject
 from storage.reindex import SweepReport
 
 READ_SIZE = 1 << 20
-
-
-@dataclass(frozen=True)
-class StoreResult:
-    """What :meth:`Archive.store` did with one object."""
-
-    outcome: Outcome
-    sop_uid: str
-    sop_class_uid: str
-    study_uid: str
-    series_uid: str
-    patient_id: str
-    patient_name: str
-    version: int
-    size: int
-    sha256: str
-    pixel_data_short: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +102,11 @@ class VerifyReport:
         """No stored object is damaged and the index counts are consistent."""
         return not self.damaged and not self.inconsistent
 
+    @property
+    def leftovers(self) -> int:
+        """Blobs being written or left partial by interrupted writes (not the unreadable ones kept)."""
+        return len(self.orphans) - len(self.sweep.unreadable) + len(self.temp_files)
+
 
 class Archive:
     """Encrypted, indexed storage of DICOM objects."""
@@ -133,7 +121,7 @@ class Archive:
         max_header_bytes: int = 1 << 20,
     ) -> None:
         self.database = database
-        self.blobs = blobs
+        self._blobs = blobs
         self.min_free_bytes = min_free_bytes
         self.max_object_bytes = max_object_bytes
         self.max_header_bytes = max_header_bytes
@@ -151,7 +139,7 @@ class Archive:
         """
         with self._lock_guard:
             if self._lock_fd is None:
-                fd = os.open(self.blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(self._blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_SH)
                 self._lock_fd = fd
 
@@ -165,7 +153,7 @@ class Archive:
 
     def check_space(self, size: int = 0) -> None:
         """Raise :class:`OutOfSpaceError` if writing `size` more bytes would go below the watermark."""
-        free = shutil.disk_usage(self.blobs.root).free
+        free = shutil.disk_usage(self._blobs.root).free
         if free - size < self.min_free_bytes:
             raise OutOfSpaceError(
                 f"only {free // 2**20} MiB free, below the {self.min_free_bytes // 2**20} MiB watermark"
@@ -259,7 +247,7 @@ class Archive:
         """
         if self.blob_referenced(blob_id) is not False:
             return False
-        self.blobs.delete(blob_id)
+        self._blobs.delete(blob_id)
         return True
 
     def indexed_blob_ids(self, among: set[str] | None = None) -> set[str]:
@@ -285,23 +273,6 @@ class Archive:
             taken, self._unindexed = self._unindexed, set()
         return taken
 
-    @staticmethod
-    def result(outcome: Outcome, header: InstanceHeader, version: int, size: int, sha256: str) -> StoreResult:
-        """What storing the object of `header` did, for the caller."""
-        return StoreResult(
-            outcome=outcome,
-            sop_uid=header.sop_uid,
-            sop_class_uid=header.sop_class_uid,
-            study_uid=header.study_uid,
-            series_uid=header.series_uid,
-            patient_id=header.patient_id,
-            patient_name=header.patient_name,
-            version=version,
-            size=size,
-            sha256=sha256,
-            pixel_data_short=header.pixel_data_short,
-        )
-
     def instance(self, sop_uid: str, version: int | None = None) -> InstanceInfo:
         """The index entry of `sop_uid` (its current version unless `version` is given)."""
         if not is_valid_uid(sop_uid):
@@ -319,7 +290,30 @@ class Archive:
 
         Reading raises :class:`~storage.crypto.IntegrityError` if the blob was altered.
         """
-        return self.blobs.open(self.instance(sop_uid, version).ref)
+        return self._blobs.open(self.instance(sop_uid, version).ref)
+
+    def read_instance(self, info: InstanceInfo) -> Iterator[bytes]:
+        """Yield the exact bytes received for the indexed object `info`, chunk by chunk.
+
+        Raises :class:`~storage.crypto.IntegrityError` if the blob was altered, and
+        :class:`NotFoundError` if it is gone.
+        """
+        try:
+            yield from self._blobs.read(info.ref)
+        except FileNotFoundError:
+            raise NotFoundError(f"the stored object of {info.sop_uid} is missing") from None
+
+    def blob_file(self, blob_id: str) -> Path:
+        """Where the encrypted blob `blob_id` lies (for a backup, which copies it as it is)."""
+        return self._blobs.path_of(blob_id)
+
+    def has_blob(self, blob_id: str) -> bool:
+        """Whether the blob `blob_id` is on disk, finished."""
+        return self._blobs.path_of(blob_id).exists()
+
+    def open_instance(self, info: InstanceInfo) -> BinaryIO:
+        """A file object over the bytes of `info`, authenticated as it is read."""
+        return self._blobs.open(info.ref)
 
     def find(
         self, level: str, identifier: Dataset, *, limit: int | None = None, offset: int = 0
@@ -376,7 +370,7 @@ class Archive:
             blob_ids = index.delete_study(session, study)
         self._ids.clear()
         for blob_id in blob_ids:
-            self.blobs.delete(blob_id)
+            self._blobs.delete(blob_id)
         return DeletedStudy(study_uid, patient_id, len(blob_ids))
 
     def verify(self, *, cleanup: bool = False, spool: Path | None = None) -> VerifyReport:
@@ -400,12 +394,12 @@ class Archive:
                     if problem:
                         report.damaged.append((instance.sop_uid, problem))
                 report.inconsistent = _count_mismatches(session)
-            report.temp_files = [p.name for p in self.blobs.temp_files()]
-            report.orphans = sorted(set(self.blobs.blob_ids()) - known)
+            report.temp_files = [p.name for p in self._blobs.temp_files()]
+            report.orphans = sorted(set(self._blobs.blob_ids()) - known)
             if spool is not None and spool.is_dir():
                 report.spool_files = sorted(p for p in spool.rglob("*") if p.is_file())
             if cleanup and alone:
-                for path in self.blobs.temp_files() + report.spool_files:
+                for path in self._blobs.temp_files() + report.spool_files:
                     path.unlink(missing_ok=True)
                 report.cleaned = True
         return report
@@ -416,7 +410,7 @@ class Archive:
         fd = (
             self._lock_fd
             if self._lock_fd is not None
-            else os.open(self.blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            else os.open(self._blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -439,7 +433,7 @@ class Archive:
         size = 0
         first = b""  # the first chunk (1 MiB) holds the SOP Instance UID, near the start
         try:
-            for chunk in self.blobs.read(ref):
+            for chunk in self._blobs.read(ref):
                 digest.update(chunk)
                 size += len(chunk)
                 first = first or chunk

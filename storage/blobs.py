@@ -31,10 +31,11 @@ from types import TracebackType
 from typing import BinaryIO
 
 from storage import crypto, durable
+from storage.errors import PacsError
 from storage.keys import KeyRing
 
 
-class NotRecoverableError(Exception):
+class NotRecoverableError(PacsError):
     """A blob that cannot be read without its index row."""
 
 

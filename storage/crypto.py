@@ -27,6 +27,8 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from storage.errors import PacsError
+
 KEY_BYTES = 32
 CHUNK_SIZE = 1 << 20
 MAGIC = b"PACSBLOB"
@@ -40,7 +42,7 @@ _TAG_BYTES = 16
 _WRAP_NONCE_BYTES = 12
 
 
-class IntegrityError(Exception):
+class IntegrityError(PacsError):
     """Raised when ciphertext, a wrapped key or a stream fails authentication."""
 
 

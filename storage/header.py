@@ -24,6 +24,8 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from storage.errors import PacsError
+
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _SOP_INSTANCE_UID = 0x00080018
 
@@ -61,7 +63,7 @@ WANTED_TAGS: list[int] = [
 ]
 
 
-class HeaderError(ValueError):
+class HeaderError(PacsError, ValueError):
     """The file is not a DICOM object we can store; the message says why."""
 
 

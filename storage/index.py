@@ -46,6 +46,42 @@ class Outcome(enum.Enum):
     NEW_VERSION = "new version"
 
 
+@dataclass(frozen=True)
+class StoreResult:
+    """What :meth:`Archive.store` did with one object."""
+
+    outcome: Outcome
+    sop_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    patient_id: str
+    patient_name: str
+    version: int
+    size: int
+    sha256: str
+    pixel_data_short: bool = False
+
+    @classmethod
+    def of(
+        cls, outcome: Outcome, header: InstanceHeader, version: int, size: int, sha256: str
+    ) -> StoreResult:
+        """What storing the object of `header` did, for the caller."""
+        return cls(
+            outcome=outcome,
+            sop_uid=header.sop_uid,
+            sop_class_uid=header.sop_class_uid,
+            study_uid=header.study_uid,
+            series_uid=header.series_uid,
+            patient_id=header.patient_id,
+            patient_name=header.patient_name,
+            version=version,
+            size=size,
+            sha256=sha256,
+            pixel_data_short=header.pixel_data_short,
+        )
+
+
 def patient_key(header: InstanceHeader) -> str:
     """The identity of a patient: issuer and Patient ID, or name and birth date without an ID."""
     if header.patient_id:

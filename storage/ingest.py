@@ -21,18 +21,15 @@ object is then read and ignored, so the sender can be answered with a status.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
 
 from storage.blobs import BlobRef, BlobWriter
 from storage.errors import ArchiveError, IndexUnavailableError, ObjectTooLargeError, OutOfSpaceError
 from storage.header import HeaderError, InstanceHeader
-from storage.index import Outcome
+from storage.index import Outcome, StoreResult
+from storage.parts import ArchiveParts
 from storage.walker import Part10Walker
-
-if TYPE_CHECKING:
-    from storage.archive import Archive, StoreResult
 
 SPACE_CHECK_BYTES = 8 << 20
 
@@ -40,7 +37,7 @@ SPACE_CHECK_BYTES = 8 << 20
 class IncomingObject:
     """Receives one DICOM Part 10 object; see the module docstring."""
 
-    def __init__(self, archive: Archive) -> None:
+    def __init__(self, archive: ArchiveParts) -> None:
         self._archive = archive
         self._walker = Part10Walker(max_header=archive.max_header_bytes)
         self._writer: BlobWriter | None = None
@@ -81,7 +78,7 @@ class IncomingObject:
             self._next_space_check = self._size + SPACE_CHECK_BYTES
         self._walker.feed(data)
         if self._writer is None:
-            self._writer = self._archive.blobs.writer()
+            self._writer = self._archive._blobs.writer()
         self._writer.write(data)
 
     def _fail(self, error: ArchiveError | HeaderError) -> None:
@@ -126,7 +123,7 @@ class IncomingObject:
         writer.seal()
         duplicate_of = archive.current_version_with(header.sop_uid, writer.sha256)
         if duplicate_of is not None:
-            return archive.result(Outcome.DUPLICATE, header, duplicate_of, writer.size, writer.sha256)
+            return StoreResult.of(Outcome.DUPLICATE, header, duplicate_of, writer.size, writer.sha256)
         ref = writer.reference()
         # The index rows are written while the blob is flushed, and committed after.
         flushed = archive.flusher.submit(writer.commit)
@@ -143,7 +140,7 @@ class IncomingObject:
         self._writer = None
         if outcome is Outcome.DUPLICATE:
             archive.discard_duplicate(ref.blob_id)
-        return archive.result(outcome, header, version, ref.size, ref.sha256)
+        return StoreResult.of(outcome, header, version, ref.size, ref.sha256)
 
     def _index_failed(self, header: InstanceHeader, ref: BlobRef, exc: sa_exc.DBAPIError) -> StoreResult:
         """After a failed index commit: succeed if it landed after all, else drop or keep the blob.
@@ -157,13 +154,13 @@ class IncomingObject:
         referenced = archive.blob_referenced(ref.blob_id)
         if referenced:
             current = archive.current_version_with(header.sop_uid, ref.sha256) or 1
-            return archive.result(Outcome.STORED, header, current, ref.size, ref.sha256)
+            return StoreResult.of(Outcome.STORED, header, current, ref.size, ref.sha256)
         if referenced is None:
             archive.remember_unindexed(ref.blob_id)
             raise IndexUnavailableError(
                 "the index is unavailable: the object is kept and will be indexed when it is back"
             ) from exc
-        archive.blobs.delete(ref.blob_id)
+        archive._blobs.delete(ref.blob_id)
         if _disk_full(exc):
             raise OutOfSpaceError("disk full while indexing the object") from exc
         raise IndexUnavailableError("the index could not be written; the object was not stored") from exc

@@ -21,11 +21,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage.crypto import KEY_BYTES
+from storage.errors import PacsError
 
 _KEK_NAME = re.compile(r"^kek-(\d{4})\.key$")
 
 
-class KeyFileError(Exception):
+class KeyFileError(PacsError):
     """Raised when the key directory is missing, unreadable or holds a malformed key."""
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, se
 from sqlalchemy.orm import Session, aliased
 
 from storage.db import Instance, Patient, Series, Study
+from storage.errors import PacsError
 from storage.header import is_valid_uid, normalise_name
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -92,7 +93,7 @@ KEYS: dict[str, Key] = {
 }
 
 
-class QueryError(ValueError):
+class QueryError(PacsError, ValueError):
     """The query cannot be run: an unknown level, or a key that cannot be matched as given."""
 
 

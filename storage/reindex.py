@@ -22,19 +22,16 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
 
 from storage.blobs import BlobRef, NotRecoverableError
 from storage.crypto import IntegrityError
 from storage.header import HeaderError, InstanceHeader
-from storage.index import Outcome
+from storage.index import Outcome, StoreResult
 from storage.keys import KeyFileError
+from storage.parts import ArchiveParts
 from storage.walker import Part10Walker
-
-if TYPE_CHECKING:
-    from storage.archive import Archive, StoreResult
 
 SETTLE_SECONDS = 10.0
 STALE_SECONDS = 600.0
@@ -51,18 +48,20 @@ class SweepReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
-def sweep(archive: Archive, *, remove: bool, alone: bool, only: Collection[str] | None = None) -> SweepReport:
+def sweep(
+    archive: ArchiveParts, *, remove: bool, alone: bool, only: Collection[str] | None = None
+) -> SweepReport:
     """Re-index the complete blobs the index lacks (of `only`, or of all); see the module docstring.
 
     `alone` says that no other process is writing (the caller holds the writer lock
     exclusively), so no blob can be on its way in.
     """
     report = SweepReport()
-    on_disk = set(only) if only is not None else set(archive.blobs.blob_ids())
+    on_disk = set(only) if only is not None else set(archive._blobs.blob_ids())
     if not on_disk:
         return report
     unreferenced = on_disk - archive.indexed_blob_ids(on_disk if only is not None else None)
-    ages = {blob_id: archive.blobs.age_seconds(blob_id) for blob_id in unreferenced}
+    ages = {blob_id: archive._blobs.age_seconds(blob_id) for blob_id in unreferenced}
     # Oldest first, so that of two versions of one SOP instance the newer ends up current.
     for blob_id in sorted(unreferenced, key=lambda b: -ages[b]):
         age = ages[blob_id]
@@ -73,7 +72,7 @@ def sweep(archive: Archive, *, remove: bool, alone: bool, only: Collection[str] 
 
 
 def _settle(
-    archive: Archive, blob_id: str, age: float, report: SweepReport, *, remove: bool, alone: bool
+    archive: ArchiveParts, blob_id: str, age: float, report: SweepReport, *, remove: bool, alone: bool
 ) -> None:
     """Re-index, drop or keep one unreferenced blob."""
     try:
@@ -82,7 +81,7 @@ def _settle(
         return
     except IntegrityError:
         if remove and (alone or age >= STALE_SECONDS):
-            archive.blobs.delete(blob_id)
+            archive._blobs.delete(blob_id)
             report.removed.append(blob_id)
         else:
             report.incomplete.append(blob_id)
@@ -99,19 +98,19 @@ def _settle(
         if archive.discard_duplicate(blob_id):
             report.duplicates.append(blob_id)
         return
-    report.reindexed.append(archive.result(outcome, header, version, ref.size, ref.sha256))
+    report.reindexed.append(StoreResult.of(outcome, header, version, ref.size, ref.sha256))
 
 
-def _read(archive: Archive, blob_id: str) -> tuple[InstanceHeader, BlobRef]:
+def _read(archive: ArchiveParts, blob_id: str) -> tuple[InstanceHeader, BlobRef]:
     """The header and full reference of a blob, read through its own key slot.
 
     Raises :class:`~storage.crypto.IntegrityError` if the blob is incomplete or damaged.
     """
-    embedded = archive.blobs.embedded_ref(blob_id)
+    embedded = archive._blobs.embedded_ref(blob_id)
     walker = Part10Walker(max_header=archive.max_header_bytes)
     digest = hashlib.sha256()
     size = 0
-    for chunk in archive.blobs.read(embedded):
+    for chunk in archive._blobs.read(embedded):
         walker.feed(chunk)
         digest.update(chunk)
         size += len(chunk)

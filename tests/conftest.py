@@ -31,9 +31,10 @@ from pydicom.dataset import Dataset
 
 from pacs.core import pki
 from pacs.core.config import Settings, with_overrides
-from pacs.core.context import CA_CERT, CA_KEY, Pacs, initialise, open_pacs
+from pacs.core.context import CA_CERT, CA_KEY, Context, initialise, open_pacs
 from pacs.core.nodes import NodeRegistry, issue_node_certificate, parse_permissions
 from pacs.dicom.server import DicomServer
+from storage.blobs import BlobStore
 from tests.data.make_series import make_ct_series
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432"
@@ -58,6 +59,14 @@ SAMPLE_NAMES = [
 
 # Figures a test measures and the run should show (not assert), printed after the results.
 FIGURES = pytest.StashKey[dict[str, str]]()
+
+
+def blob_store(pacs: Context) -> BlobStore:
+    """A store over the archive's blob directory, for tests that look at the files themselves.
+
+    :class:`~storage.archive.Archive` keeps its own store private; this one sees the same files.
+    """
+    return BlobStore(pacs.settings.blob_dir, pacs.keyring)
 
 
 def report_figure(config: pytest.Config, name: str, value: str) -> None:
@@ -186,7 +195,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 
 @pytest.fixture
-def pacs(settings: Settings) -> Iterator[Pacs]:
+def pacs(settings: Settings) -> Iterator[Context]:
     """The open archive of :func:`settings`."""
     opened = open_pacs(settings)
     yield opened
@@ -237,7 +246,7 @@ class NodeFiles:
 class RunningDicom:
     """An archive with its DICOM listener running in this process on a free port."""
 
-    pacs: Pacs
+    pacs: Context
     server: DicomServer
     tmp: Path
 
@@ -354,7 +363,7 @@ def assert_same_dataset(received: Dataset, sent: Dataset) -> None:
         assert received.PixelData == sent.PixelData
 
 
-def read_stored(pacs: Pacs, sop_uid: str) -> Dataset:
+def read_stored(pacs: Context, sop_uid: str) -> Dataset:
     """The stored object, decrypted (read whole: the archive's stream cannot seek, pydicom must)."""
     with pacs.archive.open(sop_uid) as stream:
         return pydicom.dcmread(io.BytesIO(stream.read()))

@@ -44,7 +44,7 @@ from pacs.core.accounts import (
 )
 from pacs.core.audit import EventID
 from pacs.core.config import load_settings
-from pacs.core.context import Pacs, open_pacs
+from pacs.core.context import Context, open_pacs
 from pacs.core.throttle import PENDING_TTL
 from storage.db import User
 
@@ -77,7 +77,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def accounts(pacs: Pacs, clock: Clock) -> Accounts:
+def accounts(pacs: Context, clock: Clock) -> Accounts:
     return Accounts(pacs.database, pacs.keyring, now=clock)
 
 
@@ -87,12 +87,12 @@ def _account(accounts: Accounts, name: str) -> Account:
     return account
 
 
-def _row(pacs: Pacs, name: str) -> User:
+def _row(pacs: Context, name: str) -> User:
     with pacs.database.read() as session:
         return session.scalars(select(User).where(User.name == name)).one()
 
 
-def _row_bytes(pacs: Pacs, name: str) -> bytes:
+def _row_bytes(pacs: Context, name: str) -> bytes:
     """Every column of the user's row as the database returns it, concatenated."""
     table = User.__table__
     with pacs.database.read() as session:
@@ -182,7 +182,7 @@ def test_roles_are_parsed_from_a_comma_separated_list() -> None:
 # Password hashing.
 
 
-def test_password_is_hashed_with_argon2id_and_at_least_19_mib(pacs: Pacs, accounts: Accounts) -> None:
+def test_password_is_hashed_with_argon2id_and_at_least_19_mib(pacs: Context, accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     stored = _row(pacs, "doc").password_hash
     parameters = extract_parameters(stored)
@@ -192,7 +192,7 @@ def test_password_is_hashed_with_argon2id_and_at_least_19_mib(pacs: Pacs, accoun
     assert PASSPHRASE not in stored
 
 
-def test_weaker_hash_is_upgraded_at_the_next_successful_login(pacs: Pacs, accounts: Accounts) -> None:
+def test_weaker_hash_is_upgraded_at_the_next_successful_login(pacs: Context, accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSPHRASE)
     with pacs.database.write() as session:
@@ -211,7 +211,7 @@ def test_weaker_hash_is_upgraded_at_the_next_successful_login(pacs: Pacs, accoun
     assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.ACCEPTED
 
 
-def test_weaker_hash_is_kept_after_a_wrong_password(pacs: Pacs, accounts: Accounts) -> None:
+def test_weaker_hash_is_kept_after_a_wrong_password(pacs: Context, accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSPHRASE)
     with pacs.database.write() as session:
@@ -435,7 +435,7 @@ def test_verify_totp_is_false_for_a_user_who_has_not_enrolled(accounts: Accounts
     assert not accounts.verify_totp("nobody", "123456")
 
 
-def test_totp_secret_is_not_stored_in_clear(pacs: Pacs, accounts: Accounts, clock: Clock) -> None:
+def test_totp_secret_is_not_stored_in_clear(pacs: Context, accounts: Accounts, clock: Clock) -> None:
     totp, _ = _enrol(accounts, clock)
     stored = _row_bytes(pacs, "doc")
     assert _row(pacs, "doc").totp_secret
@@ -465,7 +465,7 @@ def test_made_up_recovery_code_is_refused(accounts: Accounts, clock: Clock) -> N
     assert _account(accounts, "doc").recovery_codes_left == RECOVERY_CODES
 
 
-def test_recovery_codes_are_not_stored_in_clear(pacs: Pacs, accounts: Accounts, clock: Clock) -> None:
+def test_recovery_codes_are_not_stored_in_clear(pacs: Context, accounts: Accounts, clock: Clock) -> None:
     _, codes = _enrol(accounts, clock)
     stored = _row_bytes(pacs, "doc")
     for code in codes:
@@ -777,7 +777,7 @@ def test_further_failures_keep_the_lock_until_the_period_after_the_last(
     assert _account(accounts, "doc").locked
 
 
-def _security_alerts(pacs: Pacs) -> list[dict[str, object]]:
+def _security_alerts(pacs: Context) -> list[dict[str, object]]:
     return [
         {"user_id": r.user_id, "source": r.source, **json.loads(r.details)}
         for r in pacs.audit.records()
@@ -785,7 +785,7 @@ def _security_alerts(pacs: Pacs) -> list[dict[str, object]]:
     ]
 
 
-def test_lockout_is_audited_once_by_the_accounts_service(pacs: Pacs, clock: Clock) -> None:
+def test_lockout_is_audited_once_by_the_accounts_service(pacs: Context, clock: Clock) -> None:
     accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=clock)
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     _at_once(lambda n: accounts.check_password("doc", "a wrong guess", f"198.51.100.{n + 1}"))
@@ -794,7 +794,7 @@ def test_lockout_is_audited_once_by_the_accounts_service(pacs: Pacs, clock: Cloc
     assert locks[0]["user_id"] == "doc" and str(locks[0]["source"]).startswith("198.51.100.")
 
 
-def test_unlock_is_audited_by_the_accounts_service_with_its_actor(pacs: Pacs, clock: Clock) -> None:
+def test_unlock_is_audited_by_the_accounts_service_with_its_actor(pacs: Context, clock: Clock) -> None:
     accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=clock)
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     _fail(accounts, "doc", LOCKOUT_AFTER)
@@ -822,7 +822,7 @@ def _attempt_in_another_process(data_dir: Path, barrier: Barrier, moment: float,
 
 
 def test_parallel_wrong_passwords_from_several_processes_run_no_more_hashes_than_the_free_failures(
-    pacs: Pacs, accounts: Accounts, clock: Clock
+    pacs: Context, accounts: Accounts, clock: Clock
 ) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     spawn = multiprocessing.get_context("spawn")

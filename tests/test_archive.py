@@ -16,7 +16,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 
-from pacs.core.context import Pacs, open_pacs
+from pacs.core.context import Context, open_pacs
 from storage import reindex
 from storage.archive import (
     Archive,
@@ -29,6 +29,7 @@ from storage.crypto import IntegrityError
 from storage.db import Instance
 from storage.header import HeaderError, is_valid_uid
 from storage.index import Outcome
+from tests.conftest import blob_store
 
 
 def _store_all(archive: Archive, directory: Path) -> list:
@@ -40,7 +41,7 @@ def _read(archive: Archive, sop_uid: str, version: int | None = None) -> bytes:
         return stream.read()
 
 
-def _blob_paths(pacs: Pacs) -> list[Path]:
+def _blob_paths(pacs: Context) -> list[Path]:
     return sorted(pacs.settings.blob_dir.glob("??/*.blob"))
 
 
@@ -52,14 +53,16 @@ def _rewrite(source: Path, target: Path, **changes: object) -> Path:
     return target
 
 
-def test_every_object_round_trips_byte_identical(pacs: Pacs, sample_files: list[Path], ct_dir: Path) -> None:
+def test_every_object_round_trips_byte_identical(
+    pacs: Context, sample_files: list[Path], ct_dir: Path
+) -> None:
     files = [*sample_files, *sorted(ct_dir.glob("*.dcm"))]
     for path in files:
         result = pacs.archive.store(path)
         assert _read(pacs.archive, result.sop_uid, result.version) == path.read_bytes(), path.name
 
 
-def test_transfer_syntax_is_recorded_as_received(pacs: Pacs, sample_files: list[Path]) -> None:
+def test_transfer_syntax_is_recorded_as_received(pacs: Context, sample_files: list[Path]) -> None:
     for path in sample_files:
         result = pacs.archive.store(path)
         info = pacs.archive.instance(result.sop_uid, result.version)
@@ -68,7 +71,9 @@ def test_transfer_syntax_is_recorded_as_received(pacs: Pacs, sample_files: list[
         )
 
 
-def test_no_patient_name_or_uid_appears_in_any_file_of_the_data_directory(pacs: Pacs, ct_dir: Path) -> None:
+def test_no_patient_name_or_uid_appears_in_any_file_of_the_data_directory(
+    pacs: Context, ct_dir: Path
+) -> None:
     results = _store_all(pacs.archive, ct_dir)
     pacs.audit.verify()
     needles = [
@@ -89,14 +94,14 @@ def test_no_patient_name_or_uid_appears_in_any_file_of_the_data_directory(pacs: 
     assert scanned > len(results)
 
 
-def test_blob_file_names_are_random_and_not_uids(pacs: Pacs, ct_dir: Path) -> None:
+def test_blob_file_names_are_random_and_not_uids(pacs: Context, ct_dir: Path) -> None:
     results = _store_all(pacs.archive, ct_dir)
     names = {p.name for p in _blob_paths(pacs)}
     assert len(names) == len(results)
     assert not any(r.sop_uid in name for r in results for name in names)
 
 
-def test_flipped_byte_is_detected_by_open_and_by_verify(pacs: Pacs, ct_dir: Path) -> None:
+def test_flipped_byte_is_detected_by_open_and_by_verify(pacs: Context, ct_dir: Path) -> None:
     result = _store_all(pacs.archive, ct_dir)[0]
     blob = pacs.settings.blob_dir / _blob_path_of(pacs, result.sop_uid)
     data = bytearray(blob.read_bytes())
@@ -109,12 +114,12 @@ def test_flipped_byte_is_detected_by_open_and_by_verify(pacs: Pacs, ct_dir: Path
     assert [uid for uid, _ in report.damaged] == [result.sop_uid]
 
 
-def _blob_path_of(pacs: Pacs, sop_uid: str) -> Path:
+def _blob_path_of(pacs: Context, sop_uid: str) -> Path:
     blob_id = pacs.archive.instance(sop_uid).ref.blob_id
-    return pacs.archive.blobs.path_of(blob_id).relative_to(pacs.settings.blob_dir)
+    return blob_store(pacs).path_of(blob_id).relative_to(pacs.settings.blob_dir)
 
 
-def test_truncated_blob_is_detected(pacs: Pacs, ct_dir: Path) -> None:
+def test_truncated_blob_is_detected(pacs: Context, ct_dir: Path) -> None:
     result = _store_all(pacs.archive, ct_dir)[0]
     blob = pacs.settings.blob_dir / _blob_path_of(pacs, result.sop_uid)
     blob.write_bytes(blob.read_bytes()[:-100])
@@ -123,7 +128,7 @@ def test_truncated_blob_is_detected(pacs: Pacs, ct_dir: Path) -> None:
     assert [uid for uid, _ in pacs.archive.verify().damaged] == [result.sop_uid]
 
 
-def test_swapped_blobs_are_detected(pacs: Pacs, ct_dir: Path) -> None:
+def test_swapped_blobs_are_detected(pacs: Context, ct_dir: Path) -> None:
     first, second = _store_all(pacs.archive, ct_dir)[:2]
     a = pacs.settings.blob_dir / _blob_path_of(pacs, first.sop_uid)
     b = pacs.settings.blob_dir / _blob_path_of(pacs, second.sop_uid)
@@ -136,7 +141,7 @@ def test_swapped_blobs_are_detected(pacs: Pacs, ct_dir: Path) -> None:
     assert {uid for uid, _ in pacs.archive.verify().damaged} == {first.sop_uid, second.sop_uid}
 
 
-def test_index_rows_swapped_between_two_objects_are_detected_by_verify(pacs: Pacs, ct_dir: Path) -> None:
+def test_index_rows_swapped_between_two_objects_are_detected_by_verify(pacs: Context, ct_dir: Path) -> None:
     first, second = _store_all(pacs.archive, ct_dir)[:2]
     columns = ("blob_id", "key_version", "wrapped_key", "size", "sha256")
     with pacs.database.write() as session:
@@ -158,7 +163,7 @@ def test_index_rows_swapped_between_two_objects_are_detected_by_verify(pacs: Pac
 
 
 def test_a_deflated_object_larger_than_the_parsed_prefix_verifies_clean(
-    pacs: Pacs, ct_dir: Path, tmp_path: Path
+    pacs: Context, ct_dir: Path, tmp_path: Path
 ) -> None:
     ds = pydicom.dcmread(sorted(ct_dir.glob("*.dcm"))[0])
     ds.Rows = ds.Columns = 1800
@@ -173,13 +178,13 @@ def test_a_deflated_object_larger_than_the_parsed_prefix_verifies_clean(
     assert report.checked == 1
 
 
-def test_missing_blob_is_reported_by_verify(pacs: Pacs, ct_dir: Path) -> None:
+def test_missing_blob_is_reported_by_verify(pacs: Context, ct_dir: Path) -> None:
     result = _store_all(pacs.archive, ct_dir)[0]
     (pacs.settings.blob_dir / _blob_path_of(pacs, result.sop_uid)).unlink()
     assert pacs.archive.verify().damaged == [(result.sop_uid, "blob is missing")]
 
 
-def test_intact_archive_verifies_clean(pacs: Pacs, ct_dir: Path, sample_files: list[Path]) -> None:
+def test_intact_archive_verifies_clean(pacs: Context, ct_dir: Path, sample_files: list[Path]) -> None:
     stored = len(_store_all(pacs.archive, ct_dir)) + len([pacs.archive.store(p) for p in sample_files])
     report = pacs.archive.verify()
     assert report.ok
@@ -187,7 +192,7 @@ def test_intact_archive_verifies_clean(pacs: Pacs, ct_dir: Path, sample_files: l
     assert report.orphans == [] and report.temp_files == []
 
 
-def test_storing_identical_bytes_again_is_idempotent(pacs: Pacs, ct_dir: Path) -> None:
+def test_storing_identical_bytes_again_is_idempotent(pacs: Context, ct_dir: Path) -> None:
     path = sorted(ct_dir.glob("*.dcm"))[0]
     first = pacs.archive.store(path)
     again = pacs.archive.store(path)
@@ -208,7 +213,7 @@ def _keys(**keys: object) -> Dataset:
 
 
 def test_different_object_with_same_uid_is_kept_as_new_version(
-    pacs: Pacs, ct_dir: Path, tmp_path: Path
+    pacs: Context, ct_dir: Path, tmp_path: Path
 ) -> None:
     original = sorted(ct_dir.glob("*.dcm"))[0]
     changed = _rewrite(original, tmp_path / "changed.dcm", ImageComments="corrected")
@@ -229,7 +234,7 @@ def test_different_object_with_same_uid_is_kept_as_new_version(
 
 
 def test_delete_study_removes_index_rows_and_blobs(
-    pacs: Pacs, ct_dir: Path, sample_files: list[Path]
+    pacs: Context, ct_dir: Path, sample_files: list[Path]
 ) -> None:
     ct = _store_all(pacs.archive, ct_dir)
     other = pacs.archive.store(sample_files[0])
@@ -247,13 +252,13 @@ def test_delete_study_removes_index_rows_and_blobs(
     assert pacs.archive.verify().ok
 
 
-def _assert_nothing_kept(pacs: Pacs) -> None:
+def _assert_nothing_kept(pacs: Context) -> None:
     assert _blob_paths(pacs) == []
-    assert pacs.archive.blobs.temp_files() == []
+    assert blob_store(pacs).temp_files() == []
     assert pacs.archive.find("IMAGE", _keys(SOPInstanceUID="")) == []
 
 
-def test_non_dicom_file_is_refused(pacs: Pacs, tmp_path: Path) -> None:
+def test_non_dicom_file_is_refused(pacs: Context, tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("this is not an image\n" * 20)
     with pytest.raises(HeaderError, match="not a DICOM Part 10 file"):
@@ -261,7 +266,7 @@ def test_non_dicom_file_is_refused(pacs: Pacs, tmp_path: Path) -> None:
     _assert_nothing_kept(pacs)
 
 
-def test_truncated_file_is_refused(pacs: Pacs, ct_dir: Path, tmp_path: Path) -> None:
+def test_truncated_file_is_refused(pacs: Context, ct_dir: Path, tmp_path: Path) -> None:
     source = sorted(ct_dir.glob("*.dcm"))[0].read_bytes()
     path = tmp_path / "cut.dcm"
     path.write_bytes(source[: len(source) - 1000])
@@ -273,7 +278,7 @@ def test_truncated_file_is_refused(pacs: Pacs, ct_dir: Path, tmp_path: Path) -> 
     _assert_nothing_kept(pacs)
 
 
-def test_file_without_sop_instance_uid_is_refused(pacs: Pacs, ct_dir: Path, tmp_path: Path) -> None:
+def test_file_without_sop_instance_uid_is_refused(pacs: Context, ct_dir: Path, tmp_path: Path) -> None:
     ds = pydicom.dcmread(sorted(ct_dir.glob("*.dcm"))[0])
     del ds.SOPInstanceUID
     path = tmp_path / "no-uid.dcm"
@@ -285,7 +290,7 @@ def test_file_without_sop_instance_uid_is_refused(pacs: Pacs, ct_dir: Path, tmp_
 
 @pytest.mark.parametrize("uid", ["../../etc/passwd", "1.2.3/4", "1.2.abc", "1.2." + "3" * 70])
 def test_uid_with_path_or_illegal_characters_is_refused(
-    pacs: Pacs, ct_dir: Path, tmp_path: Path, uid: str
+    pacs: Context, ct_dir: Path, tmp_path: Path, uid: str
 ) -> None:
     path = _rewrite(sorted(ct_dir.glob("*.dcm"))[0], tmp_path / "bad.dcm", StudyInstanceUID=uid)
     with pytest.raises(HeaderError, match="invalid Study Instance UID"):
@@ -293,7 +298,7 @@ def test_uid_with_path_or_illegal_characters_is_refused(
     _assert_nothing_kept(pacs)
 
 
-def test_object_over_the_size_limit_is_refused(pacs: Pacs, ct_dir: Path) -> None:
+def test_object_over_the_size_limit_is_refused(pacs: Context, ct_dir: Path) -> None:
     path = sorted(ct_dir.glob("*.dcm"))[0]
     pacs.archive.max_object_bytes = path.stat().st_size - 1
     with pytest.raises(ObjectTooLargeError):
@@ -301,7 +306,7 @@ def test_object_over_the_size_limit_is_refused(pacs: Pacs, ct_dir: Path) -> None
     _assert_nothing_kept(pacs)
 
 
-def test_store_below_the_free_space_watermark_is_out_of_resources(pacs: Pacs, ct_dir: Path) -> None:
+def test_store_below_the_free_space_watermark_is_out_of_resources(pacs: Context, ct_dir: Path) -> None:
     pacs.archive.min_free_bytes = shutil.disk_usage(pacs.settings.blob_dir).free + 2**30
     with pytest.raises(OutOfSpaceError):
         pacs.archive.store(sorted(ct_dir.glob("*.dcm"))[0])
@@ -309,7 +314,7 @@ def test_store_below_the_free_space_watermark_is_out_of_resources(pacs: Pacs, ct
 
 
 def test_an_index_commit_that_lands_but_raises_is_a_success(
-    pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
+    pacs: Context, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = sorted(ct_dir.glob("*.dcm"))[0]
     commit = pacs.archive.index_blob
@@ -328,7 +333,7 @@ def test_an_index_commit_that_lands_but_raises_is_a_success(
 
 
 def test_an_index_commit_that_fails_leaves_no_blob(
-    pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
+    pacs: Context, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def fail(*args: object, **kwargs: object) -> object:
         raise sa_exc.OperationalError("INSERT", {}, Exception("database or disk is full"))
@@ -340,7 +345,7 @@ def test_an_index_commit_that_fails_leaves_no_blob(
 
 
 def test_a_blob_is_kept_for_the_sweep_when_the_index_cannot_even_be_asked(
-    pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
+    pacs: Context, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = sorted(ct_dir.glob("*.dcm"))[0]
 
@@ -352,7 +357,7 @@ def test_a_blob_is_kept_for_the_sweep_when_the_index_cannot_even_be_asked(
     with pytest.raises(IndexUnavailableError):
         pacs.archive.store(path)
     monkeypatch.undo()
-    assert len(list(pacs.archive.blobs.blob_ids())) == 1
+    assert len(list(blob_store(pacs).blob_ids())) == 1
     report = pacs.archive.verify()
     assert report.ok and report.orphans == []
     assert [r.sop_uid for r in report.sweep.reindexed] == [pydicom.dcmread(path).SOPInstanceUID]
@@ -360,7 +365,7 @@ def test_a_blob_is_kept_for_the_sweep_when_the_index_cannot_even_be_asked(
 
 
 def test_a_sweep_that_loses_a_race_keeps_the_blob_the_winner_indexed(
-    pacs: Pacs, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
+    pacs: Context, ct_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = sorted(ct_dir.glob("*.dcm"))[0]
     monkeypatch.setattr(pacs.archive, "index_blob", _failing_index)
@@ -368,13 +373,13 @@ def test_a_sweep_that_loses_a_race_keeps_the_blob_the_winner_indexed(
     with pytest.raises(IndexUnavailableError):
         pacs.archive.store(path)
     monkeypatch.undo()
-    (blob_id,) = pacs.archive.blobs.blob_ids()
+    (blob_id,) = blob_store(pacs).blob_ids()
     assert [r.sop_uid for r in reindex.sweep(pacs.archive, remove=True, alone=True).reindexed]
     # A second sweep that listed the blob before the first indexed it:
     monkeypatch.setattr(pacs.archive, "indexed_blob_ids", lambda among=None: set())
     report = reindex.sweep(pacs.archive, remove=True, alone=True)
     assert report.reindexed == [] and report.duplicates == []
-    assert pacs.archive.blobs.path_of(blob_id).exists()
+    assert blob_store(pacs).path_of(blob_id).exists()
     assert _read(pacs.archive, pydicom.dcmread(path).SOPInstanceUID) == path.read_bytes()
 
 
@@ -382,12 +387,12 @@ def _failing_index(*args: object, **kwargs: object) -> object:
     raise sa_exc.OperationalError("INSERT", {}, ConnectionError("connection refused"))
 
 
-def test_verify_keeps_complete_orphans_and_removes_incomplete_blobs(pacs: Pacs, ct_dir: Path) -> None:
+def test_verify_keeps_complete_orphans_and_removes_incomplete_blobs(pacs: Context, ct_dir: Path) -> None:
     result = _store_all(pacs.archive, ct_dir)[0]
-    orphan_writer = pacs.archive.blobs.writer()
+    orphan_writer = blob_store(pacs).writer()
     orphan_writer.write(b"x" * 100)
     orphan = orphan_writer.commit()
-    partial = pacs.archive.blobs.writer()
+    partial = blob_store(pacs).writer()
     partial.write(b"half")
     partial._file.flush()  # type: ignore[union-attr]
     report = pacs.archive.verify(cleanup=True)
@@ -395,19 +400,19 @@ def test_verify_keeps_complete_orphans_and_removes_incomplete_blobs(pacs: Pacs, 
     assert report.orphans == [orphan.blob_id], "a complete blob is never deleted for being unreferenced"
     assert report.sweep.removed == [partial.blob_id]
     assert report.cleaned
-    assert pacs.archive.blobs.path_of(orphan.blob_id).exists()
+    assert blob_store(pacs).path_of(orphan.blob_id).exists()
     assert not partial.path.exists()
     assert _read(pacs.archive, result.sop_uid) == sorted(ct_dir.glob("*.dcm"))[0].read_bytes()
     partial.abort()
 
 
 def test_verify_leaves_a_young_incomplete_blob_alone_while_another_writer_runs(
-    pacs: Pacs, ct_dir: Path
+    pacs: Context, ct_dir: Path
 ) -> None:
     writer = open_pacs(pacs.settings)
     try:
         writer.archive.store(sorted(ct_dir.glob("*.dcm"))[0])
-        in_flight = pacs.archive.blobs.writer()
+        in_flight = blob_store(pacs).writer()
         in_flight.write(b"in flight")
         report = pacs.archive.verify(cleanup=True)
         assert report.orphans == [in_flight.blob_id]
@@ -418,7 +423,7 @@ def test_verify_leaves_a_young_incomplete_blob_alone_while_another_writer_runs(
         writer.close()
 
 
-def test_index_file_holds_no_readable_text(pacs: Pacs, ct_dir: Path, db_url: str) -> None:
+def test_index_file_holds_no_readable_text(pacs: Context, ct_dir: Path, db_url: str) -> None:
     _store_all(pacs.archive, ct_dir)
     if db_url:
         assert not pacs.settings.index_path.exists()
@@ -428,7 +433,7 @@ def test_index_file_holds_no_readable_text(pacs: Pacs, ct_dir: Path, db_url: str
     assert b"CREATE TABLE" not in content
 
 
-def test_data_files_are_private(pacs: Pacs, ct_dir: Path) -> None:
+def test_data_files_are_private(pacs: Context, ct_dir: Path) -> None:
     _store_all(pacs.archive, ct_dir)
     for path in [pacs.settings.data_dir, *pacs.settings.data_dir.rglob("*")]:
         mode = os.stat(path).st_mode & 0o777
@@ -437,7 +442,7 @@ def test_data_files_are_private(pacs: Pacs, ct_dir: Path) -> None:
         assert mode & 0o077 == 0, f"{path} is mode {oct(mode)}"
 
 
-def test_truncated_object_without_pixel_data_is_refused(pacs: Pacs, tmp_path: Path) -> None:
+def test_truncated_object_without_pixel_data_is_refused(pacs: Context, tmp_path: Path) -> None:
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     del ds.PixelData
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF Storage
@@ -457,7 +462,7 @@ def test_uid_check_rejects_anything_but_digits_and_dots() -> None:
         assert not is_valid_uid(bad), repr(bad)
 
 
-def test_many_threads_using_the_index_at_once_do_not_disturb_each_other(pacs: Pacs, ct_dir: Path) -> None:
+def test_many_threads_using_the_index_at_once_do_not_disturb_each_other(pacs: Context, ct_dir: Path) -> None:
     stored = _store_all(pacs.archive, ct_dir)
     barrier = threading.Barrier(16)
 

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from pacs.cli import main
 from pacs.core.audit import GENESIS, Action, AuditEvent, EventID, EventType, Outcome, _canonical
 from pacs.core.config import Settings
-from pacs.core.context import Pacs, open_pacs
+from pacs.core.context import Context, open_pacs
 from storage.db import AuditRecord
 
 COLUMNS = (
@@ -51,16 +51,16 @@ def _event(user: str = "alice@cli", **fields: object) -> AuditEvent:
     return AuditEvent(EventID.QUERY, Action.EXECUTE, user_id=user, **fields)  # type: ignore[arg-type]
 
 
-def _append(pacs: Pacs, count: int) -> None:
+def _append(pacs: Context, count: int) -> None:
     for number in range(count):
         pacs.audit.append(_event(f"user{number}@cli"))
 
 
-def _rows(pacs: Pacs) -> list[AuditRecord]:
+def _rows(pacs: Context) -> list[AuditRecord]:
     return list(pacs.audit.records())
 
 
-def _sql(pacs: Pacs, *statements: str, **params: object) -> None:
+def _sql(pacs: Context, *statements: str, **params: object) -> None:
     with pacs.database.engine.begin() as connection:
         for statement in statements:
             connection.execute(text(statement), params)
@@ -98,7 +98,7 @@ def _assert_cli_reports_broken(settings: Settings, capsys: pytest.CaptureFixture
 # --- an intact chain --------------------------------------------------------------------------------
 
 
-def test_fresh_archive_holds_only_the_init_record_and_verifies(pacs: Pacs) -> None:
+def test_fresh_archive_holds_only_the_init_record_and_verifies(pacs: Context) -> None:
     (record,) = _rows(pacs)
     assert (record.seq, record.prev_hash) == (1, GENESIS)
     assert record.event_id == EventID.APPLICATION_ACTIVITY
@@ -109,7 +109,7 @@ def test_fresh_archive_holds_only_the_init_record_and_verifies(pacs: Pacs) -> No
     assert report.records == 1
 
 
-def test_appended_records_are_numbered_from_1_and_each_links_to_the_one_before(pacs: Pacs) -> None:
+def test_appended_records_are_numbered_from_1_and_each_links_to_the_one_before(pacs: Context) -> None:
     _append(pacs, 5)
     rows = _rows(pacs)
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5, 6]
@@ -124,7 +124,7 @@ def test_appended_records_are_numbered_from_1_and_each_links_to_the_one_before(p
     assert report.records == 6
 
 
-def test_stored_record_holds_every_field_of_the_event(pacs: Pacs) -> None:
+def test_stored_record_holds_every_field_of_the_event(pacs: Context) -> None:
     returned = pacs.audit.append(
         AuditEvent(
             EventID.EXPORT,
@@ -146,7 +146,7 @@ def test_stored_record_holds_every_field_of_the_event(pacs: Pacs) -> None:
     assert json.loads(stored.details) == {"instances": 3, "destination": "/tmp/out"}
 
 
-def test_anchor_file_holds_the_newest_record_and_is_private(pacs: Pacs, settings: Settings) -> None:
+def test_anchor_file_holds_the_newest_record_and_is_private(pacs: Context, settings: Settings) -> None:
     _append(pacs, 3)
     last = _rows(pacs)[-1]
     anchor = json.loads(_anchor(settings).read_text())
@@ -155,7 +155,7 @@ def test_anchor_file_holds_the_newest_record_and_is_private(pacs: Pacs, settings
 
 
 def test_audit_verify_of_an_intact_chain_exits_0(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 3)
     code, lines = _audit_verify(settings, capsys)
@@ -167,7 +167,7 @@ def test_audit_verify_of_an_intact_chain_exits_0(
 
 
 def test_edited_row_breaks_the_chain(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 4)
     _sql(pacs, "UPDATE audit_log SET user_id = :who WHERE seq = 3", who="mallory@cli")
@@ -178,7 +178,7 @@ def test_edited_row_breaks_the_chain(
 
 
 def test_deleted_middle_row_breaks_the_chain(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 4)
     _sql(pacs, "DELETE FROM audit_log WHERE seq = 3")
@@ -189,7 +189,7 @@ def test_deleted_middle_row_breaks_the_chain(
 
 
 def test_forged_row_added_at_the_end_breaks_the_chain(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 4)
     last = _rows(pacs)[-1]
@@ -207,7 +207,7 @@ def test_forged_row_added_at_the_end_breaks_the_chain(
 
 
 def test_forged_row_slipped_into_the_middle_breaks_the_chain(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 4)
     _sql(
@@ -227,7 +227,7 @@ def test_forged_row_slipped_into_the_middle_breaks_the_chain(
 
 
 def test_deleted_last_row_is_caught_by_the_anchor(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 4)
     _sql(pacs, "DELETE FROM audit_log WHERE seq = 5")
@@ -236,7 +236,7 @@ def test_deleted_last_row_is_caught_by_the_anchor(
     _assert_cli_reports_broken(settings, capsys, r"\brecords 5\.\.5\b.*removed")
 
 
-def test_append_after_a_cut_off_end_leaves_the_gap_visible(pacs: Pacs) -> None:
+def test_append_after_a_cut_off_end_leaves_the_gap_visible(pacs: Context) -> None:
     _append(pacs, 4)
     _sql(pacs, "DELETE FROM audit_log WHERE seq = 5")
     record = pacs.audit.append(_event("innocent@cli"))
@@ -246,7 +246,7 @@ def test_append_after_a_cut_off_end_leaves_the_gap_visible(pacs: Pacs) -> None:
 
 
 def test_damaged_anchor_file_is_reported(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 2)
     _anchor(settings).write_text('{"seq": 3, "hash": ')
@@ -256,7 +256,7 @@ def test_damaged_anchor_file_is_reported(
 
 
 def test_anchor_forged_to_hide_a_deleted_last_row_is_reported(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 4)
     _sql(pacs, "DELETE FROM audit_log WHERE seq = 5")
@@ -268,7 +268,7 @@ def test_anchor_forged_to_hide_a_deleted_last_row_is_reported(
     _assert_cli_reports_broken(settings, capsys, r"anchor file .* damaged or forged")
 
 
-def test_missing_anchor_file_is_reported(pacs: Pacs, settings: Settings) -> None:
+def test_missing_anchor_file_is_reported(pacs: Context, settings: Settings) -> None:
     _append(pacs, 2)
     _anchor(settings).unlink()
     report = pacs.audit.verify()
@@ -276,7 +276,7 @@ def test_missing_anchor_file_is_reported(pacs: Pacs, settings: Settings) -> None
 
 
 def test_chain_rebuilt_with_plain_sha256_does_not_verify(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 4)
     rows = _rows(pacs)
@@ -303,7 +303,7 @@ def test_chain_rebuilt_with_plain_sha256_does_not_verify(
     _assert_cli_reports_broken(settings, capsys, r"\brecord 3\b.*altered")
 
 
-def test_cut_off_last_row_is_still_detected_after_later_appends(pacs: Pacs) -> None:
+def test_cut_off_last_row_is_still_detected_after_later_appends(pacs: Context) -> None:
     _append(pacs, 4)
     _sql(pacs, "DELETE FROM audit_log WHERE seq = 5")
     _append(pacs, 2)
@@ -311,7 +311,7 @@ def test_cut_off_last_row_is_still_detected_after_later_appends(pacs: Pacs) -> N
 
 
 def test_damaged_anchor_is_still_reported_by_a_second_audit_verify(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 2)
     _anchor(settings).write_text("garbage")
@@ -387,7 +387,7 @@ def test_reanchor_acknowledges_a_cut_off_end_and_the_chain_verifies_again(
     ]
 
 
-def test_reanchor_does_not_acknowledge_later_tampering_of_older_records(pacs: Pacs) -> None:
+def test_reanchor_does_not_acknowledge_later_tampering_of_older_records(pacs: Context) -> None:
     _append(pacs, 8)
     (pacs.settings.data_dir / "audit.anchor").unlink()
     pacs.audit.reanchor("admin@cli", pacs.audit.verify())
@@ -400,7 +400,7 @@ def test_reanchor_does_not_acknowledge_later_tampering_of_older_records(pacs: Pa
     assert any("record 7 was altered" in problem for problem in report.problems)
 
 
-def test_reanchor_does_not_hide_later_tampering(pacs: Pacs) -> None:
+def test_reanchor_does_not_hide_later_tampering(pacs: Context) -> None:
     _append(pacs, 2)
     _sql(pacs, "DELETE FROM audit_log WHERE seq = 2")
     pacs.audit.reanchor("admin@cli", pacs.audit.verify())
@@ -411,7 +411,7 @@ def test_reanchor_does_not_hide_later_tampering(pacs: Pacs) -> None:
 
 
 def test_audit_export_is_itself_audited(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, _ = _audit_export(settings, capsys, "--format", "jsonl")
     assert code == 0
@@ -421,7 +421,7 @@ def test_audit_export_is_itself_audited(
 
 
 def test_audit_verify_is_itself_audited(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _ = _audit_verify(settings, capsys)
     assert code == 0
@@ -434,7 +434,7 @@ def test_audit_verify_is_itself_audited(
 
 
 def test_jsonl_export_writes_one_object_with_the_documented_fields_per_record(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pacs.audit.append(_event("bob@cli", patient_id="PID-42", study_uid="1.2.3.4", details={"hits": 7}))
     code, out, _ = _audit_export(settings, capsys, "--format", "jsonl")
@@ -460,7 +460,7 @@ def test_jsonl_export_writes_one_object_with_the_documented_fields_per_record(
 
 
 def test_export_to_a_file_writes_the_records_there(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     _append(pacs, 2)
     target = tmp_path / "audit.jsonl"
@@ -494,7 +494,7 @@ def _atna(settings: Settings, capsys: pytest.CaptureFixture[str]) -> ET.Element:
 
 
 def test_atna_export_has_event_id_and_active_participant_in_every_message(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _append(pacs, 2)
     pacs.audit.append(AuditEvent(EventID.SECURITY_ALERT, Action.EXECUTE, source="192.0.2.9"))
@@ -518,7 +518,7 @@ def test_atna_export_has_event_id_and_active_participant_in_every_message(
 
 
 def test_atna_export_names_patient_and_study_when_set(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pacs.audit.append(_event(patient_id="PID-42", study_uid="1.2.3.4"))
     root = _atna(settings, capsys)
@@ -539,7 +539,7 @@ def test_atna_export_names_patient_and_study_when_set(
 
 
 def test_atna_export_stays_well_formed_with_a_control_character_in_a_patient_id(
-    pacs: Pacs, settings: Settings, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pacs.audit.append(_event(patient_id="PID\x1b$B42"))
     root = _atna(settings, capsys)

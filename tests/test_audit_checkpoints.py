@@ -27,7 +27,7 @@ from pacs.cli import main
 from pacs.core import checkpoints, pki, tls
 from pacs.core.audit import Action, AuditEvent, EventID
 from pacs.core.config import Settings, load_settings, with_overrides
-from pacs.core.context import CA_CERT, CA_KEY, Pacs, initialise, open_pacs
+from pacs.core.context import CA_CERT, CA_KEY, Context, initialise, open_pacs
 from pacs.ops import selfcheck
 from tests.conftest import _free_port, pacs_serve
 
@@ -58,12 +58,12 @@ def syslog() -> Iterator[SyslogSocket]:
     log.close()
 
 
-def _append(pacs: Pacs, count: int) -> None:
+def _append(pacs: Context, count: int) -> None:
     for number in range(count):
         pacs.audit.append(AuditEvent(EventID.QUERY, Action.EXECUTE, user_id=f"user{number}@cli"))
 
 
-def _checkpoint(pacs: Pacs, syslog: SyslogSocket) -> str:
+def _checkpoint(pacs: Context, syslog: SyslogSocket) -> str:
     """Take a checkpoint through the local syslog socket; return the message syslog got."""
     sink = checkpoints.LocalSyslog(str(syslog.path))
     checkpoints.write_checkpoint(pacs.audit, checkpoints.Signer(pacs.keyring), [sink])
@@ -78,7 +78,7 @@ def _save(path: Path, *lines: str) -> Path:
     return path
 
 
-def _roll_back(pacs: Pacs, settings: Settings, keep: int, old_anchor: bytes) -> None:
+def _roll_back(pacs: Context, settings: Settings, keep: int, old_anchor: bytes) -> None:
     """The attack: delete every record after `keep` with SQL and put the older anchor file back."""
     with pacs.database.engine.begin() as connection:
         connection.execute(text("DELETE FROM audit_log WHERE seq > :keep"), {"keep": keep})
@@ -91,7 +91,11 @@ def _verify(settings: Settings, capsys: pytest.CaptureFixture[str], *extra: str)
 
 
 def test_rolled_back_trail_with_the_older_anchor_put_back_fails_verify_against_the_checkpoint(
-    pacs: Pacs, settings: Settings, syslog: SyslogSocket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context,
+    settings: Settings,
+    syslog: SyslogSocket,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     _append(pacs, 5)
     kept, _ = pacs.audit.newest() or (0, "")
@@ -113,7 +117,11 @@ def test_rolled_back_trail_with_the_older_anchor_put_back_fails_verify_against_t
 
 
 def test_trail_regrown_to_the_same_length_after_a_roll_back_fails_verify_against_the_checkpoint(
-    pacs: Pacs, settings: Settings, syslog: SyslogSocket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context,
+    settings: Settings,
+    syslog: SyslogSocket,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     _append(pacs, 3)
     kept, _ = pacs.audit.newest() or (0, "")
@@ -133,7 +141,11 @@ def test_trail_regrown_to_the_same_length_after_a_roll_back_fails_verify_against
 
 
 def test_trail_that_grew_after_its_checkpoints_verifies_against_them(
-    pacs: Pacs, settings: Settings, syslog: SyslogSocket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context,
+    settings: Settings,
+    syslog: SyslogSocket,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     _append(pacs, 2)
     first = _checkpoint(pacs, syslog)
@@ -148,7 +160,11 @@ def test_trail_that_grew_after_its_checkpoints_verifies_against_them(
 
 
 def test_checkpoint_line_with_an_edited_sequence_number_is_reported_as_forged(
-    pacs: Pacs, settings: Settings, syslog: SyslogSocket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context,
+    settings: Settings,
+    syslog: SyslogSocket,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     _append(pacs, 2)
     line = _checkpoint(pacs, syslog)
@@ -163,7 +179,11 @@ def test_checkpoint_line_with_an_edited_sequence_number_is_reported_as_forged(
 
 
 def test_checkpoints_of_another_archive_do_not_count(
-    pacs: Pacs, settings: Settings, syslog: SyslogSocket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context,
+    settings: Settings,
+    syslog: SyslogSocket,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     other_settings = initialise(
         tmp_path / "other", ae_title="OTHER", hostname="localhost", db_url="", user="t"
@@ -180,7 +200,7 @@ def test_checkpoints_of_another_archive_do_not_count(
 
 
 def test_checkpoints_can_be_piped_from_journalctl(
-    pacs: Pacs,
+    pacs: Context,
     settings: Settings,
     syslog: SyslogSocket,
     monkeypatch: pytest.MonkeyPatch,
@@ -203,7 +223,7 @@ def test_unreadable_checkpoint_file_is_a_one_line_error(
     assert err.startswith("pacs: error: cannot read the checkpoint file") and err.count("\n") == 1
 
 
-def test_the_checkpoint_goes_to_syslog_as_authpriv_tagged_pacs(pacs: Pacs, syslog: SyslogSocket) -> None:
+def test_the_checkpoint_goes_to_syslog_as_authpriv_tagged_pacs(pacs: Context, syslog: SyslogSocket) -> None:
     message = _checkpoint(pacs, syslog)
     seq, hash_ = pacs.audit.newest()  # type: ignore[misc]
     assert message.startswith(f"<{10 * 8 + 6}>pacs: PACS-AUDIT-CHECKPOINT v1 archive=")
@@ -218,14 +238,14 @@ def _import_study(settings: Settings, ct_dir: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
 
 
-def _empty_the_trail(pacs: Pacs, settings: Settings) -> None:
+def _empty_the_trail(pacs: Context, settings: Settings) -> None:
     with pacs.database.engine.begin() as connection:
         connection.execute(text("DELETE FROM audit_log"))
     (settings.data_dir / "audit.anchor").unlink()
 
 
 def test_emptied_trail_of_an_archive_holding_studies_fails_audit_verify(
-    pacs: Pacs, settings: Settings, ct_dir: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, ct_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _import_study(settings, ct_dir, capsys)
     _empty_the_trail(pacs, settings)
@@ -237,7 +257,7 @@ def test_emptied_trail_of_an_archive_holding_studies_fails_audit_verify(
 
 
 def test_emptied_trail_of_an_archive_holding_studies_is_a_selfcheck_finding(
-    pacs: Pacs, settings: Settings, ct_dir: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, ct_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _import_study(settings, ct_dir, capsys)
     _empty_the_trail(pacs, settings)
@@ -249,7 +269,7 @@ def test_emptied_trail_of_an_archive_holding_studies_is_a_selfcheck_finding(
 
 
 def test_reanchor_after_an_emptied_trail_records_it_and_verifies_again(
-    pacs: Pacs, settings: Settings, ct_dir: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, ct_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _import_study(settings, ct_dir, capsys)
     _empty_the_trail(pacs, settings)
@@ -261,7 +281,7 @@ def test_reanchor_after_an_emptied_trail_records_it_and_verifies_again(
 
 
 def test_emptied_trail_stays_broken_after_the_service_appends_to_it(
-    pacs: Pacs, settings: Settings, ct_dir: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, ct_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _import_study(settings, ct_dir, capsys)
     _empty_the_trail(pacs, settings)
@@ -365,7 +385,7 @@ def _archive_ca(settings: Settings) -> pki.Issued:
 
 
 def test_checkpoint_reaches_a_remote_syslog_over_mutual_tls_in_an_octet_counted_frame(
-    pacs: Pacs, settings: Settings, tmp_path: Path
+    pacs: Context, settings: Settings, tmp_path: Path
 ) -> None:
     issued = pki.issue_server_cert(_archive_ca(settings), "localhost", extra_names=["127.0.0.1"])
     receiver = TlsReceiver(issued, settings.tls_dir / CA_CERT, tmp_path)
@@ -384,7 +404,7 @@ def test_checkpoint_reaches_a_remote_syslog_over_mutual_tls_in_an_octet_counted_
 
 
 def test_remote_syslog_with_a_certificate_of_another_ca_gets_no_checkpoint(
-    pacs: Pacs, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pacs: Context, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     foreign = pki.issue_server_cert(pki.create_ca("Someone else"), "localhost", extra_names=["127.0.0.1"])
     receiver = TlsReceiver(foreign, settings.tls_dir / CA_CERT, tmp_path)

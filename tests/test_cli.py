@@ -25,7 +25,7 @@ from pacs.core.context import open_pacs
 from storage.archive import Archive
 from storage.db import MIGRATIONS
 from storage.keys import KeyRing
-from tests.conftest import RunningDicom
+from tests.conftest import RunningDicom, blob_store
 from tests.data.make_series import make_ct_series
 from tests.data.set_back_schema import set_back_schema
 
@@ -325,7 +325,7 @@ def test_an_export_that_fails_half_way_leaves_only_whole_files_and_is_audited_as
     pacs = open_pacs(_settings(data_dir))
     try:
         second = pacs.archive.study_instances(study_uid)[1]
-        blob = pacs.archive.blobs.path_of(second.ref.blob_id)
+        blob = blob_store(pacs).path_of(second.ref.blob_id)
     finally:
         pacs.close()
     blob.write_bytes(blob.read_bytes()[:-100])

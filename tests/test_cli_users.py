@@ -17,7 +17,7 @@ import pytest
 from pacs.cli import main
 from pacs.core.accounts import LOCKOUT_AFTER, Account, Accounts, Verdict
 from pacs.core.config import load_settings
-from pacs.core.context import Pacs, open_pacs
+from pacs.core.context import Context, open_pacs
 
 PASSPHRASE = "violet kestrel under the quarry"
 ADDRESS = "192.0.2.10"
@@ -67,7 +67,7 @@ def archive(tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> 
 
 
 @contextmanager
-def _opened(archive: Archive) -> Iterator[Pacs]:
+def _opened(archive: Archive) -> Iterator[Context]:
     pacs = open_pacs(load_settings(archive.data, {}))
     try:
         yield pacs

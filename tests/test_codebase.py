@@ -10,40 +10,78 @@ from pathlib import Path
 
 import pytest
 
+from tests import layering
+
 ROOT = Path(__file__).resolve().parent.parent
-OURS = ("pacs", "storage", "webviewer")
-# package -> packages (or modules) it must never import, and the exceptions it may
-FORBIDDEN = {
-    "storage": ("pacs", "webviewer"),
-    "webviewer": ("pacs",),
+OURS = layering.OURS
+
+# One import each layer must not make, as DESIGN.md's table forbids (the importer, the imported).
+VIOLATIONS = {
+    "storage imports nothing of ours": ("storage/blobs.py", "pacs.core.audit"),
+    "pacs.core imports only storage": ("pacs/core/nodes.py", "pacs.ops.selfcheck"),
+    "pacs.ops imports only pacs.core and storage": ("pacs/ops/backup.py", "webviewer.auth"),
+    "webviewer imports only storage, pacs.core and pacs.ops": ("webviewer/auth.py", "pacs.dicom.policy"),
+    "pacs.dicom does not import webviewer": ("pacs/dicom/server.py", "webviewer.viewer"),
+    "only pacs.cli and pacs.serve import pacs.serve": ("pacs/ops/verify.py", "pacs.serve.https"),
 }
-ALLOWED = {"webviewer": ("pacs.core.accounts", "pacs.core.audit")}
+# What each violating module is made of in the synthetic tree, besides its bad import.
+SKELETON = (
+    "storage/__init__.py", "storage/blobs.py", "pacs/__init__.py", "pacs/core/__init__.py",
+    "pacs/core/audit.py", "pacs/core/nodes.py", "pacs/ops/__init__.py", "pacs/ops/backup.py",
+    "pacs/ops/selfcheck.py", "pacs/ops/verify.py", "pacs/dicom/__init__.py", "pacs/dicom/policy.py",
+    "pacs/dicom/server.py", "pacs/serve/__init__.py", "pacs/serve/https.py", "webviewer/__init__.py",
+    "webviewer/auth.py", "webviewer/viewer.py",
+)  # fmt: skip
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+def _tree(root: Path, imports: dict[str, str]) -> Path:
+    """A synthetic tree of our packages in which each file of `imports` imports the module given."""
+    for name in SKELETON:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = f"import {imports[name]}\n" if name in imports else ""
+        path.write_text(f'"""{name}."""\n{body}')
+    return root
 
 
-def _within(name: str, modules: tuple[str, ...]) -> bool:
-    return any(name == module or name.startswith(module + ".") for module in modules)
+def test_the_layers_import_only_what_design_md_allows() -> None:
+    assert layering.offences(ROOT) == []
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_package_does_not_import_upwards(package: str) -> None:
-    offences = [
-        f"{path.relative_to(ROOT)} imports {name}"
-        for path in (ROOT / package).rglob("*.py")
-        for name in _imports(path)
-        if _within(name, FORBIDDEN[package]) and not _within(name, ALLOWED.get(package, ()))
+def test_there_are_no_import_cycles() -> None:
+    assert layering.cycles(ROOT) == []
+
+
+@pytest.mark.parametrize("rule", sorted(VIOLATIONS))
+def test_an_import_against_a_rule_is_caught(rule: str, tmp_path: Path) -> None:
+    importer, imported = VIOLATIONS[rule]
+    clean = _tree(tmp_path / "clean", {})
+    broken = _tree(tmp_path / "broken", {importer: imported})
+    assert layering.offences(clean) == []
+    (offence,) = layering.offences(broken)
+    assert offence.startswith(layering.module_name(broken, broken / importer) + " (")
+    assert f"imports {imported} (" in offence
+
+
+def test_an_import_inside_a_function_or_relative_counts(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {})
+    (root / "storage/blobs.py").write_text('"""b."""\n\ndef f() -> None:\n    from pacs.core import audit\n')
+    (root / "pacs/core/nodes.py").write_text('"""n."""\nfrom ..ops import selfcheck\n')
+    assert layering.offences(root) == [
+        "pacs.core.nodes (pacs.core) imports pacs.ops.selfcheck (pacs.ops)",
+        "storage.blobs (storage) imports pacs.core.audit (pacs.core)",
     ]
-    assert offences == []
+
+
+def test_a_module_outside_every_layer_is_caught(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {})
+    (root / "pacs/stray.py").write_text('"""A module at the top of pacs."""\n')
+    assert layering.offences(root) == ["pacs.stray is in no layer of DESIGN.md"]
+
+
+def test_an_import_cycle_is_caught(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"pacs/ops/backup.py": "pacs.ops.verify", "pacs/ops/verify.py": "pacs.ops.backup"})
+    assert layering.cycles(root) == [["pacs.ops.backup", "pacs.ops.verify"]]
 
 
 def test_every_module_starts_with_a_docstring() -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from storage.archive import NotFoundError
 from storage.db import Instance
-from tests.conftest import RunningDicom
+from tests.conftest import RunningDicom, blob_store
 from tests.test_dicom_services import _association, _storage
 
 CANNOT_UNDERSTAND, DATA_SET_DOES_NOT_MATCH, SUCCESS = 0xC000, 0xB007, 0x0000
@@ -69,7 +69,7 @@ def test_a_data_set_nested_too_deep_gets_cannot_understand_with_a_reason(
         assert status.Status == CANNOT_UNDERSTAND
         assert "nested" in str(status.ErrorComment)
         assert assoc.send_c_store(_slice(ct_dir)).Status == SUCCESS, "the association stays usable"
-    assert list(dicom.pacs.archive.blobs.blob_ids()) != []
+    assert list(blob_store(dicom.pacs).blob_ids()) != []
 
 
 def test_an_empty_data_set_gets_cannot_understand_with_a_reason(dicom: RunningDicom, ct_dir: Path) -> None:
@@ -80,7 +80,7 @@ def test_an_empty_data_set_gets_cannot_understand_with_a_reason(dicom: RunningDi
         assert "empty" in str(status.ErrorComment)
     with pytest.raises(NotFoundError):
         dicom.pacs.archive.instance(ds.SOPInstanceUID)
-    assert list(dicom.pacs.archive.blobs.blob_ids()) == []
+    assert list(blob_store(dicom.pacs).blob_ids()) == []
 
 
 def test_a_data_set_cut_inside_an_element_gets_cannot_understand(dicom: RunningDicom, ct_dir: Path) -> None:
@@ -90,7 +90,7 @@ def test_a_data_set_cut_inside_an_element_gets_cannot_understand(dicom: RunningD
         status = _send_raw(assoc, ds, encoded[:-100])
     assert status.Status == CANNOT_UNDERSTAND
     assert "truncated" in str(status.ErrorComment)
-    assert list(dicom.pacs.archive.blobs.blob_ids()) == []
+    assert list(blob_store(dicom.pacs).blob_ids()) == []
 
 
 def test_pixel_data_shorter_than_declared_is_stored_with_a_warning_and_flagged(
@@ -118,5 +118,5 @@ def test_an_identical_object_sent_again_is_acknowledged_without_a_second_blob(
     with _association(dicom, dicom.enrol("MODALITY"), _storage()) as assoc:
         assert assoc.send_c_store(ds).Status == SUCCESS
         assert assoc.send_c_store(ds).Status == SUCCESS
-    assert len(list(dicom.pacs.archive.blobs.blob_ids())) == 1
+    assert len(list(blob_store(dicom.pacs).blob_ids())) == 1
     assert dicom.pacs.archive.instance(ds.SOPInstanceUID).version == 1

@@ -42,10 +42,10 @@ from pynetdicom.sop_class import (
 from pynetdicom.status import code_to_category
 
 from pacs.core.audit import EventID
-from pacs.core.context import CA_CERT, Pacs
+from pacs.core.context import CA_CERT, Context
 from storage.archive import NotFoundError
 from storage.db import AuditRecord
-from tests.conftest import SAMPLE_NAMES, NodeFiles, RunningDicom, assert_same_dataset, read_stored
+from tests.conftest import SAMPLE_NAMES, NodeFiles, RunningDicom, assert_same_dataset, blob_store, read_stored
 from tests.data.make_series import make_ct_series
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,13 +139,13 @@ def _assert_same_values(received: Dataset, sent: Dataset) -> None:
 
 
 def _audit(
-    pacs: Pacs, event_id: str, predicate: Callable[[AuditRecord], bool] = lambda r: True
+    pacs: Context, event_id: str, predicate: Callable[[AuditRecord], bool] = lambda r: True
 ) -> list[AuditRecord]:
     return [r for r in pacs.audit.records() if r.event_id == event_id and predicate(r)]
 
 
 def _poll_audit(
-    pacs: Pacs,
+    pacs: Context,
     event_id: str,
     predicate: Callable[[AuditRecord], bool],
     *,
@@ -174,7 +174,7 @@ def _findscu_responses(result: subprocess.CompletedProcess[str], outdir: Path) -
     return [pydicom.dcmread(path, force=True) for path in sorted(outdir.glob("rsp*.dcm"))]
 
 
-def _store_files(pacs: Pacs, files: list[Path]) -> None:
+def _store_files(pacs: Context, files: list[Path]) -> None:
     for path in files:
         pacs.archive.store(path)
 
@@ -708,7 +708,7 @@ def test_free_disk_below_the_watermark_answers_out_of_resources_and_stores_nothi
     dicom: RunningDicom, ct_dir: Path
 ) -> None:
     archive = dicom.pacs.archive
-    archive.min_free_bytes = shutil.disk_usage(archive.blobs.root).free + 2**40
+    archive.min_free_bytes = shutil.disk_usage(dicom.pacs.settings.blob_dir).free + 2**40
     node = dicom.enrol("MODALITY")
     path = sorted(ct_dir.glob("*.dcm"))[0]
 
@@ -721,7 +721,7 @@ def test_free_disk_below_the_watermark_answers_out_of_resources_and_stores_nothi
         archive.instance(_sop_uid(path))
     report = archive.verify()
     assert report.checked == 0 and report.orphans == [] and report.temp_files == []
-    assert list(archive.blobs.blob_ids()) == []
+    assert list(blob_store(dicom.pacs).blob_ids()) == []
     assert not (dicom.pacs.settings.data_dir / "incoming").exists()
 
 
@@ -740,7 +740,7 @@ def test_an_object_larger_than_the_maximum_is_refused(dicom: RunningDicom, ct_di
     with pytest.raises(NotFoundError):
         archive.instance(_sop_uid(path))
     assert archive.verify().checked == 0
-    assert list(archive.blobs.blob_ids()) == []
+    assert list(blob_store(dicom.pacs).blob_ids()) == []
     assert not (dicom.pacs.settings.data_dir / "incoming").exists()
 
 

@@ -33,7 +33,7 @@ from pynetdicom.sop_class import Verification
 from sqlalchemy import delete, func, select, update
 
 from pacs.core.config import load_settings
-from pacs.core.context import Pacs, open_pacs
+from pacs.core.context import Context, open_pacs
 from storage.archive import NotFoundError
 from storage.db import Instance, Series, Study
 from tests.conftest import NodeFiles, report_figure
@@ -83,7 +83,7 @@ def forty(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @contextmanager
-def opened(data: Path) -> Iterator[Pacs]:
+def opened(data: Path) -> Iterator[Context]:
     """The archive in `data`, opened in this process as any tool of the project opens it."""
     archive = open_pacs(load_settings(data, {}))
     try:
@@ -92,7 +92,7 @@ def opened(data: Path) -> Iterator[Pacs]:
         archive.close()
 
 
-def indexed(archive: Pacs, sop_uid: str) -> bool:
+def indexed(archive: Context, sop_uid: str) -> bool:
     """Whether the index has a current version of `sop_uid`."""
     try:
         archive.archive.instance(sop_uid)
@@ -101,7 +101,7 @@ def indexed(archive: Pacs, sop_uid: str) -> bool:
     return True
 
 
-def assert_stored_as_sent(archive: Pacs, sent: Path) -> None:
+def assert_stored_as_sent(archive: Context, sent: Path) -> None:
     """The archive returns the data set of `sent` byte for byte (the file meta is the archive's own)."""
     uid = sop_uid_of(sent)
     with archive.archive.open(uid) as stream:
@@ -114,7 +114,7 @@ def blob_files(data: Path) -> dict[str, Path]:
     return {path.stem: path for path in (data / "blobs").rglob("*.blob")}
 
 
-def lose_index_rows(archive: Pacs, sop_uids: list[str]) -> None:
+def lose_index_rows(archive: Context, sop_uids: list[str]) -> None:
     """Delete the instance rows of `sop_uids` behind the archive's back, as a lost commit would.
 
     An unflushed commit is lost whole, with the counts it incremented, so the series and study

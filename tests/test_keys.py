@@ -10,7 +10,7 @@ import pytest
 
 from pacs.cli import main
 from pacs.core.config import Settings
-from pacs.core.context import Pacs, open_pacs
+from pacs.core.context import Context, open_pacs
 from storage import rotation
 from tests.data.make_series import make_ct_series
 
@@ -28,7 +28,7 @@ def _blob_digests(settings: Settings) -> dict[str, str]:
     }
 
 
-def _originals(pacs: Pacs, source: Path) -> dict[str, bytes]:
+def _originals(pacs: Context, source: Path) -> dict[str, bytes]:
     stored = {}
     for path in sorted(source.glob("*.dcm")):
         result = pacs.archive.store(path)

@@ -43,7 +43,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom.dsutils import encode
 
-from pacs.core.context import Pacs
+from pacs.core.context import Context
 from storage.archive import Archive
 from storage.matching import QueryError
 from tests.data.make_series import make_ct_series, make_mr_series, make_us_cine
@@ -182,7 +182,7 @@ def fixture_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture
-def archive(pacs: Pacs, fixture_files: list[Path]) -> Archive:
+def archive(pacs: Context, fixture_files: list[Path]) -> Archive:
     """The open archive of `pacs` (SQLCipher or PostgreSQL) holding the fixture archive."""
     for path in fixture_files:
         pacs.archive.store(path)
@@ -509,7 +509,7 @@ def test_limit_and_offset_page_studies_newest_first(archive: Archive) -> None:
     assert page(3, 1) == [S6, S1, S2]
 
 
-def test_unknown_level_raises_query_error(pacs: Pacs) -> None:
+def test_unknown_level_raises_query_error(pacs: Context) -> None:
     for level in ("FRAME", "study", "", "PATIENT/STUDY"):
         with pytest.raises(QueryError):
             pacs.archive.find(level, query(StudyInstanceUID=""))

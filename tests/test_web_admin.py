@@ -26,7 +26,7 @@ from werkzeug.test import TestResponse
 from pacs.core import pki
 from pacs.core.accounts import LOCKOUT_AFTER, Accounts, Verdict
 from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
-from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, Pacs
+from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, Context
 from pacs.core.nodes import NodeRegistry
 from pacs.serve.webadmin import PacsAdmin
 from storage.db import AuditRecord
@@ -63,7 +63,7 @@ _STATUS_ROW = re.compile(r'<tr class="(ok|bad)"><th>([^<]*)</th><td>([^<]*)</td>
 _CHAIN = re.compile(r'<p id="chain"[^>]*>\s*(.*?)\s*</p>', re.S)
 
 
-def make_admin_web(pacs: Pacs) -> Web:
+def make_admin_web(pacs: Context) -> Web:
     """The web viewer on `pacs` with the real admin backend (enrolment and status)."""
     clock = Clock()
     accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=clock)
@@ -80,7 +80,7 @@ def make_admin_web(pacs: Pacs) -> Web:
 
 
 @pytest.fixture
-def web(pacs: Pacs) -> Web:
+def web(pacs: Context) -> Web:
     return make_admin_web(pacs)
 
 
@@ -123,7 +123,7 @@ def _bundle(response: TestResponse) -> dict[str, bytes]:
         return {name: archive.read(name) for name in archive.namelist()}
 
 
-def _ca_certificate(pacs: Pacs) -> x509.Certificate:
+def _ca_certificate(pacs: Context) -> x509.Certificate:
     return x509.load_pem_x509_certificate((pacs.settings.tls_dir / CA_CERT).read_bytes())
 
 
@@ -141,7 +141,7 @@ def _status(page: str) -> dict[str, tuple[str, bool]]:
     }
 
 
-def _seed_audit(pacs: Pacs) -> None:
+def _seed_audit(pacs: Context) -> None:
     """A few records of different users, events and outcomes."""
     for event in (
         AuditEvent(EventID.QUERY, Action.EXECUTE, user_id="carol", details={"what": "seed query"}),

@@ -20,7 +20,7 @@ from werkzeug.test import TestResponse
 from pacs.core import accounts as pacs_accounts
 from pacs.core.accounts import ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES, LOCKOUT_AFTER, MAX_BACKOFF
 from pacs.core.audit import EventID, EventType
-from pacs.core.context import Pacs
+from pacs.core.context import Context
 from storage.db import WebSession
 from tests.web_helpers import (
     ADDRESS,
@@ -53,18 +53,18 @@ PARALLEL_ATTEMPTS = 20
 
 
 @pytest.fixture
-def web(pacs: Pacs) -> Web:
+def web(pacs: Context) -> Web:
     """The web viewer on each database backend."""
     return make_web(pacs)
 
 
 @pytest.fixture
-def lite_pacs(tmp_path: Path) -> Iterator[Pacs]:
+def lite_pacs(tmp_path: Path) -> Iterator[Context]:
     yield from sqlite_pacs(tmp_path)
 
 
 @pytest.fixture
-def lite(lite_pacs: Pacs) -> Web:
+def lite(lite_pacs: Context) -> Web:
     """The web viewer on the embedded index only."""
     return make_web(lite_pacs)
 
@@ -258,7 +258,7 @@ def test_locked_account_cannot_start_an_enrolment(lite: Web) -> None:
     assert is_redirect_to(browser.get("/login/enrol"), "/login")
 
 
-def test_lock_during_the_second_factor_does_not_keep_out_the_right_code(pacs: Pacs) -> None:
+def test_lock_during_the_second_factor_does_not_keep_out_the_right_code(pacs: Context) -> None:
     web = make_web(pacs, session_idle=timedelta(hours=1))
     user = web.user("doc")
     assert user.totp is not None
@@ -368,7 +368,7 @@ def test_logout_without_csrf_token_is_refused(lite: Web) -> None:
 # Sessions.
 
 
-def test_idle_session_expires(pacs: Pacs) -> None:
+def test_idle_session_expires(pacs: Context) -> None:
     web = make_web(pacs, session_idle=timedelta(minutes=5), session_absolute=timedelta(hours=1))
     browser = web.logged_in(web.user("doc"))
     token = browser.cookie
@@ -378,7 +378,7 @@ def test_idle_session_expires(pacs: Pacs) -> None:
     assert not web.session_exists(token)
 
 
-def test_activity_within_the_idle_limit_keeps_the_session(pacs: Pacs) -> None:
+def test_activity_within_the_idle_limit_keeps_the_session(pacs: Context) -> None:
     web = make_web(pacs, session_idle=timedelta(minutes=5), session_absolute=timedelta(hours=1))
     browser = web.logged_in(web.user("doc"))
     for _ in range(3):
@@ -386,7 +386,7 @@ def test_activity_within_the_idle_limit_keeps_the_session(pacs: Pacs) -> None:
         assert browser.get("/").status_code == 200
 
 
-def test_session_expires_at_the_absolute_limit_despite_activity(pacs: Pacs) -> None:
+def test_session_expires_at_the_absolute_limit_despite_activity(pacs: Context) -> None:
     web = make_web(pacs, session_idle=timedelta(minutes=15), session_absolute=timedelta(minutes=30))
     browser = web.logged_in(web.user("doc"))
     token = browser.cookie

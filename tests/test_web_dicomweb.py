@@ -27,7 +27,7 @@ from pydicom.uid import generate_uid
 from werkzeug.test import TestResponse
 
 from pacs.core.audit import EventID
-from pacs.core.context import Pacs, initialise, open_pacs
+from pacs.core.context import Context, initialise, open_pacs
 from tests.conftest import SAMPLE_NAMES
 from tests.data.make_series import make_ct_series, make_mr_series, make_us_cine
 from tests.web_helpers import ADMIN, Browser, Web, details, make_web
@@ -76,7 +76,7 @@ def frame_url(study: str, series: str, sop: str, number: int) -> str:
     return f"/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{number}"
 
 
-def store_study(pacs: Pacs, files: list[Path]) -> Study:
+def store_study(pacs: Context, files: list[Path]) -> Study:
     """Store `files` (in the given order) and describe the study they make up."""
     series: dict[str, list[tuple[int, str, Path]]] = {}
     numbers: dict[str, int] = {}
@@ -95,7 +95,7 @@ def store_study(pacs: Pacs, files: list[Path]) -> Study:
     )
 
 
-def store_one(pacs: Pacs, path: Path) -> Stored:
+def store_one(pacs: Context, path: Path) -> Stored:
     result = pacs.archive.store(path)
     return Stored(result.study_uid, result.series_uid, result.sop_uid)
 
@@ -159,7 +159,7 @@ def _json_value(item: dict[str, Any], tag: str) -> Any:
 
 
 @pytest.fixture
-def web(pacs: Pacs) -> Web:
+def web(pacs: Context) -> Web:
     return make_web(pacs)
 
 

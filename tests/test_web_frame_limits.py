@@ -48,7 +48,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 from werkzeug.test import TestResponse
 
 from pacs.core.config import with_overrides
-from pacs.core.context import Pacs, initialise, open_pacs
+from pacs.core.context import Context, initialise, open_pacs
 from pacs.serve.https import WebServer
 from tests.conftest import NodeFiles, RunningDicom, assert_same_dataset, report_figure
 from tests.web_helpers import Browser, Web, make_web
@@ -166,7 +166,7 @@ def deflate_bomb(path: Path, inflated: int) -> Path:
 # -- the viewer -------------------------------------------------------------------------------------
 
 
-def open_archive(root: Path) -> Pacs:
+def open_archive(root: Path) -> Context:
     settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
     return open_pacs(settings)
 

@@ -15,7 +15,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from pacs.core.audit import EventID, EventType
-from pacs.core.context import Pacs
+from pacs.core.context import Context
 from tests.data.make_series import make_ct_series, make_mr_series
 from tests.web_helpers import (
     ADDRESS,
@@ -89,7 +89,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
 
 
 @pytest.fixture
-def web(pacs: Pacs) -> Web:
+def web(pacs: Context) -> Web:
     return make_web(pacs)
 
 
@@ -166,7 +166,7 @@ def test_studies_are_listed_newest_first(doc: Browser, stored: Callable[..., Non
     assert _search(doc, "") == ["PID-C3", "PID-B2", "PID-A1"]
 
 
-def test_study_list_is_paginated(pacs: Pacs, series: dict[str, list[Path]]) -> None:
+def test_study_list_is_paginated(pacs: Context, series: dict[str, list[Path]]) -> None:
     web = make_web(pacs, page_size=2)
     for key in ("PID-A1", "PID-C3", "PID-B2"):
         store(pacs, series[key])
@@ -184,7 +184,7 @@ def test_study_list_is_paginated(pacs: Pacs, series: dict[str, list[Path]]) -> N
     assert listed_patient_ids(browser.get(newer).text) == ["PID-C3", "PID-B2"]
 
 
-def test_pages_keep_the_search(pacs: Pacs, series: dict[str, list[Path]]) -> None:
+def test_pages_keep_the_search(pacs: Context, series: dict[str, list[Path]]) -> None:
     web = make_web(pacs, page_size=1)
     for key in ("PID-A1", "PID-B2", "PID-C3"):
         store(pacs, series[key])

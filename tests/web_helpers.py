@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from pacs.core.accounts import Accounts
-from pacs.core.context import Pacs, initialise, open_pacs
+from pacs.core.context import Context, initialise, open_pacs
 from storage.db import AuditRecord, WebSession
 from webviewer import WebConfig, create_app
 from webviewer.sessions import COOKIE
@@ -179,7 +179,7 @@ class Web:
     """The web viewer on one archive, with a fake clock."""
 
     app: Flask
-    pacs: Pacs
+    pacs: Context
     accounts: Accounts
     clock: Clock
 
@@ -221,7 +221,7 @@ def details(record: AuditRecord) -> dict[str, Any]:
     return dict(json.loads(record.details))
 
 
-def make_web(pacs: Pacs, **config: Any) -> Web:
+def make_web(pacs: Context, **config: Any) -> Web:
     """The web viewer on `pacs`; `config` goes to :class:`WebConfig`."""
     clock = Clock()
     accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=clock)
@@ -236,7 +236,7 @@ def make_web(pacs: Pacs, **config: Any) -> Web:
     return Web(app, pacs, accounts, clock)
 
 
-def sqlite_pacs(root: Path) -> Iterator[Pacs]:
+def sqlite_pacs(root: Path) -> Iterator[Context]:
     """A fresh archive on the embedded SQLCipher index (for tests where the backend does not matter)."""
     settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
     opened = open_pacs(settings)
@@ -244,7 +244,7 @@ def sqlite_pacs(root: Path) -> Iterator[Pacs]:
     opened.close()
 
 
-def store(pacs: Pacs, files: list[Path]) -> None:
+def store(pacs: Context, files: list[Path]) -> None:
     for path in files:
         pacs.archive.store(path)
 

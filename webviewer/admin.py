@@ -19,6 +19,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 
 from pacs.core.accounts import AccountError, Accounts, parse_roles
 from pacs.core.audit import Action, EventID, EventType, Outcome
+from storage.errors import PacsError
 from webviewer.auth import admin_required, audit, current_account
 from webviewer.paging import current_page, neighbours
 
@@ -48,7 +49,7 @@ class StatusRow:
     ok: bool
 
 
-class GrantRefusedError(ValueError):
+class GrantRefusedError(PacsError, ValueError):
     """A PHI grant (find, move, get) the account may not make; `details` go to the audit record."""
 
     def __init__(self, message: str, details: dict[str, object]) -> None:

@@ -26,6 +26,8 @@ from pydicom.filereader import read_dataset, read_preamble
 from pydicom.tag import BaseTag
 from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
+from storage.errors import PacsError
+
 MAX_J2K_TILES = 1024
 _BITS_ALLOCATED = (1, 8, 16, 32, 64)
 # Start-of-frame markers: JPEG's SOF0-SOF15 (not DHT, JPG, DAC) and JPEG-LS's SOF55.
@@ -33,7 +35,7 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
 _INFLATE_CHUNK = 1 << 20
 
 
-class FrameError(ValueError):
+class FrameError(PacsError, ValueError):
     """The object has no such frame, or its pixel data cannot or may not be decoded.
 
     `status` is the HTTP status that answers it: 404 (no such frame), 422 (cannot or may

@@ -195,7 +195,7 @@ def load_object(info: InstanceInfo) -> Dataset:
     key = (info.sop_uid, info.version)
     ds = objects.get(key)
     if ds is None:
-        with _archive().blobs.open(info.ref) as stream:
+        with _archive().open_instance(info) as stream:
             data = stream.read()
         if info.transfer_syntax == DeflatedExplicitVRLittleEndian:
             try:

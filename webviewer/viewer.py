@@ -15,6 +15,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from pacs.core.audit import Action, EventID
+from pacs.ops.exporting import export_names
 from webviewer.auth import audit, physician_required
 from webviewer.dicomweb import (
     audit_study_access,
@@ -99,11 +100,9 @@ def download(study: str) -> Response:
     def chunks() -> Iterator[bytes]:
         buffer = _Buffer()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as bundle:
-            series_numbers: dict[str, int] = {}
-            for count, info in enumerate(instances, start=1):
-                folder = series_numbers.setdefault(info.series_uid, len(series_numbers) + 1)
-                with bundle.open(f"S{folder:03d}/I{count:05d}.dcm", "w", force_zip64=True) as entry:
-                    for piece in archive.blobs.read(info.ref):
+            for name, info in export_names(instances):
+                with bundle.open(name, "w", force_zip64=True) as entry:
+                    for piece in archive.read_instance(info):
                         entry.write(piece)
                         yield buffer.take()
         yield buffer.take()

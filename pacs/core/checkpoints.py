@@ -33,7 +33,7 @@ from typing import Protocol
 
 from pacs.core.audit import GENESIS, AuditLog
 from pacs.core.config import Settings
-from pacs.core.context import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.core.context import CA_CERT, SERVER_CERT, SERVER_KEY, Context
 from storage.keys import KeyRing
 
 LOG = logging.getLogger(__name__)
@@ -237,13 +237,13 @@ def sinks(settings: Settings, client_context: ClientContext) -> list[Sink]:
     return found
 
 
-def checkpoint_now(pacs: Pacs, client_context: ClientContext) -> None:
+def checkpoint_now(pacs: Context, client_context: ClientContext) -> None:
     """Write one checkpoint of `pacs` now, unless ``[audit] checkpoint_minutes`` is 0."""
     if pacs.settings.audit.checkpoint_minutes:
         write_checkpoint(pacs.audit, Signer(pacs.keyring), sinks(pacs.settings, client_context))
 
 
-def checkpoint_loop(pacs: Pacs, client_context: ClientContext) -> CheckpointLoop | None:
+def checkpoint_loop(pacs: Context, client_context: ClientContext) -> CheckpointLoop | None:
     """The checkpoint thread of `pacs` (None when ``[audit] checkpoint_minutes`` is 0)."""
     minutes = pacs.settings.audit.checkpoint_minutes
     if not minutes:

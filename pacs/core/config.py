@@ -17,11 +17,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from storage.errors import PacsError
+
 CONFIG_NAME = "pacs.toml"
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(PacsError, ValueError):
     """A setting is unknown or its value is invalid; the message names it."""
 
 

@@ -27,6 +27,7 @@ from pacs.core.config import CONFIG_NAME, Settings, render_config, with_override
 from storage.archive import Archive
 from storage.blobs import BlobStore
 from storage.db import Database
+from storage.errors import PacsError
 from storage.keys import KeyRing, create_secret, read_secret
 
 AUDIT_KEY = "audit.key"
@@ -37,12 +38,12 @@ INDEX_KEY_PURPOSE = "pacs index sqlcipher v1"
 INCOMING = "incoming"
 
 
-class DataDirError(Exception):
+class DataDirError(PacsError):
     """The data directory cannot be created or opened; the message says why."""
 
 
 @dataclass
-class Pacs:
+class Context:
     """An open archive: its settings, index, archive facade and audit trail."""
 
     settings: Settings
@@ -69,7 +70,7 @@ def open_database(settings: Settings, keyring: KeyRing) -> Database:
     )
 
 
-def open_pacs(settings: Settings, *, actor: str = "pacs") -> Pacs:
+def open_pacs(settings: Settings, *, actor: str = "pacs") -> Context:
     """Open the archive described by `settings` (the data directory must be initialised).
 
     The index is migrated to this version's schema first; a migration is audited as done
@@ -97,7 +98,7 @@ def open_pacs(settings: Settings, *, actor: str = "pacs") -> Pacs:
                 details={"what": "index schema migrated", "from": migrated[0], "to": migrated[1]},
             )
         )
-    return Pacs(settings, keyring, database, archive, audit, migrated)
+    return Context(settings, keyring, database, archive, audit, migrated)
 
 
 def refuse_existing(data_dir: Path) -> None:
@@ -135,6 +136,14 @@ def _issue_server_cert(
     return pki.issue_server_cert(ca, settings.server.hostname, extra_names=extra, key=key)
 
 
+def load_ca(settings: Settings) -> pki.Issued:
+    """The archive's CA (its key and certificate), which issues node and server certificates."""
+    return pki.Issued(
+        key=pki.load_private_key(settings.key_dir / CA_KEY),
+        cert=pki.load_certificate(settings.tls_dir / CA_CERT),
+    )
+
+
 def renew_server_certificate(settings: Settings) -> x509.Certificate:
     """Replace the server certificate with a new one from the archive's CA, for the same key.
 
@@ -142,10 +151,7 @@ def renew_server_certificate(settings: Settings) -> x509.Certificate:
     changed. The file is replaced atomically; a running ``pacs serve`` uses it once
     restarted.
     """
-    ca = pki.Issued(
-        key=pki.load_private_key(settings.key_dir / CA_KEY),
-        cert=pki.load_certificate(settings.tls_dir / CA_CERT),
-    )
+    ca = load_ca(settings)
     try:
         renewed = _issue_server_cert(settings, ca, pki.load_private_key(settings.key_dir / SERVER_KEY))
     except ValueError as exc:

@@ -29,6 +29,7 @@ from pacs.core import pki
 from pacs.core.audit import Action, AuditEvent, EventID, EventType
 from pacs.core.config import check_ae_title
 from storage.db import Database, Node
+from storage.errors import PacsError
 
 PERMISSIONS = ("store", "find", "move", "get")
 DEFAULT_PERMISSIONS = frozenset({"store"})
@@ -38,7 +39,7 @@ CLI_AUTHORITY = "operator on the appliance (command line)"
 WEB_AUTHORITY = "admin and physician (web)"
 
 
-class EnrolmentError(ValueError):
+class EnrolmentError(PacsError, ValueError):
     """A node cannot be enrolled or removed as asked; the message says why."""
 
 

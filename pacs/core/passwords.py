@@ -16,6 +16,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from storage.errors import PacsError
+
 ROLES = ("admin", "physician")
 MIN_PASSWORD, MAX_PASSWORD = 12, 256
 HASHER = PasswordHasher(time_cost=1, memory_cost=47104, parallelism=1)
@@ -24,7 +26,7 @@ _HASHING = threading.BoundedSemaphore(CONCURRENT_HASHES)
 _NAME_CHARS = set(string.ascii_letters + string.digits + "._-@")
 
 
-class AccountError(Exception):
+class AccountError(PacsError):
     """Bad input to an account operation (the message is safe to show)."""
 
 

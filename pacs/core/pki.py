@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from storage.errors import PacsError
+
 __all__ = [
     "Issued",
     "PKIError",
@@ -53,7 +55,7 @@ _PRIVATE_KEY_MODE = 0o600
 _CERTIFICATE_MODE = 0o644
 
 
-class PKIError(ValueError):
+class PKIError(PacsError, ValueError):
     """A key or certificate file is unreadable or holds the wrong kind of PEM.
 
     The message is a single line that names the offending file.

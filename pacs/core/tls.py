@@ -1,9 +1,11 @@
-"""TLS contexts for DICOM: TLS 1.2+ with BCP 195 ciphers and mandatory client certificates.
+"""The TLS policy of both ports: TLS 1.2+ with the BCP 195 ciphers, no compression or renegotiation.
 
-The server trusts certificates issued by our CA plus every pinned node certificate, and
-the association policy then requires the presented certificate's fingerprint to be the
-enrolled node's. For retrieves we connect out with a context that trusts only the
-destination node's own certificate, and present our server certificate as client.
+For DICOM, client certificates are mandatory: the server trusts certificates issued by
+our CA plus every pinned node certificate, and the association policy then requires the
+presented certificate's fingerprint to be the enrolled node's. For retrieves we connect
+out with a context that trusts only the destination node's own certificate, and present
+our server certificate as client. The web port (:func:`https_context`) asks for no client
+certificate and speaks HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -57,4 +59,15 @@ def client_context(certificate: Path, key: Path, peer_pem: str) -> ssl.SSLContex
     context.check_hostname = False  # nodes are addressed by IP; the pinned certificate identifies them
     context.load_cert_chain(certificate, key)
     context.load_verify_locations(cadata=peer_pem)
+    return context
+
+
+def https_context(certificate: str, key: str) -> ssl.SSLContext:
+    """The web server's context: TLS 1.2+ only, the BCP 195 suites, HTTP/1.1, no compression."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(BCP195_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.set_alpn_protocols(["http/1.1"])
+    context.load_cert_chain(certificate, key)
     return context

@@ -36,7 +36,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs.core import tls
 from pacs.core.config import Settings
-from pacs.core.context import CA_CERT, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.core.context import CA_CERT, SERVER_CERT, SERVER_KEY, Context
 from pacs.core.nodes import EnrolledNode, NodeRegistry
 from pacs.dicom.handlers import DicomHandlers, certificate_subject
 from pacs.dicom.policy import certificate_fingerprint
@@ -224,7 +224,7 @@ class DicomServer:
     """The DICOM service of one archive: start it, let it run, stop it."""
 
     def __init__(
-        self, pacs: Pacs, *, worker: int | None = None, tls_socket: socket.socket | None = None
+        self, pacs: Context, *, worker: int | None = None, tls_socket: socket.socket | None = None
     ) -> None:
         """Serve `pacs`; as `worker` N of several processes, accept on the shared `tls_socket`."""
         self.pacs = pacs

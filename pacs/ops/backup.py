@@ -48,10 +48,11 @@ from argon2.low_level import Type, hash_secret_raw
 from sqlalchemy import Connection, MetaData, Table, func, select, text
 
 from pacs.core.config import CONFIG_NAME, Settings, parse_settings, render_config, with_overrides
-from pacs.core.context import Pacs, open_database, open_pacs, refuse_existing, remove_created
+from pacs.core.context import Context, open_database, open_pacs, refuse_existing, remove_created
 from storage import crypto, durable
 from storage.blobs import BlobStore
 from storage.db import MIGRATIONS, Database
+from storage.errors import PacsError
 from storage.keys import KeyRing, write_secret
 
 MAGIC = b"PACSBKUP"
@@ -69,7 +70,7 @@ _MEMBER = re.compile(
 Progress = Callable[[int, int], None]
 
 
-class BackupError(Exception):
+class BackupError(PacsError):
     """A backup cannot be written or restored; the message says why."""
 
 
@@ -227,7 +228,7 @@ def _schema_revision(connection: Connection) -> str:
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
 
 
-def backup(pacs: Pacs, out: Path, passphrase: str, *, progress: Progress | None = None) -> BackupSummary:
+def backup(pacs: Context, out: Path, passphrase: str, *, progress: Progress | None = None) -> BackupSummary:
     """Write an encrypted snapshot of `pacs` to `out` (a new file, 0600, complete or absent).
 
     Raises :class:`BackupError` if `out` exists or an indexed blob disappears meanwhile
@@ -266,7 +267,7 @@ def backup(pacs: Pacs, out: Path, passphrase: str, *, progress: Progress | None 
                     blob_ids = (
                         connection.execute(text("SELECT blob_id FROM instances ORDER BY id")).scalars().all()
                     )
-                    paths = [pacs.archive.blobs.path_of(b) for b in blob_ids]
+                    paths = [pacs.archive.blob_file(b) for b in blob_ids]
                     try:
                         total = sum(p.stat().st_size for p in paths)
                         done = 0

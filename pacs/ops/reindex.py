@@ -116,7 +116,7 @@ class PeriodicSweep:
             LOG.warning("the index is still unavailable; %d objects wait to be indexed", len(pending))
             left = pending
         for blob_id in left:
-            if self._archive.blobs.path_of(blob_id).exists():
+            if self._archive.has_blob(blob_id):
                 self._archive.remember_unindexed(blob_id)
 
     def _full(self) -> None:

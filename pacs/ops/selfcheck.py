@@ -27,10 +27,9 @@ from pacs.core import pki, tls
 from pacs.core.accounts import Accounts
 from pacs.core.audit import EventID, Outcome
 from pacs.core.config import CONFIG_NAME
-from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, Pacs
+from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, Context
 from pacs.core.nodes import NodeRegistry
 from pacs.ops.phi_grants import phi_grants
-from pacs.serve.https import https_context
 from storage import rotation
 from storage.db import Instance
 
@@ -85,7 +84,7 @@ class Report:
 
 
 Result = Finding | Note
-Check = Callable[[Pacs, datetime], Iterator[Result]]
+Check = Callable[[Context, datetime], Iterator[Result]]
 
 
 def _loose(path: Path) -> int:
@@ -93,7 +92,7 @@ def _loose(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode) & 0o077
 
 
-def check_permissions(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_permissions(pacs: Context, now: datetime) -> Iterator[Result]:
     """Data, key and config files must be private to the service's user."""
     settings = pacs.settings
     directories = [settings.data_dir, settings.key_dir, settings.blob_dir, settings.tls_dir]
@@ -115,7 +114,7 @@ def check_permissions(pacs: Pacs, now: datetime) -> Iterator[Result]:
             )
 
 
-def check_key_location(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_key_location(pacs: Context, now: datetime) -> Iterator[Result]:
     """The key-encryption keys must not sit with the blobs they protect."""
     settings = pacs.settings
     if settings.key_dir.is_relative_to(settings.blob_dir.resolve()):
@@ -154,7 +153,7 @@ def _certificate_results(label: str, cert: x509.Certificate, now: datetime, rene
         )
 
 
-def check_certificates(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_certificates(pacs: Context, now: datetime) -> Iterator[Result]:
     """The CA, the server certificate and the enrolled nodes' certificates are valid for 30 days more."""
     tls_dir = pacs.settings.tls_dir
     try:
@@ -199,7 +198,7 @@ def check_certificates(pacs: Pacs, now: datetime) -> Iterator[Result]:
             yield from _certificate_results(f"certificate of node {node.ae_title}", cert, now, renew)
 
 
-def check_plaintext(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_plaintext(pacs: Context, now: datetime) -> Iterator[Result]:
     """Unencrypted DICOM: the plaintext port and the nodes allowed to use it."""
     port = pacs.settings.dicom.plaintext_port
     plain = [n for n in NodeRegistry(pacs.database).all() if n.plaintext]
@@ -220,7 +219,7 @@ def check_plaintext(pacs: Pacs, now: datetime) -> Iterator[Result]:
         )
 
 
-def check_query_rights(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_query_rights(pacs: Context, now: datetime) -> Iterator[Result]:
     """Nodes that may query or retrieve patient data (find, move, get)."""
     for node in NodeRegistry(pacs.database).all():
         rights = sorted(node.permissions & {"find", "move", "get"})
@@ -241,7 +240,7 @@ def check_query_rights(pacs: Pacs, now: datetime) -> Iterator[Result]:
             )
 
 
-def check_phi_grants(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_phi_grants(pacs: Context, now: datetime) -> Iterator[Result]:
     """Every PHI grant (find, move, get) and who made it; in clear or without an audit record, a finding."""
     for grant in phi_grants(NodeRegistry(pacs.database).all(), pacs.audit):
         node, rights = grant.node, ",".join(grant.rights)
@@ -264,7 +263,7 @@ def check_phi_grants(pacs: Pacs, now: datetime) -> Iterator[Result]:
         yield Note("phi-grants", f"PHI grant: node {node.ae_title} at {node.network} may {rights}{granted}")
 
 
-def check_second_factor(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_second_factor(pacs: Context, now: datetime) -> Iterator[Result]:
     """Every account has a second factor, or is a fresh one waiting for its first login."""
     for account in Accounts(pacs.database, pacs.keyring).all():
         if account.disabled or account.totp_enrolled:
@@ -285,7 +284,7 @@ def check_second_factor(pacs: Pacs, now: datetime) -> Iterator[Result]:
             yield Note("second-factor", f"{kind} {account.name} enrols TOTP at the first login")
 
 
-def check_index_encryption(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_index_encryption(pacs: Context, now: datetime) -> Iterator[Result]:
     """The index holds PHI: SQLCipher must encrypt it; PostgreSQL keeps it in clear."""
     if not pacs.database.is_sqlite:
         yield Finding(
@@ -306,7 +305,7 @@ def check_index_encryption(pacs: Pacs, now: datetime) -> Iterator[Result]:
         )
 
 
-def check_key_rotation(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_key_rotation(pacs: Context, now: datetime) -> Iterator[Result]:
     """No data key is left under an older key-encryption key by an unfinished rotation."""
     current = pacs.keyring.current_version
     left = rotation.pending(pacs.database, current)
@@ -319,7 +318,7 @@ def check_key_rotation(pacs: Pacs, now: datetime) -> Iterator[Result]:
         )
 
 
-def check_audit_chain(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_audit_chain(pacs: Context, now: datetime) -> Iterator[Result]:
     """The audit trail's hash chain is unbroken."""
     report = pacs.audit.verify()
     for problem in report.problems:
@@ -330,7 +329,7 @@ def check_audit_chain(pacs: Pacs, now: datetime) -> Iterator[Result]:
         )
 
 
-def check_audit_checkpoints(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_audit_checkpoints(pacs: Context, now: datetime) -> Iterator[Result]:
     """Signed checkpoints of the audit trail go to a log the service account cannot rewrite."""
     audit = pacs.settings.audit
     if not audit.checkpoint_minutes:
@@ -355,7 +354,7 @@ def check_audit_checkpoints(pacs: Pacs, now: datetime) -> Iterator[Result]:
         )
 
 
-def check_disk(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_disk(pacs: Context, now: datetime) -> Iterator[Result]:
     """Free disk stays above the watermark, with room to spare."""
     watermark = pacs.settings.storage.min_free_mb
     free = shutil.disk_usage(pacs.settings.blob_dir).free // 2**20
@@ -377,7 +376,7 @@ def check_disk(pacs: Pacs, now: datetime) -> Iterator[Result]:
         )
 
 
-def last_backup(pacs: Pacs) -> datetime | None:
+def last_backup(pacs: Context) -> datetime | None:
     """When the last successful ``pacs backup`` finished, from the audit trail.
 
     Backups are Export events among the downloads and exports, so the search pages
@@ -393,7 +392,7 @@ def last_backup(pacs: Pacs) -> datetime | None:
     return None
 
 
-def check_backup(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_backup(pacs: Context, now: datetime) -> Iterator[Result]:
     """A successful backup in the last 7 days (once the archive holds anything)."""
     with pacs.database.read() as session:
         stored = session.scalar(select(func.count()).select_from(Instance)) or 0
@@ -436,12 +435,12 @@ def _key_results(label: str, path: Path) -> Iterator[Result]:
         yield Finding("tls", f"the {label} key is too short", "issue a new key and certificate")
 
 
-def check_tls(pacs: Pacs, now: datetime) -> Iterator[Result]:
+def check_tls(pacs: Context, now: datetime) -> Iterator[Result]:
     """Both listeners: TLS 1.2+, BCP 195 ciphers, no compression, client certificates for DICOM."""
     keys, certs = pacs.settings.key_dir, pacs.settings.tls_dir
     try:
         dicom = tls.server_context(certs / SERVER_CERT, keys / SERVER_KEY, certs / CA_CERT)
-        web = https_context(str(certs / SERVER_CERT), str(keys / SERVER_KEY))
+        web = tls.https_context(str(certs / SERVER_CERT), str(keys / SERVER_KEY))
     except (OSError, ssl.SSLError) as exc:
         yield Finding(
             "tls", f"the server certificate or key cannot be loaded: {exc}", "restore tls/ and keys/"
@@ -474,7 +473,7 @@ CHECKS: dict[str, Check] = {
 }
 
 
-def run(pacs: Pacs, now: datetime | None = None) -> Report:
+def run(pacs: Context, now: datetime | None = None) -> Report:
     """Run every check against the open archive `pacs`."""
     now = now or datetime.now(UTC)
     report = Report()

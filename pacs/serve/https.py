@@ -28,8 +28,8 @@ from hypercorn.config import Config, Sockets
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
 from pacs.core.accounts import Accounts
-from pacs.core.context import SERVER_CERT, SERVER_KEY, Pacs
-from pacs.core.tls import BCP195_CIPHERS
+from pacs.core.context import SERVER_CERT, SERVER_KEY, Context
+from pacs.core.tls import https_context
 from pacs.serve.webadmin import PacsAdmin
 from webviewer import WebConfig, create_app
 from webviewer.security import HEADERS
@@ -49,17 +49,6 @@ _TARGET_TOO_LONG = f"Request URL too long: at most {MAX_HEADER_BYTES // 1024} Ki
 _HEADER_TOO_LARGE = f"Request header too large: at most {MAX_HEADER_BYTES // 1024} KiB.\n".encode()
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def https_context(certificate: str, key: str) -> ssl.SSLContext:
-    """The server's TLS context: TLS 1.2+ only, the BCP 195 suites, HTTP/1.1, no compression."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(BCP195_CIPHERS)
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    context.set_alpn_protocols(["http/1.1"])
-    context.load_cert_chain(certificate, key)
-    return context
 
 
 class _Config(Config):  # type: ignore[misc]
@@ -193,7 +182,7 @@ def _listening_socket(bind: str, port: int) -> socket.socket:
 class WebServer:
     """The HTTPS web viewer of one archive: start it, let it run, stop it."""
 
-    def __init__(self, pacs: Pacs) -> None:
+    def __init__(self, pacs: Context) -> None:
         settings = pacs.settings
         config = WebConfig(
             secret_key=pacs.keyring.derive(_SECRET_PURPOSE, version=1),

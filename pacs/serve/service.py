@@ -39,6 +39,7 @@ from pacs.core.context import INCOMING, open_pacs
 from pacs.dicom.server import DicomServer, listening_socket
 from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
 from pacs.serve.https import WebServer
+from storage.errors import PacsError
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 30.0
@@ -48,7 +49,7 @@ _PR_SET_NAME = 15
 _READY = b"r"
 
 
-class ServiceError(Exception):
+class ServiceError(PacsError):
     """The service cannot start or keep running; the message says why."""
 
 

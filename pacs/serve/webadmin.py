@@ -13,7 +13,7 @@ import shutil
 from pacs.core import pki
 from pacs.core.audit import Action
 from pacs.core.config import Settings
-from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, Pacs
+from pacs.core.context import CA_CERT, SERVER_CERT, Context, load_ca
 from pacs.core.nodes import (
     PHI_PERMISSIONS,
     WEB_AUTHORITY,
@@ -35,7 +35,7 @@ CERTIFICATE_WARNING_DAYS = 30
 class PacsAdmin:
     """The admin backend of one open archive."""
 
-    def __init__(self, pacs: Pacs) -> None:
+    def __init__(self, pacs: Context) -> None:
         self._pacs = pacs
         self._settings: Settings = pacs.settings
         self._registry = NodeRegistry(pacs.database)
@@ -77,10 +77,7 @@ class PacsAdmin:
             raise GrantRefusedError(str(exc), exc.details) from None
         if self._registry.get(ae_title) is not None:
             raise EnrolmentError(f"a node with AE title {ae_title!r} is already enrolled")
-        ca = pki.Issued(
-            key=pki.load_private_key(self._settings.key_dir / CA_KEY),
-            cert=pki.load_certificate(self._settings.tls_dir / CA_CERT),
-        )
+        ca = load_ca(self._settings)
         certificate, bundle = issue_node_pem(ca, ae_title, server_auth=port is not None)
         node = self._registry.add(
             ae_title, host=host, certificate=certificate, cert_issued=True, permissions=permissions, port=port

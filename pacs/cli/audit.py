@@ -1,0 +1,139 @@
+"""``pacs audit verify|export`` and ``pacs selfcheck``: what the archive recorded, and its posture."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TextIO
+
+from pacs.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    Subcommands,
+    actor,
+    add_command,
+    add_group,
+    opened,
+)
+from pacs.core import atna, checkpoints
+from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
+from pacs.core.context import Context
+from pacs.ops import selfcheck
+
+
+def _checkpoint_lines(name: str) -> list[str]:
+    """The lines of the syslog or journal copy `name` (``-``: standard input)."""
+    if name == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        return Path(name).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise CommandError(f"cannot read the checkpoint file {name}: {exc.strerror or exc}") from None
+
+
+def cmd_audit_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Check the audit chain (and, with --checkpoint, that it holds what the checkpoints saw)."""
+    lines = _checkpoint_lines(args.checkpoint) if args.checkpoint else None
+    with opened(args, environ) as pacs:
+        report = pacs.audit.verify()
+        scan = checkpoints.Signer(pacs.keyring).scan(lines) if lines is not None else None
+        rolled_back = checkpoints.check_trail(pacs.audit, scan, args.checkpoint) if scan is not None else []
+        pacs.audit.append(
+            AuditEvent(EventID.AUDIT_LOG_USED, Action.READ, user_id=actor(), details={"what": "verify"})
+        )
+        if args.reanchor and not report.ok:
+            pacs.audit.reanchor(actor(), report)
+    for problem in report.acknowledged:
+        print(f"ACKNOWLEDGED {problem}")
+    for problem in report.problems:
+        print(f"BROKEN {problem}")
+    for problem in rolled_back:
+        print(f"BROKEN checkpoint: {problem}")
+    print(f"{report.records} audit records: " + ("chain intact" if report.ok else "CHAIN BROKEN"))
+    if scan is not None:
+        verdict = "trail holds every one" if not rolled_back else "TRAIL ROLLED BACK OR REWRITTEN"
+        print(f"{len(scan.checkpoints)} checkpoints of this archive in {args.checkpoint}: {verdict}")
+    if args.reanchor and not report.ok:
+        print("re-anchored: these problems are acknowledged in a Security Alert record from now on")
+        return EXIT_OK if not rolled_back else EXIT_FAILED
+    return EXIT_OK if report.ok and not rolled_back else EXIT_FAILED
+
+
+def _export_atna(pacs: Context) -> Callable[[TextIO], int]:
+    return lambda out: atna.export_xml(pacs.audit.records(), out)
+
+
+def cmd_audit_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Write the audit trail out."""
+    with opened(args, environ) as pacs:
+        pacs.audit.append(
+            AuditEvent(
+                EventID.AUDIT_LOG_USED,
+                Action.READ,
+                user_id=actor(),
+                details={"what": "export", "format": args.format},
+            )
+        )
+        export = pacs.audit.export_jsonl if args.format == "jsonl" else _export_atna(pacs)
+        if args.output:
+            with open(args.output, "x", encoding="utf-8") as out:
+                count = export(out)
+            print(f"{count} audit records written to {args.output}", file=sys.stderr)
+        else:
+            export(sys.stdout)
+    return EXIT_OK
+
+
+def cmd_selfcheck(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Report the security posture; non-zero when anything needs fixing."""
+    with opened(args, environ) as pacs:
+        report = selfcheck.run(pacs)
+        pacs.audit.append(
+            AuditEvent(
+                EventID.APPLICATION_ACTIVITY,
+                Action.EXECUTE,
+                outcome=Outcome.SUCCESS if report.ok else Outcome.MINOR_FAILURE,
+                user_id=actor(),
+                event_type=EventType.SECURITY_CONFIGURATION,
+                details={"what": "selfcheck", "findings": [f.message for f in report.findings]},
+            )
+        )
+    if args.json:
+        print(report.to_json())
+        return EXIT_OK if report.ok else EXIT_FAILED
+    for finding in report.findings:
+        print(f"FINDING [{finding.check}] {finding.message}")
+        print(f"        fix: {finding.fix}")
+    for note in report.notes:
+        print(f"note    [{note.check}] {note.message}")
+    verdict = "no findings" if report.ok else f"{len(report.findings)} FINDINGS"
+    print(f"{len(report.checked)} checks ({', '.join(report.checked)}): {verdict}")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``pacs selfcheck`` and ``pacs audit`` to the parser."""
+    check = add_command(
+        commands, "selfcheck", cmd_selfcheck, "security posture report; non-zero exit on any finding"
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit = add_group(commands, "audit", "verify or export the audit trail")
+    verify = add_command(audit, "verify", cmd_audit_verify, "check the hash chain of the audit trail")
+    verify.add_argument(
+        "--reanchor",
+        action="store_true",
+        help="after investigating a broken chain, acknowledge its problems in a Security Alert "
+        "record and anchor the chain at it",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="also check the trail against the signed checkpoints in FILE, a copy of the journal "
+        "or syslog (journalctl -t pacs -o cat > FILE), or - for standard input",
+    )
+    export = add_command(audit, "export", cmd_audit_export, "write the audit trail out")
+    export.add_argument("--format", choices=["jsonl", "atna-xml"], default="jsonl")
+    export.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")

@@ -1,0 +1,106 @@
+"""Key rotation and certificate renewal, each audited as a change of the security configuration.
+
+A rotation adds a key-encryption key and re-wraps every data key under it in batches;
+no image is rewritten. It resumes where an interrupted one stopped, and says when
+objects stored meanwhile are still under an older key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from pacs.core import pki
+from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
+from pacs.core.context import Context, renew_server_certificate
+from storage import rotation
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The outcome of :func:`rotate`: the KEK now current, data keys re-wrapped and still left."""
+
+    kek_version: int
+    resumed: bool
+    rewrapped: int
+    left: int
+
+
+def key_event(what: str, *, user: str, outcome: Outcome = Outcome.SUCCESS, **details: object) -> AuditEvent:
+    """The audit record of a change to the archive's keys or certificates."""
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        Action.UPDATE,
+        outcome=outcome,
+        user_id=user,
+        event_type=EventType.SECURITY_CONFIGURATION,
+        details={"what": what, **details},
+    )
+
+
+def start_rotation(pacs: Context, *, user: str) -> tuple[int, int, bool]:
+    """Begin (or resume) a rotation; return the target KEK, data keys pending and whether it resumed."""
+    current = pacs.keyring.current_version
+    left = rotation.pending(pacs.database, current)
+    if left and current > 1:
+        pacs.audit.append(key_event("key rotation resumed", user=user, kek_version=current, pending=left))
+        return current, left, True
+    current = pacs.keyring.add_version()
+    left = rotation.pending(pacs.database, current)
+    pacs.audit.append(key_event("key rotation started", user=user, kek_version=current, pending=left))
+    return current, left, False
+
+
+def finish_rotation(
+    pacs: Context, current: int, *, user: str, on_batch: Callable[[int], None] = lambda n: None
+) -> tuple[int, int]:
+    """Re-wrap every data key under KEK `current`; return (re-wrapped, still left), audited."""
+    try:
+        done = rotation.rewrap(pacs.database, pacs.keyring, on_batch=on_batch)
+    except BaseException as exc:
+        pacs.audit.append(
+            key_event(
+                "key rotation interrupted",
+                user=user,
+                outcome=Outcome.MINOR_FAILURE,
+                kek_version=current,
+                error=repr(exc),
+            )
+        )
+        raise
+    # An object whose store began before the new KEK appeared may commit after the last batch.
+    left = rotation.pending(pacs.database, current)
+    if left:
+        event = key_event(
+            "key rotation unfinished",
+            user=user,
+            outcome=Outcome.MINOR_FAILURE,
+            kek_version=current,
+            pending=left,
+        )
+    else:
+        event = key_event("key rotation completed", user=user, kek_version=current, rewrapped=done)
+    pacs.audit.append(event)
+    return done, left
+
+
+def renew_certificate(pacs: Context, *, user: str) -> x509.Certificate:
+    """Issue a new server certificate from the archive's CA for the same key, audited."""
+    certificate = renew_server_certificate(pacs.settings)
+    pacs.audit.append(
+        AuditEvent(
+            EventID.SECURITY_ALERT,
+            Action.UPDATE,
+            user_id=user,
+            event_type=EventType.SECURITY_CONFIGURATION,
+            details={
+                "what": "server certificate renewed",
+                "hostname": pacs.settings.server.hostname,
+                "not_after": certificate.not_valid_after_utc.isoformat(),
+                "fingerprint": pki.fingerprint(certificate),
+            },
+        )
+    )
+    return certificate
