@@ -1,5 +1,10 @@
 """Making writes durable: the one place that flushes files and directories to the device.
 
+:func:`write_new` and :func:`replace` write a small file whole or not at all: the data
+goes to a hidden temporary file beside it (``.NAME.RANDOM.tmp``), which is flushed and
+then linked or renamed into place, and the directory is flushed. A crash at any point
+leaves the old file (or none) and at most a temporary file, never a partial one.
+
 A new file written and flushed with ``fdatasync`` survives a power loss, but whether its
 *name* does depends on the file system. On the journalling file systems below, creating
 the entry and allocating the file's blocks go into the journal transaction that the
@@ -31,6 +36,54 @@ def flush_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def flush_file(fd: int) -> None:
+    """Flush a file's data and all its metadata to the device (``fsync``)."""
+    os.fsync(fd)
+
+
+def temporary_name(path: Path) -> Path:
+    """A fresh hidden name beside `path` for the temporary copy of a write in progress."""
+    return path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+
+
+def _write_temporary(path: Path, data: bytes, mode: int) -> Path:
+    temporary = temporary_name(path)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        flush_file(fd)
+    except BaseException:
+        os.close(fd)
+        temporary.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return temporary
+
+
+def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create `path` holding `data`, whole or not at all; raise FileExistsError if it exists."""
+    temporary = _write_temporary(path, data, mode)
+    try:
+        os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    flush_directory(path.parent)
+
+
+def replace(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` (or create it) with `data`: readers see the old file or the new one."""
+    temporary = _write_temporary(path, data, mode)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    flush_directory(path.parent)
 
 
 def _unescape(field: str) -> str:

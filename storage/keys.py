@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from storage import durable
 from storage.crypto import KEY_BYTES
 from storage.errors import PacsError
 
@@ -33,25 +34,9 @@ class KeyFileError(PacsError):
 def write_secret(path: Path, secret: bytes) -> None:
     """Write `secret` to a new file with mode 0600, durably and atomically; refuse to overwrite.
 
-    The secret goes to a hidden temporary file first, which is fsynced and then linked
-    to `path`: a crash at any point leaves either no key file or a whole one.
+    A crash at any point leaves either no key file or a whole one (:func:`storage.durable.write_new`).
     """
-    temporary = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            os.write(fd, secret)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    durable.write_new(path, secret, 0o600)
 
 
 def read_secret(path: Path) -> bytes:

@@ -116,3 +116,18 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     with database.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
+
+
+def test_only_storage_durable_flushes_to_the_device() -> None:
+    flushes = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for package in OURS
+        for path in (ROOT / package).rglob("*.py")
+        if path != ROOT / "storage" / "durable.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute)
+        and node.attr in {"fsync", "fdatasync", "sync"}
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+    ]
+    assert flushes == []

@@ -19,7 +19,6 @@ import fcntl
 import hmac
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import func, select, text
 
+from storage import durable
 from storage.db import AuditRecord, Database, Study
 
 GENESIS = "0" * 64
@@ -304,17 +304,7 @@ class AuditLog:
             if not force and current is not None and current.seq >= seq:
                 return
             body = json.dumps({"seq": seq, "hash": hash_, "mac": self._anchor_mac(seq, hash_)})
-            fd, temp = tempfile.mkstemp(prefix=f".{self._anchor.name}.", dir=self._anchor.parent)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self._anchor)
-            directory = os.open(self._anchor.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            durable.replace(self._anchor, body.encode(), 0o600)
         finally:
             os.close(lock)
 

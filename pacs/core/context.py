@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pacs.core import pki
 from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType
 from pacs.core.config import CONFIG_NAME, Settings, render_config, with_overrides
+from storage import durable
 from storage.archive import Archive
 from storage.blobs import BlobStore
 from storage.db import Database
@@ -112,11 +113,7 @@ def refuse_existing(data_dir: Path) -> None:
 
 
 def _write_private(path: Path, content: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
+    durable.write_new(path, content.encode("utf-8"), 0o600)
 
 
 def _create_tls(settings: Settings) -> None:

@@ -19,8 +19,6 @@ timezone-aware UTC. Everything is done in-process with ``cryptography``; no
 from __future__ import annotations
 
 import ipaddress
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from storage import durable
 from storage.errors import PacsError
 
 __all__ = [
@@ -238,56 +237,28 @@ def days_until_expiry(cert: x509.Certificate, now: datetime | None = None) -> fl
 
 
 def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    """Write ``key`` to a new file at ``path`` as unencrypted PKCS#8 PEM.
+    """Write ``key`` to a new file at ``path`` as unencrypted PKCS#8 PEM, mode 0600.
 
-    The file is created with ``O_CREAT | O_EXCL`` and mode 0600, so it is
-    never readable by others at any moment and an existing file (or symlink)
-    at ``path`` is never replaced: ``FileExistsError`` is raised instead. If
-    writing fails midway the partial file is removed.
+    The file appears whole or not at all, never readable by others at any moment, and
+    an existing file (or symlink) at ``path`` is never replaced: ``FileExistsError`` is
+    raised instead (:func:`storage.durable.write_new`).
     """
     pem = key.private_bytes(
         encoding=serialization.Encoding.PEM,
         format=serialization.PrivateFormat.PKCS8,
         encryption_algorithm=serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_KEY_MODE)
-    try:
-        os.fchmod(fd, _PRIVATE_KEY_MODE)  # exact mode, whatever the umask
-        _write_all(fd, pem)
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)
-        raise
-    os.close(fd)
+    durable.write_new(Path(path), pem, _PRIVATE_KEY_MODE)
 
 
 def write_certificate(path: Path, cert: x509.Certificate) -> None:
     """Write ``cert`` to ``path`` as PEM with mode 0644.
 
-    An existing file is replaced atomically and durably (temporary file in the
-    same directory, fsynced, then ``os.replace`` and a directory fsync), so readers
-    see either the old or the new certificate, never a partial one, even after a crash.
+    An existing file is replaced atomically and durably (:func:`storage.durable.replace`),
+    so readers see either the old or the new certificate, never a partial one, even
+    after a crash.
     """
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    directory = Path(path).parent
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{Path(path).name}.")
-    try:
-        os.fchmod(fd, _CERTIFICATE_MODE)
-        _write_all(fd, pem)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp_name, path)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        if fd != -1:
-            os.close(fd)
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    durable.replace(Path(path), cert.public_bytes(serialization.Encoding.PEM), _CERTIFICATE_MODE)
 
 
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -468,12 +439,3 @@ def _read(path: Path, kind: str) -> bytes:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise PKIError(f"{path}: cannot read {kind} file: {reason}") from None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write all of ``data`` to ``fd`` and flush it to stable storage."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    os.fsync(fd)

@@ -287,7 +287,7 @@ def backup(pacs: Context, out: Path, passphrase: str, *, progress: Progress | No
                 _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
             writer.finish()
             sink.flush()
-            os.fsync(sink.fileno())
+            durable.flush_file(sink.fileno())
         os.rename(partial, out)
         durable.flush_directory(out.parent)
     except BaseException:
@@ -427,7 +427,7 @@ def _write_file(path: Path, stream: IO[bytes]) -> None:
     with _private_file(path) as sink:
         shutil.copyfileobj(stream, sink, 1 << 20)
         sink.flush()
-        os.fsync(sink.fileno())
+        durable.flush_file(sink.fileno())
 
 
 def _insert(connection: Connection, tables: dict[str, Table], name: str, data: bytes) -> int:
