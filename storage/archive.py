@@ -12,26 +12,23 @@ shared lock on ``<blobs>/lock``; clean-ups that need no writer take it exclusive
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from pydicom.dataset import Dataset
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
 
-from storage import index, matching, reindex
+from storage import index, matching, verify
 from storage.blobs import BlobRef, BlobStore
-from storage.crypto import IntegrityError
 from storage.db import Database, Instance, Patient, Series, Study
 from storage.errors import (
     ArchiveError,
@@ -40,10 +37,10 @@ from storage.errors import (
     ObjectTooLargeError,
     OutOfSpaceError,
 )
-from storage.header import HeaderError, InstanceHeader, is_valid_uid, sop_instance_uid
+from storage.header import HeaderError, InstanceHeader, is_valid_uid
 from storage.index import Outcome, StoreResult
 from storage.ingest import IncomingObject
-from storage.reindex import SweepReport
+from storage.verify import VerifyReport
 
 READ_SIZE = 1 << 20
 
@@ -82,30 +79,6 @@ class DeletedStudy:
     study_uid: str
     patient_id: str
     instances: int
-
-
-@dataclass
-class VerifyReport:
-    """The result of :meth:`Archive.verify`; ``ok`` is False on any damage."""
-
-    checked: int = 0
-    damaged: list[tuple[str, str]] = field(default_factory=list)
-    inconsistent: list[str] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
-    temp_files: list[str] = field(default_factory=list)
-    spool_files: list[Path] = field(default_factory=list)
-    cleaned: bool = False
-    sweep: SweepReport = field(default_factory=lambda: SweepReport())
-
-    @property
-    def ok(self) -> bool:
-        """No stored object is damaged and the index counts are consistent."""
-        return not self.damaged and not self.inconsistent
-
-    @property
-    def leftovers(self) -> int:
-        """Blobs being written or left partial by interrupted writes (not the unreadable ones kept)."""
-        return len(self.orphans) - len(self.sweep.unreadable) + len(self.temp_files)
 
 
 class Archive:
@@ -374,35 +347,8 @@ class Archive:
         return DeletedStudy(study_uid, patient_id, len(blob_ids))
 
     def verify(self, *, cleanup: bool = False, spool: Path | None = None) -> VerifyReport:
-        """Index what the index lacks, then re-authenticate every blob against its row.
-
-        First :func:`storage.reindex.sweep` re-indexes every complete blob the index
-        lacks; with `cleanup` it also removes incomplete blobs (all of them while no
-        other process writes, otherwise only stale ones), the partial blobs of format 1
-        and the files under `spool` (plaintext that versions before format 2 left).
-        Then every indexed blob is read and checked, and so are the counts.
-        """
-        report = VerifyReport()
-        with self.exclusive() as alone:
-            report.sweep = reindex.sweep(self, remove=cleanup, alone=alone)
-            known: set[str] = set()
-            with self.database.read() as session:
-                for instance in session.scalars(select(Instance).order_by(Instance.id)):
-                    known.add(instance.blob_id)
-                    report.checked += 1
-                    problem = self._check_blob(_ref(instance), instance.sop_uid, instance.transfer_syntax)
-                    if problem:
-                        report.damaged.append((instance.sop_uid, problem))
-                report.inconsistent = _count_mismatches(session)
-            report.temp_files = [p.name for p in self._blobs.temp_files()]
-            report.orphans = sorted(set(self._blobs.blob_ids()) - known)
-            if spool is not None and spool.is_dir():
-                report.spool_files = sorted(p for p in spool.rglob("*") if p.is_file())
-            if cleanup and alone:
-                for path in self._blobs.temp_files() + report.spool_files:
-                    path.unlink(missing_ok=True)
-                report.cleaned = True
-        return report
+        """Check every stored object and the index; see :func:`storage.verify.verify`."""
+        return verify.verify(self, cleanup=cleanup, spool=spool)
 
     @contextmanager
     def exclusive(self) -> Iterator[bool]:
@@ -427,30 +373,6 @@ class Archive:
             else:
                 os.close(fd)
 
-    def _check_blob(self, ref: BlobRef, sop_uid: str, transfer_syntax: str) -> str | None:
-        """What is wrong with the blob of `ref` as the index row of `sop_uid` describes it."""
-        digest = hashlib.sha256()
-        size = 0
-        first = b""  # the first chunk (1 MiB) holds the SOP Instance UID, near the start
-        try:
-            for chunk in self._blobs.read(ref):
-                digest.update(chunk)
-                size += len(chunk)
-                first = first or chunk
-        except FileNotFoundError:
-            return "blob is missing"
-        except IntegrityError as exc:
-            return str(exc)
-        if size != ref.size or digest.hexdigest() != ref.sha256:
-            return "content does not match the index (size or SHA-256)"
-        try:
-            held = sop_instance_uid(first, transfer_syntax)
-        except HeaderError as exc:
-            return f"stored object: {exc}"
-        if held != sop_uid:
-            return f"the blob holds SOP instance {held}, not this row's (index rows swapped?)"
-        return None
-
 
 def _info_query() -> Select[tuple[Instance, str, str, str]]:
     """Instances with the UIDs of their series and study and their patient's ID."""
@@ -459,12 +381,6 @@ def _info_query() -> Select[tuple[Instance, str, str, str]]:
         .join(Series, Instance.series_fk == Series.id)
         .join(Study, Series.study_fk == Study.id)
         .join(Patient, Study.patient_fk == Patient.id)
-    )
-
-
-def _ref(instance: Instance) -> BlobRef:
-    return BlobRef(
-        instance.blob_id, instance.key_version, instance.wrapped_key, instance.size, instance.sha256
     )
 
 
@@ -479,39 +395,8 @@ def _info(instance: Instance, series_uid: str, study_uid: str, patient_id: str) 
         study_uid=study_uid,
         series_uid=series_uid,
         patient_id=patient_id,
-        ref=_ref(instance),
+        ref=index.blob_ref(instance),
     )
-
-
-def _count_mismatches(session: Session) -> list[str]:
-    """Studies and series whose stored counts differ from their current instances."""
-    problems: list[str] = []
-    per_series = (
-        select(Series.series_uid, Series.num_instances, func.count(Instance.id))
-        .outerjoin(Instance, (Instance.series_fk == Series.id) & Instance.is_current.is_(True))
-        .group_by(Series.id)
-    )
-    for uid, stored, actual in session.execute(per_series):
-        if stored != actual:
-            problems.append(f"series {uid}: index says {stored} instances, found {actual}")
-    per_study = (
-        select(
-            Study.study_uid,
-            Study.num_instances,
-            Study.num_series,
-            func.coalesce(func.sum(Series.num_instances), 0),
-            func.count(Series.id),
-        )
-        .outerjoin(Series, Series.study_fk == Study.id)
-        .group_by(Study.id)
-    )
-    for uid, stored, stored_series, actual, actual_series in session.execute(per_study):
-        if stored != actual or stored_series != actual_series:
-            problems.append(
-                f"study {uid}: index says {stored} instances in {stored_series} series, "
-                f"found {actual} in {actual_series}"
-            )
-    return problems
 
 
 __all__ = [

@@ -336,3 +336,10 @@ def delete_study(session: Session, study: Study) -> list[str]:
     if not remaining:
         session.execute(delete(Patient).where(Patient.id == study.patient_fk))
     return blob_ids
+
+
+def blob_ref(instance: Instance) -> BlobRef:
+    """Where the blob of an index row is and how to open it."""
+    return BlobRef(
+        instance.blob_id, instance.key_version, instance.wrapped_key, instance.size, instance.sha256
+    )

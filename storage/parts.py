@@ -1,5 +1,5 @@
-"""What the archive's own machinery calls back into: the facade as :mod:`storage.ingest` and
-:mod:`storage.reindex` see it.
+"""What the archive's own machinery calls back into: the facade as :mod:`storage.ingest`,
+:mod:`storage.reindex` and :mod:`storage.verify` see it.
 
 :class:`~storage.archive.Archive` builds an :class:`~storage.ingest.IncomingObject` for
 each object received and runs :func:`~storage.reindex.sweep` over its blobs; both need
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
 from storage.blobs import BlobRef, BlobStore
+from storage.db import Database
 from storage.header import InstanceHeader
 from storage.index import Outcome
 
@@ -24,9 +26,13 @@ class ArchiveParts(Protocol):
     """The archive's blob store, limits and index writes, for its ingest and sweep."""
 
     _blobs: BlobStore
+    database: Database
     max_object_bytes: int
     max_header_bytes: int
     flusher: Executor
+
+    def exclusive(self) -> AbstractContextManager[bool]:
+        """Hold the writer lock exclusively if no other process writes; yield whether it is held."""
 
     def check_space(self, size: int = 0) -> None:
         """Raise OutOfSpaceError when `size` more bytes would pass the free-space watermark."""
