@@ -7,6 +7,12 @@ import ipaddress
 from typing import Any
 
 import pytest
+from pynetdicom.status import (
+    GENERAL_STATUS,
+    QR_FIND_SERVICE_CLASS_STATUS,
+    STORAGE_SERVICE_CLASS_STATUS,
+    Status,
+)
 
 from pacs.core.nodes import EnrolledNode
 from pacs.dicom import policy
@@ -214,3 +220,28 @@ def test_a_rejection_says_why_without_accepting() -> None:
     assert "CT1" in verdict.why
     assert "10.9.9.9" in verdict.why
     assert verdict.accepted is False
+
+
+@pytest.mark.parametrize(
+    ("name", "table", "meaning"),
+    [
+        ("NOT_AUTHORISED", GENERAL_STATUS, "Refused: Not Authorised"),
+        ("PROCESSING_FAILURE", GENERAL_STATUS, "Processing Failure"),
+        ("OUT_OF_RESOURCES", STORAGE_SERVICE_CLASS_STATUS, "Refused: Out of Resources"),
+        ("DATA_SET_DOES_NOT_MATCH", STORAGE_SERVICE_CLASS_STATUS, "Data Set Does Not Match SOP Class"),
+        ("CANNOT_UNDERSTAND", STORAGE_SERVICE_CLASS_STATUS, "Cannot Understand"),
+        ("IDENTIFIER_DOES_NOT_MATCH", QR_FIND_SERVICE_CLASS_STATUS, "Identifier Does Not Match SOP Class"),
+    ],
+)
+def test_each_named_status_means_what_pynetdicom_status_says(
+    name: str, table: dict[int, tuple[str, str]], meaning: str
+) -> None:
+    assert table[getattr(policy, name)][1] == meaning
+
+
+def test_the_general_statuses_are_pynetdicoms_own() -> None:
+    assert (policy.SUCCESS, policy.PENDING, policy.MOVE_DESTINATION_UNKNOWN) == (
+        Status.SUCCESS,
+        Status.PENDING,
+        Status.MOVE_DESTINATION_UNKNOWN,
+    )

@@ -13,6 +13,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pynetdicom.status import Status
+
 from pacs.core.nodes import EnrolledNode
 
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): result, source and reason/diag values.
@@ -26,16 +28,18 @@ REASON_LOCAL_LIMIT_EXCEEDED = 0x02  # with SOURCE_PRESENTATION_PROVIDER
 REASON_CALLING_AE_NOT_RECOGNISED = 0x03
 REASON_CALLED_AE_NOT_RECOGNISED = 0x07
 
-# DIMSE statuses (PS3.7 C, PS3.4 Annex B/C).
-SUCCESS = 0x0000
-PENDING = 0xFF00
+# DIMSE statuses (PS3.7 C, PS3.4 Annex B/C). pynetdicom.status names the general ones; the
+# others are keys of its service-class tables, under the names those tables give them
+# (tests/test_dicom_policy.py checks each against pynetdicom.status).
+SUCCESS = Status.SUCCESS
+PENDING = Status.PENDING
+MOVE_DESTINATION_UNKNOWN = Status.MOVE_DESTINATION_UNKNOWN  # sent by pynetdicom when no destination is named
 NOT_AUTHORISED = 0x0124
+PROCESSING_FAILURE = 0x0110
 OUT_OF_RESOURCES = 0xA700
 DATA_SET_DOES_NOT_MATCH = 0xB007  # a warning: stored, but the data set is not as its class requires
-MOVE_DESTINATION_UNKNOWN = 0xA801  # sent by pynetdicom when the handler names no destination
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
-PROCESSING_FAILURE = 0x0110
 
 
 @dataclass(frozen=True)
