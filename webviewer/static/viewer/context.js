@@ -1,0 +1,72 @@
+/*
+ * The page the viewer runs in: its elements, the URLs and preloaded data that #viewer
+ * names, the progress state exposed to tests and benchmarks as window.viewerState, and
+ * the error banner (silent once the page is going away; before the first image an error
+ * also marks the page's viewer state "error").
+ */
+
+export const scriptStart = performance.now();
+
+export const byId = (id) => document.getElementById(id);
+export const root = byId("viewer");
+export const urls = { root: root.dataset.root, tags: root.dataset.tags };
+// The series list and the first series' images, sent with the page (a JSON island).
+export const preload = JSON.parse(byId("viewer-preload")?.textContent || "{}");
+export const el = {
+  stage: byId("stage"),
+  viewport: byId("viewport"),
+  overlay: byId("overlay"),
+  seriesList: byId("series-list"),
+  slider: byId("frame-slider"),
+  frameLabel: byId("frame-label"),
+  error: byId("viewer-error"),
+  invert: byId("invert"),
+  cine: byId("cine"),
+  cineFps: byId("cine-fps"),
+  measureLabel: byId("measure-label"),
+  tags: byId("tags"),
+  tagsToggle: byId("tags-toggle"),
+  tagsFilter: byId("tags-filter"),
+  tagsBody: document.querySelector("#tags-table tbody"),
+  ovSeries: byId("ov-series"),
+  ovSlice: byId("ov-slice"),
+  ovWindow: byId("ov-window"),
+  ovZoom: byId("ov-zoom"),
+};
+
+export const state = {
+  seriesUid: null,
+  index: 0,
+  total: 0,
+  frameRequests: 0,
+  framesDrawn: 0,
+  center: null,
+  width: null,
+  firstImageMs: null,
+  ready: false,
+  inFlight: 0,
+};
+window.viewerState = state;
+
+// ---------------------------------------------------------------- errors
+
+let leaving = false;
+
+/** The page is going away (logout, navigation): report nothing more. */
+export function stopReporting() {
+  leaving = true;
+}
+
+/** Show `error`'s message in the banner (and on the console). */
+export function report(error) {
+  if (leaving || error?.name === "AbortError") return;
+  console.error(error);
+  el.error.textContent = error?.message || String(error);
+  el.error.hidden = false;
+}
+
+/** Report `error`; before the first image, mark the viewer as failed. */
+export function fatal(error) {
+  report(error);
+  if (!state.ready) document.body.dataset.viewer = "error";
+}
