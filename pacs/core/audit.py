@@ -9,17 +9,29 @@ off the end of the table is then detected too. Against someone who can also put 
 anchor back, :mod:`pacs.core.checkpoints` writes signed checkpoints to logs the service
 account cannot rewrite; :mod:`pacs.core.atna` writes the trail as DICOM audit messages.
 
-Event codes follow DICOM PS3.15 A.5 / IHE ATNA (the DCM coding scheme).
+Event codes follow DICOM PS3.15 A.5 / IHE ATNA (the DCM coding scheme), in
+:mod:`pacs.core.audit_vocabulary`; every kind of event is built by :mod:`pacs.core.events`
+or :mod:`pacs.core.access_events`.
+
+A failed write is one policy, fail closed: :meth:`AuditLog.append` raises
+:class:`AuditUnavailableError` (and logs it), and an action that must be audited does not
+go on, or is not acknowledged: the web answers 503 with a message (a login, a password or
+second factor change, a page of patient data, an admin change), DICOM answers the request
+with 0xA700 Out of Resources with a comment (a C-STORE, C-FIND, C-MOVE, C-GET) or rejects
+the association as transient, and the command line exits with the error. Two kinds of
+record are written when nothing can be held back any more, and there a failure is logged
+(LOG.error) and the work goes on: what an association transferred, written when it closes,
+and protective actions: refusals and rejections, lockouts, ending associations, logging out.
 """
 
 from __future__ import annotations
 
-import enum
 import fcntl
 import hmac
 import json
+import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -28,101 +40,23 @@ from typing import Any, TextIO
 
 from sqlalchemy import func, select, text
 
+from pacs.core import events
+from pacs.core.audit_vocabulary import EVENT_NAMES as EVENT_NAMES
+from pacs.core.audit_vocabulary import Action as Action
+from pacs.core.audit_vocabulary import AuditEvent as AuditEvent
+from pacs.core.audit_vocabulary import EventID as EventID
+from pacs.core.audit_vocabulary import EventType as EventType
+from pacs.core.audit_vocabulary import Outcome as Outcome
 from storage import durable
 from storage.db import AuditRecord, Database, Study
+from storage.errors import PacsError
 
+LOG = logging.getLogger(__name__)
 GENESIS = "0" * 64
 
 
-class EventID(enum.StrEnum):
-    """DICOM audit message event IDs (DCM codes, PS3.16 CID 400)."""
-
-    APPLICATION_ACTIVITY = "110100"
-    AUDIT_LOG_USED = "110101"
-    INSTANCES_ACCESSED = "110103"
-    INSTANCES_TRANSFERRED = "110104"
-    STUDY_DELETED = "110105"
-    EXPORT = "110106"
-    IMPORT = "110107"
-    QUERY = "110112"
-    SECURITY_ALERT = "110113"
-    USER_AUTHENTICATION = "110114"
-
-
-class EventType(enum.StrEnum):
-    """DICOM audit event type codes (DCM codes, PS3.16 CID 401)."""
-
-    NONE = ""
-    APPLICATION_START = "110120"
-    APPLICATION_STOP = "110121"
-    LOGIN = "110122"
-    LOGOUT = "110123"
-    NODE_AUTHENTICATION = "110126"
-    NETWORK_CONFIGURATION = "110128"
-    SECURITY_CONFIGURATION = "110129"
-    SOFTWARE_CONFIGURATION = "110131"
-    USE_OF_RESTRICTED_FUNCTION = "110132"
-    OBJECT_SECURITY_ATTRIBUTES_CHANGED = "110134"
-    USER_SECURITY_ATTRIBUTES_CHANGED = "110136"
-
-
-EVENT_NAMES: dict[str, str] = {
-    "110100": "Application Activity",
-    "110101": "Audit Log Used",
-    "110103": "DICOM Instances Accessed",
-    "110104": "DICOM Instances Transferred",
-    "110105": "DICOM Study Deleted",
-    "110106": "Export",
-    "110107": "Import",
-    "110112": "Query",
-    "110113": "Security Alert",
-    "110114": "User Authentication",
-    "110120": "Application Start",
-    "110121": "Application Stop",
-    "110122": "Login",
-    "110123": "Logout",
-    "110126": "Node Authentication",
-    "110128": "Network Configuration",
-    "110129": "Security Configuration",
-    "110131": "Software Configuration",
-    "110132": "Use of Restricted Function",
-    "110134": "Object Security Attributes Changed",
-    "110136": "User Security Attributes Changed",
-}
-
-
-class Action(enum.StrEnum):
-    """Event action codes: create, read, update, delete, execute."""
-
-    CREATE = "C"
-    READ = "R"
-    UPDATE = "U"
-    DELETE = "D"
-    EXECUTE = "E"
-
-
-class Outcome(enum.IntEnum):
-    """Event outcome indicators."""
-
-    SUCCESS = 0
-    MINOR_FAILURE = 4
-    SERIOUS_FAILURE = 8
-    MAJOR_FAILURE = 12
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """Something that happened: who did what, from where, to which patient and study."""
-
-    event_id: EventID
-    action: Action
-    outcome: Outcome = Outcome.SUCCESS
-    user_id: str = ""
-    source: str = ""
-    event_type: EventType = EventType.NONE
-    patient_id: str = ""
-    study_uid: str = ""
-    details: Mapping[str, Any] = field(default_factory=dict)
+class AuditUnavailableError(PacsError):
+    """An audit record could not be written, so the action it records does not go on."""
 
 
 @dataclass
@@ -152,7 +86,6 @@ class _Anchor:
 
 
 _INVALID = _Anchor(-1, "")
-_REANCHOR = "audit anchor reset"
 
 
 def _canonical(record: AuditRecord) -> bytes:
@@ -211,13 +144,19 @@ class AuditLog:
         The sequence continues after the anchor if rows were cut off the end, so the
         gap stays visible. A damaged or missing anchor is left as it is (and keeps
         failing :meth:`verify`) until an admin calls :meth:`reanchor`; so is a missing
-        one of an emptied trail whose archive holds studies.
+        one of an emptied trail whose archive holds studies. Raises
+        :class:`AuditUnavailableError` when the record cannot be written (see the policy above).
         """
-        record, anchor, empty = self._append(event)
-        # An empty trail without an anchor is a new archive's, unless it already holds studies.
-        fresh = anchor is None and empty and not self._studies()
-        if fresh or (anchor is not None and anchor is not _INVALID):
-            self._write_anchor(record.seq, record.hash)
+        try:
+            record, anchor, empty = self._append(event)
+            # An empty trail without an anchor is a new archive's, unless it already holds studies.
+            fresh = anchor is None and empty and not self._studies()
+            if fresh or (anchor is not None and anchor is not _INVALID):
+                self._write_anchor(record.seq, record.hash)
+        except Exception as exc:
+            reason = (str(exc).splitlines() or [""])[0][:200]
+            LOG.error("audit record %s of %r not written: %s", event.event_id, event.user_id, reason)
+            raise AuditUnavailableError(f"the audit trail cannot be written ({reason})") from exc
         return record
 
     def reanchor(self, user_id: str, report: ChainReport) -> AuditRecord:
@@ -226,20 +165,10 @@ class AuditLog:
         Only the records named in `report` are acknowledged; tampering found later, at
         any other record, still fails :meth:`verify`.
         """
-        record, _, _ = self._append(
-            AuditEvent(
-                EventID.SECURITY_ALERT,
-                Action.EXECUTE,
-                outcome=Outcome.MINOR_FAILURE,
-                user_id=user_id,
-                event_type=EventType.SECURITY_CONFIGURATION,
-                details={
-                    "what": _REANCHOR,
-                    "acknowledged": report.problems,
-                    "records": sorted(set(report.problem_seqs)),
-                },
-            )
+        event = events.audit_reanchored(
+            by=user_id, acknowledged=report.problems, records=sorted(set(report.problem_seqs))
         )
+        record, _, _ = self._append(event)
         self._write_anchor(record.seq, record.hash, force=True)
         return record
 
@@ -378,7 +307,7 @@ class AuditLog:
                 found.append((record.seq, f"record {record.seq} was altered (its MAC does not match)"))
             elif record.event_id == EventID.SECURITY_ALERT:
                 details = json.loads(record.details)
-                if details.get("what") == _REANCHOR:
+                if details.get("what") == events.REANCHOR_WHAT:
                     acknowledged.update(seq for seq in details.get("records", []) if seq <= record.seq)
             if anchor is not None and record.seq == anchor.seq and record.hash != anchor.hash:
                 found.append((record.seq, f"record {record.seq} does not match the anchor"))

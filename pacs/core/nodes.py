@@ -26,7 +26,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from pacs.core import pki
-from pacs.core.audit import Action, AuditEvent, EventID, EventType
+from pacs.core.audit_vocabulary import Action, AuditEvent, EventID, EventType
 from pacs.core.config import check_ae_title
 from storage.db import Database, Node
 from storage.errors import PacsError
