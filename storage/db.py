@@ -1,4 +1,4 @@
-"""The index database: engine setup (SQLCipher or PostgreSQL), the schema and migrations.
+"""The index database: the schema, the migrations, and read and write sessions (SQLCipher or PostgreSQL).
 
 SQLite is the embedded default and is always opened through SQLCipher with a raw
 256-bit key, so the file on disk holds no readable text. PostgreSQL is reached through
@@ -9,7 +9,6 @@ psycopg. The schema is created and upgraded only by the Alembic migrations in
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import threading
 from collections.abc import Iterator
@@ -34,13 +33,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
-    event,
     false,
     inspect,
 )
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.pool import QueuePool
+
+from storage import engines
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Alembic's command API is not thread-safe; migrations in one process take turns.
@@ -225,87 +224,6 @@ Index("ix_studies_newest", Study.study_date, Study.study_time, Study.id)
 Index("ix_instances_series_current", Instance.series_fk, Instance.is_current)
 
 
-def _sqlite_url(path: Path, key: bytes) -> URL:
-    return URL.create("sqlite+pysqlcipher", password=f"x'{key.hex()}'", database=str(path))
-
-
-def _normalise_url(url: str) -> URL:
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def _tune_sqlite(engine: Engine, *, synchronous: str = "FULL") -> None:
-    """WAL mode flushed at every commit (or not: NORMAL), a busy timeout, and explicit BEGIN."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 30000")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute(f"PRAGMA synchronous = {synchronous}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        immediate = connection.get_execution_options().get("pacs_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def _sqlite_engine(path: Path, key: bytes, synchronous: str) -> Engine:
-    # The pysqlcipher dialect defaults to SingletonThreadPool, which closes the
-    # connections of other threads once more than pool_size threads use it.
-    engine = create_engine(
-        _sqlite_url(path, key),
-        poolclass=QueuePool,
-        pool_size=8,
-        connect_args={"check_same_thread": False},
-        hide_parameters=True,
-    )
-    _tune_sqlite(engine, synchronous=synchronous)
-    return engine
-
-
-class _WriterQueue:
-    """Lets one writer at a time into SQLite: threads queue on a lock, processes on an flock.
-
-    Waiting here wakes a writer as soon as the previous one is done, where SQLite's own
-    busy handler would sleep for growing intervals.
-    """
-
-    def __init__(self, lock_path: Path) -> None:
-        self._path = lock_path
-        self._thread_lock = threading.Lock()
-        self._fd: int | None = None
-
-    def __enter__(self) -> None:
-        self._thread_lock.acquire()
-        try:
-            if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread_lock.release()
-            raise
-
-    def __exit__(self, *_: object) -> None:
-        try:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._thread_lock.release()
-
-    def close(self) -> None:
-        """Close the lock file (it is opened again by the next writer)."""
-        with self._thread_lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
-
 class Database:
     """The index database: an engine plus read and write sessions.
 
@@ -322,16 +240,16 @@ class Database:
         self._lazy_engine = lazy_engine
         self._writer = engine.execution_options(pacs_write=True)
         self._lazy_writer = (lazy_engine or engine).execution_options(pacs_write=True)
-        self._write_queue = _WriterQueue(writer_lock) if writer_lock is not None else None
+        self._write_queue = engines.WriterQueue(writer_lock) if writer_lock is not None else None
         self._write_lock: AbstractContextManager[Any] = self._write_queue or contextlib.nullcontext()
 
     @classmethod
     def open(cls, url: str, *, sqlite_path: Path, sqlite_key: bytes) -> Database:
         """Open PostgreSQL at `url`, or SQLCipher at `sqlite_path` when `url` is empty."""
         if url:
-            engine = create_engine(_normalise_url(url), pool_pre_ping=True, hide_parameters=True)
+            engine = create_engine(engines.normalise_url(url), pool_pre_ping=True, hide_parameters=True)
             lazy = create_engine(
-                _normalise_url(url),
+                engines.normalise_url(url),
                 pool_pre_ping=True,
                 hide_parameters=True,
                 connect_args={"options": "-c synchronous_commit=off"},
@@ -339,7 +257,7 @@ class Database:
             return cls(engine, lazy_engine=lazy)
         # SQLite gives the -wal and -shm files the mode of the database file.
         os.close(os.open(sqlite_path, os.O_RDWR | os.O_CREAT, 0o600))
-        engine, lazy = (_sqlite_engine(sqlite_path, sqlite_key, sync) for sync in ("FULL", "NORMAL"))
+        engine, lazy = (engines.sqlite_engine(sqlite_path, sqlite_key, sync) for sync in ("FULL", "NORMAL"))
         return cls(engine, writer_lock=sqlite_path.with_name(sqlite_path.name + ".writer"), lazy_engine=lazy)
 
     @property
