@@ -296,30 +296,34 @@ def add_instance(
         version = previous.version + 1
         connection.execute(_SUPERSEDE, {"id": previous.id, "current": False})
         _count(connection, previous.series_fk, -1, now)
-    connection.execute(
-        _INSERT,
-        {
-            "sop_uid": header.sop_uid,
-            "version": version,
-            "is_current": True,
-            "series_fk": series_fk,
-            "sop_class_uid": header.sop_class_uid,
-            "instance_number": header.instance_number,
-            "transfer_syntax": header.transfer_syntax,
-            "frames": header.frames,
-            "rows": header.rows,
-            "columns": header.columns,
-            "blob_id": ref.blob_id,
-            "key_version": ref.key_version,
-            "wrapped_key": ref.wrapped_key,
-            "size": ref.size,
-            "sha256": ref.sha256,
-            "received_at": received_at or now,
-            "pixel_data_short": header.pixel_data_short,
-        },
-    )
+    connection.execute(_INSERT, _instance_row(header, ref, version, series_fk, received_at or now))
     _count(connection, series_fk, +1, now)
     return version, (Outcome.NEW_VERSION if previous is not None else Outcome.STORED), learned
+
+
+def _instance_row(
+    header: InstanceHeader, ref: BlobRef, version: int, series_fk: int, received_at: datetime
+) -> dict[str, Any]:
+    """The values of a new, current ``instances`` row."""
+    return {
+        "sop_uid": header.sop_uid,
+        "version": version,
+        "is_current": True,
+        "series_fk": series_fk,
+        "sop_class_uid": header.sop_class_uid,
+        "instance_number": header.instance_number,
+        "transfer_syntax": header.transfer_syntax,
+        "frames": header.frames,
+        "rows": header.rows,
+        "columns": header.columns,
+        "blob_id": ref.blob_id,
+        "key_version": ref.key_version,
+        "wrapped_key": ref.wrapped_key,
+        "size": ref.size,
+        "sha256": ref.sha256,
+        "received_at": received_at,
+        "pixel_data_short": header.pixel_data_short,
+    }
 
 
 def delete_study(session: Session, study: Study) -> list[str]:
