@@ -2,7 +2,8 @@
 # Installs everything the test suite needs on Debian 12 / Ubuntu 22.04+:
 # the system packages (dcmtk, PostgreSQL, openssl, Chromium for the browser tests,
 # systemd-analyze for the unit file, shellcheck for the install scripts, ss from iproute2
-# for install.sh's port check, and losetup, mkfs.ext4 and mount for the raw-disk ingest tests),
+# for install.sh's port check, losetup, mkfs.ext4 and mount for the raw-disk ingest tests,
+# and Node.js for the viewer's JavaScript unit tests),
 # a running PostgreSQL,
 # and a virtualenv in .venv with the project and its test extras.
 set -euo pipefail
