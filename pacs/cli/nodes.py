@@ -6,60 +6,33 @@ import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
-from pacs.cli.common import EXIT_OK, CommandError, Subcommands, actor, add_command, add_group, opened
-from pacs.core import pki
-from pacs.core.audit import Action
-from pacs.core.context import load_ca
-from pacs.core.nodes import (
-    CLI_AUTHORITY,
-    NodeRegistry,
-    check_enrolment,
-    issue_node_certificate,
-    node_event,
-    parse_permissions,
-    phi_grant,
-)
+from pacs.cli.common import EXIT_OK, Subcommands, actor, add_command, add_group, opened
+from pacs.core.nodes import NodeRegistry, phi_grant
+from pacs.ops import enrolment
 
 
 def cmd_modality_add(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Enrol a modality or workstation."""
+    out = Path(args.issue_cert) if args.issue_cert else None
     with opened(args, environ) as pacs:
         settings = pacs.settings
-        if args.plaintext and settings.dicom.plaintext_port == 0:
-            raise CommandError(
-                "--plaintext needs a plaintext port: set [dicom] plaintext_port in pacs.toml first"
-            )
-        permissions = parse_permissions(args.allow)
-        check_enrolment(args.ae_title, host=args.host, port=args.port, plaintext=args.plaintext)
-        registry = NodeRegistry(pacs.database)
-        if registry.get(args.ae_title) is not None:
-            raise CommandError(f"a node with AE title {args.ae_title!r} is already enrolled")
-        if args.issue_cert:
-            out = Path(args.issue_cert)
-            certificate = issue_node_certificate(
-                load_ca(settings), args.ae_title, out, server_auth=bool(args.port)
-            )
-        else:
-            certificate = pki.load_certificate(Path(args.cert))
-        node = registry.add(
+        node = enrolment.enrol(
+            pacs,
             args.ae_title,
             host=args.host,
-            certificate=certificate,
-            cert_issued=bool(args.issue_cert),
-            permissions=permissions,
+            allow=args.allow,
             port=args.port,
+            certificate=enrolment.IssueInto(out) if out else enrolment.PinFile(Path(args.cert)),
+            authority=enrolment.operator(actor()),
             plaintext=args.plaintext,
-        )
-        pacs.audit.append(
-            node_event(Action.CREATE, node, "node enrolled", user=actor(), authority=CLI_AUTHORITY)
-        )
+        ).node
     print(f"enrolled {node.ae_title} from {node.network}, may {','.join(sorted(node.permissions))}")
     if granted := phi_grant(node.permissions):
         print(
             f"  PHI grant: {','.join(granted)} lets {node.ae_title} read every patient's data "
             "(audited; listed by pacs selfcheck)"
         )
-    if args.issue_cert:
+    if out:
         print(f"  certificate: {out / 'client.crt'}, key: {out / 'client.key'}, CA: {out / 'ca.crt'}")
         print(
             f"  test it: TCP_NODELAY=1 echoscu +tls {out / 'client.key'} {out / 'client.crt'} "
@@ -89,8 +62,7 @@ def cmd_modality_list(args: argparse.Namespace, environ: Mapping[str, str]) -> i
 def cmd_modality_remove(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Remove an enrolled node."""
     with opened(args, environ) as pacs:
-        node = NodeRegistry(pacs.database).remove(args.ae_title)
-        pacs.audit.append(node_event(Action.DELETE, node, "node removed", user=actor()))
+        node = enrolment.remove(pacs, args.ae_title, user=actor())
     print(f"removed {node.ae_title}")
     return EXIT_OK
 

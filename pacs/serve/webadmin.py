@@ -8,28 +8,13 @@ physician, and anything else raises :class:`webviewer.admin.GrantRefusedError`.
 
 from __future__ import annotations
 
-import shutil
-
 from pacs.core import pki
-from pacs.core.audit import Action
 from pacs.core.config import Settings
-from pacs.core.context import CA_CERT, SERVER_CERT, Context, load_ca
-from pacs.core.nodes import (
-    PHI_PERMISSIONS,
-    WEB_AUTHORITY,
-    EnrolledNode,
-    EnrolmentError,
-    NodeRegistry,
-    PhiGrantError,
-    check_enrolment,
-    check_phi_grant,
-    issue_node_pem,
-    node_event,
-    parse_permissions,
-)
+from pacs.core.context import CA_CERT, SERVER_CERT, Context
+from pacs.core.nodes import PHI_PERMISSIONS, EnrolledNode, NodeRegistry, PhiGrantError
+from pacs.ops import enrolment
+from pacs.ops.status import certificate_status, disk_status
 from webviewer.admin import GrantRefusedError, ModalityRow, StatusRow
-
-CERTIFICATE_WARNING_DAYS = 30
 
 
 class PacsAdmin:
@@ -69,68 +54,51 @@ class PacsAdmin:
 
         A PHI grant (find, move, get) is refused unless `roles` hold admin and physician.
         """
-        permissions = parse_permissions(allow)
-        network = check_enrolment(ae_title, host=host, port=port, plaintext=False)
         try:
-            check_phi_grant(ae_title, network, permissions, roles=roles)
+            enrolled = enrolment.enrol(
+                self._pacs,
+                ae_title,
+                host=host,
+                allow=allow,
+                port=port,
+                certificate=enrolment.IssueBundle(),
+                authority=enrolment.web_admin(user, roles),
+            )
         except PhiGrantError as exc:
             raise GrantRefusedError(str(exc), exc.details) from None
-        if self._registry.get(ae_title) is not None:
-            raise EnrolmentError(f"a node with AE title {ae_title!r} is already enrolled")
-        ca = load_ca(self._settings)
-        certificate, bundle = issue_node_pem(ca, ae_title, server_auth=port is not None)
-        node = self._registry.add(
-            ae_title, host=host, certificate=certificate, cert_issued=True, permissions=permissions, port=port
-        )
-        event = node_event(Action.CREATE, node, "node enrolled", user=user, authority=WEB_AUTHORITY)
-        self._pacs.audit.append(event)
-        return bundle
+        return enrolled.bundle
 
     def change_rights(self, ae_title: str, allow: str, *, user: str, roles: frozenset[str]) -> bool:
         """Give a node exactly the rights in `allow`; False if it had them already.
 
         Narrowing is open to any admin; adding find, move or get is a PHI grant.
         """
-        permissions = parse_permissions(allow)
         try:
-            before, after = self._registry.change_permissions(ae_title, permissions, roles=roles)
+            return enrolment.change_rights(
+                self._pacs, ae_title, allow, authority=enrolment.web_admin(user, roles)
+            )
         except PhiGrantError as exc:
             raise GrantRefusedError(str(exc), exc.details) from None
-        if before.permissions == after.permissions:
-            return False
-        event = node_event(
-            Action.UPDATE,
-            after,
-            "node rights changed",
-            user=user,
-            authority=WEB_AUTHORITY,
-            before=before.permissions,
-        )
-        self._pacs.audit.append(event)
-        return True
 
     def remove(self, ae_title: str, *, user: str) -> None:
         """Remove an enrolled node."""
-        node = self._registry.remove(ae_title)
-        self._pacs.audit.append(node_event(Action.DELETE, node, "node removed", user=user))
+        enrolment.remove(self._pacs, ae_title, user=user)
 
     def status(self) -> list[StatusRow]:
         """Free disk against the watermark, certificate expiry, the index and the plaintext port."""
         settings = self._settings
-        free_mb = shutil.disk_usage(settings.blob_dir).free // 2**20
+        disk = disk_status(settings)
         rows = [
             StatusRow(
-                "free disk (blobs)",
-                f"{free_mb:,} MiB (watermark {settings.storage.min_free_mb:,} MiB)",
-                free_mb > settings.storage.min_free_mb * 2,
+                "free disk (blobs)", f"{disk.free_mb:,} MiB (watermark {disk.watermark_mb:,} MiB)", disk.ok
             )
         ]
         for label, path in (
             ("server certificate", settings.tls_dir / SERVER_CERT),
             ("CA certificate", settings.tls_dir / CA_CERT),
         ):
-            days = pki.days_until_expiry(pki.load_certificate(path))
-            rows.append(StatusRow(label, f"expires in {days:.0f} days", days > CERTIFICATE_WARNING_DAYS))
+            cert = certificate_status(pki.load_certificate(path))
+            rows.append(StatusRow(label, f"expires in {cert.days:.0f} days", cert.ok))
         encrypted = (
             "SQLCipher (encrypted)" if self._pacs.database.is_sqlite else "PostgreSQL (see docs/SECURITY.md)"
         )
