@@ -18,18 +18,18 @@ timezone-aware UTC. Everything is done in-process with ``cryptography``; no
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from pacs.core import certificate_builders as builders
+from pacs.core.certificate_builders import Issued
 from storage import durable
 from storage.errors import PacsError
 
@@ -48,8 +48,6 @@ __all__ = [
     "write_private_key",
 ]
 
-_CLOCK_SKEW = timedelta(minutes=5)
-_SIGNATURE_HASH = hashes.SHA256()
 _PRIVATE_KEY_MODE = 0o600
 _CERTIFICATE_MODE = 0o644
 
@@ -59,14 +57,6 @@ class PKIError(PacsError, ValueError):
 
     The message is a single line that names the offending file.
     """
-
-
-@dataclass(frozen=True)
-class Issued:
-    """A private key together with the certificate issued for it."""
-
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
 
 
 # --------------------------------------------------------------------------
@@ -95,9 +85,9 @@ def create_ca(
     Raises ``ValueError`` if ``valid_days`` is not positive or ``now`` is a
     naive datetime.
     """
-    start, end = _validity(_utc_now(now), valid_days)
-    key = _new_key()
-    name = _name(common_name)
+    start, end = builders.validity(builders.utc_now(now), valid_days)
+    key = builders.new_key()
+    name = builders.name(common_name)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -107,12 +97,12 @@ def create_ca(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(builders.key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
             critical=False,
         )
-        .sign(key, _SIGNATURE_HASH)
+        .sign(key, builders.SIGNATURE_HASH)
     )
     return Issued(key=key, cert=cert)
 
@@ -149,9 +139,9 @@ def issue_server_cert(
     longer than the 64 characters a CN allows, if ``valid_days`` is not
     positive, or if ``now`` is naive.
     """
-    names = _subject_alt_names([hostname, *extra_names])
-    builder = _leaf_builder(ca, hostname, valid_days=valid_days, now=now)
-    key = key or _new_key()
+    names = builders.subject_alt_names([hostname, *extra_names])
+    builder = builders.leaf_builder(ca, hostname, valid_days=valid_days, now=now)
+    key = key or builders.new_key()
     cert = (
         builder.public_key(key.public_key())
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -159,12 +149,12 @@ def issue_server_cert(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
-        .add_extension(_key_usage(digital_signature=True, key_agreement=True), critical=True)
+        .add_extension(builders.key_usage(digital_signature=True, key_agreement=True), critical=True)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
             critical=False,
         )
-        .sign(ca.key, _SIGNATURE_HASH)
+        .sign(ca.key, builders.SIGNATURE_HASH)
     )
     return Issued(key=key, cert=cert)
 
@@ -190,20 +180,20 @@ def issue_client_cert(
     Validity is as for ``issue_server_cert``, and so are the errors, except
     that ``common_name`` is only limited to 1-64 characters.
     """
-    builder = _leaf_builder(ca, common_name, valid_days=valid_days, now=now)
-    key = _new_key()
+    builder = builders.leaf_builder(ca, common_name, valid_days=valid_days, now=now)
+    key = builders.new_key()
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if server_auth:
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
     cert = (
         builder.public_key(key.public_key())
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(_key_usage(digital_signature=True), critical=True)
+        .add_extension(builders.key_usage(digital_signature=True), critical=True)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
             critical=False,
         )
-        .sign(ca.key, _SIGNATURE_HASH)
+        .sign(ca.key, builders.SIGNATURE_HASH)
     )
     return Issued(key=key, cert=cert)
 
@@ -227,7 +217,7 @@ def days_until_expiry(cert: x509.Certificate, now: datetime | None = None) -> fl
     The value is negative once the certificate has expired. ``now`` defaults
     to the current UTC time; a naive datetime raises ``ValueError``.
     """
-    remaining = cert.not_valid_after_utc - _utc_now(now)
+    remaining = cert.not_valid_after_utc - builders.utc_now(now)
     return remaining / timedelta(days=1)
 
 
@@ -300,136 +290,6 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
     if not certs:
         raise PKIError(f"{path}: not a PEM certificate file")
     return certs
-
-
-# --------------------------------------------------------------------------
-# Private helpers
-# --------------------------------------------------------------------------
-
-
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    """Generate a fresh EC P-256 private key."""
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(common_name: str) -> x509.Name:
-    """Return a subject/issuer name consisting of a single CN."""
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _utc_now(now: datetime | None) -> datetime:
-    """Return ``now`` converted to UTC, or the current UTC time if None.
-
-    Raises ``ValueError`` for a naive datetime, whose zone would be a guess.
-    """
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be a timezone-aware datetime")
-    return now.astimezone(UTC)
-
-
-def _validity(now: datetime, valid_days: int) -> tuple[datetime, datetime]:
-    """Return (not_before, not_after): ``now`` minus clock skew, plus days.
-
-    Raises ``ValueError`` if ``valid_days`` is not positive.
-    """
-    if valid_days <= 0:
-        raise ValueError(f"valid_days must be positive, got {valid_days}")
-    return now - _CLOCK_SKEW, now + timedelta(days=valid_days)
-
-
-def _key_usage(
-    *,
-    digital_signature: bool = False,
-    key_agreement: bool = False,
-    key_cert_sign: bool = False,
-    crl_sign: bool = False,
-) -> x509.KeyUsage:
-    """Return a KeyUsage with only the named bits set."""
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=key_agreement,
-        key_cert_sign=key_cert_sign,
-        crl_sign=crl_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _check_ca(ca: Issued, now: datetime) -> None:
-    """Raise ``ValueError`` unless ``ca`` can sign certificates at ``now``.
-
-    That is: its key matches its certificate, the certificate says
-    ``ca=True``, and it has not expired.
-    """
-    subject = ca.cert.subject.rfc4514_string()
-    if ca.key.public_key() != ca.cert.public_key():
-        raise ValueError(f"CA key does not match CA certificate {subject}")
-    try:
-        constraints = ca.cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    except x509.ExtensionNotFound:
-        raise ValueError(f"certificate {subject} is not a CA") from None
-    if not constraints.value.ca:
-        raise ValueError(f"certificate {subject} is not a CA")
-    if ca.cert.not_valid_after_utc <= now:
-        raise ValueError(f"CA {subject} expired at {ca.cert.not_valid_after_utc.isoformat()}")
-
-
-def _authority_key_identifier(ca: Issued) -> x509.AuthorityKeyIdentifier:
-    """Return an AKI pointing at ``ca``, reusing its SKI when it has one."""
-    try:
-        ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key())
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
-
-
-def _leaf_builder(
-    ca: Issued, common_name: str, *, valid_days: int, now: datetime | None
-) -> x509.CertificateBuilder:
-    """Start an end-entity certificate signed by ``ca``.
-
-    Sets subject, issuer, serial, validity (clamped to the CA's expiry),
-    BasicConstraints ``ca=False`` and the AuthorityKeyIdentifier; the caller
-    adds the public key and the purpose-specific extensions.
-    """
-    current = _utc_now(now)
-    _check_ca(ca, current)
-    start, end = _validity(current, valid_days)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca.cert.subject)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(min(end, ca.cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_authority_key_identifier(ca), critical=False)
-    )
-
-
-def _subject_alt_names(names: Sequence[str]) -> list[x509.GeneralName]:
-    """Map host names to SAN entries: IPAddress if it parses as one, else DNSName.
-
-    Duplicates (after IP normalisation) are dropped; order is kept. Raises
-    ``ValueError`` for an empty name or a non-ASCII DNS name.
-    """
-    entries: list[x509.GeneralName] = []
-    for name in names:
-        if not name:
-            raise ValueError("host names must not be empty")
-        entry: x509.GeneralName
-        try:
-            entry = x509.IPAddress(ipaddress.ip_address(name))
-        except ValueError:
-            entry = x509.DNSName(name)
-        if entry not in entries:
-            entries.append(entry)
-    return entries
 
 
 def _read(path: Path, kind: str) -> bytes:
