@@ -11,13 +11,11 @@ shared lock on ``<blobs>/lock``; clean-ups that need no writer take it exclusive
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +38,7 @@ from storage.errors import (
 from storage.header import HeaderError, InstanceHeader, is_valid_uid
 from storage.index import Outcome, StoreResult
 from storage.ingest import IncomingObject
+from storage.locks import WriterLock
 from storage.verify import VerifyReport
 
 READ_SIZE = 1 << 20
@@ -98,8 +97,8 @@ class Archive:
         self.min_free_bytes = min_free_bytes
         self.max_object_bytes = max_object_bytes
         self.max_header_bytes = max_header_bytes
-        self._lock_fd: int | None = None
-        self._lock_guard = threading.Lock()
+        self._writer_lock = WriterLock(blobs.root / "lock")
+        self._unindexed_guard = threading.Lock()
         self._ids = index.IdCache()
         self._unindexed: set[str] = set()
         self.flusher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-flush")
@@ -110,18 +109,12 @@ class Archive:
         A server holds it from its start, so that clean-ups needing no writer wait for
         it to stop.
         """
-        with self._lock_guard:
-            if self._lock_fd is None:
-                fd = os.open(self._blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                self._lock_fd = fd
+        self._writer_lock.hold_shared()
 
     def close(self) -> None:
         """Release the writer lock and the database connections."""
         self.flusher.shutdown(wait=True)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._writer_lock.close()
         self.database.dispose()
 
     def check_space(self, size: int = 0) -> None:
@@ -237,12 +230,12 @@ class Archive:
 
     def remember_unindexed(self, blob_id: str) -> None:
         """Note a durable blob whose index commit failed, for the next sweep to index first."""
-        with self._lock_guard:
+        with self._unindexed_guard:
             self._unindexed.add(blob_id)
 
     def take_unindexed(self) -> set[str]:
         """The blobs noted by :meth:`remember_unindexed` since the last call."""
-        with self._lock_guard:
+        with self._unindexed_guard:
             taken, self._unindexed = self._unindexed, set()
         return taken
 
@@ -350,28 +343,9 @@ class Archive:
         """Check every stored object and the index; see :func:`storage.verify.verify`."""
         return verify.verify(self, cleanup=cleanup, spool=spool)
 
-    @contextmanager
-    def exclusive(self) -> Iterator[bool]:
+    def exclusive(self) -> AbstractContextManager[bool]:
         """Hold the writer lock exclusively if no other process writes; yield whether it is held."""
-        fd = (
-            self._lock_fd
-            if self._lock_fd is not None
-            else os.open(self._blobs.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        )
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if fd != self._lock_fd:
-                os.close(fd)
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            if fd == self._lock_fd:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            else:
-                os.close(fd)
+        return self._writer_lock.exclusive()
 
 
 def _info_query() -> Select[tuple[Instance, str, str, str]]:
