@@ -20,6 +20,7 @@ from pacs.core.accounts import Accounts
 from pacs.core.config import Settings, load_settings
 from pacs.core.context import initialise, open_pacs
 from pacs.ops import backup as pacs_backup
+from pacs.ops import restore as pacs_restore
 from pacs.ops import selfcheck
 from storage.db import Instance, WebSession
 from tests.conftest import RunningDicom
@@ -248,7 +249,7 @@ def test_a_backup_from_a_newer_schema_is_refused_before_anything_is_written(
     def writing_pass(*args: object) -> None:
         raise AssertionError("the writing pass started")
 
-    monkeypatch.setattr(pacs_backup, "_write_pass", writing_pass)
+    monkeypatch.setattr(pacs_restore, "_write_pass", writing_pass)
     keys = tmp_path / "keys"
     code, _, err = _restore(backup, tmp_path / "r", passphrase_file, capsys, "--key-dir", str(keys))
     assert code == 2
@@ -269,7 +270,7 @@ def test_restore_shows_the_progress_of_checking_and_then_of_restoring(
     backup = tmp_path / "b.pacsbak"
     _backup(embedded, backup, passphrase_file, capsys)
     calls: list[tuple[str, int, int]] = []
-    summary = pacs_backup.restore(
+    summary = pacs_restore.restore(
         backup,
         tmp_path / "r",
         PASSPHRASE,
@@ -312,7 +313,7 @@ def test_a_restore_that_fails_while_writing_empties_the_directories_it_was_given
     target, keys = tmp_path / "r", tmp_path / "keys"
     target.mkdir(mode=0o700)
     keys.mkdir(mode=0o700)
-    insert = pacs_backup._insert
+    insert = pacs_restore._insert
     written: list[str] = []
 
     def insert_until_the_disk_is_full(
@@ -323,7 +324,7 @@ def test_a_restore_that_fails_while_writing_empties_the_directories_it_was_given
         written.extend(sorted(p.name for p in (*target.iterdir(), *keys.iterdir())))
         return insert(connection, tables, name, data)
 
-    monkeypatch.setattr(pacs_backup, "_insert", insert_until_the_disk_is_full)
+    monkeypatch.setattr(pacs_restore, "_insert", insert_until_the_disk_is_full)
     code, _, err = _restore(backup, target, passphrase_file, capsys, "--key-dir", str(keys))
     assert code == 2 and "No space left on device" in err
     assert {"pacs.toml", "blobs", "tls", "kek-0001.key"} <= set(written)
@@ -347,7 +348,7 @@ def test_a_restore_into_postgresql_that_fails_while_writing_leaves_the_database_
 ) -> None:
     backup = tmp_path / "b.pacsbak"
     _backup(embedded, backup, passphrase_file, capsys)
-    insert = pacs_backup._insert
+    insert = pacs_restore._insert
     calls: list[str] = []
 
     def insert_then_fail(connection: Connection, tables: dict[str, Table], name: str, data: bytes) -> int:
@@ -356,7 +357,7 @@ def test_a_restore_into_postgresql_that_fails_while_writing_leaves_the_database_
             raise OSError(errno.ENOSPC, "No space left on device")
         return insert(connection, tables, name, data)
 
-    monkeypatch.setattr(pacs_backup, "_insert", insert_then_fail)
+    monkeypatch.setattr(pacs_restore, "_insert", insert_then_fail)
     code, _, err = _restore(backup, tmp_path / "r", passphrase_file, capsys, "--db", second_pg_database)
     assert code == 2 and "No space left on device" in err
     with psycopg.connect(second_pg_database) as connection:

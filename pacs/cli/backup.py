@@ -19,19 +19,7 @@ from pacs.cli.common import (
     opened,
     passphrase,
 )
-from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
-from pacs.core.context import open_pacs
-from pacs.ops import backup, selfcheck
-
-
-def _backup_event(outcome: Outcome, **details: object) -> AuditEvent:
-    return AuditEvent(
-        EventID.EXPORT,
-        Action.READ,
-        outcome=outcome,
-        user_id=actor(),
-        details={"what": selfcheck.BACKUP_WHAT, **details},
-    )
+from pacs.ops import backup, restore
 
 
 def cmd_backup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -40,23 +28,8 @@ def cmd_backup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     secret = passphrase(args, confirm=True)
     with opened(args, environ) as pacs:
         progress, update = bytes_progress("backing up", args.quiet)
-        try:
-            with progress:
-                summary = backup.backup(pacs, out, secret, progress=update)
-        except BaseException as exc:
-            pacs.audit.append(
-                _backup_event(Outcome.SERIOUS_FAILURE, file=str(out.resolve()), error=repr(exc))
-            )
-            raise
-        pacs.audit.append(
-            _backup_event(
-                Outcome.SUCCESS,
-                file=str(summary.path.resolve()),
-                objects=summary.objects,
-                bytes=summary.size,
-                snapshot_at=summary.snapshot_at,
-            )
-        )
+        with progress:
+            summary = backup.backup(pacs, out, secret, by=actor(), progress=update)
     print(
         f"backed up {summary.objects} objects ({summary.size // 2**20} MiB) to {out}, "
         f"snapshot of {summary.snapshot_at}"
@@ -72,37 +45,18 @@ def cmd_restore(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     progress, check = bytes_progress("checking", args.quiet)
     writing = progress.add_task("restoring", total=None, visible=False)
     with progress:
-        summary = backup.restore(
+        summary = restore.restore(
             Path(args.infile),
             target,
             secret,
             key_dir=args.key_dir or "",
             db_url=args.db,
+            by=actor(),
             progress=check,
             write_progress=lambda done, total: progress.update(
                 writing, completed=done, total=total, visible=True
             ),
         )
-    pacs = open_pacs(summary.settings)
-    try:
-        pacs.audit.append(
-            AuditEvent(
-                EventID.IMPORT,
-                Action.CREATE,
-                outcome=Outcome.SUCCESS if summary.ok else Outcome.SERIOUS_FAILURE,
-                user_id=actor(),
-                event_type=EventType.SOFTWARE_CONFIGURATION,
-                details={
-                    "what": "restore",
-                    "file": str(Path(args.infile).resolve()),
-                    "backup_of": summary.created_at,
-                    "objects": summary.objects,
-                    "damaged": len(summary.damaged),
-                },
-            )
-        )
-    finally:
-        pacs.close()
     for problem in summary.damaged:
         print(f"DAMAGED {problem}")
     for problem in summary.audit_problems:

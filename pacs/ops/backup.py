@@ -1,77 +1,47 @@
-"""``pacs backup`` and ``pacs restore``: an encrypted, authenticated snapshot of a whole archive.
+"""``pacs backup``: an encrypted, authenticated snapshot of a whole archive, taken while it runs.
 
-A backup file is::
-
-    preamble   b"PACSBKUP", format 1, argon2id time/memory/lanes, 16-byte salt, 16-byte passphrase check
-    stream     storage.crypto's chunked AES-256-GCM stream under argon2id(passphrase, salt),
-               authenticated together with the preamble
-
-Its plaintext is a tar stream, in this order::
-
-    backup.json                 format, creation time, host, schema revision
-    pacs.toml                   the settings
-    keys/<name>                 the key directory (KEKs, audit key, TLS keys)
-    tls/<name>                  the certificates
-    blobs/<shard>/<id>.blob     every indexed object as stored (still encrypted under its data key)
-    index/<table>.<n>.jsonl     the index rows, from the same read snapshot as the blob list
-    manifest.json               how many members, blobs and rows per table there are
-
-The snapshot is taken while the server runs: one read transaction lists the blobs and
-dumps the rows, and blobs never change once written. Web sessions and login throttles
-are left out. A restore reads the whole file once to authenticate it, writing nothing,
-and only then writes a new data directory, so a flipped byte, a wrong passphrase or a
-backup from a newer mini-PACS leaves nothing behind; a restore that fails while writing
-removes what it wrote.
+One read transaction lists the blobs and dumps the index rows, and blobs never change once
+written, so the snapshot is consistent without stopping the server. Web sessions and login
+throttles are left out. The file (:mod:`pacs.ops.backup_format`) is written under a
+temporary name and renamed once flushed: it is complete or absent. Every backup, written or
+failed, is audited; :mod:`pacs.ops.restore` reads one back.
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
 import io
 import json
 import os
-import re
-import shutil
 import socket
-import struct
 import tarfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from hashlib import sha256
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from alembic.script import ScriptDirectory
-from argon2.low_level import Type, hash_secret_raw
-from sqlalchemy import Connection, MetaData, Table, func, select, text
+from sqlalchemy import Connection, MetaData, Table, select, text
 
-from pacs.core.config import CONFIG_NAME, Settings, parse_settings, render_config, with_overrides
-from pacs.core.context import Context, open_database, open_pacs, refuse_existing, remove_created
-from storage import crypto, durable
-from storage.blobs import BlobStore
-from storage.db import MIGRATIONS, Database
-from storage.errors import PacsError
-from storage.keys import KeyRing, write_secret
-
-MAGIC = b"PACSBKUP"
-FORMAT = 1
-_PREAMBLE = struct.Struct(">8sBIII16s16s")
-_KDF_TIME, _KDF_MEMORY_KIB, _KDF_LANES = 3, 65536, 1
-_CHECK_LABEL = b"pacs backup passphrase check"
-_ROWS_PER_MEMBER = 5000
-_SKIPPED_TABLES = frozenset({"alembic_version", "web_sessions", "login_throttle"})
-_MEMBER = re.compile(
-    r"^(backup\.json|manifest\.json|pacs\.toml|keys/[\w.-]+|tls/[\w.-]+"
-    r"|blobs/[0-9a-f]{2}/[0-9a-f]{32}\.blob|index/[a-z_]+\.\d{5}\.jsonl)$"
+from pacs.core import events
+from pacs.core.config import CONFIG_NAME
+from pacs.core.context import Context
+from pacs.ops.backup_format import (
+    FORMAT,
+    KDF_LANES,
+    KDF_MEMORY_KIB,
+    KDF_TIME,
+    MAGIC,
+    PREAMBLE,
+    ROWS_PER_MEMBER,
+    BackupError,
+    Progress,
+    check_value,
+    derive_key,
+    encode,
+    private_file,
 )
+from storage import crypto, durable
 
-Progress = Callable[[int, int], None]
-
-
-class BackupError(PacsError):
-    """A backup cannot be written or restored; the message says why."""
+_SKIPPED_TABLES = frozenset({"alembic_version", "web_sessions", "login_throttle"})
 
 
 @dataclass(frozen=True)
@@ -85,38 +55,13 @@ class BackupSummary:
     snapshot_at: str
 
 
-@dataclass
-class RestoreSummary:
-    """What a restore wrote and what the checks afterwards found."""
+@dataclass(frozen=True)
+class _Snapshot:
+    """What the read transaction put into the tar stream."""
 
-    settings: Settings
-    objects: int
+    taken_at: str
+    blobs: int
     rows: dict[str, int]
-    created_at: str
-    damaged: list[str] = field(default_factory=list)
-    audit_problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Whether the restored archive verifies: every object and the audit chain."""
-        return not self.damaged and not self.audit_problems
-
-
-def derive_key(passphrase: str, salt: bytes, time_cost: int, memory_kib: int, lanes: int) -> bytes:
-    """The 256-bit backup key: argon2id over the passphrase."""
-    return hash_secret_raw(
-        passphrase.encode(),
-        salt,
-        time_cost=time_cost,
-        memory_cost=memory_kib,
-        parallelism=lanes,
-        hash_len=crypto.KEY_BYTES,
-        type=Type.ID,
-    )
-
-
-def _check_value(key: bytes) -> bytes:
-    return hmac.new(key, _CHECK_LABEL, sha256).digest()[:16]
 
 
 class _EncryptingWriter(io.RawIOBase):
@@ -135,52 +80,6 @@ class _EncryptingWriter(io.RawIOBase):
 
     def finish(self) -> None:
         self._sink.write(self._encryptor.finalize())
-
-
-class _DecryptingReader(io.RawIOBase):
-    """A read-only file over the authenticated plaintext of a backup stream."""
-
-    def __init__(self, source: BinaryIO, key: bytes, identity: bytes, progress: Callable[[], None]) -> None:
-        self._chunks = crypto.decrypt_stream(source, key, identity)
-        self._pending = memoryview(b"")
-        self._progress = progress
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-            self._progress()
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        return count
-
-    def drain(self) -> None:
-        """Read to the end, so the final chunk and the end of the stream are authenticated."""
-        while self.read(1 << 20):
-            pass
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, bytes | memoryview):
-        return {"b64": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, datetime):
-        return {"dt": value.isoformat()}
-    return value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if "b64" in value:
-            return base64.b64decode(value["b64"])
-        if "dt" in value:
-            return datetime.fromisoformat(value["dt"])
-    return value
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -209,18 +108,14 @@ def _dump_rows(tar: tarfile.TarFile, connection: Connection) -> dict[str, int]:
         counts[table.name] = 0
         result = connection.execute(select(table)).mappings()
         part = 0
-        while rows := result.fetchmany(_ROWS_PER_MEMBER):
+        while rows := result.fetchmany(ROWS_PER_MEMBER):
             part += 1
             body = "".join(
-                json.dumps({k: _encode(v) for k, v in row.items()}, ensure_ascii=False) + "\n" for row in rows
+                json.dumps({k: encode(v) for k, v in row.items()}, ensure_ascii=False) + "\n" for row in rows
             )
             _add_bytes(tar, f"index/{table.name}.{part:05d}.jsonl", body.encode())
             counts[table.name] += len(rows)
     return counts
-
-
-def _private_file(path: Path) -> BinaryIO:
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _schema_revision(connection: Connection) -> str:
@@ -228,63 +123,46 @@ def _schema_revision(connection: Connection) -> str:
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
 
 
-def backup(pacs: Context, out: Path, passphrase: str, *, progress: Progress | None = None) -> BackupSummary:
+def backup(
+    pacs: Context, out: Path, passphrase: str, *, by: str, progress: Progress | None = None
+) -> BackupSummary:
     """Write an encrypted snapshot of `pacs` to `out` (a new file, 0600, complete or absent).
 
-    Raises :class:`BackupError` if `out` exists or an indexed blob disappears meanwhile
-    (a study deleted during the backup: run it again).
+    Audited as done by `by`, whether it is written or fails. Raises :class:`BackupError`
+    if `out` exists or an indexed blob disappears meanwhile (a study deleted during the
+    backup: run it again).
     """
+    try:
+        summary = _write(pacs, out, passphrase, progress)
+    except BaseException as exc:
+        pacs.audit.append(events.backup_failed(by=by, file=str(out.resolve()), error=repr(exc)))
+        raise
+    pacs.audit.append(
+        events.backup_written(
+            by=by,
+            file=str(summary.path.resolve()),
+            objects=summary.objects,
+            size=summary.size,
+            snapshot_at=summary.snapshot_at,
+        )
+    )
+    return summary
+
+
+def _write(pacs: Context, out: Path, passphrase: str, progress: Progress | None) -> BackupSummary:
+    """Write the backup file under a temporary name, flush it and rename it to `out`."""
     if out.exists():
         raise BackupError(f"{out} already exists; not overwriting it")
-    settings = pacs.settings
     salt = os.urandom(16)
-    key = derive_key(passphrase, salt, _KDF_TIME, _KDF_MEMORY_KIB, _KDF_LANES)
-    preamble = _PREAMBLE.pack(MAGIC, FORMAT, _KDF_TIME, _KDF_MEMORY_KIB, _KDF_LANES, salt, _check_value(key))
+    key = derive_key(passphrase, salt, KDF_TIME, KDF_MEMORY_KIB, KDF_LANES)
+    preamble = PREAMBLE.pack(MAGIC, FORMAT, KDF_TIME, KDF_MEMORY_KIB, KDF_LANES, salt, check_value(key))
     partial = out.with_name(f".{out.name}.partial")
-    members = 0
     try:
-        with _private_file(partial) as sink:
+        with private_file(partial) as sink:
             sink.write(preamble)
             writer = _EncryptingWriter(sink, key, preamble)
             with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                with pacs.database.snapshot() as connection:
-                    revision = _schema_revision(connection)
-                    snapshot_at = datetime.now(UTC).isoformat(timespec="seconds")
-                    head = {
-                        "format": FORMAT,
-                        "created_at": snapshot_at,
-                        "host": socket.gethostname(),
-                        "revision": revision,
-                        "index": "sqlcipher" if pacs.database.is_sqlite else "postgresql",
-                    }
-                    _add_bytes(tar, "backup.json", json.dumps(head).encode())
-                    _add_file(tar, CONFIG_NAME, settings.data_dir / CONFIG_NAME)
-                    members += 2
-                    for directory, prefix in ((settings.key_dir, "keys"), (settings.tls_dir, "tls")):
-                        for path in sorted(p for p in directory.iterdir() if p.is_file()):
-                            _add_file(tar, f"{prefix}/{path.name}", path)
-                            members += 1
-                    blob_ids = (
-                        connection.execute(text("SELECT blob_id FROM instances ORDER BY id")).scalars().all()
-                    )
-                    paths = [pacs.archive.blob_file(b) for b in blob_ids]
-                    try:
-                        total = sum(p.stat().st_size for p in paths)
-                        done = 0
-                        for path in paths:
-                            done += _add_file(tar, f"blobs/{path.parent.name}/{path.name}", path)
-                            members += 1
-                            if progress is not None:
-                                progress(done, total)
-                    except FileNotFoundError as exc:
-                        raise BackupError(
-                            f"object file {exc.filename} vanished during the backup (a study was deleted); "
-                            "run the backup again"
-                        ) from None
-                    rows = _dump_rows(tar, connection)
-                    members += sum(-(-count // _ROWS_PER_MEMBER) for count in rows.values())
-                manifest = {"members": members, "blobs": len(paths), "rows": rows}
-                _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+                snapshot = _write_snapshot(pacs, tar, progress)
             writer.finish()
             sink.flush()
             durable.flush_file(sink.fileno())
@@ -293,282 +171,57 @@ def backup(pacs: Context, out: Path, passphrase: str, *, progress: Progress | No
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return BackupSummary(out, len(paths), rows, out.stat().st_size, snapshot_at)
+    return BackupSummary(out, snapshot.blobs, snapshot.rows, out.stat().st_size, snapshot.taken_at)
 
 
-@dataclass
-class _Contents:
-    """What the verifying pass learnt from a backup."""
+def _write_snapshot(pacs: Context, tar: tarfile.TarFile, progress: Progress | None) -> _Snapshot:
+    """Every member of the tar stream, from one read transaction, and the manifest last."""
+    with pacs.database.snapshot() as connection:
+        revision = _schema_revision(connection)
+        taken_at = datetime.now(UTC).isoformat(timespec="seconds")
+        head = {
+            "format": FORMAT,
+            "created_at": taken_at,
+            "host": socket.gethostname(),
+            "revision": revision,
+            "index": "sqlcipher" if pacs.database.is_sqlite else "postgresql",
+        }
+        _add_bytes(tar, "backup.json", json.dumps(head).encode())
+        members = 1 + _add_configuration(tar, pacs)
+        blobs = _add_blobs(tar, pacs, connection, progress)
+        rows = _dump_rows(tar, connection)
+    members += blobs + sum(-(-count // ROWS_PER_MEMBER) for count in rows.values())
+    manifest = {"members": members, "blobs": blobs, "rows": rows}
+    _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+    return _Snapshot(taken_at, blobs, rows)
 
-    head: dict[str, Any]
-    manifest: dict[str, Any]
-    config: str
+
+def _add_configuration(tar: tarfile.TarFile, pacs: Context) -> int:
+    """Add pacs.toml, the key directory and the certificates; return how many files."""
+    settings = pacs.settings
+    _add_file(tar, CONFIG_NAME, settings.data_dir / CONFIG_NAME)
+    added = 1
+    for directory, prefix in ((settings.key_dir, "keys"), (settings.tls_dir, "tls")):
+        for path in sorted(p for p in directory.iterdir() if p.is_file()):
+            _add_file(tar, f"{prefix}/{path.name}", path)
+            added += 1
+    return added
 
 
-def _open_stream(
-    infile: Path, passphrase: str, progress: Progress | None
-) -> tuple[BinaryIO, _DecryptingReader]:
-    source: BinaryIO = open(infile, "rb")  # noqa: SIM115 - closed by the caller
-    preamble = source.read(_PREAMBLE.size)
+def _add_blobs(tar: tarfile.TarFile, pacs: Context, connection: Connection, progress: Progress | None) -> int:
+    """Add every blob the snapshot indexes, as stored; return how many."""
+    blob_ids = connection.execute(text("SELECT blob_id FROM instances ORDER BY id")).scalars().all()
+    paths = [pacs.archive.blob_file(b) for b in blob_ids]
     try:
-        magic, version, time_cost, memory_kib, lanes, salt, check = _PREAMBLE.unpack(preamble)
-    except struct.error:
-        source.close()
-        raise BackupError(f"{infile} is not a pacs backup (too short)") from None
-    if magic != MAGIC or version != FORMAT:
-        source.close()
-        raise BackupError(f"{infile} is not a pacs backup of a format this version reads")
-    if not (1 <= time_cost <= 16 and 8 <= memory_kib <= 2**22 and 1 <= lanes <= 16):
-        source.close()
-        raise BackupError(f"{infile} is damaged (unreasonable key derivation parameters)")
-    key = derive_key(passphrase, salt, time_cost, memory_kib, lanes)
-    if not hmac.compare_digest(check, _check_value(key)):
-        source.close()
-        raise BackupError(f"wrong passphrase for {infile} (or its first bytes are damaged)")
-    total = infile.stat().st_size
-
-    def report() -> None:
-        if progress is not None:
-            progress(source.tell(), total)
-
-    return source, _DecryptingReader(source, key, preamble, report)
-
-
-def _members(reader: _DecryptingReader) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
-    with tarfile.open(fileobj=reader, mode="r|") as tar:
-        for member in tar:
-            if not member.isreg() or not _MEMBER.match(member.name):
-                raise BackupError(f"the backup holds an unexpected entry {member.name!r}")
-            stream = tar.extractfile(member)
-            assert stream is not None
-            yield member, stream
-    reader.drain()
-
-
-def _check_revision(infile: Path, revision: object) -> None:
-    """Refuse a backup whose schema revision is not one of this version's migrations."""
-    if revision not in {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}:
+        total = sum(p.stat().st_size for p in paths)
+        done = 0
+        for path in paths:
+            done += _add_file(tar, f"blobs/{path.parent.name}/{path.name}", path)
+            if progress is not None:
+                progress(done, total)
+    except FileNotFoundError as exc:
         raise BackupError(
-            f"{infile} was made by a newer mini-PACS (index schema revision {revision!r} is unknown "
-            "to this version); upgrade mini-PACS first, then restore; nothing was written"
-        )
-
-
-def _verify_pass(infile: Path, passphrase: str, progress: Progress | None) -> _Contents:
-    source, reader = _open_stream(infile, passphrase, progress)
-    head: dict[str, Any] = {}
-    manifest: dict[str, Any] = {}
-    config = ""
-    members = blobs = 0
-    rows: dict[str, int] = {}
-    try:
-        with source:
-            for member, stream in _members(reader):
-                if member.name.startswith("blobs/"):
-                    members += 1
-                    blobs += 1
-                    while stream.read(1 << 20):
-                        pass
-                    continue
-                data = stream.read()
-                if member.name == "manifest.json":
-                    manifest = json.loads(data)
-                    continue
-                members += 1
-                if member.name == "backup.json":
-                    head = json.loads(data)
-                    _check_revision(infile, head.get("revision"))
-                elif member.name == CONFIG_NAME:
-                    config = data.decode()
-                elif member.name.startswith("index/"):
-                    table = member.name.split("/")[1].split(".")[0]
-                    rows[table] = rows.get(table, 0) + data.count(b"\n")
-    except crypto.IntegrityError as exc:
-        raise BackupError(f"{infile} is damaged or was tampered with ({exc}); nothing was written") from None
-    except (tarfile.TarError, ValueError, UnicodeDecodeError) as exc:
-        raise BackupError(f"{infile} is not a readable backup ({exc}); nothing was written") from None
-    expected = {"members": members, "blobs": blobs, "rows": {t: n for t, n in rows.items() if n}}
-    found = {
-        "members": manifest.get("members"),
-        "blobs": manifest.get("blobs"),
-        "rows": {t: n for t, n in manifest.get("rows", {}).items() if n},
-    }
-    if not head or not config or expected != found:
-        raise BackupError(f"{infile} is incomplete (its manifest does not match its contents)")
-    return _Contents(head, manifest, config)
-
-
-def _target_settings(data_dir: Path, contents: _Contents, key_dir: str, db_url: str | None) -> Settings:
-    """The restored archive's settings: the backup's, with the key directory and index overridden."""
-    settings = parse_settings(contents.config, data_dir, {}, origin=f"the backup's {CONFIG_NAME}")
-    if key_dir:
-        settings = with_overrides(settings, "storage", key_dir=str(Path(key_dir).resolve()))
-    if db_url is not None:
-        settings = with_overrides(settings, "storage", db_url=db_url)
-    return settings
-
-
-def _check_target(settings: Settings) -> None:
-    refuse_existing(settings.data_dir)
-    if settings.key_dir.exists() and any(settings.key_dir.iterdir()):
-        raise BackupError(f"the key directory {settings.key_dir} is not empty; choose another with --key-dir")
-    if settings.storage.db_url:
-        database = Database.open(settings.storage.db_url, sqlite_path=settings.index_path, sqlite_key=b"")
-        try:
-            if database.table_names():
-                raise BackupError(
-                    "the PostgreSQL database to restore into is not empty; give an empty one with --db"
-                )
-        finally:
-            database.dispose()
-
-
-def _write_file(path: Path, stream: IO[bytes]) -> None:
-    with _private_file(path) as sink:
-        shutil.copyfileobj(stream, sink, 1 << 20)
-        sink.flush()
-        durable.flush_file(sink.fileno())
-
-
-def _insert(connection: Connection, tables: dict[str, Table], name: str, data: bytes) -> int:
-    table_name = name.split("/")[1].split(".")[0]
-    rows = [{k: _decode(v) for k, v in json.loads(line).items()} for line in data.splitlines()]
-    connection.execute(tables[table_name].insert(), rows)
-    return len(rows)
-
-
-def _reset_sequences(connection: Connection, tables: dict[str, Table]) -> None:
-    """PostgreSQL: move each serial column's sequence past the restored rows."""
-    for table in tables.values():
-        for column in table.primary_key.columns:
-            sequence = connection.execute(
-                text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column.name}
-            ).scalar()
-            if sequence:
-                top = connection.execute(select(func.max(column))).scalar()
-                connection.execute(
-                    text("SELECT setval(:s, :v, :called)"),
-                    {"s": sequence, "v": top or 1, "called": top is not None},
-                )
-
-
-def _write_pass(
-    infile: Path, passphrase: str, settings: Settings, contents: _Contents, progress: Progress | None
-) -> None:
-    source, reader = _open_stream(infile, passphrase, progress)
-    database: Database | None = None
-    connection: Connection | None = None
-    try:
-        with source:
-            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            settings.key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            settings.tls_dir.mkdir(mode=0o700)
-            blob_store: BlobStore | None = None
-            tables: dict[str, Table] = {}
-            for member, stream in _members(reader):
-                name = member.name
-                if name == CONFIG_NAME:
-                    with _private_file(settings.data_dir / CONFIG_NAME) as sink:
-                        sink.write(render_config(settings).encode())
-                elif name.startswith("keys/"):
-                    write_secret(settings.key_dir / name.split("/")[1], stream.read())
-                elif name.startswith("tls/"):
-                    _write_file(settings.tls_dir / name.split("/")[1], stream)
-                elif name.startswith("blobs/"):
-                    if blob_store is None:
-                        blob_store = BlobStore.create(settings.blob_dir, KeyRing.load(settings.key_dir))
-                    _write_file(settings.blob_dir / name.removeprefix("blobs/"), stream)
-                elif name.startswith("index/"):
-                    if connection is None:
-                        database, connection, tables = _open_index(settings, contents)
-                    _insert(connection, tables, name, stream.read())
-            if blob_store is None:
-                BlobStore.create(settings.blob_dir, KeyRing.load(settings.key_dir))
-            for shard in settings.blob_dir.iterdir():
-                durable.flush_directory(shard)
-            if connection is None:
-                database, connection, tables = _open_index(settings, contents)
-            assert database is not None
-            if not database.is_sqlite:
-                _reset_sequences(connection, tables)
-            connection.commit()
-    finally:
-        # Closing rolls back a failed pass, releasing its locks before the clean-up.
-        if connection is not None:
-            connection.close()
-        if database is not None:
-            database.dispose()
-
-
-def _open_index(settings: Settings, contents: _Contents) -> tuple[Database, Connection, dict[str, Table]]:
-    """Create the restored index at the backup's schema revision and begin one transaction."""
-    database = open_database(settings, KeyRing.load(settings.key_dir))
-    database.migrate(contents.head["revision"])
-    connection = database.engine.connect()
-    connection.begin()
-    metadata = MetaData()
-    metadata.reflect(bind=connection)
-    return database, connection, dict(metadata.tables)
-
-
-def _drop_tables(db_url: str) -> None:
-    """Drop what a failed writing pass created in the PostgreSQL database it was given empty."""
-    database = Database.open(db_url, sqlite_path=Path(os.devnull), sqlite_key=b"")
-    try:
-        metadata = MetaData()
-        metadata.reflect(bind=database.engine)
-        metadata.drop_all(bind=database.engine)
-    finally:
-        database.dispose()
-
-
-def restore(
-    infile: Path,
-    data_dir: Path,
-    passphrase: str,
-    *,
-    key_dir: str = "",
-    db_url: str | None = None,
-    progress: Progress | None = None,
-    write_progress: Progress | None = None,
-) -> RestoreSummary:
-    """Restore the backup `infile` into the new directory `data_dir`, then verify it.
-
-    The whole file is authenticated before anything is written. `progress` and
-    `write_progress` are told how many bytes of `infile` the checking and the writing
-    pass have read, of how many. Raises :class:`BackupError` for a wrong passphrase, a
-    damaged or tampered file, a backup from a newer mini-PACS, or a target that already
-    holds data. If writing or opening the result fails, the data and key directories are
-    removed again (emptied again if they existed, empty, before) and so are the tables
-    of a PostgreSQL target.
-    """
-    contents = _verify_pass(infile, passphrase, progress)
-    settings = _target_settings(data_dir, contents, key_dir, db_url)
-    _check_target(settings)
-    data_existed, keys_existed = settings.data_dir.exists(), settings.key_dir.exists()
-    try:
-        _write_pass(infile, passphrase, settings, contents, write_progress)
-        pacs = open_pacs(settings)
-        try:
-            pacs.audit.anchor_newest()
-            report = pacs.archive.verify()
-            chain = pacs.audit.verify()
-        finally:
-            pacs.close()
-    except BaseException as failure:
-        try:
-            remove_created(settings.data_dir, data_existed)
-            remove_created(settings.key_dir, keys_existed)
-            if settings.storage.db_url:
-                _drop_tables(settings.storage.db_url)
-        except Exception as cleanup:
-            raise BackupError(f"{failure}; removing what was written failed too: {cleanup}") from failure
-        raise
-    return RestoreSummary(
-        settings,
-        report.checked,
-        contents.manifest["rows"],
-        contents.head["created_at"],
-        damaged=[f"{uid}: {problem}" for uid, problem in report.damaged] + report.inconsistent,
-        audit_problems=chain.problems,
-    )
+            f"object file {exc.filename} vanished during the backup (a study was deleted); "
+            "run the backup again"
+        ) from None
+    return len(paths)

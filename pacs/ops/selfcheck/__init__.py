@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pacs.core.context import Context
+from pacs.core.events import BACKUP_WHAT
 from pacs.ops.selfcheck.access import (
     check_phi_grants,
     check_plaintext,
@@ -29,7 +30,7 @@ from pacs.ops.selfcheck.files import (
     check_permissions,
 )
 from pacs.ops.selfcheck.report import Check, Finding, Note, Report, Result
-from pacs.ops.selfcheck.trail import BACKUP_WHAT, check_audit_chain, check_audit_checkpoints, check_backup
+from pacs.ops.selfcheck.trail import check_audit_chain, check_audit_checkpoints, check_backup
 
 __all__ = ["BACKUP_WHAT", "CHECKS", "Check", "Finding", "Note", "Report", "Result", "run"]
 

@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 
 from pacs.core.audit import EventID, Outcome
 from pacs.core.context import CA_CERT, Context
+from pacs.core.events import BACKUP_WHAT
 from pacs.ops.selfcheck.report import Finding, Note, Result
 from storage.db import Instance
 
 BACKUP_MAX_AGE = timedelta(days=7)
-BACKUP_WHAT = "backup"
 
 
 def check_audit_chain(pacs: Context, now: datetime) -> Iterator[Result]:
