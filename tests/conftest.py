@@ -38,6 +38,7 @@ from storage.blobs import BlobStore
 from tests.data.make_series import make_ct_series
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432"
+REPO = Path(__file__).resolve().parent.parent  # the repository, for tests that run its code
 
 # pydicom's own samples: one per transfer syntax family we must store unchanged.
 SAMPLE_NAMES = [

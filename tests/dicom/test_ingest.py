@@ -19,7 +19,7 @@ from sqlalchemy import select
 from storage.archive import NotFoundError
 from storage.db import Instance
 from tests.conftest import RunningDicom, blob_store
-from tests.test_dicom_services import _association, _storage
+from tests.dicom.helpers import _association, _storage
 
 CANNOT_UNDERSTAND, DATA_SET_DOES_NOT_MATCH, SUCCESS = 0xC000, 0xB007, 0x0000
 

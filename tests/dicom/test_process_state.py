@@ -16,7 +16,7 @@ import pydicom
 from pynetdicom import _config as pynetdicom_config
 
 from tests.conftest import running_dicom
-from tests.test_dicom_services import _association, _storage
+from tests.dicom.helpers import _association, _storage
 
 
 def _shared_state() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
 from pacs.core.config import Settings
+from tests.conftest import REPO
 
 FRAME = 512 * 512 * 2
 FRAMES = 1024  # 512 MiB of pixel data
@@ -71,7 +72,7 @@ def test_half_gigabyte_object_round_trips_in_flat_memory(settings: Settings, tmp
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=Path(__file__).parent.parent,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
     digest, peak_mib = result.stdout.split()

@@ -1,0 +1,1 @@
+"""DICOM front-end tests: real peers (dcmtk, pynetdicom) against the archive's listener."""
