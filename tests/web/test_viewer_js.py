@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
+
 JS_TESTS = sorted((REPO / "tests" / "js").glob("*.test.mjs"))
 MODULES = REPO / "webviewer" / "static" / "viewer"
 VIEWER_PAGE = REPO / "webviewer" / "templates" / "viewer.html"

@@ -35,7 +35,7 @@ from pacs.core.accounts import Accounts
 from pacs.core.context import CA_CERT, initialise, open_pacs
 from tests.conftest import _free_port, pacs_serve
 from tests.data.make_series import make_ct_series
-from tests.test_web_e2e import CHROMIUM, PHYSICIAN, trust_ca_for_chromium
+from tests.web.browser import CHROMIUM, PHYSICIAN, trust_ca_for_chromium
 from webviewer.security import CSP
 
 PASSWORD = "lantern moths circle the pier"

@@ -50,10 +50,9 @@ from werkzeug.test import TestResponse
 from pacs.core.config import with_overrides
 from pacs.core.context import Context, initialise, open_pacs
 from pacs.serve.https import WebServer
-from tests.conftest import NodeFiles, RunningDicom, assert_same_dataset, report_figure
+from tests.conftest import REPO, NodeFiles, RunningDicom, assert_same_dataset, report_figure
 from tests.web_helpers import Browser, Web, make_web
 
-REPO = Path(__file__).resolve().parent.parent
 MIB = 2**20
 DEFAULT_MAX = 256 * MIB  # WebConfig's and [web] max_frame_mb's default
 GROWTH_BOUND_MIB = 32  # what a refused bomb may cost, besides a few copies of its object (decrypted, parsed)
@@ -418,7 +417,7 @@ def test_bombs_are_refused_without_the_process_allocating_what_they_declare(
         [
             sys.executable,
             "-c",
-            "import sys; from tests.test_web_frame_limits import measure_bombs as m; "
+            "import sys; from tests.web.test_frame_limits import measure_bombs as m; "
             "from pathlib import Path; m(Path(sys.argv[1]))",
             str(tmp_path),
         ],
