@@ -1,0 +1,1 @@
+"""Core tests: the certificate authority and the configuration."""

@@ -1,0 +1,32 @@
+"""Fixtures of the core tests: one certificate authority per module, and PKI files issued by it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pacs.core.pki import (
+    Issued,
+    create_ca,
+    issue_client_cert,
+    issue_server_cert,
+    write_certificate,
+)
+from tests.core.pki_helpers import PkiFiles, write_issued
+
+
+@pytest.fixture(scope="module")
+def ca() -> Issued:
+    return create_ca()
+
+
+@pytest.fixture
+def pki_files(tmp_path: Path, ca: Issued) -> PkiFiles:
+    server = issue_server_cert(ca, "localhost", extra_names=["127.0.0.1"])
+    client = issue_client_cert(ca, "CT_SCANNER_1")
+    ca_crt = tmp_path / "ca.crt"
+    write_certificate(ca_crt, ca.cert)
+    server_crt, server_key = write_issued(tmp_path, "server", server)
+    client_crt, client_key = write_issued(tmp_path, "client", client)
+    return PkiFiles(ca_crt, server_crt, server_key, client_crt, client_key)
