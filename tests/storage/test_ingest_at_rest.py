@@ -21,34 +21,38 @@ import pytest
 from pydicom.uid import generate_uid
 
 from tests.conftest import report_figure
-from tests.ingest_helpers import (
-    MIB,
-    OUT_OF_RESOURCES,
-    SUCCESS,
+from tests.storage.ingest_disks import (
     Filler,
     LoopUnavailableError,
     PlaintextWatch,
-    Push,
     RssSampler,
-    SentObject,
-    Served,
     Writeback,
+    idle_rss,
+    loop_ext4,
+    remove_tree,
+    tmpfs,
+    used_bytes,
+)
+from tests.storage.ingest_objects import (
+    MIB,
+    OUT_OF_RESOURCES,
+    SUCCESS,
+    SentObject,
     dataset_sha256,
     files_holding,
     find_needles,
-    idle_rss,
-    init_archive,
-    loop_ext4,
     new_pixel_pattern,
     phi_needles,
+    write_object,
+)
+from tests.storage.ingest_processes import (
+    Push,
+    Served,
+    init_archive,
     process_name,
     push,
-    remove_tree,
     run_pacs,
     server_env,
-    tmpfs,
-    used_bytes,
-    write_object,
 )
 
 DISK_BYTES = 256 * MIB

@@ -35,9 +35,8 @@ from typing import Any
 import psycopg
 import pydicom
 
-from tests.conftest import NodeFiles, _answers, _free_port
+from tests.conftest import REPO, NodeFiles, _answers, _free_port
 
-REPO = Path(__file__).resolve().parent.parent
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700

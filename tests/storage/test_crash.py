@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pacs.cli import main
 from pacs.core.config import Settings, load_settings
 from pacs.core.context import open_pacs
+from tests.conftest import REPO
 from tests.data.make_series import make_ct_series
 
 # Stores every file named on stdin and reports each one only after store() returned.
@@ -49,7 +50,7 @@ def test_sigkill_during_import_loses_no_acknowledged_object(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).parent.parent,
+        cwd=REPO,
     )
     assert child.stdin is not None and child.stdout is not None
     child.stdin.write("".join(f"{path}\n" for path in two_hundred))

@@ -37,7 +37,8 @@ from pacs.core.context import Context, open_pacs
 from storage.archive import NotFoundError
 from storage.db import Instance, Series, Study
 from tests.conftest import NodeFiles, report_figure
-from tests.crash_helpers import (
+from tests.data.make_series import make_ct_series
+from tests.storage.crash_helpers import (
     OUT_OF_RESOURCES,
     PROCESSING_FAILURE,
     SUCCESS,
@@ -53,7 +54,6 @@ from tests.crash_helpers import (
     study_uid_of,
     wait_until,
 )
-from tests.data.make_series import make_ct_series
 
 SEED = 20261201
 ROUNDS = 5
