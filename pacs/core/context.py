@@ -21,8 +21,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pacs.core import pki
-from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType
+from pacs.core import events, pki
+from pacs.core.audit import AuditLog
 from pacs.core.config import CONFIG_NAME, Settings, render_config, with_overrides
 from storage import durable
 from storage.archive import Archive
@@ -90,15 +90,7 @@ def open_pacs(settings: Settings, *, actor: str = "pacs") -> Context:
     )
     audit = AuditLog(database, read_secret(settings.key_dir / AUDIT_KEY), settings.data_dir / "audit.anchor")
     if migrated is not None:
-        audit.append(
-            AuditEvent(
-                EventID.APPLICATION_ACTIVITY,
-                Action.UPDATE,
-                user_id=actor,
-                event_type=EventType.SOFTWARE_CONFIGURATION,
-                details={"what": "index schema migrated", "from": migrated[0], "to": migrated[1]},
-            )
-        )
+        audit.append(events.schema_migrated(by=actor, old=migrated[0], new=migrated[1]))
     return Context(settings, keyring, database, archive, audit, migrated)
 
 
@@ -181,16 +173,7 @@ def initialise(
     else. On failure the partly created directory is removed again.
     """
     refuse_existing(data_dir)
-    settings = Settings(data_dir=data_dir.resolve())
-    settings = with_overrides(settings, "dicom", ae_title=ae_title)
-    settings = with_overrides(settings, "server", hostname=hostname)
-    settings = with_overrides(settings, "storage", db_url=db_url)
-    if key_dir:
-        settings = with_overrides(settings, "storage", key_dir=str(Path(key_dir).resolve()))
-        if settings.key_dir.is_relative_to(settings.blob_dir.resolve()):
-            raise DataDirError(f"the key directory {settings.key_dir} must not be inside the blob directory")
-        if settings.key_dir.exists() and any(settings.key_dir.iterdir()):
-            raise DataDirError(f"key directory {settings.key_dir} is not empty; refusing to use it")
+    settings = _new_settings(data_dir, ae_title=ae_title, hostname=hostname, db_url=db_url, key_dir=key_dir)
     existed = data_dir.exists()
     external_keys = not settings.key_dir.is_relative_to(settings.data_dir)
     keys_existed = settings.key_dir.exists()
@@ -201,32 +184,13 @@ def initialise(
         create_secret(settings.key_dir / AUDIT_KEY)
         _create_tls(settings)
         BlobStore.create(settings.blob_dir, keyring)
-        database = open_database(settings, keyring)
-        try:
-            if database.table_names():
-                raise DataDirError(
-                    "the index database already holds tables (another archive's?); "
-                    "refusing to use it: give an empty database"
-                )
-            database.migrate()
-        finally:
-            database.dispose()
+        _create_index(settings, keyring)
         _write_private(data_dir / CONFIG_NAME, render_config(settings))
         pacs = open_pacs(settings)
         try:
+            index = "postgresql" if db_url else "sqlcipher"
             pacs.audit.append(
-                AuditEvent(
-                    EventID.APPLICATION_ACTIVITY,
-                    Action.CREATE,
-                    user_id=user,
-                    event_type=EventType.SECURITY_CONFIGURATION,
-                    details={
-                        "what": "archive initialised",
-                        "ae_title": ae_title,
-                        "hostname": hostname,
-                        "index": "postgresql" if db_url else "sqlcipher",
-                    },
-                )
+                events.archive_initialised(by=user, ae_title=ae_title, hostname=hostname, index=index)
             )
         finally:
             pacs.close()
@@ -236,3 +200,32 @@ def initialise(
             remove_created(settings.key_dir, keys_existed)
         raise
     return settings
+
+
+def _new_settings(data_dir: Path, *, ae_title: str, hostname: str, db_url: str, key_dir: str) -> Settings:
+    """The settings of a new archive; refuses a key directory inside the blobs or holding anything."""
+    settings = Settings(data_dir=data_dir.resolve())
+    settings = with_overrides(settings, "dicom", ae_title=ae_title)
+    settings = with_overrides(settings, "server", hostname=hostname)
+    settings = with_overrides(settings, "storage", db_url=db_url)
+    if key_dir:
+        settings = with_overrides(settings, "storage", key_dir=str(Path(key_dir).resolve()))
+        if settings.key_dir.is_relative_to(settings.blob_dir.resolve()):
+            raise DataDirError(f"the key directory {settings.key_dir} must not be inside the blob directory")
+        if settings.key_dir.exists() and any(settings.key_dir.iterdir()):
+            raise DataDirError(f"key directory {settings.key_dir} is not empty; refusing to use it")
+    return settings
+
+
+def _create_index(settings: Settings, keyring: KeyRing) -> None:
+    """Create the index schema in a database that must hold no tables yet."""
+    database = open_database(settings, keyring)
+    try:
+        if database.table_names():
+            raise DataDirError(
+                "the index database already holds tables (another archive's?); "
+                "refusing to use it: give an empty database"
+            )
+        database.migrate()
+    finally:
+        database.dispose()
