@@ -19,7 +19,7 @@ from pacs.cli.common import (
     data_dir,
     opened,
 )
-from pacs.cli.users import user_event
+from pacs.core import events
 from pacs.core.accounts import Accounts
 from pacs.core.audit import Action
 from pacs.core.config import check_ae_title, load_settings
@@ -50,7 +50,11 @@ def cmd_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     pacs = open_pacs(settings)
     try:
         account, password = Accounts(pacs.database, pacs.keyring).add(args.admin, frozenset({"admin"}))
-        pacs.audit.append(user_event(Action.CREATE, account, "first admin created"))
+        pacs.audit.append(
+            events.user_changed(
+                Action.CREATE, account.name, "first admin created", by=actor(), roles=account.roles
+            )
+        )
     finally:
         pacs.close()
     print(f"  first admin    {account.name}, one-time password: {password}")

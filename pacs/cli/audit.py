@@ -18,8 +18,7 @@ from pacs.cli.common import (
     add_group,
     opened,
 )
-from pacs.core import atna, checkpoints
-from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
+from pacs.core import atna, checkpoints, events
 from pacs.core.context import Context
 from pacs.ops import selfcheck
 
@@ -41,9 +40,7 @@ def cmd_audit_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> in
         report = pacs.audit.verify()
         scan = checkpoints.Signer(pacs.keyring).scan(lines) if lines is not None else None
         rolled_back = checkpoints.check_trail(pacs.audit, scan, args.checkpoint) if scan is not None else []
-        pacs.audit.append(
-            AuditEvent(EventID.AUDIT_LOG_USED, Action.READ, user_id=actor(), details={"what": "verify"})
-        )
+        pacs.audit.append(events.audit_log_used("verify", by=actor()))
         if args.reanchor and not report.ok:
             pacs.audit.reanchor(actor(), report)
     for problem in report.acknowledged:
@@ -69,14 +66,7 @@ def _export_atna(pacs: Context) -> Callable[[TextIO], int]:
 def cmd_audit_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Write the audit trail out."""
     with opened(args, environ) as pacs:
-        pacs.audit.append(
-            AuditEvent(
-                EventID.AUDIT_LOG_USED,
-                Action.READ,
-                user_id=actor(),
-                details={"what": "export", "format": args.format},
-            )
-        )
+        pacs.audit.append(events.audit_log_used("export", by=actor(), format=args.format))
         export = pacs.audit.export_jsonl if args.format == "jsonl" else _export_atna(pacs)
         if args.output:
             with open(args.output, "x", encoding="utf-8") as out:
@@ -91,16 +81,7 @@ def cmd_selfcheck(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Report the security posture; non-zero when anything needs fixing."""
     with opened(args, environ) as pacs:
         report = selfcheck.run(pacs)
-        pacs.audit.append(
-            AuditEvent(
-                EventID.APPLICATION_ACTIVITY,
-                Action.EXECUTE,
-                outcome=Outcome.SUCCESS if report.ok else Outcome.MINOR_FAILURE,
-                user_id=actor(),
-                event_type=EventType.SECURITY_CONFIGURATION,
-                details={"what": "selfcheck", "findings": [f.message for f in report.findings]},
-            )
-        )
+        pacs.audit.append(events.selfcheck_run(by=actor(), findings=[f.message for f in report.findings]))
     if args.json:
         print(report.to_json())
         return EXIT_OK if report.ok else EXIT_FAILED

@@ -7,20 +7,10 @@ import sys
 from collections.abc import Mapping
 
 from pacs.cli.common import EXIT_OK, Handler, Subcommands, actor, add_command, add_group, opened
-from pacs.core.accounts import Account, Accounts, parse_roles
-from pacs.core.audit import Action, AuditEvent, EventID, EventType
+from pacs.core import events
+from pacs.core.accounts import Accounts, parse_roles
+from pacs.core.audit import Action
 from pacs.core.context import Context
-
-
-def user_event(action: Action, account: Account, what: str) -> AuditEvent:
-    """The audit record of a change to `account` made from the command line."""
-    return AuditEvent(
-        EventID.SECURITY_ALERT,
-        action,
-        user_id=actor(),
-        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-        details={"what": what, "user": account.name, "roles": sorted(account.roles)},
-    )
 
 
 def _accounts(pacs: Context) -> Accounts:
@@ -33,7 +23,9 @@ def cmd_user_add(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
     with opened(args, environ) as pacs:
         account, password = _accounts(pacs).add(args.name, roles, password)
-        pacs.audit.append(user_event(Action.CREATE, account, "user created"))
+        pacs.audit.append(
+            events.user_changed(Action.CREATE, account.name, "user created", by=actor(), roles=account.roles)
+        )
     print(f"created {account.name} ({', '.join(sorted(account.roles))})")
     if not args.password_stdin:
         print(f"one-time password: {password}  (to be changed at the first login)")
@@ -62,7 +54,9 @@ def _set_disabled(args: argparse.Namespace, environ: Mapping[str, str], disabled
     word = "disabled" if disabled else "enabled"
     with opened(args, environ) as pacs:
         account = _accounts(pacs).set_disabled(args.name, disabled)
-        pacs.audit.append(user_event(Action.UPDATE, account, f"user {word}"))
+        pacs.audit.append(
+            events.user_changed(Action.UPDATE, account.name, f"user {word}", by=actor(), roles=account.roles)
+        )
     print(f"{word} {account.name}")
     return EXIT_OK
 
@@ -96,7 +90,9 @@ def cmd_user_reset(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             what += ", second factor reset"
         account = accounts.get(args.name)
         assert account is not None
-        pacs.audit.append(user_event(Action.UPDATE, account, what))
+        pacs.audit.append(
+            events.user_changed(Action.UPDATE, account.name, what, by=actor(), roles=account.roles)
+        )
     print(f"{account.name}: {what}" + ("; still disabled (pacs user enable)" if account.disabled else ""))
     print(f"one-time password: {password}  (to be changed at the next login)")
     return EXIT_OK

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from pacs.core import pki
-from pacs.core.audit import Action
+from pacs.core import events, pki
 from pacs.core.context import Context, load_ca
 from pacs.core.nodes import (
     CLI_AUTHORITY,
@@ -29,7 +28,6 @@ from pacs.core.nodes import (
     check_phi_grant,
     issue_node_certificate,
     issue_node_pem,
-    node_event,
     parse_permissions,
 )
 
@@ -120,8 +118,7 @@ def enrol(
         port=port,
         plaintext=plaintext,
     )
-    event = node_event(Action.CREATE, node, "node enrolled", user=authority.user, authority=authority.name)
-    pacs.audit.append(event)
+    pacs.audit.append(events.node_enrolled(node, by=authority.user, authority=authority.name))
     return Enrolled(node, bundle)
 
 
@@ -149,20 +146,12 @@ def change_rights(pacs: Context, ae_title: str, allow: str, *, authority: Author
     )
     if before.permissions == after.permissions:
         return False
-    event = node_event(
-        Action.UPDATE,
-        after,
-        "node rights changed",
-        user=authority.user,
-        authority=authority.name,
-        before=before.permissions,
-    )
-    pacs.audit.append(event)
+    pacs.audit.append(events.node_rights_changed(before, after, by=authority.user, authority=authority.name))
     return True
 
 
 def remove(pacs: Context, ae_title: str, *, user: str) -> EnrolledNode:
     """Remove an enrolled node, audited as done by `user`; return it as it was."""
     node = NodeRegistry(pacs.database).remove(ae_title)
-    pacs.audit.append(node_event(Action.DELETE, node, "node removed", user=user))
+    pacs.audit.append(events.node_removed(node, by=user))
     return node

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pacs.core.audit import Action, AuditEvent, EventID, Outcome
+from pacs.core import events
 from pacs.core.context import Context
 from storage.archive import InstanceInfo
 
@@ -66,14 +66,13 @@ def export_study(pacs: Context, study_uid: str, out: Path, *, user: str) -> Expo
             written += 1
     finally:
         pacs.audit.append(
-            AuditEvent(
-                EventID.EXPORT,
-                Action.READ,
-                outcome=Outcome.SUCCESS if written == len(instances) else Outcome.SERIOUS_FAILURE,
-                user_id=user,
+            events.export_done(
+                by=user,
                 patient_id=instances[0].patient_id,
                 study_uid=study_uid,
-                details={"instances": len(instances), "written": written, "destination": str(out.resolve())},
+                instances=len(instances),
+                written=written,
+                destination=str(out.resolve()),
             )
         )
     return Exported(instances=len(instances), series=len(folders))

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from pacs.core import pki
-from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
+from pacs.core import events, pki
 from pacs.core.context import Context, renew_server_certificate
 from storage import rotation
 
@@ -28,28 +27,16 @@ class Rotation:
     left: int
 
 
-def key_event(what: str, *, user: str, outcome: Outcome = Outcome.SUCCESS, **details: object) -> AuditEvent:
-    """The audit record of a change to the archive's keys or certificates."""
-    return AuditEvent(
-        EventID.SECURITY_ALERT,
-        Action.UPDATE,
-        outcome=outcome,
-        user_id=user,
-        event_type=EventType.SECURITY_CONFIGURATION,
-        details={"what": what, **details},
-    )
-
-
 def start_rotation(pacs: Context, *, user: str) -> tuple[int, int, bool]:
     """Begin (or resume) a rotation; return the target KEK, data keys pending and whether it resumed."""
     current = pacs.keyring.current_version
     left = rotation.pending(pacs.database, current)
     if left and current > 1:
-        pacs.audit.append(key_event("key rotation resumed", user=user, kek_version=current, pending=left))
+        pacs.audit.append(events.key_rotation_resumed(by=user, kek_version=current, pending=left))
         return current, left, True
     current = pacs.keyring.add_version()
     left = rotation.pending(pacs.database, current)
-    pacs.audit.append(key_event("key rotation started", user=user, kek_version=current, pending=left))
+    pacs.audit.append(events.key_rotation_started(by=user, kek_version=current, pending=left))
     return current, left, False
 
 
@@ -60,28 +47,14 @@ def finish_rotation(
     try:
         done = rotation.rewrap(pacs.database, pacs.keyring, on_batch=on_batch)
     except BaseException as exc:
-        pacs.audit.append(
-            key_event(
-                "key rotation interrupted",
-                user=user,
-                outcome=Outcome.MINOR_FAILURE,
-                kek_version=current,
-                error=repr(exc),
-            )
-        )
+        pacs.audit.append(events.key_rotation_interrupted(by=user, kek_version=current, error=repr(exc)))
         raise
     # An object whose store began before the new KEK appeared may commit after the last batch.
     left = rotation.pending(pacs.database, current)
     if left:
-        event = key_event(
-            "key rotation unfinished",
-            user=user,
-            outcome=Outcome.MINOR_FAILURE,
-            kek_version=current,
-            pending=left,
-        )
+        event = events.key_rotation_unfinished(by=user, kek_version=current, pending=left)
     else:
-        event = key_event("key rotation completed", user=user, kek_version=current, rewrapped=done)
+        event = events.key_rotation_completed(by=user, kek_version=current, rewrapped=done)
     pacs.audit.append(event)
     return done, left
 
@@ -90,17 +63,11 @@ def renew_certificate(pacs: Context, *, user: str) -> x509.Certificate:
     """Issue a new server certificate from the archive's CA for the same key, audited."""
     certificate = renew_server_certificate(pacs.settings)
     pacs.audit.append(
-        AuditEvent(
-            EventID.SECURITY_ALERT,
-            Action.UPDATE,
-            user_id=user,
-            event_type=EventType.SECURITY_CONFIGURATION,
-            details={
-                "what": "server certificate renewed",
-                "hostname": pacs.settings.server.hostname,
-                "not_after": certificate.not_valid_after_utc.isoformat(),
-                "fingerprint": pki.fingerprint(certificate),
-            },
+        events.certificate_renewed(
+            by=user,
+            hostname=pacs.settings.server.hostname,
+            not_after=certificate.not_valid_after_utc.isoformat(),
+            fingerprint=pki.fingerprint(certificate),
         )
     )
     return certificate

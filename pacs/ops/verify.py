@@ -6,7 +6,7 @@ unencrypted spool of a stopped server is cleared, unless another process is writ
 
 from __future__ import annotations
 
-from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
+from pacs.core import events
 from pacs.core.context import INCOMING, Context
 from pacs.ops.reindex import audit_sweep
 from storage.archive import VerifyReport
@@ -18,22 +18,16 @@ def verify(pacs: Context, *, user: str) -> VerifyReport:
     sweep = report.sweep
     audit_sweep(pacs.audit, sweep, why="verify", actor=user)
     pacs.audit.append(
-        AuditEvent(
-            EventID.APPLICATION_ACTIVITY,
-            Action.EXECUTE,
-            outcome=Outcome.SUCCESS if report.ok else Outcome.SERIOUS_FAILURE,
-            user_id=user,
-            event_type=EventType.SOFTWARE_CONFIGURATION,
-            details={
-                "what": "verify",
-                "checked": report.checked,
-                "damaged": len(report.damaged),
-                "index_problems": len(report.inconsistent),
-                "reindexed": len(sweep.reindexed),
-                "incomplete_removed": len(sweep.removed),
-                "leftovers_removed": report.leftovers if report.cleaned else 0,
-                "spool_files_removed": len(report.spool_files) if report.cleaned else 0,
-            },
+        events.verify_run(
+            by=user,
+            ok=report.ok,
+            checked=report.checked,
+            damaged=len(report.damaged),
+            index_problems=len(report.inconsistent),
+            reindexed=len(sweep.reindexed),
+            incomplete_removed=len(sweep.removed),
+            leftovers_removed=report.leftovers if report.cleaned else 0,
+            spool_files_removed=len(report.spool_files) if report.cleaned else 0,
         )
     )
     return report
