@@ -95,6 +95,7 @@ def create_app(
     )
     CSRFProtect(app)
     security.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(dicomweb.bp)

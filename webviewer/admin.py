@@ -17,10 +17,11 @@ from typing import Protocol
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 
+from pacs.core import events
 from pacs.core.accounts import AccountError, Accounts, parse_roles
-from pacs.core.audit import Action, EventID, EventType, Outcome
+from pacs.core.audit import Action
 from storage.errors import PacsError
-from webviewer.auth import admin_required, audit, current_account
+from webviewer.auth import admin_required, current_account, record, source
 from webviewer.paging import current_page, neighbours
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -115,24 +116,14 @@ def _my_roles() -> frozenset[str]:
 
 def _refuse_grant(exc: GrantRefusedError, message: str) -> tuple[str, int]:
     """Audit a refused PHI grant and answer the modalities page with `message`, 403."""
-    audit(
-        EventID.SECURITY_ALERT,
-        Action.EXECUTE,
-        event_type=EventType.USE_OF_RESTRICTED_FUNCTION,
-        outcome=Outcome.MINOR_FAILURE,
-        details={"what": "PHI grant refused", **exc.details, "roles": sorted(_my_roles())},
-    )
+    details = {**exc.details, "roles": sorted(_my_roles())}
+    record(events.restricted_function_refused(_me(), "PHI grant refused", source=source(), **details))
     flash(message)
     return render_template("admin/modalities.html", nodes=_backend().modalities()), 403
 
 
 def _audit_change(what: str, user: str) -> None:
-    audit(
-        EventID.SECURITY_ALERT,
-        Action.UPDATE,
-        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-        details={"what": what, "user": user},
-    )
+    record(events.user_changed(Action.UPDATE, user, what, by=_me(), source=source()))
 
 
 @bp.get("/users")
@@ -177,11 +168,11 @@ def user_action(name: str, action: str) -> Response | str:
         flash("No such user or action.")
         return redirect(url_for("admin.users"))
     if action == "reset-password":
-        password = accounts.reset_password(name, actor=current_account().name)  # audits a lifted lockout
+        password = accounts.reset_password(name, actor=_me())  # audits a lifted lockout
         _audit_change("password reset, sessions ended", name)
         return render_template("admin/password.html", name=name, password=password)
     if action == "lift-lockout":
-        accounts.lift_lockout(name, actor=current_account().name)  # the accounts service audits it
+        accounts.lift_lockout(name, actor=_me())  # the accounts service audits it
         flash(f"{name}: {_USER_ACTIONS[action]}.")
         return redirect(url_for("admin.users"))
     if action in ("disable", "enable"):
@@ -280,11 +271,8 @@ def audit_log() -> str:
         **filters, failures_only=failures_only, limit=AUDIT_PAGE + 1, offset=(page - 1) * AUDIT_PAGE
     )
     chain = log.verify()
-    audit(
-        EventID.AUDIT_LOG_USED,
-        Action.READ,
-        details={"what": "audit log viewed", "filters": {k: v for k, v in filters.items() if v}},
-    )
+    viewed = {k: v for k, v in filters.items() if v}
+    record(events.audit_log_used("audit log viewed", by=_me(), source=source(), filters=viewed))
     return render_template(
         "admin/audit.html",
         records=records[:AUDIT_PAGE],

@@ -8,6 +8,10 @@ and again when the login completes. ``login_required`` guards every other page: 
 completed login of an enabled account (a lockout ends no session), and sends an account
 that must change its password to the change form first.
 ``physician_required`` and ``admin_required`` add the role.
+
+Every step is audited (:func:`record`); a request whose record cannot be written is answered
+503 with :data:`UNAVAILABLE` and gains nothing (no login, no page), as the audit policy of
+:mod:`pacs.core.audit` says; only logging out goes on without its record.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, TypeVar
 import segno
 from flask import (
     Blueprint,
+    Flask,
     abort,
     current_app,
     flash,
@@ -31,14 +36,20 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Response
 
+from pacs.core import events
 from pacs.core.accounts import Account, Accounts, PasswordPolicyError, Verdict
-from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.core.audit import AuditEvent, AuditLog, AuditUnavailableError
 from webviewer.sessions import rotate
 
 bp = Blueprint("auth", __name__)
 FAILED = "Wrong user name, password or code, or too many attempts. Wait a moment and try again."
+UNAVAILABLE = (
+    "The audit trail cannot be written, so this request was not carried out. "
+    "Try again later, and tell the administrator if it goes on."
+)
 PENDING_SECONDS = 300
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -51,53 +62,34 @@ def _audit_log() -> AuditLog:
     return current_app.extensions["pacs"].audit
 
 
-def _address() -> str:
+def source() -> str:
+    """The address this request comes from, for its audit record."""
     return request.remote_addr or ""
 
 
-def audit(
-    event_id: EventID,
-    action: Action,
-    *,
-    event_type: EventType = EventType.NONE,
-    user: str | None = None,
-    **fields: Any,
-) -> None:
-    """Record an event of this request, by `user` (default: the logged-in one) from its address.
+def me() -> str:
+    """The name of the logged-in user ("" before the login completes)."""
+    account = current_account()
+    return account.name if account is not None else ""
 
-    A request whose audit record cannot be written does not go on.
-    """
-    if user is None:
-        account = current_account()
-        user = account.name if account is not None else ""
-    event = AuditEvent(event_id, action, user_id=user, source=_address(), event_type=event_type, **fields)
+
+def record(event: AuditEvent) -> None:
+    """Write the audit record of this request; if it cannot be written, answer 503 and go no further."""
     try:
         _audit_log().append(event)
     except Exception:
-        current_app.logger.exception("audit append failed")
-        abort(503)
+        current_app.logger.exception("audit record not written; answered 503")
+        abort(503, UNAVAILABLE)
 
 
-def _audit_login(user: str, event_type: EventType, outcome: Outcome, **details: Any) -> None:
-    audit(
-        EventID.USER_AUTHENTICATION,
-        Action.EXECUTE,
-        event_type=event_type,
-        user=user,
-        outcome=outcome,
-        details=details,
-    )
+def _unavailable(_: AuditUnavailableError) -> Response:
+    """A service (accounts, enrolment) could not write the record of what it decided: 503."""
+    return ServiceUnavailable(UNAVAILABLE).get_response()
 
 
-def _audit_account_change(user: str, action: Action, **fields: Any) -> None:
-    """A change of `user`'s own security attributes (second factor, password, lock)."""
-    audit(
-        EventID.SECURITY_ALERT,
-        action,
-        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-        user=user,
-        **fields,
-    )
+def init_app(app: Flask) -> None:
+    """Answer every request whose audit record cannot be written with 503 and :data:`UNAVAILABLE`."""
+    app.register_error_handler(AuditUnavailableError, _unavailable)
 
 
 def _pending() -> str | None:
@@ -111,7 +103,7 @@ def _pending() -> str | None:
 
 def _fail(user: str, step: str, reason: str) -> Response:
     """Audit a failed step; answer with the one failure message."""
-    _audit_login(user, EventType.LOGIN, Outcome.MINOR_FAILURE, step=step, reason=reason)
+    record(events.login_failed(user, source=source(), step=step, reason=reason))
     flash(FAILED)
     return redirect(url_for("auth.login"))
 
@@ -123,12 +115,12 @@ def _allowed(name: str) -> Account | None:
 
 
 def _complete(name: str) -> None:
-    """Both factors passed: a new session for `name`, and the failures forgotten."""
+    """Both factors passed and the login is audited: a new session for `name`, the failures forgotten."""
+    record(events.login_succeeded(name, source=source()))
     session.clear()
     session["user"] = name
     rotate()
-    _accounts().record_success(name, _address())
-    _audit_login(name, EventType.LOGIN, Outcome.SUCCESS)
+    _accounts().record_success(name, source())
 
 
 def current_account() -> Account | None:
@@ -168,13 +160,8 @@ def _role_required(role: str) -> Callable[[View], View]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             account = current_account()
             if account is None or role not in account.roles:
-                audit(
-                    EventID.SECURITY_ALERT,
-                    Action.EXECUTE,
-                    event_type=EventType.USE_OF_RESTRICTED_FUNCTION,
-                    outcome=Outcome.MINOR_FAILURE,
-                    details={"what": f"page for the {role} role refused", "path": request.path},
-                )
+                what = f"page for the {role} role refused"
+                record(events.restricted_function_refused(me(), what, source=source(), path=request.path))
                 abort(403)
             return view(*args, **kwargs)
 
@@ -198,12 +185,12 @@ def login_password() -> Response:
     """Check the password, then go on to the second factor."""
     name = request.form.get("username", "").strip()[:64]
     password = request.form.get("password", "")[:1024]
-    check = _accounts().check_password(name, password, _address())
+    check = _accounts().check_password(name, password, source())
     if check.verdict is Verdict.THROTTLED or not (check.ok or check.deferred):
         return _fail(name, "password", check.verdict.value)
     if not check.ok:
         reason = f"{check.verdict.value} (account locked: answered after the code)"
-        _audit_login(name, EventType.LOGIN, Outcome.MINOR_FAILURE, step="password", reason=reason)
+        record(events.login_failed(name, source=source(), step="password", reason=reason))
     session.clear()
     session["pending"] = name
     session["pending_since"] = time.time()
@@ -225,7 +212,7 @@ def totp() -> Response | str:
         return render_template("totp.html")
     code = request.form.get("code", "").strip()[:32]
     password_right = session.get("password_ok") is True
-    verdict = _accounts().check_second_factor(name, code, _address(), password_right=password_right)
+    verdict = _accounts().check_second_factor(name, code, source(), password_right=password_right)
     step = "totp" if code.replace(" ", "").isdigit() else "recovery code"
     if verdict is not Verdict.ACCEPTED:
         reason = verdict.value if verdict is Verdict.THROTTLED else "wrong code"
@@ -261,11 +248,9 @@ def enrol() -> Response | str:
         return _fail(name, "totp enrolment", "account disabled")
     codes = accounts.confirm_totp(name, request.form.get("code", "").strip()[:16])
     if codes is None:
-        accounts.record_failure(name, _address())
+        accounts.record_failure(name, source())
         return _fail(name, "totp enrolment", "wrong code")
-    _audit_account_change(
-        name, Action.UPDATE, details={"what": "second factor enrolled", "recovery_codes": len(codes)}
-    )
+    record(events.second_factor_enrolled(name, source=source(), recovery_codes=len(codes)))
     _complete(name)
     return render_template("recovery.html", codes=codes, continue_url=_landing(account))
 
@@ -283,7 +268,7 @@ def password() -> Response | str:
     if request.method == "POST":
         new, again = request.form.get("new", "")[:1024], request.form.get("again", "")[:1024]
         current = request.form.get("current", "")[:1024]
-        if not forced and not _accounts().check_password(account.name, current, _address()).ok:
+        if not forced and not _accounts().check_password(account.name, current, source()).ok:
             flash("The current password is wrong, or there were too many attempts.")
         elif new != again:
             flash("The two passwords differ.")
@@ -293,14 +278,10 @@ def password() -> Response | str:
             except PasswordPolicyError as exc:
                 flash(str(exc).capitalize() + ".")
             else:
+                record(events.password_changed(account.name, source=source()))
                 session.clear()
                 session["user"] = account.name
                 rotate()
-                _audit_account_change(
-                    account.name,
-                    Action.UPDATE,
-                    details={"what": "password changed", "other sessions": "ended"},
-                )
                 return redirect(_landing(account))
     return render_template("password.html", forced=forced)
 
@@ -312,9 +293,9 @@ def _landing(account: Account) -> str:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """End the session here and on the server."""
+    """End the session here and on the server; that goes on even if it cannot be audited."""
     name = session.get("user")
-    if isinstance(name, str):
-        _audit_login(name, EventType.LOGOUT, Outcome.SUCCESS)
     session.clear()
+    if isinstance(name, str):
+        _audit_log().append_after(events.logout(name, source=source()))
     return redirect(url_for("auth.login"))

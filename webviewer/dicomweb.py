@@ -18,10 +18,10 @@ from flask import Blueprint, Response, abort, current_app, jsonify, session
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from pacs.core.audit import Action, EventID
+from pacs.core.access_events import study_viewed
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.header import is_valid_uid
-from webviewer.auth import audit, physician_required
+from webviewer.auth import me, physician_required, record, source
 from webviewer.decodelimits import DecodeLimits, FrameError, check_inflated_size
 from webviewer.pixels import MemoryCache, decode_frame
 
@@ -82,13 +82,8 @@ def study_summary(study: str) -> Dataset:
 
 def audit_study_access(study: Dataset, *, how: str) -> None:
     """Record that the logged-in user opened `study`."""
-    audit(
-        EventID.INSTANCES_ACCESSED,
-        Action.READ,
-        patient_id=str(study.get("PatientID", "")),
-        study_uid=str(study.StudyInstanceUID),
-        details={"what": "study opened", "how": how},
-    )
+    patient_id, study_uid = str(study.get("PatientID", "")), str(study.StudyInstanceUID)
+    record(study_viewed(me(), source=source(), patient_id=patient_id, study_uid=study_uid, how=how))
 
 
 def remember_audited(study: str) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from flask import Blueprint, current_app, render_template, request
 from pydicom.dataset import Dataset
 
-from pacs.core.audit import Action, EventID
-from webviewer.auth import audit, physician_required
+from pacs.core.access_events import query_run
+from webviewer.auth import me, physician_required, record, source
 from webviewer.paging import current_page, neighbours
 
 bp = Blueprint("studies", __name__)
@@ -99,7 +99,7 @@ def index() -> str:
     page = current_page()
     size = services.config.page_size
     found = services.archive.find("STUDY", identifier(search), limit=size + 1, offset=(page - 1) * size)
-    audit(EventID.QUERY, Action.EXECUTE, details={"what": "study list", "keys": search.keys(), "page": page})
+    record(query_run(by=me(), source=source(), what="study list", keys=search.keys(), page=page))
     return render_template(
         "studies.html",
         studies=found[:size],

@@ -14,9 +14,9 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, st
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from pacs.core.audit import Action, EventID
+from pacs.core.access_events import study_downloaded
 from pacs.ops.exporting import export_names
-from webviewer.auth import audit, physician_required
+from webviewer.auth import me, physician_required, record, source
 from webviewer.dicomweb import (
     audit_study_access,
     audited_once,
@@ -89,13 +89,8 @@ def download(study: str) -> Response:
     summary = study_summary(study)
     archive = current_app.extensions["pacs"].archive
     instances = archive.study_instances(check_uid(study))
-    audit(
-        EventID.EXPORT,
-        Action.READ,
-        patient_id=str(summary.get("PatientID", "")),
-        study_uid=study,
-        details={"what": "study downloaded as ZIP", "instances": len(instances)},
-    )
+    patient_id, count = str(summary.get("PatientID", "")), len(instances)
+    record(study_downloaded(me(), source=source(), patient_id=patient_id, study_uid=study, instances=count))
 
     def chunks() -> Iterator[bytes]:
         buffer = _Buffer()

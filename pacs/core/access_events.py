@@ -8,6 +8,7 @@ users, nodes, keys, backups); the same conventions hold (`by` acted, from `sourc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pacs.core.audit_vocabulary import Action, AuditEvent, EventID, EventType, Outcome
@@ -168,7 +169,7 @@ def _node_authentication(by: str, source: str, outcome: Outcome, details: dict[s
     )
 
 
-def association_accepted(calling: str, *, source: str, **details: Any) -> AuditEvent:
+def association_accepted(calling: str, *, source: str, details: Mapping[str, Any]) -> AuditEvent:
     """The association of `calling` from `source` was accepted (with the policy's `details`)."""
     return _node_authentication(calling, source, Outcome.SUCCESS, {**details, "what": "association accepted"})
 
@@ -179,7 +180,7 @@ def association_ended(node: str, *, source: str, reason: str) -> AuditEvent:
     return _node_authentication(node, source, Outcome.MINOR_FAILURE, details)
 
 
-def connection_failed(source: str, what: str, *, by: str = "", **details: Any) -> AuditEvent:
+def connection_failed(source: str, what: str, details: Mapping[str, Any], *, by: str = "") -> AuditEvent:
     """A connection from `source` failed (`what`: a refused association, a failed TLS handshake, …)."""
     return _node_authentication(by, source, Outcome.MINOR_FAILURE, {**details, "what": what})
 

@@ -7,8 +7,10 @@ admitted, and its failure counted, by :mod:`pacs.core.throttle` (back-off per ac
 address and per address, a lock of the account that lifts by itself). A locked account
 still logs in with the right password and code together; its password step alone tells
 nothing. Nothing here says whether a user exists. Lockouts and unlocks are audited here,
-where they are decided. A password change or reset, a second-factor reset and disabling
-end the user's web sessions.
+where they are decided: a lockout stands even if its record cannot be written (it protects;
+the failure is logged), an unlock is not acknowledged without its record
+(:class:`~pacs.core.audit.AuditUnavailableError`). A password change or reset, a second-factor
+reset and disabling end the user's web sessions.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from pacs.core import throttle
-from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.core import events, throttle
+from pacs.core.audit import Action, AuditLog
 from pacs.core.passwords import CONCURRENT_HASHES as CONCURRENT_HASHES
 from pacs.core.passwords import (
     HASHER,
@@ -338,38 +340,16 @@ class Accounts(SecondFactor):
             throttle.forget(session, name, address, self._utcnow())
 
     def _audit_lock(self, name: str, address: str) -> None:
-        self._record(
-            AuditEvent(
-                EventID.SECURITY_ALERT,
-                Action.EXECUTE,
-                outcome=Outcome.MINOR_FAILURE,
-                user_id=name,
-                source=address,
-                event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-                details={
-                    "what": "account locked after repeated login failures",
-                    "failures": LOCKOUT_AFTER,
-                    "lifts": f"{int(LOCKOUT_PERIOD.total_seconds()) // 60} minutes after the last failure, "
-                    "or with pacs user unlock",
-                    "meanwhile": "only the right password and code together log in",
-                },
+        if self._audit is not None:
+            minutes = int(LOCKOUT_PERIOD.total_seconds()) // 60
+            locked = events.account_locked(
+                name, source=address, failures=LOCKOUT_AFTER, lifts_after_minutes=minutes
             )
-        )
+            self._audit.append_after(locked)
 
     def _audit_unlock(self, name: str, actor: str, what: str) -> None:
-        self._record(
-            AuditEvent(
-                EventID.SECURITY_ALERT,
-                Action.UPDATE,
-                user_id=actor,
-                event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-                details={"what": what, "user": name},
-            )
-        )
-
-    def _record(self, event: AuditEvent) -> None:
         if self._audit is not None:
-            self._audit.append(event)
+            self._audit.append(events.user_changed(Action.UPDATE, name, what, by=actor))
 
 
 def _end_sessions(session: Session, name: str) -> int:

@@ -15,13 +15,15 @@ or :mod:`pacs.core.access_events`.
 
 A failed write is one policy, fail closed: :meth:`AuditLog.append` raises
 :class:`AuditUnavailableError` (and logs it), and an action that must be audited does not
-go on, or is not acknowledged: the web answers 503 with a message (a login, a password or
-second factor change, a page of patient data, an admin change), DICOM answers the request
-with 0xA700 Out of Resources with a comment (a C-STORE, C-FIND, C-MOVE, C-GET) or rejects
-the association as transient, and the command line exits with the error. Two kinds of
-record are written when nothing can be held back any more, and there a failure is logged
-(LOG.error) and the work goes on: what an association transferred, written when it closes,
-and protective actions: refusals and rejections, lockouts, ending associations, logging out.
+go on, or is not acknowledged. The web answers 503 with a message and grants nothing (no
+login, no page or download of patient data, no one-time password, no password or second
+factor change acknowledged, no admin change acknowledged); a DICOM request that reads or
+writes patient data (C-STORE, C-FIND, C-MOVE, C-GET) is answered 0xA700 Out of Resources with
+a comment; the command line exits with the error. Records of what is already done, or of what
+protects, go through :meth:`AuditLog.append_after`, which logs a failure (LOG.error) and lets
+the work go on: what an association transferred (written when it closes), an association
+accepted (each request on it is audited on its own), refusals and rejections of DICOM peers,
+lockouts, associations ended by an enrolment change, logging out, and the service's stop.
 """
 
 from __future__ import annotations
@@ -158,6 +160,18 @@ class AuditLog:
             LOG.error("audit record %s of %r not written: %s", event.event_id, event.user_id, reason)
             raise AuditUnavailableError(f"the audit trail cannot be written ({reason})") from exc
         return record
+
+    def append_after(self, event: AuditEvent) -> bool:
+        """Append the record of something already done or protective; False (logged) if it cannot be written.
+
+        For the records the policy above lets go on without: the caller has nothing left to hold back.
+        """
+        try:
+            self.append(event)
+        except Exception:
+            LOG.exception("audit record %s of %r lost", event.event_id, event.user_id)
+            return False
+        return True
 
     def reanchor(self, user_id: str, report: ChainReport) -> AuditRecord:
         """Acknowledge the problems of `report` in a Security Alert record and anchor the chain at it.

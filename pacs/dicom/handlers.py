@@ -7,7 +7,10 @@ called by :mod:`pacs.dicom.streaming`), and C-STORE answers Success only once th
 is durable and the study's audit record is too. Everything a security auditor asks
 about is written to the audit trail: associations accepted and rejected, each study an
 association delivers (before its first object is acknowledged, with the counts at
-close), queries with their keys, and retrieves with their destination.
+close), queries with their keys, and retrieves with their destination. As the audit policy
+of :mod:`pacs.core.audit` says, no request that reads or writes patient data is answered
+without its record (it gets 0xA700 with a comment); the acceptance of an association, the counts
+at close, refusals and associations ended by an enrolment change go on without theirs, logged.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.events import Event
 from sqlalchemy import exc as sa_exc
 
-from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.core import access_events as events
+from pacs.core.audit import AuditEvent, AuditLog, EventID
+from pacs.core.events import restricted_function_refused
 from pacs.core.nodes import EnrolledNode, NodeRegistry
 from pacs.dicom import policy, streaming
 from pacs.dicom.reactor import EventDrivenAssociation
 from pacs.dicom.revocation import withdrawn
 from pacs.dicom.slots import AssociationSlots
 from pacs.dicom.throttle import ConnectionGate
-from pacs.ops.received import Received, new_version_event
+from pacs.ops.received import Received
 from storage.archive import (
     Archive,
     IncomingObject,
@@ -175,35 +180,17 @@ class DicomHandlers:
         ]
 
     def _audit(self, event: AuditEvent) -> bool:
-        """Append `event`; False (and logged) if the audit trail cannot be written."""
+        """Append the record of something that must not happen unaudited; False (logged) if it cannot be."""
         try:
             self.audit.append(event)
         except Exception:
-            LOG.exception("could not write an audit record")
+            LOG.exception("could not write an audit record; the request is refused")
             return False
         return True
 
-    def _alert(
-        self,
-        event_type: EventType,
-        *,
-        user_id: str,
-        source: str,
-        details: dict[str, Any],
-        refused: bool = True,
-    ) -> bool:
-        """Audit a Security Alert: a refusal (minor failure) unless `refused` is False."""
-        return self._audit(
-            AuditEvent(
-                EventID.SECURITY_ALERT,
-                Action.EXECUTE,
-                outcome=Outcome.MINOR_FAILURE if refused else Outcome.SUCCESS,
-                user_id=user_id,
-                source=source,
-                event_type=event_type,
-                details=details,
-            )
-        )
+    def _refused(self, by: str, what: str, *, source: str, **details: Any) -> None:
+        """Audit a refusal, which stands whether or not its record can be written."""
+        self.audit.append_after(restricted_function_refused(by, what, source=source, **details))
 
     # -- association ------------------------------------------------------------------------------
 
@@ -283,19 +270,10 @@ class DicomHandlers:
         proposed = {str(cx.abstract_syntax) for cx in request.presentation_context_definition_list}
         refused = sorted({_service(uid) for uid in proposed if not _granted(verdict.node, uid)})
         if refused:
-            self._alert(
-                EventType.USE_OF_RESTRICTED_FUNCTION,
-                user_id=calling,
-                source=address,
-                details={"what": f"services not granted to {calling} were refused", "services": refused},
-            )
-        self._alert(
-            EventType.NODE_AUTHENTICATION,
-            user_id=calling,
-            source=address,
-            details=details | {"what": "association accepted"},
-            refused=False,
-        )
+            what = f"services not granted to {calling} were refused"
+            self._refused(calling, what, source=address, services=refused)
+        # Each request on the association that reads or writes patient data is audited on its own.
+        self.audit.append_after(events.association_accepted(calling, source=address, details=details))
 
     def on_closed(self, event: Event) -> None:
         """Drop a data set cut off by the close, and audit what the association transferred."""
@@ -307,21 +285,12 @@ class DicomHandlers:
         if state is None:
             return
         self.slots.release(state.slot)
-        for received in state.received.events(
-            EventID.INSTANCES_TRANSFERRED, user_id=state.node.ae_title, source=state.address
-        ):
-            self._audit(received)
+        # Written after the fact: a lost record can only be logged (its study was announced before).
+        by, source = state.node.ae_title, state.address
+        for received in state.received.events(EventID.INSTANCES_TRANSFERRED, user_id=by, source=source):
+            self.audit.append_after(received)
         if state.failed:
-            self._audit(
-                AuditEvent(
-                    EventID.INSTANCES_TRANSFERRED,
-                    Action.CREATE,
-                    outcome=Outcome.MINOR_FAILURE,
-                    user_id=state.node.ae_title,
-                    source=state.address,
-                    details={"refused_objects": state.failed},
-                )
-            )
+            self.audit.append_after(events.objects_refused(state.failed, by=by, source=source))
 
     def recheck(self, nodes: list[EnrolledNode]) -> int:
         """End every open association whose node was removed or lost what it was accepted on."""
@@ -334,11 +303,8 @@ class DicomHandlers:
             if why is None:
                 continue
             LOG.warning("ending the association of %s from %s: %s", state.node.ae_title, state.address, why)
-            self._alert(
-                EventType.NODE_AUTHENTICATION,
-                user_id=state.node.ae_title,
-                source=state.address,
-                details={"what": "association ended by an enrolment change", "reason": why},
+            self.audit.append_after(
+                events.association_ended(state.node.ae_title, source=state.address, reason=why)
             )
             # abort() waits for the transport to close: not on the caller's thread.
             threading.Thread(target=assoc.abort, name="dicom-revoke", daemon=True).start()
@@ -350,12 +316,8 @@ class DicomHandlers:
         if state is not None and state.node.allows(permission):
             return state
         node = state.node.ae_title if state else "unknown"
-        self._alert(
-            EventType.USE_OF_RESTRICTED_FUNCTION,
-            user_id=node,
-            source=state.address if state else event.assoc.requestor.address,
-            details={"what": f"C-{permission.upper()} refused: not granted to {node}"},
-        )
+        source = state.address if state else event.assoc.requestor.address
+        self._refused(node, f"C-{permission.upper()} refused: not granted to {node}", source=source)
         return None
 
     # -- services ---------------------------------------------------------------------------------
@@ -408,12 +370,12 @@ class DicomHandlers:
             state.failed += 1
             return _status(policy.OUT_OF_RESOURCES, "the audit trail cannot be written")
         state.received.count(result)
-        if result.outcome is StoreOutcome.NEW_VERSION:
-            self._audit(
-                new_version_event(
-                    EventID.INSTANCES_TRANSFERRED, result, user_id=state.node.ae_title, source=state.address
-                )
+        if result.outcome is StoreOutcome.NEW_VERSION and not self._audit(
+            events.new_version_kept(
+                EventID.INSTANCES_TRANSFERRED, result, by=state.node.ae_title, source=state.address
             )
+        ):
+            return _status(policy.OUT_OF_RESOURCES, "kept, but the audit trail cannot be written")
         if result.pixel_data_short:
             return _status(policy.DATA_SET_DOES_NOT_MATCH, "stored, but Pixel Data is shorter than declared")
         return policy.SUCCESS
@@ -423,16 +385,11 @@ class DicomHandlers:
         if result.study_uid in state.announced:
             return True
         announced = self._audit(
-            AuditEvent(
-                EventID.INSTANCES_TRANSFERRED,
-                Action.CREATE,
-                user_id=state.node.ae_title,
+            events.study_receiving(
+                by=state.node.ae_title,
                 source=state.address,
                 patient_id=result.patient_id,
                 study_uid=result.study_uid,
-                details={
-                    "what": "receiving objects of this study; the counts follow when the association ends"
-                },
             )
         )
         if announced:
@@ -454,14 +411,14 @@ class DicomHandlers:
             if elem.keyword and elem.value not in (None, "")
         }
         return self._audit(
-            AuditEvent(
-                EventID.QUERY,
-                Action.EXECUTE,
-                user_id=state.node.ae_title,
+            events.query_run(
+                by=state.node.ae_title,
                 source=state.address,
                 patient_id=str(identifier.get("PatientID", "") or ""),
                 study_uid=str(identifier.get("StudyInstanceUID", "") or "")[:64],
-                details={"level": level, "keys": keys, "matches": matches},
+                level=level,
+                keys=keys,
+                matches=matches,
             )
         )
 
@@ -524,12 +481,12 @@ class DicomHandlers:
         self, state: AssociationState, kind: str, destination: str, instances: list[tuple[str, str, str]]
     ) -> bool:
         return self._audit(
-            AuditEvent(
-                EventID.INSTANCES_TRANSFERRED,
-                Action.READ,
-                user_id=state.node.ae_title,
+            events.instances_retrieved(
+                kind,
+                by=state.node.ae_title,
                 source=state.address,
-                details={"what": kind, "destination": destination, "instances": len(instances)},
+                destination=destination,
+                instances=len(instances),
             )
         )
 
@@ -547,11 +504,9 @@ class DicomHandlers:
             or destination.network.num_addresses != 1
         ):
             if state is not None:
-                self._alert(
-                    EventType.USE_OF_RESTRICTED_FUNCTION,
-                    user_id=state.node.ae_title,
-                    source=state.address,
-                    details={"what": "C-MOVE refused", "destination": event.move_destination or ""},
+                destination_ae = event.move_destination or ""
+                self._refused(
+                    state.node.ae_title, "C-MOVE refused", source=state.address, destination=destination_ae
                 )
             yield None, None
             return

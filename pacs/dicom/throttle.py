@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType, Outcome
+from pacs.core.access_events import connection_failed, connection_failures
+from pacs.core.audit import AuditEvent, AuditLog
 
 LOG = logging.getLogger(__name__)
 FREE_FAILURES = 10
@@ -128,12 +129,7 @@ class ConnectionGate:
             else:
                 window.unreported[kind] += 1
         if first:
-            self._write(
-                address,
-                user_id,
-                Outcome.MINOR_FAILURE,
-                details | {"what": what},
-            )
+            self._write(connection_failed(address, what, details, by=user_id))
 
     def _window(self, peer: _Peer, now: float) -> _Window:
         if peer.window is None:
@@ -156,33 +152,17 @@ class ConnectionGate:
                     del self._peers[address]
         for address, window in closed:
             self._write(
-                address,
-                "",
-                Outcome.SERIOUS_FAILURE if window.refused else Outcome.MINOR_FAILURE,
-                {
-                    "what": "repeated connection failures",
-                    "failures": dict(window.unreported),
-                    "refused_at_accept": window.refused,
-                    "since": window.wall_start.isoformat(timespec="seconds"),
-                    "window_seconds": WINDOW_SECONDS,
-                },
+                connection_failures(
+                    address,
+                    refused_at_accept=window.refused,
+                    failures=dict(window.unreported),
+                    since=window.wall_start.isoformat(timespec="seconds"),
+                    window_seconds=WINDOW_SECONDS,
+                )
             )
         return len(closed)
 
-    def _write(self, address: str, user_id: str, outcome: Outcome, details: dict[str, Any]) -> None:
-        if self.audit is None:
-            return
-        try:
-            self.audit.append(
-                AuditEvent(
-                    EventID.SECURITY_ALERT,
-                    Action.EXECUTE,
-                    outcome=outcome,
-                    user_id=user_id,
-                    source=address,
-                    event_type=EventType.NODE_AUTHENTICATION,
-                    details=details,
-                )
-            )
-        except Exception:
-            LOG.exception("could not write a Security Alert for %s", address)
+    def _write(self, event: AuditEvent) -> None:
+        """Record a refusal, which stands whether or not its record can be written (the policy's)."""
+        if self.audit is not None:
+            self.audit.append_after(event)

@@ -17,8 +17,9 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, Outcome
-from pacs.ops.received import Received, StudyTally, new_version_event
+from pacs.core.access_events import import_failures, new_version_kept
+from pacs.core.audit import AuditLog, EventID
+from pacs.ops.received import Received, StudyTally
 from storage.archive import Archive, ArchiveError, HeaderError
 from storage.index import Outcome as StoreOutcome
 
@@ -180,15 +181,7 @@ def run(
         for event in summary.received.events(EventID.IMPORT, user_id=user):
             audit.append(event)
         if summary.failures:
-            audit.append(
-                AuditEvent(
-                    EventID.IMPORT,
-                    Action.CREATE,
-                    outcome=Outcome.MINOR_FAILURE,
-                    user_id=user,
-                    details={"failed_files": len(summary.failures)},
-                )
-            )
+            audit.append(import_failures(len(summary.failures), by=user))
     return summary
 
 
@@ -202,5 +195,5 @@ def _store_one(archive: Archive, audit: AuditLog, path: Path, summary: Summary, 
         return Failure(path, exc.strerror or str(exc))
     summary.received.count(result)
     if result.outcome is StoreOutcome.NEW_VERSION:
-        audit.append(new_version_event(EventID.IMPORT, result, user_id=user))
+        audit.append(new_version_kept(EventID.IMPORT, result, by=user))
     return None

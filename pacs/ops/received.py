@@ -2,14 +2,16 @@
 
 Both ways in, ``pacs import`` and the DICOM C-STORE service, count what each study got
 (stored, already present, new versions) and audit it with the same events: one per study
-when the import or association ends, and one for every object kept as a new version.
+when the import or association ends (:func:`pacs.core.access_events.instances_stored`), and one
+for every object kept as a new version (:func:`pacs.core.access_events.new_version_kept`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pacs.core.audit import Action, AuditEvent, EventID
+from pacs.core.access_events import instances_stored
+from pacs.core.audit import AuditEvent, EventID
 from storage.archive import StoreResult
 from storage.index import Outcome
 
@@ -22,6 +24,10 @@ class StudyTally:
     stored: int = 0
     duplicates: int = 0
     new_versions: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """The counts, as the audit record holds them."""
+        return {"stored": self.stored, "duplicates": self.duplicates, "new_versions": self.new_versions}
 
 
 @dataclass
@@ -40,41 +46,19 @@ class Received:
         else:
             tally.stored += 1
 
-    def events(self, event_id: EventID, *, user_id: str, source: str = "") -> list[AuditEvent]:
-        """One audit event per study, with its counts."""
+    def events(
+        self, event_id: EventID, *, user_id: str, source: str = "", **details: str
+    ) -> list[AuditEvent]:
+        """One audit event per study, with its counts (and `details`)."""
         return [
-            AuditEvent(
+            instances_stored(
                 event_id,
-                Action.CREATE,
-                user_id=user_id,
+                by=user_id,
                 source=source,
                 patient_id=tally.patient_id,
                 study_uid=study_uid,
-                details={
-                    "stored": tally.stored,
-                    "duplicates": tally.duplicates,
-                    "new_versions": tally.new_versions,
-                },
+                counts=tally.counts(),
+                **details,
             )
             for study_uid, tally in self.studies.items()
         ]
-
-
-def new_version_event(
-    event_id: EventID, result: StoreResult, *, user_id: str, source: str = ""
-) -> AuditEvent:
-    """The audit event for an object kept as a new version of a stored SOP instance."""
-    return AuditEvent(
-        event_id,
-        Action.UPDATE,
-        user_id=user_id,
-        source=source,
-        patient_id=result.patient_id,
-        study_uid=result.study_uid,
-        details={
-            "what": "an object with a stored SOP Instance UID but other content was kept as a new version",
-            "sop_instance_uid": result.sop_uid,
-            "version": result.version,
-            "sha256": result.sha256,
-        },
-    )

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection
-from dataclasses import replace
 
-from pacs.core.audit import Action, AuditEvent, AuditLog, EventID, EventType
+from pacs.core.audit import AuditLog, EventID
+from pacs.core.events import blob_sweep
 from pacs.ops.received import Received
 from storage.archive import Archive
 from storage.reindex import SweepReport, sweep
@@ -27,23 +27,17 @@ def audit_sweep(audit: AuditLog, report: SweepReport, *, why: str, actor: str) -
     studies = Received()
     for result in report.reindexed:
         studies.count(result)
-    for event in studies.events(EventID.IMPORT, user_id=actor):
-        what = {"what": "re-indexed from durable objects the index had lost", "why": why}
-        audit.append(replace(event, details={**event.details, **what}))
+    what = "re-indexed from durable objects the index had lost"
+    for event in studies.events(EventID.IMPORT, user_id=actor, what=what, why=why):
+        audit.append(event)
     if report.removed or report.unreadable or report.duplicates:
         audit.append(
-            AuditEvent(
-                EventID.APPLICATION_ACTIVITY,
-                Action.EXECUTE,
-                user_id=actor,
-                event_type=EventType.SOFTWARE_CONFIGURATION,
-                details={
-                    "what": "blob sweep",
-                    "why": why,
-                    "incomplete_removed": len(report.removed),
-                    "duplicates_removed": len(report.duplicates),
-                    "unreadable_kept": [blob_id for blob_id, _ in report.unreadable][:100],
-                },
+            blob_sweep(
+                by=actor,
+                why=why,
+                incomplete_removed=len(report.removed),
+                duplicates_removed=len(report.duplicates),
+                unreadable_kept=[blob_id for blob_id, _ in report.unreadable][:100],
             )
         )
 

@@ -8,8 +8,9 @@ free worker takes the next association; the plaintext port, opened on demand, is
 with SO_REUSEPORT), and share ``max_associations`` through lock files
 (:mod:`pacs.dicom.slots`). Before any worker starts, objects a crash left out of the
 index are indexed from their blobs; a periodic sweep does so while the service runs.
-The supervisor audits start and stop, passes SIGTERM and SIGINT on, waits for the
-work in flight, and restarts a worker that died. Workers are killed by the kernel if the supervisor dies,
+The supervisor audits start and stop (no start without its record; a stop goes on without it,
+logged), passes SIGTERM and SIGINT on, waits for the work in flight, and restarts a worker that
+died. Workers are killed by the kernel if the supervisor dies,
 so the service lives and dies as one process tree.
 """
 
@@ -27,15 +28,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pacs.core import tls
-from pacs.core.audit import Action, AuditEvent, EventID, EventType
+from pacs.core.audit import AuditEvent
 from pacs.core.checkpoints import checkpoint_loop, checkpoint_now
 from pacs.core.config import Settings
 from pacs.core.context import INCOMING, open_pacs
+from pacs.core.events import application_started, application_stopped
 from pacs.dicom.server import DicomServer, listening_socket
 from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
 from pacs.serve.https import WebServer
@@ -58,23 +59,12 @@ def worker_count(settings: Settings) -> int:
     return settings.dicom.workers or os.cpu_count() or 1
 
 
-def _activity(event_type: EventType, user: str, details: Mapping[str, Any]) -> AuditEvent:
-    return AuditEvent(
-        EventID.APPLICATION_ACTIVITY,
-        Action.EXECUTE,
-        user_id=user,
-        event_type=event_type,
-        details=dict(details),
-    )
-
-
-def _audit(settings: Settings, event: AuditEvent, *, checkpoint: bool = False) -> None:
-    """Append `event` through a briefly opened archive (the supervisor keeps none open across forks)."""
+def _audit_stop(settings: Settings, user: str) -> None:
+    """Record the stop through a briefly opened archive (the supervisor keeps none open across forks)."""
     pacs = open_pacs(settings)
     try:
-        pacs.audit.append(event)
-        if checkpoint:
-            checkpoint_now(pacs, tls.client_context)
+        pacs.audit.append_after(application_stopped(by=user))
+        checkpoint_now(pacs, tls.client_context)
     finally:
         pacs.close()
 
@@ -154,7 +144,7 @@ def _serve(
         if dicom is not None:
             dicom.stop(grace_seconds=STOP_GRACE)
         if stop_event is not None:
-            pacs.audit.append(stop_event)
+            pacs.audit.append_after(stop_event)
         if checkpoints is not None:
             checkpoints.stop()
         pacs.close()
@@ -172,8 +162,8 @@ def run(settings: Settings, *, user: str, announce: Callable[[str], None]) -> No
             stop,
             ALONE,
             lambda: announce(_banner(settings, 1)),
-            start_event=_activity(EventType.APPLICATION_START, user, details),
-            stop_event=_activity(EventType.APPLICATION_STOP, user, {}),
+            start_event=application_started(by=user, details=details),
+            stop_event=application_stopped(by=user),
         )
         return
     _Supervisor(settings, workers, stop).run(user=user, announce=announce)
@@ -211,7 +201,7 @@ class _Supervisor:
             "web_port": self.settings.web.port,
             "workers": self.workers,
         }
-        self._start_up(_activity(EventType.APPLICATION_START, user, details))
+        self._start_up(application_started(by=user, details=details))
         try:
             for role in self.roles:
                 self._fork(role)
@@ -225,7 +215,7 @@ class _Supervisor:
                 self.tls_socket.close()
             os.close(self._ready_reader)
             os.close(self._ready_writer)
-            _audit(self.settings, _activity(EventType.APPLICATION_STOP, user, {}), checkpoint=True)
+            _audit_stop(self.settings, user)
 
     def _start_up(self, event: AuditEvent) -> None:
         """Audit the start and index what a crash left unindexed, before any worker writes."""
