@@ -5,13 +5,12 @@ from __future__ import annotations
 import configparser
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import report_figure
+from tests.conftest import REPO, report_figure
 
-UNIT = Path(__file__).resolve().parent.parent / "deploy" / "pacs.service"
+UNIT = REPO / "deploy" / "pacs.service"
 # The unit names where install.sh puts the code; it is not installed on a test machine.
 NOT_INSTALLED_HERE = "Command /opt/pacs/venv/bin/pacs is not executable"
 

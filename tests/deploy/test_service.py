@@ -30,10 +30,9 @@ from pacs.cli import main
 from pacs.core.audit import EventType
 from pacs.core.config import load_settings
 from pacs.core.context import initialise, open_pacs
-from tests.conftest import NodeFiles, _free_port, assert_same_dataset, pacs_serve, read_stored
+from tests.conftest import REPO, NodeFiles, _free_port, assert_same_dataset, pacs_serve, read_stored
 from tests.data.make_series import make_ct_series
 
-REPO = Path(__file__).resolve().parent.parent
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 

@@ -1,4 +1,4 @@
-"""install.sh in its test mode (``--root DIR``): a real installation, its upgrade, its removal, its refusals.
+"""install.sh in its test mode (``--root DIR``): a real installation, its upgrade, a restore, its removal.
 
 One installation is made for the whole module (pip installs the project and its dependencies
 into a fresh virtualenv; pip's cache keeps that under a minute), then a second run upgrades it,
@@ -9,12 +9,10 @@ changes owners and switches users: these tests need root, and CI runs them as ro
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -26,107 +24,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO, _free_port
 from tests.data.make_series import make_ct_series
-
-REPO = Path(__file__).resolve().parent.parent
-INSTALL = REPO / "install.sh"
-HOST = "pacs.example.test"
-PACKAGES = ("pacs", "storage", "webviewer")
-OPTIONS = {
-    "--hostname",
-    "--dicom-port",
-    "--web-port",
-    "--python",
-    "--uninstall",
-    "--root",
-    "--os-release",
-    "--restore",
-    "--passphrase-file",
-    "--help",
-}
-# (uid, gid) of nobody/nogroup, for the checks that must not run as root.
-NOBODY = ("65534", "65534")
-
-
-@pytest.fixture(autouse=True)
-def _needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("install.sh creates a user, changes owners and switches users: run these tests as root")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run_install(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run install.sh from / (as an admin would, away from the source tree)."""
-    return subprocess.run(
-        [str(INSTALL), *args], capture_output=True, text=True, timeout=900, cwd="/", env=env
-    )
-
-
-@dataclass
-class Installation:
-    """A test installation under `root`, and what install.sh printed when it made it."""
-
-    root: Path
-    output: str
-    dicom_port: int
-    web_port: int
-    uid: int
-    gid: int
-
-    @property
-    def data(self) -> Path:
-        return self.root / "var/lib/pacs"
-
-    @property
-    def keys(self) -> Path:
-        return self.root / "etc/pacs/keys"
-
-    @property
-    def venv(self) -> Path:
-        return self.root / "opt/pacs/venv"
-
-    @property
-    def unit(self) -> Path:
-        return self.root / "etc/systemd/system/pacs.service"
-
-    @property
-    def wrapper(self) -> Path:
-        return self.root / "usr/local/bin/pacs"
-
-    def site_packages(self) -> Path:
-        (found,) = self.venv.glob("lib/python3.*/site-packages")
-        return found
-
-    def as_pacs(self, *command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run `command` as the root's pacs user (its uid need not exist on this machine)."""
-        switch = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
-        return subprocess.run(
-            [*switch, *command], capture_output=True, text=True, timeout=120, cwd="/", input=stdin
-        )
-
-
-def _account(root: Path, database: str, name: str) -> list[str]:
-    for line in (root / "etc" / database).read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == name:
-            return fields
-    raise AssertionError(f"no {name} in {root}/etc/{database}")
-
-
-def _snapshot(*directories: Path) -> dict[str, tuple[str, int, int, int]]:
-    """Every file under `directories`: its SHA-256, mode, owner and group."""
-    files = {}
-    for directory in directories:
-        for path in sorted(directory.rglob("*")):
-            info = path.lstat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-            files[str(path)] = (digest, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
-    return files
+from tests.deploy.install.install_helpers import (
+    HOST,
+    INSTALL,
+    NOBODY,
+    PACKAGES,
+    Installation,
+    Rerun,
+    _account,
+    _one_line_failure,
+    _snapshot,
+    run_install,
+)
 
 
 @pytest.fixture(scope="module")
@@ -153,42 +64,14 @@ def installed() -> Iterator[Installation]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@dataclass
-class Rerun:
-    """The second run of install.sh on an installation, with the state before and after it."""
-
-    result: subprocess.CompletedProcess[str]
-    keys_before: dict[str, tuple[str, int, int, int]]
-    keys_after: dict[str, tuple[str, int, int, int]]
-    data_before: dict[str, tuple[str, int, int, int]]
-    data_after: dict[str, tuple[str, int, int, int]]
-
-
 @pytest.fixture(scope="module")
 def rerun(installed: Installation) -> Rerun:
     # Stand in for old code: a changed module must be replaced by the source tree's.
-    stale = installed.site_packages() / "pacs" / "cli.py"
+    stale = installed.site_packages() / "pacs" / "cli" / "main.py"
     stale.write_text(stale.read_text() + "\nraise SystemExit('stale code')\n")
     keys_before, data_before = _snapshot(installed.keys), _snapshot(installed.data)
     result = run_install("--root", str(installed.root))
     return Rerun(result, keys_before, _snapshot(installed.keys), data_before, _snapshot(installed.data))
-
-
-def _one_line_failure(result: subprocess.CompletedProcess[str], status: int = 1) -> str:
-    assert result.returncode == status, result.stdout + result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("install.sh: error: ")
-    return lines[0]
-
-
-def _fake_python(directory: Path, version: str) -> Path:
-    """A stand-in interpreter that reports `version` for install.sh's version probe."""
-    fake = directory / "python3"
-    fake.write_text(f"#!/bin/sh\necho {version}\n")
-    fake.chmod(0o755)
-    return fake
 
 
 # -- the first run -------------------------------------------------------------------------------------
@@ -395,8 +278,8 @@ def test_second_run_keeps_the_archive_and_prints_no_new_password(
 
 def test_second_run_replaces_the_installed_code(installed: Installation, rerun: Rerun) -> None:
     assert rerun.result.returncode == 0, rerun.result.stderr
-    installed_cli = installed.site_packages() / "pacs" / "cli.py"
-    assert installed_cli.read_bytes() == (REPO / "pacs" / "cli.py").read_bytes()
+    installed_cli = installed.site_packages() / "pacs" / "cli" / "main.py"
+    assert installed_cli.read_bytes() == (REPO / "pacs" / "cli" / "main.py").read_bytes()
     users = installed.as_pacs(str(installed.venv / "bin/pacs"), "user", "list", "--data", str(installed.data))
     assert users.returncode == 0, users.stderr
     assert "admin" in users.stdout
@@ -584,151 +467,6 @@ def test_restore_of_a_missing_backup_is_refused_before_changing_anything(
     missing = tmp_path / "absent.pacsbak"
     line = _one_line_failure(run_install("--root", str(installed.root), "--restore", str(missing)))
     assert line == f"install.sh: error: {missing}: no such file"
-
-
-# -- refusals: one line, non-zero, nothing created --------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "os_release",
-    [
-        'ID=ubuntu\nVERSION_ID="20.04"\nPRETTY_NAME="Ubuntu 20.04.6 LTS"\n',
-        'ID=debian\nVERSION_ID="11"\nPRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\n',
-        'ID=fedora\nVERSION_ID=40\nPRETTY_NAME="Fedora Linux 40"\n',
-        'ID=debian\nPRETTY_NAME="Debian GNU/Linux trixie/sid"\n',
-    ],
-)
-def test_unsupported_system_is_refused_before_anything_is_created(tmp_path: Path, os_release: str) -> None:
-    fake = tmp_path / "os-release"
-    fake.write_text(os_release)
-    root = tmp_path / "root"
-    line = _one_line_failure(run_install("--root", str(root), "--os-release", str(fake)))
-    assert "unsupported system" in line and "Debian 12" in line and "Ubuntu 22.04" in line
-    assert not root.exists()
-
-
-@pytest.mark.parametrize(
-    "os_release",
-    ['ID=ubuntu\nVERSION_ID="22.04"\n', 'ID=ubuntu\nVERSION_ID="24.04"\n', 'ID="debian"\nVERSION_ID="13"\n'],
-)
-def test_supported_systems_pass_the_system_check(tmp_path: Path, os_release: str) -> None:
-    fake = tmp_path / "os-release"
-    fake.write_text(os_release)
-    old_python = _fake_python(tmp_path, "3.10")
-    root = tmp_path / "root"
-    line = _one_line_failure(
-        run_install("--root", str(root), "--os-release", str(fake), "--python", str(old_python))
-    )
-    assert "unsupported system" not in line and "Python 3.10" in line  # refused one check later
-    assert not root.exists()
-
-
-def test_python_older_than_3_11_is_refused_naming_the_package_to_install(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    line = _one_line_failure(
-        run_install("--root", str(root), "--python", str(_fake_python(tmp_path, "3.10")))
-    )
-    assert "3.11 or newer" in line and "apt-get install python3.11 python3.11-venv" in line
-    assert not root.exists()
-
-
-def test_missing_python_is_refused(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    line = _one_line_failure(run_install("--root", str(root), "--python", str(tmp_path / "no-such-python3")))
-    assert "not found" in line and "python3.11" in line
-    assert not root.exists()
-
-
-def test_python_the_service_user_cannot_run_is_refused(tmp_path: Path) -> None:
-    # tmp_path is private to root, like a pyenv interpreter under /root.
-    private = tmp_path / "python3"
-    private.write_text('#!/bin/sh\nexec /usr/bin/python3 "$@"\n')
-    private.chmod(0o700)
-    root = tmp_path / "root"
-    line = _one_line_failure(run_install("--root", str(root), "--python", str(private)))
-    assert "cannot be run by other users" in line
-    assert not root.exists()
-
-
-@pytest.mark.parametrize(("flag", "what"), [("--dicom-port", "DICOM"), ("--web-port", "HTTPS")])
-def test_port_in_use_by_another_program_is_refused(tmp_path: Path, flag: str, what: str) -> None:
-    root = tmp_path / "root"
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        line = _one_line_failure(run_install("--root", str(root), flag, str(port)))
-    assert f"the {what} port {port} is already in use by " in line and flag in line
-    assert not root.exists()
-
-
-def test_non_root_caller_is_refused(tmp_path: Path) -> None:
-    uid, gid = NOBODY
-    root = tmp_path / "root"
-    result = subprocess.run(
-        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", str(INSTALL), "--root", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/",
-    )
-    assert "run it as root" in _one_line_failure(result)
-    assert not root.exists()
-
-
-def test_keys_without_an_archive_are_never_overwritten(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    kek = root / "etc/pacs/keys/kek-0001.key"
-    kek.parent.mkdir(parents=True)
-    kek.write_bytes(b"\x01" * 32)
-    line = _one_line_failure(run_install("--root", str(root)))
-    assert "holds keys" in line and "never overwrites keys" in line
-    assert kek.read_bytes() == b"\x01" * 32
-    assert sorted(p.name for p in root.iterdir()) == ["etc"]
-
-
-@pytest.mark.parametrize(
-    ("args", "reason"),
-    [
-        (["--bogus"], "unknown option --bogus"),
-        (["--dicom-port", "http"], "not a port number"),
-        (["--web-port", "70000"], "not a port number"),
-        (["--dicom-port", "104"], "cannot listen below 1024"),
-        (["--dicom-port", "12762", "--web-port", "12762"], "must differ"),
-        (["--hostname", "bad name;rm"], "not a host name"),
-        (["--uninstall", "--hostname", "x"], "--uninstall takes no other option"),
-        (["--root"], "--root needs a value"),
-        (["--restore", "b.pacsbak", "--web-port", "18443"], "--restore takes no other option"),
-        (["--passphrase-file", "pass"], "--passphrase-file goes with --restore"),
-    ],
-)
-def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], reason: str) -> None:
-    root = tmp_path / "root"
-    if "--root" not in args:
-        args = [*args, "--root", str(root)]
-    line = _one_line_failure(run_install(*args), status=2)
-    assert reason in line
-    assert not root.exists()
-
-
-def test_help_documents_every_option() -> None:
-    result = run_install("--help")
-    assert result.returncode == 0 and result.stderr == ""
-    documented = set(re.findall(r"^\s+(?:-h, )?(--[a-z-]+)", result.stdout, re.MULTILINE))
-    assert documented == OPTIONS
-    # ...and the options the script accepts are exactly those.
-    script = INSTALL.read_text()
-    accepted = set(re.findall(r"^\s+((?:-h \| )?--[a-z-]+(?: \| --[a-z-]+)*)\)", script, re.MULTILINE))
-    flat = {option for pattern in accepted for option in pattern.split(" | ") if option.startswith("--")}
-    assert flat == OPTIONS
-
-
-def test_shell_scripts_pass_shellcheck() -> None:
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is missing: apt-get install shellcheck"
-    scripts = [INSTALL, *sorted((REPO / "deploy").glob("*.sh"))]
-    result = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # -- removal (last: it takes the installation away) --------------------------------------------------------

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from pacs.core.context import initialise
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 ENTRYPOINT = REPO / "deploy" / "docker-entrypoint.sh"

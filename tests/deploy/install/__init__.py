@@ -1,0 +1,1 @@
+"""install.sh in its test mode (``--root DIR``): these tests need root."""
