@@ -8,7 +8,8 @@ pinned. A new node may store and nothing else unless more is granted.
 Find, move and get let a node read every patient's data: they are *PHI grants*. Through
 the web only an account with both the admin and the physician role may make one
 (:func:`check_phi_grant`); the command line is the appliance's operator. Either way the
-audit record of the change names the rights it granted (``phi_grant``).
+audit record of the change (:func:`pacs.core.events.node_changed`) names the rights it granted
+(``phi_grant``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from pacs.core import pki
-from pacs.core.audit_vocabulary import Action, AuditEvent, EventID, EventType
 from pacs.core.config import check_ae_title
 from storage.db import Database, Node
 from storage.errors import PacsError
@@ -258,42 +258,3 @@ def issue_node_pem(
         bundle.writestr("client.key", key_pem)
         bundle.writestr("ca.crt", ca.cert.public_bytes(serialization.Encoding.PEM))
     return issued.cert, buffer.getvalue()
-
-
-def node_event(
-    action: Action,
-    node: EnrolledNode,
-    what: str,
-    *,
-    user: str,
-    authority: str = "",
-    before: frozenset[str] | None = None,
-) -> AuditEvent:
-    """The audit record of an enrolment change made by `user`.
-
-    A change that adds find, move or get (from `before`, for a change of rights) is a PHI
-    grant: the record lists those rights in ``phi_grant`` and by what `authority` they were granted.
-    """
-    details: dict[str, object] = {
-        "what": what,
-        "ae_title": node.ae_title,
-        "host": str(node.network),
-        "port": node.port,
-        "permissions": sorted(node.permissions),
-        "certificate": "issued" if node.cert_issued else "pinned",
-        "fingerprint": node.fingerprint,
-        "plaintext": node.plaintext,
-    }
-    if before is not None:
-        details["before"] = sorted(before)
-    granted = phi_grant(node.permissions, before or frozenset()) if action != Action.DELETE else []
-    if granted:
-        details["phi_grant"] = granted
-        details["authority"] = authority
-    return AuditEvent(
-        EventID.SECURITY_ALERT,
-        action,
-        user_id=user,
-        event_type=EventType.NETWORK_CONFIGURATION,
-        details=details,
-    )
