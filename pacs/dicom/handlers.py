@@ -4,30 +4,28 @@ Association requests go through :mod:`pacs.dicom.policy`; every DIMSE request is
 against the node's permissions. A C-STORE data set streams into an
 :class:`~storage.ingest.IncomingObject` as it arrives (:meth:`DicomHandlers.open_object`,
 called by :mod:`pacs.dicom.streaming`), and C-STORE answers Success only once the object
-is durable and the study's audit record is too. Everything a security auditor asks
-about is written to the audit trail: associations accepted and rejected, each study an
-association delivers (before its first object is acknowledged, with the counts at
-close), queries with their keys, and retrieves with their destination. As the audit policy
-of :mod:`pacs.core.audit` says, no request that reads or writes patient data is answered
-without its record (it gets 0xA700 with a comment); the acceptance of an association, the counts
-at close, refusals and associations ended by an enrolment change go on without theirs, logged.
+is durable and the study's audit record is too. Queries and retrieves are
+:mod:`pacs.dicom.retrieve`'s. Everything a security auditor asks about is written to the
+audit trail: associations accepted and rejected, each study an association delivers
+(before its first object is acknowledged, with the counts at close), queries with their
+keys, and retrieves with their destination. As the audit policy of :mod:`pacs.core.audit`
+says, no request that reads or writes patient data is answered without its record (it
+gets 0xA700 with a comment); the acceptance of an association, the counts at close,
+refusals and associations ended by an enrolment change go on without theirs, logged.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import ssl
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-import pydicom
 from cryptography import x509
 from pydicom.dataset import Dataset
-from pynetdicom import build_context, evt
+from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.events import Event
@@ -38,66 +36,24 @@ from pacs.core.audit import AuditEvent, AuditLog, EventID
 from pacs.core.events import restricted_function_refused
 from pacs.core.nodes import EnrolledNode, NodeRegistry
 from pacs.dicom import policy, streaming
+from pacs.dicom.associations import AssociationState, granted, service
 from pacs.dicom.reactor import EventDrivenAssociation
+from pacs.dicom.retrieve import QueryRetrieve
 from pacs.dicom.revocation import withdrawn
 from pacs.dicom.slots import AssociationSlots
 from pacs.dicom.throttle import ConnectionGate
-from pacs.ops.received import Received
 from storage.archive import (
     Archive,
     IncomingObject,
     IndexUnavailableError,
-    NotFoundError,
     ObjectTooLargeError,
     OutOfSpaceError,
     StoreResult,
 )
-from storage.crypto import IntegrityError
 from storage.header import HeaderError
 from storage.index import Outcome as StoreOutcome
-from storage.matching import LEVELS, QueryError
 
 LOG = logging.getLogger(__name__)
-STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
-STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
-_STUDY_ROOT = {STUDY_ROOT_FIND, STUDY_ROOT_MOVE, STUDY_ROOT_GET}
-
-
-@dataclass
-class AssociationState:
-    """What the service knows about one accepted association."""
-
-    node: EnrolledNode
-    address: str
-    tls: bool
-    slot: int
-    received: Received = field(default_factory=Received)
-    announced: set[str] = field(default_factory=set)
-    failed: int = 0
-
-
-_UNIQUE_KEYS = {
-    "PATIENT": "PatientID",
-    "STUDY": "StudyInstanceUID",
-    "SERIES": "SeriesInstanceUID",
-    "IMAGE": "SOPInstanceUID",
-}
-_FIND = {"1.2.840.10008.5.1.4.1.2.1.1", STUDY_ROOT_FIND}
-_MOVE = {"1.2.840.10008.5.1.4.1.2.1.2", STUDY_ROOT_MOVE}
-_GET = {"1.2.840.10008.5.1.4.1.2.1.3", STUDY_ROOT_GET}
-VERIFICATION = "1.2.840.10008.1.1"
-
-
-def _granted(node: EnrolledNode, abstract_syntax: str) -> bool:
-    """Whether `node` may negotiate a presentation context for `abstract_syntax`."""
-    if abstract_syntax == VERIFICATION:
-        return True
-    for services, permission in ((_FIND, "find"), (_MOVE, "move"), (_GET, "get")):
-        if abstract_syntax in services:
-            return node.allows(permission)
-    # Storage: to store, or to receive the C-STORE sub-operations of its own C-GET.
-    return node.allows("store") or node.allows("get")
 
 
 def _reject(
@@ -110,14 +66,6 @@ def _reject(
     """Send an A-ASSOCIATE-RJ and wait until it is on the wire, as pynetdicom's own rejections do."""
     assoc.acse.send_reject(result, source, reason)
     assoc.kill()
-
-
-def _service(abstract_syntax: str) -> str:
-    """The service an abstract syntax belongs to, for the audit trail."""
-    for services, name in ((_FIND, "C-FIND"), (_MOVE, "C-MOVE"), (_GET, "C-GET")):
-        if abstract_syntax in services:
-            return name
-    return "C-STORE"
 
 
 def _status(code: int, comment: str = "") -> Dataset:
@@ -166,6 +114,15 @@ class DicomHandlers:
         self.ae_title = ae_title
         self.client_context = client_context
         self._states: weakref.WeakKeyDictionary[Association, AssociationState] = weakref.WeakKeyDictionary()
+        self.query_retrieve = QueryRetrieve(
+            archive,
+            registry,
+            ae_title=ae_title,
+            client_context=client_context,
+            permitted=self._permitted,
+            audit_required=self._audit,
+            refused=self._refused,
+        )
 
     def bindings(self, *, tls: bool) -> list[tuple[Any, Callable[..., Any]]]:
         """The (event, handler) pairs for a listener with or without TLS."""
@@ -174,9 +131,9 @@ class DicomHandlers:
             (evt.EVT_CONN_CLOSE, self.on_closed),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
-            (evt.EVT_C_FIND, self.on_find),
-            (evt.EVT_C_MOVE, self.on_move),
-            (evt.EVT_C_GET, self.on_get),
+            (evt.EVT_C_FIND, self.query_retrieve.on_find),
+            (evt.EVT_C_MOVE, self.query_retrieve.on_move),
+            (evt.EVT_C_GET, self.query_retrieve.on_get),
         ]
 
     def _audit(self, event: AuditEvent) -> bool:
@@ -265,10 +222,10 @@ class DicomHandlers:
         with self._states_lock:
             self._states[assoc] = AssociationState(verdict.node, address, tls, slot)
         assoc.acceptor.supported_contexts = [
-            cx for cx in assoc.acceptor.supported_contexts if _granted(verdict.node, str(cx.abstract_syntax))
+            cx for cx in assoc.acceptor.supported_contexts if granted(verdict.node, str(cx.abstract_syntax))
         ]
         proposed = {str(cx.abstract_syntax) for cx in request.presentation_context_definition_list}
-        refused = sorted({_service(uid) for uid in proposed if not _granted(verdict.node, uid)})
+        refused = sorted({service(uid) for uid in proposed if not granted(verdict.node, uid)})
         if refused:
             what = f"services not granted to {calling} were refused"
             self._refused(calling, what, source=address, services=refused)
@@ -395,162 +352,3 @@ class DicomHandlers:
         if announced:
             state.announced.add(result.study_uid)
         return announced
-
-    def _level(self, event: Event, identifier: Dataset) -> str | None:
-        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-        if level not in LEVELS:
-            return None
-        if level == "PATIENT" and str(event.request.AffectedSOPClassUID) in _STUDY_ROOT:
-            return None
-        return level
-
-    def _audit_query(self, state: AssociationState, identifier: Dataset, level: str, matches: int) -> bool:
-        keys = {
-            elem.keyword: str(elem.value)
-            for elem in identifier
-            if elem.keyword and elem.value not in (None, "")
-        }
-        return self._audit(
-            events.query_run(
-                by=state.node.ae_title,
-                source=state.address,
-                patient_id=str(identifier.get("PatientID", "") or ""),
-                study_uid=str(identifier.get("StudyInstanceUID", "") or "")[:64],
-                level=level,
-                keys=keys,
-                matches=matches,
-            )
-        )
-
-    def on_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
-        """C-FIND (Patient and Study Root, every level) with the archive's matching."""
-        state = self._permitted(event, "find")
-        if state is None:
-            yield policy.NOT_AUTHORISED, None
-            return
-        identifier = event.identifier
-        level = self._level(event, identifier)
-        if level is None:
-            yield policy.IDENTIFIER_DOES_NOT_MATCH, None
-            return
-        try:
-            matches = self.archive.find(level, identifier)
-        except QueryError:
-            yield policy.IDENTIFIER_DOES_NOT_MATCH, None
-            return
-        if not self._audit_query(state, identifier, level, len(matches)):
-            # No patient data leaves without its audit record.
-            yield policy.OUT_OF_RESOURCES, None
-            return
-        for match in matches:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            if "RetrieveAETitle" in identifier:
-                match.RetrieveAETitle = self.ae_title
-            yield policy.PENDING, match
-
-    @staticmethod
-    def _names_entities(identifier: Dataset, level: str) -> bool:
-        """Whether a retrieve gives the unique key of its level as one value or a UID list, no wildcards."""
-        keyword = _UNIQUE_KEYS[level]
-        value = str(identifier.get(keyword, "") or "").strip()
-        return bool(value) and "*" not in value and "?" not in value
-
-    def _instances(self, identifier: Dataset) -> list[tuple[str, str, str]]:
-        """(SOP Instance UID, SOP Class UID, transfer syntax) of every instance a retrieve names.
-
-        Retrieves match relationally on the unique keys given, at any level.
-        """
-        keys = Dataset()
-        for keyword in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID"):
-            if keyword in identifier:
-                setattr(keys, keyword, identifier[keyword].value)
-        keys.SOPInstanceUID = identifier.get("SOPInstanceUID", "")
-        matches = [str(match.SOPInstanceUID) for match in self.archive.find("IMAGE", keys)]
-        return [
-            (i.sop_uid, i.sop_class_uid, i.transfer_syntax) for i in self.archive.current_instances(matches)
-        ]
-
-    def _load(self, sop_uid: str) -> Dataset:
-        """One stored object as a dataset, to send in its own transfer syntax (in memory only)."""
-        with self.archive.open(sop_uid) as stream:
-            return pydicom.dcmread(io.BytesIO(stream.read()))
-
-    def _audit_retrieve(
-        self, state: AssociationState, kind: str, destination: str, instances: list[tuple[str, str, str]]
-    ) -> bool:
-        return self._audit(
-            events.instances_retrieved(
-                kind,
-                by=state.node.ae_title,
-                source=state.address,
-                destination=destination,
-                instances=len(instances),
-            )
-        )
-
-    def on_move(self, event: Event) -> Iterator[Any]:
-        """C-MOVE: send to enrolled destinations only, over TLS, never to an address the request names."""
-        state = self._permitted(event, "move")
-        destination = self.registry.get(event.move_destination or "")
-        level = self._level(event, event.identifier)
-        if (
-            state is None
-            or level is None
-            or not self._names_entities(event.identifier, level)
-            or destination is None
-            or destination.port is None
-            or destination.network.num_addresses != 1
-        ):
-            if state is not None:
-                destination_ae = event.move_destination or ""
-                self._refused(
-                    state.node.ae_title, "C-MOVE refused", source=state.address, destination=destination_ae
-                )
-            yield None, None
-            return
-        instances = self._instances(event.identifier)
-        contexts = [build_context(sop_class, [syntax]) for _, sop_class, syntax in instances]
-        unique = {(cx.abstract_syntax, tuple(cx.transfer_syntax)): cx for cx in contexts}
-        yield (
-            str(destination.network.network_address),
-            destination.port,
-            {"contexts": list(unique.values())[:128], "tls_args": (self.client_context(destination), None)},
-        )
-        audited = self._audit_retrieve(state, "C-MOVE", destination.ae_title, instances)
-        yield len(instances) if audited else 1
-        if not audited:
-            yield policy.OUT_OF_RESOURCES, None
-            return
-        for sop_uid, _, _ in instances:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            try:
-                yield policy.PENDING, self._load(sop_uid)
-            except (NotFoundError, IntegrityError, OSError, ValueError):
-                yield policy.PROCESSING_FAILURE, None
-
-    def on_get(self, event: Event) -> Iterator[Any]:
-        """C-GET: send the matching instances back over the same association."""
-        state = self._permitted(event, "get")
-        level = self._level(event, event.identifier) if state is not None else None
-        if state is None or level is None or not self._names_entities(event.identifier, level):
-            yield 1
-            yield (policy.NOT_AUTHORISED if state is None else policy.IDENTIFIER_DOES_NOT_MATCH), None
-            return
-        instances = self._instances(event.identifier)
-        if not self._audit_retrieve(state, "C-GET", state.node.ae_title, instances):
-            yield 1
-            yield policy.OUT_OF_RESOURCES, None
-            return
-        yield len(instances)
-        for sop_uid, _, _ in instances:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            try:
-                yield policy.PENDING, self._load(sop_uid)
-            except (NotFoundError, IntegrityError, OSError, ValueError):
-                yield policy.PROCESSING_FAILURE, None
