@@ -30,7 +30,7 @@ REASON_CALLED_AE_NOT_RECOGNISED = 0x07
 
 # DIMSE statuses (PS3.7 C, PS3.4 Annex B/C). pynetdicom.status names the general ones; the
 # others are keys of its service-class tables, under the names those tables give them
-# (tests/test_dicom_policy.py checks each against pynetdicom.status).
+# (tests/dicom/test_policy.py checks each against pynetdicom.status).
 SUCCESS = Status.SUCCESS
 PENDING = Status.PENDING
 MOVE_DESTINATION_UNKNOWN = Status.MOVE_DESTINATION_UNKNOWN  # sent by pynetdicom when no destination is named

@@ -10,7 +10,7 @@ fragments are read and dropped. The request then reaches the handler like any ot
 and :func:`incoming_object` gives the handler what was received.
 
 This is the only module that reaches into pynetdicom's DIMSE internals. It relies on
-these behaviours of pynetdicom 3.0 (``tests/test_pynetdicom_contract.py`` checks each):
+these behaviours of pynetdicom 3.0 (``tests/dicom/test_pynetdicom_contract.py`` checks each):
 
 - the DUL hands every P-DATA primitive to ``assoc.dimse.receive_primitive``;
 - ``DIMSEMessage.decode_msg`` fed one command-set PDV at a time returns False after

@@ -4,7 +4,7 @@ pydicom's general encoder takes about a third of a millisecond for each of them,
 is a tenth of what receiving a CT slice may cost. Both are fixed lists of short
 elements: the File Meta Information that makes a received data set a Part 10 object
 (explicit VR little endian) and the C-STORE-RSP command set (implicit VR little
-endian). ``tests/test_dicom_wire.py`` checks that each is byte for byte what
+endian). ``tests/dicom/test_wire.py`` checks that each is byte for byte what
 pydicom and pynetdicom produce.
 """
 
