@@ -6,6 +6,7 @@ import ast
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,33 @@ def test_only_storage_durable_flushes_to_the_device() -> None:
         and node.value.id == "os"
     ]
     assert flushes == []
+
+
+MODULE_LINES, FUNCTION_LINES = 400, 60
+# Where a limit does not hold, and why.
+LONGER = {
+    "storage/migrations/versions/0001_initial.py:upgrade": "a migration is frozen history: the first schema",
+}
+SIZED = ("pacs", "storage", "webviewer", "bench")
+
+
+def _sizes() -> Iterator[tuple[str, int, int]]:
+    """(place, lines, limit) of every module and function of ours, tests excepted."""
+    for package in SIZED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = str(path.relative_to(ROOT))
+            source = path.read_text(encoding="utf-8")
+            yield name, len(source.splitlines()), MODULE_LINES
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    yield f"{name}:{node.name}", node.end_lineno - node.lineno + 1, FUNCTION_LINES  # type: ignore[operator]
+
+
+def test_no_module_or_function_is_longer_than_the_limits_except_where_said_why() -> None:
+    too_long = {place: lines for place, lines, limit in _sizes() if lines > limit and place not in LONGER}
+    assert too_long == {}
+
+
+def test_every_exception_to_the_limits_is_still_needed() -> None:
+    sizes = {place: (lines, limit) for place, lines, limit in _sizes()}
+    assert [place for place in LONGER if place not in sizes or sizes[place][0] <= sizes[place][1]] == []
