@@ -34,7 +34,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from pacs.core import tls
+from pacs.core import sockets, tls
 from pacs.core.config import Settings
 from pacs.core.context import CA_CERT, SERVER_CERT, SERVER_KEY, Context
 from pacs.core.nodes import EnrolledNode, NodeRegistry
@@ -207,15 +207,7 @@ class _InheritedListener(_Listener):
 
 def listening_socket(bind: str, port: int) -> socket.socket:
     """A TCP socket listening on (`bind`, `port`), for the workers to inherit and share."""
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((bind, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
+    sock = sockets.listening_socket(bind, port)
     sock.set_inheritable(True)
     return sock
 

@@ -29,6 +29,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
 from pacs.core.accounts import Accounts
 from pacs.core.context import SERVER_CERT, SERVER_KEY, Context
+from pacs.core.sockets import listening_socket
 from pacs.core.tls import https_context
 from pacs.serve.webadmin import PacsAdmin
 from webviewer import WebConfig, create_app
@@ -166,16 +167,8 @@ def _replay(body: bytes) -> ASGIReceiveCallable:
 
 
 def _listening_socket(bind: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((bind, port))
-        sock.listen(BACKLOG)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
+    sock = listening_socket(bind, port, backlog=BACKLOG)
+    sock.setblocking(False)
     return sock
 
 
