@@ -74,8 +74,8 @@ def archive_initialised(*, by: str, ae_title: str, hostname: str, index: str) ->
     )
 
 
-def schema_migrated(*, by: str, old: int, new: int) -> AuditEvent:
-    """The index schema was migrated from version `old` to `new`."""
+def schema_migrated(*, by: str, old: str, new: str) -> AuditEvent:
+    """The index schema was migrated from revision `old` to `new` (Alembic revision ids)."""
     return AuditEvent(
         EventID.APPLICATION_ACTIVITY,
         Action.UPDATE,
