@@ -1,4 +1,7 @@
-"""Fixtures of the core tests: one certificate authority per module, and PKI files issued by it."""
+"""Fixtures of the core tests: one certificate authority per module, PKI files issued by it, and accounts.
+
+The accounts service gets a fake clock, so nothing sleeps.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pacs.core.accounts import Accounts
+from pacs.core.context import Context
 from pacs.core.pki import (
     Issued,
     create_ca,
@@ -13,6 +18,7 @@ from pacs.core.pki import (
     issue_server_cert,
     write_certificate,
 )
+from tests.core.accounts_helpers import Clock
 from tests.core.pki_helpers import PkiFiles, write_issued
 
 
@@ -30,3 +36,13 @@ def pki_files(tmp_path: Path, ca: Issued) -> PkiFiles:
     server_crt, server_key = write_issued(tmp_path, "server", server)
     client_crt, client_key = write_issued(tmp_path, "client", client)
     return PkiFiles(ca_crt, server_crt, server_key, client_crt, client_key)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def accounts(pacs: Context, clock: Clock) -> Accounts:
+    return Accounts(pacs.database, pacs.keyring, now=clock)
