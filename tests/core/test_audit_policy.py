@@ -25,7 +25,7 @@ from pacs.cli import main
 from pacs.core.config import load_settings
 from pacs.core.context import Context, open_pacs
 from tests.conftest import NodeFiles, RunningDicom, running_dicom
-from tests.web_helpers import ADMIN, STEP, is_redirect_to, make_web, sqlite_pacs, store
+from tests.web.web_helpers import ADMIN, STEP, is_redirect_to, make_web, sqlite_pacs, store
 
 UNAVAILABLE = "The audit trail cannot be written"
 OUT_OF_RESOURCES = 0xA700

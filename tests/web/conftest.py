@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 from pacs.core.context import Context
 from tests.data.make_series import make_ct_series, make_mr_series
 from tests.web.dicomweb_helpers import Study, store_study
-from tests.web_helpers import Browser, Web, make_web
+from tests.web.web_helpers import Browser, Web, make_web
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.web.dicomweb_helpers import ACCESSED, CT_PATIENT, Study
-from tests.web_helpers import Browser, Web, details
+from tests.web.web_helpers import Browser, Web, details
 
 # Auditing.
 

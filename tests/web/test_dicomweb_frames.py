@@ -28,7 +28,7 @@ from tests.web.dicomweb_helpers import (
     store_one,
     store_study,
 )
-from tests.web_helpers import Browser, Web, make_web
+from tests.web.web_helpers import Browser, Web, make_web
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pydicom.uid import generate_uid
 
 from tests.data.make_series import make_us_cine
 from tests.web.dicomweb_helpers import DICOM_JSON, Study, _json_value, frame_url, store_one
-from tests.web_helpers import Browser
+from tests.web.web_helpers import Browser
 
 # QIDO-RS lists.
 

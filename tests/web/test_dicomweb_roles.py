@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydicom
 
 from tests.web.dicomweb_helpers import ACCESSED, EXPORT, Study
-from tests.web_helpers import ADMIN, Browser, Web
+from tests.web.web_helpers import ADMIN, Browser, Web
 
 # Who may see images.
 

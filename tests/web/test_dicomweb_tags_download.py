@@ -9,7 +9,7 @@ from collections import Counter
 import pydicom
 
 from tests.web.dicomweb_helpers import ACCESSED, CT_PATIENT, EXPORT, Study
-from tests.web_helpers import Browser, Web, details
+from tests.web.web_helpers import Browser, Web, details
 
 # The tag panel and the download.
 

@@ -51,7 +51,7 @@ from pacs.core.config import with_overrides
 from pacs.core.context import Context, initialise, open_pacs
 from pacs.serve.https import WebServer
 from tests.conftest import REPO, NodeFiles, RunningDicom, assert_same_dataset, report_figure
-from tests.web_helpers import Browser, Web, make_web
+from tests.web.web_helpers import Browser, Web, make_web
 
 MIB = 2**20
 DEFAULT_MAX = 256 * MIB  # WebConfig's and [web] max_frame_mb's default

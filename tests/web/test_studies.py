@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 from pacs.core.audit import EventID, EventType
 from pacs.core.context import Context
 from tests.data.make_series import make_ct_series, make_mr_series
-from tests.web_helpers import (
+from tests.web.web_helpers import (
     ADDRESS,
     ADMIN,
     Browser,
