@@ -1,1 +1,1 @@
-"""Use-case tests: the importer."""
+"""Use-case tests: the importer, backup and restore, key rotation and selfcheck."""
