@@ -178,7 +178,7 @@ def ignored(path: str) -> bool:
     [
         ".git/HEAD",
         ".venv/bin/python",
-        "tests/test_cli.py",
+        "tests/test_codebase.py",
         "tests/data/make_series.py",
         "test-artifacts/serve.log",
         "pacs-data/pacs.toml",
