@@ -36,7 +36,7 @@ from storage.errors import (
     OutOfSpaceError,
 )
 from storage.header import HeaderError, InstanceHeader, is_valid_uid
-from storage.index import Outcome, StoreResult
+from storage.index import StoreOutcome, StoreResult
 from storage.ingest import IncomingObject
 from storage.locks import WriterLock
 from storage.verify import VerifyReport
@@ -172,7 +172,7 @@ class Archive:
         *,
         received_at: datetime | None = None,
         before_commit: Callable[[], object] | None = None,
-    ) -> tuple[int, Outcome]:
+    ) -> tuple[int, StoreOutcome]:
         """Commit the index rows of a blob (not flushed: the blob is the source of truth).
 
         `before_commit` runs between writing the rows and committing them: the store
@@ -384,7 +384,7 @@ __all__ = [
     "NotFoundError",
     "ObjectTooLargeError",
     "OutOfSpaceError",
-    "Outcome",
+    "StoreOutcome",
     "StoreResult",
     "VerifyReport",
 ]

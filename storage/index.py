@@ -38,7 +38,7 @@ from storage.db import Instance, Patient, Series, Study
 from storage.header import InstanceHeader, normalise_name
 
 
-class Outcome(enum.Enum):
+class StoreOutcome(enum.Enum):
     """What storing an object did to the index."""
 
     STORED = "stored"
@@ -50,7 +50,7 @@ class Outcome(enum.Enum):
 class StoreResult:
     """What :meth:`Archive.store` did with one object."""
 
-    outcome: Outcome
+    outcome: StoreOutcome
     sop_uid: str
     sop_class_uid: str
     study_uid: str
@@ -64,7 +64,7 @@ class StoreResult:
 
     @classmethod
     def of(
-        cls, outcome: Outcome, header: InstanceHeader, version: int, size: int, sha256: str
+        cls, outcome: StoreOutcome, header: InstanceHeader, version: int, size: int, sha256: str
     ) -> StoreResult:
         """What storing the object of `header` did, for the caller."""
         return cls(
@@ -266,21 +266,21 @@ def add_instance(
     cache: IdCache | None = None,
     *,
     received_at: datetime | None = None,
-) -> tuple[int, Outcome, dict[tuple[str, str], int]]:
+) -> tuple[int, StoreOutcome, dict[tuple[str, str], int]]:
     """Record a stored blob as the current version of its SOP instance.
 
     Returns the version, the outcome and the row ids used, for `cache` to remember
     once the transaction has committed.
 
     If the current version already has the same SHA-256 nothing is added and its
-    version is returned with :attr:`Outcome.DUPLICATE` (the caller discards the new
+    version is returned with :attr:`StoreOutcome.DUPLICATE` (the caller discards the new
     blob). A different object with the same SOP Instance UID becomes a new version;
     the old one is kept, no longer current. `received_at` defaults to now.
     """
     now = datetime.now(UTC)
     previous = current_version(connection, header.sop_uid)
     if previous is not None and previous.sha256 == ref.sha256:
-        return previous.version, Outcome.DUPLICATE, {}
+        return previous.version, StoreOutcome.DUPLICATE, {}
     learned: dict[tuple[str, str], int] = {}
     patient_fk = _cached(
         cache, learned, "patient", patient_key(header), lambda: _patient_id(connection, header)
@@ -298,7 +298,7 @@ def add_instance(
         _count(connection, previous.series_fk, -1, now)
     connection.execute(_INSERT, _instance_row(header, ref, version, series_fk, received_at or now))
     _count(connection, series_fk, +1, now)
-    return version, (Outcome.NEW_VERSION if previous is not None else Outcome.STORED), learned
+    return version, (StoreOutcome.NEW_VERSION if previous is not None else StoreOutcome.STORED), learned
 
 
 def _instance_row(

@@ -27,7 +27,7 @@ from sqlalchemy import exc as sa_exc
 from storage.blobs import BlobRef, BlobWriter
 from storage.errors import ArchiveError, IndexUnavailableError, ObjectTooLargeError, OutOfSpaceError
 from storage.header import HeaderError, InstanceHeader
-from storage.index import Outcome, StoreResult
+from storage.index import StoreOutcome, StoreResult
 from storage.parts import ArchiveParts
 from storage.walker import Part10Walker
 
@@ -123,7 +123,7 @@ class IncomingObject:
         writer.seal()
         duplicate_of = archive.current_version_with(header.sop_uid, writer.sha256)
         if duplicate_of is not None:
-            return StoreResult.of(Outcome.DUPLICATE, header, duplicate_of, writer.size, writer.sha256)
+            return StoreResult.of(StoreOutcome.DUPLICATE, header, duplicate_of, writer.size, writer.sha256)
         ref = writer.reference()
         # The index rows are written while the blob is flushed, and committed after.
         flushed = archive.flusher.submit(writer.commit)
@@ -138,7 +138,7 @@ class IncomingObject:
             archive.remember_unindexed(ref.blob_id)
             raise
         self._writer = None
-        if outcome is Outcome.DUPLICATE:
+        if outcome is StoreOutcome.DUPLICATE:
             archive.discard_duplicate(ref.blob_id)
         return StoreResult.of(outcome, header, version, ref.size, ref.sha256)
 
@@ -154,7 +154,7 @@ class IncomingObject:
         referenced = archive.blob_referenced(ref.blob_id)
         if referenced:
             current = archive.current_version_with(header.sop_uid, ref.sha256) or 1
-            return StoreResult.of(Outcome.STORED, header, current, ref.size, ref.sha256)
+            return StoreResult.of(StoreOutcome.STORED, header, current, ref.size, ref.sha256)
         if referenced is None:
             archive.remember_unindexed(ref.blob_id)
             raise IndexUnavailableError(

@@ -19,7 +19,7 @@ from typing import Protocol
 from storage.blobs import BlobRef, BlobStore
 from storage.db import Database
 from storage.header import InstanceHeader
-from storage.index import Outcome
+from storage.index import StoreOutcome
 
 
 class ArchiveParts(Protocol):
@@ -47,7 +47,7 @@ class ArchiveParts(Protocol):
         *,
         received_at: datetime | None = None,
         before_commit: Callable[[], object] | None = None,
-    ) -> tuple[int, Outcome]:
+    ) -> tuple[int, StoreOutcome]:
         """Index a durable blob; return its version and what indexing it did."""
 
     def blob_referenced(self, blob_id: str) -> bool | None:

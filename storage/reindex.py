@@ -28,7 +28,7 @@ from sqlalchemy import exc as sa_exc
 from storage.blobs import BlobRef, NotRecoverableError
 from storage.crypto import IntegrityError
 from storage.header import HeaderError, InstanceHeader
-from storage.index import Outcome, StoreResult
+from storage.index import StoreOutcome, StoreResult
 from storage.keys import KeyFileError
 from storage.parts import ArchiveParts
 from storage.walker import Part10Walker
@@ -94,7 +94,7 @@ def _settle(
         version, outcome = archive.index_blob(header, ref, received_at=received_at)
     except sa_exc.IntegrityError:
         return  # indexed meanwhile by its own writer or another sweep
-    if outcome is Outcome.DUPLICATE:
+    if outcome is StoreOutcome.DUPLICATE:
         if archive.discard_duplicate(blob_id):
             report.duplicates.append(blob_id)
         return

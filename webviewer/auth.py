@@ -40,7 +40,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Response
 
 from pacs.core import events
-from pacs.core.accounts import Account, Accounts, PasswordPolicyError, Verdict
+from pacs.core.accounts import Account, Accounts, LoginVerdict, PasswordPolicyError
 from pacs.core.audit import AuditEvent, AuditLog, AuditUnavailableError
 from webviewer.sessions import rotate
 
@@ -186,7 +186,7 @@ def login_password() -> Response:
     name = request.form.get("username", "").strip()[:64]
     password = request.form.get("password", "")[:1024]
     check = _accounts().check_password(name, password, source())
-    if check.verdict is Verdict.THROTTLED or not (check.ok or check.deferred):
+    if check.verdict is LoginVerdict.THROTTLED or not (check.ok or check.deferred):
         return _fail(name, "password", check.verdict.value)
     if not check.ok:
         reason = f"{check.verdict.value} (account locked: answered after the code)"
@@ -214,8 +214,8 @@ def totp() -> Response | str:
     password_right = session.get("password_ok") is True
     verdict = _accounts().check_second_factor(name, code, source(), password_right=password_right)
     step = "totp" if code.replace(" ", "").isdigit() else "recovery code"
-    if verdict is not Verdict.ACCEPTED:
-        reason = verdict.value if verdict is Verdict.THROTTLED else "wrong code"
+    if verdict is not LoginVerdict.ACCEPTED:
+        reason = verdict.value if verdict is LoginVerdict.THROTTLED else "wrong code"
         return _fail(name, step, reason if password_right else "wrong password, told after the code")
     account = _allowed(name)
     if account is None:

@@ -53,7 +53,7 @@ from storage.db import Database, User, WebSession, as_utc
 from storage.keys import KeyRing
 
 
-class Verdict(enum.Enum):
+class LoginVerdict(enum.Enum):
     """How a password or code check ended. Callers show the same message for every failure."""
 
     ACCEPTED = "accepted"
@@ -95,14 +95,14 @@ class PasswordCheck:
     and code together (:meth:`Accounts.check_second_factor`).
     """
 
-    verdict: Verdict
+    verdict: LoginVerdict
     account: Account | None = None
     deferred: bool = False
 
     @property
     def ok(self) -> bool:
         """Whether the password was right and the account may go on to the second factor."""
-        return self.verdict is Verdict.ACCEPTED
+        return self.verdict is LoginVerdict.ACCEPTED
 
 
 def _view(user: User, locked: bool) -> Account:
@@ -284,7 +284,7 @@ class Accounts(SecondFactor):
         """
         admission = self._admit(name, address)
         if admission is None:
-            return PasswordCheck(Verdict.THROTTLED)
+            return PasswordCheck(LoginVerdict.THROTTLED)
         right = False
         try:
             with self._database.read() as session:
@@ -295,17 +295,17 @@ class Accounts(SecondFactor):
         finally:
             self._settle(admission, name, address, failed=not right)
         if account is None or not right:
-            return PasswordCheck(Verdict.WRONG, deferred=admission.locked)
+            return PasswordCheck(LoginVerdict.WRONG, deferred=admission.locked)
         if account.disabled:
-            return PasswordCheck(Verdict.DISABLED, account, deferred=admission.locked)
+            return PasswordCheck(LoginVerdict.DISABLED, account, deferred=admission.locked)
         if HASHER.check_needs_rehash(stored):
             with self._database.write() as session:
                 self._get(session, name).password_hash = HASHER.hash(password)
-        return PasswordCheck(Verdict.ACCEPTED, account, deferred=admission.locked)
+        return PasswordCheck(LoginVerdict.ACCEPTED, account, deferred=admission.locked)
 
     def check_second_factor(
         self, name: str, code: str, address: str, *, password_right: bool = True
-    ) -> Verdict:
+    ) -> LoginVerdict:
         """Check a TOTP code (six digits) or a recovery code, throttled like a password.
 
         With `password_right` False (a deferred wrong password) every code fails, and the code
@@ -313,7 +313,7 @@ class Accounts(SecondFactor):
         """
         admission = self._admit(name, address)
         if admission is None:
-            return Verdict.THROTTLED
+            return LoginVerdict.THROTTLED
         accepted = False
         try:
             digits = code.replace(" ", "")
@@ -323,7 +323,7 @@ class Accounts(SecondFactor):
                 )
         finally:
             self._settle(admission, name, address, failed=not accepted)
-        return Verdict.ACCEPTED if accepted else Verdict.WRONG
+        return LoginVerdict.ACCEPTED if accepted else LoginVerdict.WRONG
 
     def record_failure(self, name: str, address: str) -> bool:
         """Count a failure not admitted here (a wrong enrolment code); True if it locked the account."""

@@ -51,7 +51,7 @@ from storage.archive import (
     StoreResult,
 )
 from storage.header import HeaderError
-from storage.index import Outcome as StoreOutcome
+from storage.index import StoreOutcome
 
 LOG = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ CANNOT_UNDERSTAND = 0xC000
 
 
 @dataclass(frozen=True)
-class Verdict:
+class AssociationVerdict:
     """The policy's decision on one association request."""
 
     node: EnrolledNode | None
@@ -70,32 +70,34 @@ def decide(
     address: str,
     certificate: bytes | None,
     tls: bool,
-) -> Verdict:
+) -> AssociationVerdict:
     """Decide an association request from `address` presenting `certificate` (DER) or none."""
     if called_ae_title.strip() != our_ae_title.strip():
-        return Verdict(
+        return AssociationVerdict(
             None, REASON_CALLED_AE_NOT_RECOGNISED, f"called AE title {called_ae_title!r} is not ours"
         )
     calling = calling_ae_title.strip()
     node = next((n for n in nodes if n.ae_title == calling), None)
     if node is None:
-        return Verdict(
+        return AssociationVerdict(
             None, REASON_CALLING_AE_NOT_RECOGNISED, f"calling AE title {calling!r} is not enrolled"
         )
     try:
         peer = ipaddress.ip_address(address)
     except ValueError:
-        return Verdict(None, REASON_NO_REASON, f"peer address {address!r} is not an IP address")
+        return AssociationVerdict(None, REASON_NO_REASON, f"peer address {address!r} is not an IP address")
     if peer not in node.network:
-        return Verdict(None, REASON_NO_REASON, f"{calling} may not connect from {address}")
+        return AssociationVerdict(None, REASON_NO_REASON, f"{calling} may not connect from {address}")
     if not tls:
         if not node.plaintext or node.network.num_addresses != 1:
-            return Verdict(None, REASON_NO_REASON, f"{calling} is not enrolled for plaintext DICOM")
-        return Verdict(node, 0, "enrolled legacy node over plaintext")
+            return AssociationVerdict(
+                None, REASON_NO_REASON, f"{calling} is not enrolled for plaintext DICOM"
+            )
+        return AssociationVerdict(node, 0, "enrolled legacy node over plaintext")
     if certificate is None:
-        return Verdict(None, REASON_NO_REASON, f"{calling} presented no client certificate")
+        return AssociationVerdict(None, REASON_NO_REASON, f"{calling} presented no client certificate")
     if certificate_fingerprint(certificate) != node.fingerprint:
-        return Verdict(
+        return AssociationVerdict(
             None, REASON_NO_REASON, f"{calling} presented a certificate that is not its enrolled one"
         )
-    return Verdict(node, 0, "enrolled node")
+    return AssociationVerdict(node, 0, "enrolled node")

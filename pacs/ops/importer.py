@@ -21,7 +21,7 @@ from pacs.core.access_events import import_failures, new_version_kept
 from pacs.core.audit import AuditLog, EventID
 from pacs.ops.received import Received, StudyTally
 from storage.archive import Archive, ArchiveError, HeaderError
-from storage.index import Outcome as StoreOutcome
+from storage.index import StoreOutcome
 
 _FILE_ID_COMPONENT = re.compile(r"^[A-Za-z0-9_]{1,8}$")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pacs.core.access_events import instances_stored
 from pacs.core.audit import AuditEvent, EventID
 from storage.archive import StoreResult
-from storage.index import Outcome
+from storage.index import StoreOutcome
 
 
 @dataclass
@@ -39,9 +39,9 @@ class Received:
     def count(self, result: StoreResult) -> None:
         """Count one stored object."""
         tally = self.studies.setdefault(result.study_uid, StudyTally(result.patient_id))
-        if result.outcome is Outcome.DUPLICATE:
+        if result.outcome is StoreOutcome.DUPLICATE:
             tally.duplicates += 1
-        elif result.outcome is Outcome.NEW_VERSION:
+        elif result.outcome is StoreOutcome.NEW_VERSION:
             tally.new_versions += 1
         else:
             tally.stored += 1

@@ -15,7 +15,7 @@ import pyotp
 import pytest
 
 from pacs.cli import main
-from pacs.core.accounts import LOCKOUT_AFTER, Account, Accounts, Verdict
+from pacs.core.accounts import LOCKOUT_AFTER, Account, Accounts, LoginVerdict
 from pacs.core.config import load_settings
 from pacs.core.context import Context, open_pacs
 
@@ -88,7 +88,7 @@ def _account(archive: Archive, name: str) -> Account:
     return account
 
 
-def _login(archive: Archive, name: str, password: str) -> Verdict:
+def _login(archive: Archive, name: str, password: str) -> LoginVerdict:
     with _accounts(archive) as accounts:
         return accounts.check_password(name, password, ADDRESS).verdict
 
@@ -114,7 +114,7 @@ def _add(archive: Archive, capsys: pytest.CaptureFixture[str], name: str, role: 
 
 
 def test_init_prints_a_one_time_password_that_works_for_the_first_admin(archive: Archive) -> None:
-    assert _login(archive, "admin", archive.admin_password) is Verdict.ACCEPTED
+    assert _login(archive, "admin", archive.admin_password) is LoginVerdict.ACCEPTED
     admin = _account(archive, "admin")
     assert admin.is_admin and admin.must_change_password and not admin.totp_enrolled
 
@@ -130,7 +130,7 @@ def test_init_names_the_first_admin_as_asked(tmp_path: Path, capsys: pytest.Capt
     archive = Archive(tmp_path / "d", _password_in(out))
     with _accounts(archive) as accounts:
         assert [a.name for a in accounts.all()] == ["chief"]
-    assert _login(archive, "chief", archive.admin_password) is Verdict.ACCEPTED
+    assert _login(archive, "chief", archive.admin_password) is LoginVerdict.ACCEPTED
 
 
 # user add.
@@ -142,7 +142,7 @@ def test_user_add_prints_a_one_time_password_that_works(
     code, out, err = archive.user(capsys, "add", "doc", "--role", "physician")
     assert (code, err) == (0, "")
     assert "created doc (physician)" in out
-    assert _login(archive, "doc", _password_in(out)) is Verdict.ACCEPTED
+    assert _login(archive, "doc", _password_in(out)) is LoginVerdict.ACCEPTED
     doc = _account(archive, "doc")
     assert doc.roles == frozenset({"physician"}) and doc.must_change_password
 
@@ -160,7 +160,7 @@ def test_user_add_reads_the_password_from_stdin_and_does_not_print_it(
     assert code == 0, err
     assert PASSPHRASE not in out + err
     assert "password" not in out
-    assert _login(archive, "doc", PASSPHRASE) is Verdict.ACCEPTED
+    assert _login(archive, "doc", PASSPHRASE) is LoginVerdict.ACCEPTED
 
 
 def test_user_add_refuses_a_common_password_from_stdin(
@@ -261,7 +261,7 @@ def test_user_disable_disables_a_physician(archive: Archive, capsys: pytest.Capt
     code, out, _ = archive.user(capsys, "disable", "doc")
     assert code == 0 and "disabled doc" in out
     assert _account(archive, "doc").disabled
-    assert _login(archive, "doc", password) is not Verdict.ACCEPTED
+    assert _login(archive, "doc", password) is not LoginVerdict.ACCEPTED
 
 
 def test_user_disable_refuses_an_unknown_user(archive: Archive, capsys: pytest.CaptureFixture[str]) -> None:
@@ -301,7 +301,7 @@ def test_user_unlock_lifts_the_lockout_of_the_last_admin_on_the_box(
     assert not _account(archive, "admin").locked
     with _accounts(archive) as accounts:
         check = accounts.check_password("admin", archive.admin_password, ADDRESS)
-    assert check.verdict is Verdict.ACCEPTED and not check.deferred
+    assert check.verdict is LoginVerdict.ACCEPTED and not check.deferred
 
 
 def test_user_unlock_is_audited_by_the_accounts_service(
@@ -339,7 +339,7 @@ def test_user_enable_enables_a_disabled_user(archive: Archive, capsys: pytest.Ca
     code, out, _ = archive.user(capsys, "enable", "doc")
     assert code == 0 and "enabled doc" in out
     assert not _account(archive, "doc").disabled
-    assert _login(archive, "doc", password) is Verdict.ACCEPTED
+    assert _login(archive, "doc", password) is LoginVerdict.ACCEPTED
     last = _security_alerts(archive)[-1]
     assert last["what"] == "user enabled" and last["user"] == "doc"
 
@@ -371,8 +371,8 @@ def test_user_reset_prints_a_new_password_and_the_old_one_stops_working(
     assert code == 0
     new = _password_in(out)
     assert new != old
-    assert _login(archive, "doc", new) is Verdict.ACCEPTED
-    assert _login(archive, "doc", old) is Verdict.WRONG
+    assert _login(archive, "doc", new) is LoginVerdict.ACCEPTED
+    assert _login(archive, "doc", old) is LoginVerdict.WRONG
 
 
 def test_user_reset_lifts_a_lockout(archive: Archive, capsys: pytest.CaptureFixture[str]) -> None:
@@ -384,7 +384,7 @@ def test_user_reset_lifts_a_lockout(archive: Archive, capsys: pytest.CaptureFixt
     code, out, _ = archive.user(capsys, "reset", "doc")
     assert code == 0
     assert not _account(archive, "doc").locked
-    assert _login(archive, "doc", _password_in(out)) is Verdict.ACCEPTED
+    assert _login(archive, "doc", _password_in(out)) is LoginVerdict.ACCEPTED
 
 
 def test_user_reset_with_totp_removes_the_enrolled_second_factor(

@@ -25,7 +25,7 @@ from pacs.core.accounts import (
     LOCKOUT_PERIOD,
     MAX_BACKOFF,
     Accounts,
-    Verdict,
+    LoginVerdict,
 )
 from pacs.core.audit import EventID
 from pacs.core.config import load_settings
@@ -78,8 +78,8 @@ def test_parallel_wrong_passwords_run_no_more_hashes_than_the_free_failures(
 
     monkeypatch.setattr(pacs_accounts, "password_matches", counting)
     verdicts = _at_once(lambda n: accounts.check_password("doc", f"wrong guess {n}", ADDRESS).verdict)
-    assert len(hashes) == verdicts.count(Verdict.WRONG) == ACCOUNT_FREE_FAILURES
-    assert verdicts.count(Verdict.THROTTLED) == PARALLEL_ATTEMPTS - ACCOUNT_FREE_FAILURES
+    assert len(hashes) == verdicts.count(LoginVerdict.WRONG) == ACCOUNT_FREE_FAILURES
+    assert verdicts.count(LoginVerdict.THROTTLED) == PARALLEL_ATTEMPTS - ACCOUNT_FREE_FAILURES
 
 
 def test_parallel_wrong_codes_are_checked_no_more_than_the_free_failures(
@@ -88,8 +88,8 @@ def test_parallel_wrong_codes_are_checked_no_more_than_the_free_failures(
     totp, _ = _enrol(accounts, clock)
     wrong = _code_outside_window(totp, clock())
     verdicts = _at_once(lambda n: accounts.check_second_factor("doc", wrong, ADDRESS))
-    assert verdicts.count(Verdict.WRONG) == ACCOUNT_FREE_FAILURES
-    assert verdicts.count(Verdict.THROTTLED) == PARALLEL_ATTEMPTS - ACCOUNT_FREE_FAILURES
+    assert verdicts.count(LoginVerdict.WRONG) == ACCOUNT_FREE_FAILURES
+    assert verdicts.count(LoginVerdict.THROTTLED) == PARALLEL_ATTEMPTS - ACCOUNT_FREE_FAILURES
 
 
 def test_parallel_attempts_from_many_addresses_reveal_no_more_passwords_than_the_lockout(
@@ -115,9 +115,9 @@ def test_an_attempt_in_flight_stops_counting_when_it_is_never_settled(
     with pytest.raises(KeyboardInterrupt):
         accounts.check_password("doc", PASSPHRASE, ADDRESS)
     monkeypatch.undo()
-    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.THROTTLED
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.THROTTLED
     clock.advance(PENDING_TTL.total_seconds())
-    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.ACCEPTED
 
 
 def test_attackers_failures_from_one_address_leave_the_right_password_and_code_from_another(
@@ -126,27 +126,27 @@ def test_attackers_failures_from_one_address_leave_the_right_password_and_code_f
     totp, _ = _enrol(accounts, clock)
     for n in range(LOCKOUT_AFTER + 6):
         clock.advance(MAX_BACKOFF.total_seconds())
-        assert accounts.check_password("doc", f"wrong guess {n}", ADDRESS).verdict is Verdict.WRONG
+        assert accounts.check_password("doc", f"wrong guess {n}", ADDRESS).verdict is LoginVerdict.WRONG
     assert accounts.retry_after("doc", ADDRESS) > 0
     check = accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS)
-    assert check.verdict is Verdict.ACCEPTED
-    assert accounts.check_second_factor("doc", totp.at(clock()), OTHER_ADDRESS) is Verdict.ACCEPTED
+    assert check.verdict is LoginVerdict.ACCEPTED
+    assert accounts.check_second_factor("doc", totp.at(clock()), OTHER_ADDRESS) is LoginVerdict.ACCEPTED
 
 
 def test_a_deferred_wrong_password_fails_even_with_the_right_code(accounts: Accounts, clock: Clock) -> None:
     totp, _ = _enrol(accounts, clock)
     _fail(accounts, "doc", LOCKOUT_AFTER, ADDRESS)
     verdict = accounts.check_second_factor("doc", totp.at(clock()), OTHER_ADDRESS, password_right=False)
-    assert verdict is Verdict.WRONG
-    assert accounts.check_second_factor("doc", totp.at(clock()), OTHER_ADDRESS) is Verdict.ACCEPTED
+    assert verdict is LoginVerdict.WRONG
+    assert accounts.check_second_factor("doc", totp.at(clock()), OTHER_ADDRESS) is LoginVerdict.ACCEPTED
 
 
 def test_failures_from_one_address_are_throttled_for_that_address(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     for n in range(ADDRESS_FREE_FAILURES):
         accounts.check_password(f"guess{n}", "a wrong guess", ADDRESS)
-    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.THROTTLED
-    assert accounts.check_second_factor("doc", "123456", ADDRESS) is Verdict.THROTTLED
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.THROTTLED
+    assert accounts.check_second_factor("doc", "123456", ADDRESS) is LoginVerdict.THROTTLED
 
 
 def test_lockout_expires_by_itself(accounts: Accounts, clock: Clock) -> None:
@@ -157,7 +157,7 @@ def test_lockout_expires_by_itself(accounts: Accounts, clock: Clock) -> None:
     clock.advance(1)
     assert not _account(accounts, "doc").locked
     check = accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS)
-    assert check.verdict is Verdict.ACCEPTED and not check.deferred
+    assert check.verdict is LoginVerdict.ACCEPTED and not check.deferred
 
 
 def test_further_failures_keep_the_lock_until_the_period_after_the_last(
@@ -232,5 +232,5 @@ def test_parallel_wrong_passwords_from_several_processes_run_no_more_hashes_than
     verdicts = [results.get(timeout=120) for _ in workers]
     for worker in workers:
         worker.join(timeout=30)
-    assert verdicts.count(Verdict.WRONG.name) == ACCOUNT_FREE_FAILURES
-    assert verdicts.count(Verdict.THROTTLED.name) == PROCESSES - ACCOUNT_FREE_FAILURES
+    assert verdicts.count(LoginVerdict.WRONG.name) == ACCOUNT_FREE_FAILURES
+    assert verdicts.count(LoginVerdict.THROTTLED.name) == PROCESSES - ACCOUNT_FREE_FAILURES

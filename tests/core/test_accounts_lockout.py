@@ -14,8 +14,8 @@ from pacs.core.accounts import (
     LOCKOUT_AFTER,
     MAX_BACKOFF,
     Accounts,
+    LoginVerdict,
     PasswordCheck,
-    Verdict,
 )
 from tests.core.accounts_helpers import (
     ADDRESS,
@@ -34,14 +34,14 @@ from tests.core.accounts_helpers import (
 def test_account_does_not_wait_before_its_free_failures_are_used(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     for _ in range(ACCOUNT_FREE_FAILURES - 1):
-        assert accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS).verdict is Verdict.WRONG
+        assert accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS).verdict is LoginVerdict.WRONG
     assert accounts.retry_after("doc", ADDRESS) == 0
 
 
 def test_account_must_wait_at_that_address_after_its_free_failures(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     for _ in range(ACCOUNT_FREE_FAILURES):
-        assert accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS).verdict is Verdict.WRONG
+        assert accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS).verdict is LoginVerdict.WRONG
     assert accounts.retry_after("doc", ADDRESS) > 0
     assert accounts.retry_after("doc", OTHER_ADDRESS) == 0
 
@@ -52,7 +52,7 @@ def test_account_back_off_grows_with_each_failure(accounts: Accounts, clock: Clo
     waits = []
     for _ in range(3):
         clock.advance(accounts.retry_after("doc", ADDRESS))
-        assert accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS).verdict is Verdict.WRONG
+        assert accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS).verdict is LoginVerdict.WRONG
         waits.append(accounts.retry_after("doc", ADDRESS))
     assert 0 < waits[0] < waits[1] < waits[2]
 
@@ -66,13 +66,13 @@ def test_back_off_never_exceeds_the_maximum(accounts: Accounts) -> None:
 def test_right_password_is_throttled_while_the_account_waits_at_that_address(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     _fail(accounts, "doc", ACCOUNT_FREE_FAILURES + 1)
-    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.THROTTLED
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.THROTTLED
 
 
 def test_right_password_from_another_address_is_accepted_while_the_account_waits(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     _fail(accounts, "doc", ACCOUNT_FREE_FAILURES + 1)
-    assert accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is LoginVerdict.ACCEPTED
 
 
 def test_account_may_try_again_once_the_wait_is_over(accounts: Accounts, clock: Clock) -> None:
@@ -80,7 +80,7 @@ def test_account_may_try_again_once_the_wait_is_over(accounts: Accounts, clock: 
     _fail(accounts, "doc", ACCOUNT_FREE_FAILURES + 1)
     clock.advance(accounts.retry_after("doc", ADDRESS))
     assert accounts.retry_after("doc", ADDRESS) == 0
-    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.ACCEPTED
 
 
 def test_address_must_wait_after_its_free_failures(accounts: Accounts) -> None:
@@ -94,9 +94,9 @@ def test_address_back_off_applies_to_another_user_name(accounts: Accounts) -> No
     for n in range(ADDRESS_FREE_FAILURES + 1):
         accounts.record_failure(f"guess{n}", ADDRESS)
     assert accounts.retry_after("doc", ADDRESS) > 0
-    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.THROTTLED
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.THROTTLED
     assert accounts.retry_after("doc", OTHER_ADDRESS) == 0
-    assert accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is LoginVerdict.ACCEPTED
 
 
 def test_lockout_after_failures_locks_the_account(accounts: Accounts) -> None:
@@ -110,7 +110,7 @@ def test_failures_of_an_unknown_user_lock_the_name_like_a_known_one(accounts: Ac
     locked = [accounts.record_failure("nobody", ADDRESS) for _ in range(LOCKOUT_AFTER + 2)]
     assert locked == [False] * (LOCKOUT_AFTER - 1) + [True, False, False]
     assert accounts.check_password("nobody", PASSPHRASE, OTHER_ADDRESS) == PasswordCheck(
-        Verdict.WRONG, deferred=True
+        LoginVerdict.WRONG, deferred=True
     )
     assert accounts.all() == []
 
@@ -121,7 +121,7 @@ def test_lift_lockout_unlocks_the_account(accounts: Accounts) -> None:
     assert not accounts.lift_lockout("doc").locked
     assert accounts.retry_after("doc", OTHER_ADDRESS) == 0
     assert accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS) == PasswordCheck(
-        Verdict.ACCEPTED, _account(accounts, "doc")
+        LoginVerdict.ACCEPTED, _account(accounts, "doc")
     )
 
 
@@ -141,13 +141,13 @@ def test_reset_password_lifts_the_lockout(accounts: Accounts) -> None:
     password = accounts.reset_password("doc")
     account = accounts.get("doc")
     assert account is not None and not account.locked and account.must_change_password
-    assert accounts.check_password("doc", password, OTHER_ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("doc", password, OTHER_ADDRESS).verdict is LoginVerdict.ACCEPTED
 
 
 def test_reset_password_replaces_the_old_one(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     accounts.reset_password("doc")
-    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.WRONG
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.WRONG
 
 
 def test_record_success_clears_the_counters(accounts: Accounts) -> None:
@@ -179,7 +179,7 @@ def test_a_throttled_attempt_is_refused_without_hashing(
     hashes: list[str] = []
     monkeypatch.setattr(pacs_accounts, "password_matches", lambda stored, pw: hashes.append(pw) or False)
     check = accounts.check_password("doc", "violet kestrel under the quarry", "192.0.2.1")
-    assert check.verdict is Verdict.THROTTLED
+    assert check.verdict is LoginVerdict.THROTTLED
     assert hashes == []
 
 

@@ -15,8 +15,8 @@ from pacs.core.accounts import (
     RECOVERY_CODES,
     AccountError,
     Accounts,
+    LoginVerdict,
     PasswordCheck,
-    Verdict,
 )
 from pacs.core.context import Context
 from tests.core.accounts_helpers import (
@@ -41,7 +41,7 @@ from tests.core.accounts_helpers import (
 def test_right_password_is_accepted(accounts: Accounts) -> None:
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     check = accounts.check_password("doc", PASSPHRASE, ADDRESS)
-    assert check.ok and check.verdict is Verdict.ACCEPTED
+    assert check.ok and check.verdict is LoginVerdict.ACCEPTED
     assert check.account is not None and check.account.name == "doc"
 
 
@@ -49,7 +49,7 @@ def test_unknown_user_and_wrong_password_give_the_same_verdict(accounts: Account
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     wrong = accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS)
     unknown = accounts.check_password("nobody", PASSPHRASE, OTHER_ADDRESS)
-    assert wrong == unknown == PasswordCheck(Verdict.WRONG)
+    assert wrong == unknown == PasswordCheck(LoginVerdict.WRONG)
     assert not wrong.ok
 
 
@@ -57,7 +57,7 @@ def test_disabled_user_with_the_right_password_is_not_accepted(accounts: Account
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     assert accounts.set_disabled("doc").disabled
     check = accounts.check_password("doc", PASSPHRASE, ADDRESS)
-    assert not check.ok and check.verdict is not Verdict.ACCEPTED
+    assert not check.ok and check.verdict is not LoginVerdict.ACCEPTED
 
 
 def test_locked_account_defers_the_verdict_on_its_password(accounts: Accounts) -> None:
@@ -65,8 +65,8 @@ def test_locked_account_defers_the_verdict_on_its_password(accounts: Accounts) -
     _fail(accounts, "doc", LOCKOUT_AFTER)
     right = accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS)
     wrong = accounts.check_password("doc", OTHER_PASSPHRASE, OTHER_ADDRESS)
-    assert right.deferred and right.verdict is Verdict.ACCEPTED
-    assert wrong.deferred and wrong.verdict is Verdict.WRONG
+    assert right.deferred and right.verdict is LoginVerdict.ACCEPTED
+    assert wrong.deferred and wrong.verdict is LoginVerdict.WRONG
 
 
 def test_unlocked_account_does_not_defer_the_verdict(accounts: Accounts) -> None:

@@ -13,8 +13,8 @@ from pacs.core.accounts import (
     HASHER,
     AccountError,
     Accounts,
+    LoginVerdict,
     PasswordPolicyError,
-    Verdict,
     check_password_policy,
     check_user_name,
     parse_roles,
@@ -107,7 +107,7 @@ def test_weaker_hash_is_upgraded_at_the_next_successful_login(pacs: Context, acc
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSPHRASE)
     with pacs.database.write() as session:
         session.scalars(select(User).where(User.name == "doc")).one().password_hash = weak
-    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.ACCEPTED
     upgraded = _row(pacs, "doc").password_hash
     assert upgraded != weak
     parameters = extract_parameters(upgraded)
@@ -118,7 +118,7 @@ def test_weaker_hash_is_upgraded_at_the_next_successful_login(pacs: Context, acc
         HASHER.parallelism,
     )
     assert not HASHER.check_needs_rehash(upgraded)
-    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.ACCEPTED
 
 
 def test_weaker_hash_is_kept_after_a_wrong_password(pacs: Context, accounts: Accounts) -> None:
@@ -126,7 +126,7 @@ def test_weaker_hash_is_kept_after_a_wrong_password(pacs: Context, accounts: Acc
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSPHRASE)
     with pacs.database.write() as session:
         session.scalars(select(User).where(User.name == "doc")).one().password_hash = weak
-    assert accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS).verdict is Verdict.WRONG
+    assert accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS).verdict is LoginVerdict.WRONG
     assert _row(pacs, "doc").password_hash == weak
 
 
@@ -144,7 +144,7 @@ def test_changing_the_password_lifts_the_obligation_to_change_it(accounts: Accou
     accounts.add("doc", PHYSICIAN, PASSPHRASE)
     accounts.change_password("doc", OTHER_PASSPHRASE)
     check = accounts.check_password("doc", OTHER_PASSPHRASE, ADDRESS)
-    assert check.verdict is Verdict.ACCEPTED
+    assert check.verdict is LoginVerdict.ACCEPTED
     assert check.account is not None and not check.account.must_change_password
 
 
@@ -152,7 +152,7 @@ def test_add_without_password_returns_a_working_one_time_password(accounts: Acco
     account, password = accounts.add("doc", PHYSICIAN)
     assert account.name == "doc" and account.roles == PHYSICIAN
     assert len(password) >= 12
-    assert accounts.check_password("doc", password, ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("doc", password, ADDRESS).verdict is LoginVerdict.ACCEPTED
 
 
 def test_one_time_passwords_differ_between_accounts(accounts: Accounts) -> None:
@@ -170,7 +170,7 @@ def test_add_without_password_works_for_a_one_letter_user_name(
     monkeypatch.setattr(secrets, "choice", lambda alphabet: next(drawn))
     account, password = accounts.add("a", PHYSICIAN)
     assert account.name == "a"
-    assert accounts.check_password("a", password, ADDRESS).verdict is Verdict.ACCEPTED
+    assert accounts.check_password("a", password, ADDRESS).verdict is LoginVerdict.ACCEPTED
 
 
 def test_duplicate_user_name_is_refused(accounts: Accounts) -> None:

@@ -44,7 +44,7 @@ OLD = _node("OLDCT", "10.1.2.9", OLD_CERT, plaintext=True)
 NODES = [CT, US, OLD]
 
 
-def _decide(nodes: list[EnrolledNode] | None = None, **request: Any) -> policy.Verdict:
+def _decide(nodes: list[EnrolledNode] | None = None, **request: Any) -> policy.AssociationVerdict:
     """decide() for a request that is CT1's valid TLS association unless `request` says otherwise."""
     arguments: dict[str, Any] = {
         "our_ae_title": "PACS",
@@ -57,7 +57,7 @@ def _decide(nodes: list[EnrolledNode] | None = None, **request: Any) -> policy.V
     return policy.decide(NODES if nodes is None else nodes, **(arguments | request))
 
 
-def _refused(verdict: policy.Verdict, reason: int) -> None:
+def _refused(verdict: policy.AssociationVerdict, reason: int) -> None:
     assert not verdict.accepted
     assert verdict.node is None
     assert verdict.reason == reason

@@ -28,7 +28,7 @@ from storage.archive import (
 from storage.crypto import IntegrityError
 from storage.db import Instance
 from storage.header import HeaderError, is_valid_uid
-from storage.index import Outcome
+from storage.index import StoreOutcome
 from tests.conftest import blob_store
 
 
@@ -196,7 +196,7 @@ def test_storing_identical_bytes_again_is_idempotent(pacs: Context, ct_dir: Path
     path = sorted(ct_dir.glob("*.dcm"))[0]
     first = pacs.archive.store(path)
     again = pacs.archive.store(path)
-    assert (first.outcome, again.outcome) == (Outcome.STORED, Outcome.DUPLICATE)
+    assert (first.outcome, again.outcome) == (StoreOutcome.STORED, StoreOutcome.DUPLICATE)
     assert again.version == first.version == 1
     assert len(_blob_paths(pacs)) == 1
     study = pacs.archive.find(
@@ -219,7 +219,7 @@ def test_different_object_with_same_uid_is_kept_as_new_version(
     changed = _rewrite(original, tmp_path / "changed.dcm", ImageComments="corrected")
     first = pacs.archive.store(original)
     second = pacs.archive.store(changed)
-    assert second.outcome is Outcome.NEW_VERSION
+    assert second.outcome is StoreOutcome.NEW_VERSION
     assert second.version == 2 and second.sop_uid == first.sop_uid
     assert _read(pacs.archive, first.sop_uid) == changed.read_bytes()
     assert _read(pacs.archive, first.sop_uid, version=1) == original.read_bytes()
@@ -324,9 +324,9 @@ def test_an_index_commit_that_lands_but_raises_is_a_success(
         raise sa_exc.OperationalError("COMMIT", {}, ConnectionError("connection lost after COMMIT"))
 
     monkeypatch.setattr(pacs.archive, "index_blob", commit_then_fail)
-    assert pacs.archive.store(path).outcome is Outcome.STORED
+    assert pacs.archive.store(path).outcome is StoreOutcome.STORED
     monkeypatch.undo()
-    assert pacs.archive.store(path).outcome is Outcome.DUPLICATE
+    assert pacs.archive.store(path).outcome is StoreOutcome.DUPLICATE
     assert _read(pacs.archive, pacs.archive.store(path).sop_uid) == path.read_bytes()
     report = pacs.archive.verify()
     assert report.ok and report.damaged == [] and report.orphans == []

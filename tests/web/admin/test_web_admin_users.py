@@ -7,7 +7,7 @@ test runs on both backends (the ``pacs`` fixture). Time is a fake clock (see
 
 from __future__ import annotations
 
-from pacs.core.accounts import LOCKOUT_AFTER, Verdict
+from pacs.core.accounts import LOCKOUT_AFTER, LoginVerdict
 from pacs.core.audit import Outcome
 from pacs.core.nodes import NodeRegistry
 from pacs.serve.webadmin import PacsAdmin
@@ -78,7 +78,7 @@ def test_admin_pages_redirect_to_the_login_without_a_session(web: Web) -> None:
 
 def test_created_user_gets_a_working_one_time_password(web: Web, boss: Browser) -> None:
     password = _one_time_password(boss.post("/admin/users", {"name": "drwho", "roles": "physician"}))
-    assert web.accounts.check_password("drwho", password, OTHER_ADDRESS).verdict is Verdict.ACCEPTED
+    assert web.accounts.check_password("drwho", password, OTHER_ADDRESS).verdict is LoginVerdict.ACCEPTED
     account = web.accounts.get("drwho")
     assert account is not None
     assert account.roles == PHYSICIAN and account.must_change_password
@@ -101,7 +101,7 @@ def test_disabled_user_can_no_longer_log_in_and_loses_their_sessions(web: Web, b
     cookie = doc.cookie
     assert cookie is not None
     assert is_redirect_to(_act(boss, "doc", "disable"), "/admin/users")
-    assert web.accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.DISABLED
+    assert web.accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is LoginVerdict.DISABLED
     assert not web.session_exists(cookie)
     assert is_redirect_to(doc.get("/"), "/login")
     assert _user_changes(web, "doc") == ["user disabled"]
@@ -111,15 +111,15 @@ def test_enabled_user_can_log_in_again(web: Web, boss: Browser) -> None:
     web.user("doc")
     web.accounts.set_disabled("doc", True)
     assert is_redirect_to(_act(boss, "doc", "enable"), "/admin/users")
-    assert web.accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.ACCEPTED
+    assert web.accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is LoginVerdict.ACCEPTED
     assert _user_changes(web, "doc") == ["user enabled"]
 
 
 def test_password_reset_replaces_the_password_with_a_one_time_password(web: Web, boss: Browser) -> None:
     web.user("doc")
     password = _one_time_password(_act(boss, "doc", "reset-password"))
-    assert web.accounts.check_password("doc", password, OTHER_ADDRESS).verdict is Verdict.ACCEPTED
-    assert web.accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.WRONG
+    assert web.accounts.check_password("doc", password, OTHER_ADDRESS).verdict is LoginVerdict.ACCEPTED
+    assert web.accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is LoginVerdict.WRONG
     account = web.accounts.get("doc")
     assert account is not None and account.must_change_password
     assert _user_changes(web, "doc") == ["password reset, sessions ended"]
@@ -152,7 +152,7 @@ def test_lifting_the_lockout_lets_the_user_log_in_again(web: Web, boss: Browser)
     assert is_redirect_to(_act(boss, "doc", "lift-lockout"), "/admin/users")
     unlocked = web.accounts.get("doc")
     assert unlocked is not None and not unlocked.locked
-    assert web.accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is Verdict.ACCEPTED
+    assert web.accounts.check_password("doc", PASSPHRASE, OTHER_ADDRESS).verdict is LoginVerdict.ACCEPTED
     assert _user_changes(web, "doc") == ["lockout lifted"]
 
 
