@@ -153,7 +153,7 @@ def _csrf(reply: Reply, what: str) -> str:
 def new_user(pacs: Context, purpose: str) -> tuple[str, str]:
     """A new physician account (name, one-time password)."""
     name = f"bench-{purpose}-{secrets.token_hex(3)}"
-    _, password = Accounts(pacs.database, pacs.keyring).add(name, ROLES)
+    _, password = Accounts(pacs.database, pacs.keyring, audit=pacs.audit).add(name, ROLES)
     return name, password
 
 

@@ -49,7 +49,9 @@ def cmd_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(f"  keys           {settings.key_dir} (keep a copy offline: without it nothing can be read)")
     pacs = open_pacs(settings)
     try:
-        account, password = Accounts(pacs.database, pacs.keyring).add(args.admin, frozenset({"admin"}))
+        account, password = Accounts(pacs.database, pacs.keyring, audit=pacs.audit).add(
+            args.admin, frozenset({"admin"})
+        )
         pacs.audit.append(
             events.user_changed(
                 Action.CREATE, account.name, "first admin created", by=actor(), roles=account.roles

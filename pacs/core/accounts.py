@@ -119,17 +119,14 @@ def _view(user: User, locked: bool) -> Account:
 
 
 class Accounts(SecondFactor):
-    """The users of one archive, in its index database.
-
-    With `audit`, lockouts and unlocks are recorded there (every service should pass it).
-    """
+    """The users of one archive, in its index database; its lockouts and unlocks go to `audit`."""
 
     def __init__(
         self,
         database: Database,
         keyring: KeyRing,
         *,
-        audit: AuditLog | None = None,
+        audit: AuditLog,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._database = database
@@ -340,16 +337,14 @@ class Accounts(SecondFactor):
             throttle.forget(session, name, address, self._utcnow())
 
     def _audit_lock(self, name: str, address: str) -> None:
-        if self._audit is not None:
-            minutes = int(LOCKOUT_PERIOD.total_seconds()) // 60
-            locked = events.account_locked(
-                name, source=address, failures=LOCKOUT_AFTER, lifts_after_minutes=minutes
-            )
-            self._audit.append_after(locked)
+        minutes = int(LOCKOUT_PERIOD.total_seconds()) // 60
+        locked = events.account_locked(
+            name, source=address, failures=LOCKOUT_AFTER, lifts_after_minutes=minutes
+        )
+        self._audit.append_after(locked)
 
     def _audit_unlock(self, name: str, actor: str, what: str) -> None:
-        if self._audit is not None:
-            self._audit.append(events.user_changed(Action.UPDATE, name, what, by=actor))
+        self._audit.append(events.user_changed(Action.UPDATE, name, what, by=actor))
 
 
 def _end_sessions(session: Session, name: str) -> int:

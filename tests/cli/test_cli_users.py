@@ -78,7 +78,7 @@ def _opened(archive: Archive) -> Iterator[Context]:
 @contextmanager
 def _accounts(archive: Archive) -> Iterator[Accounts]:
     with _opened(archive) as pacs:
-        yield Accounts(pacs.database, pacs.keyring)
+        yield Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
 
 
 def _account(archive: Archive, name: str) -> Account:

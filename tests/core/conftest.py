@@ -45,4 +45,4 @@ def clock() -> Clock:
 
 @pytest.fixture
 def accounts(pacs: Context, clock: Clock) -> Accounts:
-    return Accounts(pacs.database, pacs.keyring, now=clock)
+    return Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=clock)

@@ -208,7 +208,7 @@ def _attempt_in_another_process(data_dir: Path, barrier: Barrier, moment: float,
     """One wrong password for "doc" from a process of its own, at the fixed `moment`."""
     pacs = open_pacs(load_settings(data_dir, {}))
     try:
-        accounts = Accounts(pacs.database, pacs.keyring, now=lambda: moment)
+        accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit, now=lambda: moment)
         barrier.wait(timeout=60)
         results.put(accounts.check_password("doc", "a wrong guess", ADDRESS).verdict.name)
     finally:

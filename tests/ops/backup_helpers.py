@@ -28,7 +28,7 @@ def _fill(settings: Settings, tmp_path: Path) -> dict[str, bytes]:
         stored = {}
         for path in sorted((tmp_path / "ct").glob("*.dcm")):
             stored[pacs.archive.store(path).sop_uid] = path.read_bytes()
-        Accounts(pacs.database, pacs.keyring).add("dr.who", frozenset({"physician"}))
+        Accounts(pacs.database, pacs.keyring, audit=pacs.audit).add("dr.who", frozenset({"physician"}))
     finally:
         pacs.close()
     return stored

@@ -46,7 +46,7 @@ def test_a_restored_archive_holds_every_object_byte_identical(
         for sop_uid, data in originals.items():
             with restored.archive.open(sop_uid) as stream:
                 assert stream.read() == data
-        assert Accounts(restored.database, restored.keyring).get("dr.who") is not None
+        assert Accounts(restored.database, restored.keyring, audit=restored.audit).get("dr.who") is not None
         assert restored.audit.verify().ok
         later = tmp_path / "later"
         make_ct_series(later, slices=1, rows=16, columns=16)

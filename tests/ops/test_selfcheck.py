@@ -217,7 +217,7 @@ def test_query_rights_for_a_whole_network_are_a_finding(
 def test_an_admin_without_a_second_factor_after_three_days_is_a_finding(sqlite_settings: Settings) -> None:
     pacs = open_pacs(sqlite_settings)
     try:
-        Accounts(pacs.database, pacs.keyring).add("office", frozenset({"admin"}))
+        Accounts(pacs.database, pacs.keyring, audit=pacs.audit).add("office", frozenset({"admin"}))
         assert selfcheck.run(pacs).ok
         report = selfcheck.run(pacs, now=datetime.now(UTC) + timedelta(days=4))
     finally:
@@ -229,7 +229,7 @@ def test_an_admin_without_a_second_factor_after_three_days_is_a_finding(sqlite_s
 def test_a_second_factor_removed_from_an_account_is_a_finding(sqlite_settings: Settings) -> None:
     pacs = open_pacs(sqlite_settings)
     try:
-        accounts = Accounts(pacs.database, pacs.keyring)
+        accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
         accounts.add("drsmith", frozenset({"physician"}))
         secret = accounts.begin_totp_enrolment("drsmith")
         assert accounts.confirm_totp("drsmith", pyotp.TOTP(secret).now()) is not None

@@ -110,7 +110,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         for path in files:
             pacs.archive.store(path)
-        accounts = Accounts(pacs.database, pacs.keyring)
+        accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
         _, newcomer_password = accounts.add("newcomer", PHYSICIAN)
         for name in ("searcher", "leveller", "scroller", "leaver"):
             accounts.add(name, PHYSICIAN, PASSWORD)

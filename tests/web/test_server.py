@@ -83,7 +83,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         study_uid = pacs.archive.store(series[0]).study_uid
         pacs.archive.store(series[1])
-        accounts = Accounts(pacs.database, pacs.keyring)
+        accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
         accounts.add("reader", PHYSICIAN, PASSWORD)
         totp = pyotp.TOTP(accounts.begin_totp_enrolment("reader"))
         assert accounts.confirm_totp("reader", totp.at(time.time() - 30)) is not None

@@ -81,7 +81,7 @@ def check_phi_grants(pacs: Context, now: datetime) -> Iterator[Result]:
 
 def check_second_factor(pacs: Context, now: datetime) -> Iterator[Result]:
     """Every account has a second factor, or is a fresh one waiting for its first login."""
-    for account in Accounts(pacs.database, pacs.keyring).all():
+    for account in Accounts(pacs.database, pacs.keyring, audit=pacs.audit).all():
         if account.disabled or account.totp_enrolled:
             continue
         kind = "admin" if account.is_admin else "user"

@@ -102,7 +102,7 @@ def test_printed_password_is_the_first_admins(installed: Installation) -> None:
         "from pacs.core.context import open_pacs\n"
         "pacs = open_pacs(load_settings(Path(sys.argv[1]), {}))\n"
         "try:\n"
-        "    accounts = Accounts(pacs.database, pacs.keyring)\n"
+        "    accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)\n"
         "    ok = accounts.check_password('admin', sys.stdin.read(), '127.0.0.1').ok\n"
         "finally:\n"
         "    pacs.close()\n"
