@@ -268,11 +268,6 @@ class Part10Walker:
         self._dataset: _DatasetParser | None = None
         self._inflater: zlib._Decompress | None = None
 
-    @property
-    def header_complete(self) -> bool:
-        """Whether the identifying header has been seen in full."""
-        return self._dataset is not None and self._dataset.header_end is not None
-
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Follow the next piece of the object; raise :class:`HeaderError` as soon as it is wrong."""
         if self._dataset is None:

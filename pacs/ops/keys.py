@@ -8,23 +8,12 @@ objects stored meanwhile are still under an older key.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from cryptography import x509
 
 from pacs.core import events, pki
 from pacs.core.context import Context, renew_server_certificate
 from storage import rotation
-
-
-@dataclass(frozen=True)
-class Rotation:
-    """The outcome of :func:`rotate`: the KEK now current, data keys re-wrapped and still left."""
-
-    kek_version: int
-    resumed: bool
-    rewrapped: int
-    left: int
 
 
 def start_rotation(pacs: Context, *, user: str) -> tuple[int, int, bool]:
