@@ -5,7 +5,7 @@
  */
 import { report, state } from "./context.js";
 import { decodeFrame } from "./frames.js";
-import { get } from "./net.js";
+import { fetchFrame } from "./transfer.js";
 import { evictionVictim, fetchOrder } from "./slices.js";
 import { cine } from "./cine.js";
 import { requestDraw } from "./draw.js";
@@ -50,8 +50,8 @@ async function fetchSlice(slice) {
   inFlight.set(slice.key, controller);
   state.frameRequests += 1;
   try {
-    const response = await get(slice.url, slice.name, controller.signal);
-    const frame = decodeFrame(response.headers, await response.arrayBuffer());
+    const { headers, buffer } = await fetchFrame(slice.url, slice.name, controller.signal);
+    const frame = decodeFrame(headers, buffer);
     frame.position = slice.position;
     remember(slice.key, frame);
     frameArrived(slice, frame);
