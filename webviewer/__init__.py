@@ -2,8 +2,9 @@
 
 :func:`create_app` builds it from what ``pacs serve`` passes in (no settings are read
 from the environment here). Blueprints: ``auth`` (login, second factor, password change,
-logout), ``studies`` (the study list), ``viewer`` (the viewer page, tags, ZIP download)
-``dicomweb`` (QIDO-RS lists and WADO-RS frames for the viewer's script) and ``admin``. Sessions
+logout), ``studies`` (the study list), ``viewer`` (the viewer page, tags, ZIP download),
+``dicomweb`` (QIDO-RS lists and WADO-RS frames for the viewer's script), ``documents``
+(SR reports, encapsulated PDFs and descriptions of other non-image objects) and ``admin``. Sessions
 live in the index database (:mod:`webviewer.sessions`), CSRF tokens come from Flask-WTF,
 and :mod:`webviewer.security` sets the headers.
 """
@@ -21,7 +22,7 @@ from pacs.core.audit import AuditLog
 from storage.archive import Archive
 from storage.db import Database
 from webviewer import admin as admin_pages
-from webviewer import auth, dicomweb, security, studies, viewer
+from webviewer import auth, dicomweb, documents, security, studies, viewer
 from webviewer.admin import AdminBackend
 from webviewer.decodelimits import DecodeLimits
 from webviewer.pixels import MemoryCache
@@ -100,5 +101,6 @@ def create_app(
     app.register_blueprint(studies.bp)
     app.register_blueprint(dicomweb.bp)
     app.register_blueprint(viewer.bp)
+    app.register_blueprint(documents.bp)
     app.register_blueprint(admin_pages.bp)
     return app
