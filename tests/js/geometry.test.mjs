@@ -1,4 +1,4 @@
-// Geometry: where the image lies in the viewport, screen <-> image coordinates, zoom, and lengths.
+// Geometry: where the image lies in the viewport, screen <-> image coordinates, and zoom.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -7,8 +7,6 @@ import {
   MIN_SCALE,
   fitView,
   imageBox,
-  lengthOf,
-  measureText,
   toImage,
   toScreen,
   zoomView,
@@ -84,16 +82,4 @@ test("zoom stays between its limits", () => {
   assert.equal(view.scale, MAX_SCALE);
   zoomView(view, square, { x: 400, y: 300 }, 1e-9);
   assert.equal(view.scale, MIN_SCALE);
-});
-
-test("a line's length is in pixels without spacing and in mm with it", () => {
-  const line = { from: { x: 10, y: 10 }, to: { x: 13, y: 14 } };
-  assert.equal(lengthOf(line, null), 5);
-  assert.equal(lengthOf(line, { row: 2, col: 0.5 }), Math.hypot(1.5, 8));
-});
-
-test("the measurement label says mm when the frame has a pixel spacing, px otherwise", () => {
-  const line = { from: { x: 0, y: 0 }, to: { x: 30, y: 40 } };
-  assert.equal(measureText(line, { spacing: { row: 0.7, col: 0.7 } }), "35.0 mm");
-  assert.equal(measureText(line, { spacing: null }), "50.0 px");
 });

@@ -1,41 +1,47 @@
 /*
- * The page the viewer runs in: its elements, the URLs and preloaded data that #viewer
- * names, the progress state exposed to tests and benchmarks as window.viewerState, and
- * the error banner (silent once the page is going away; before the first image an error
- * also marks the page's viewer state "error").
+ * The page the viewer runs in: its shared elements (toolbar, panels, slider), the URLs
+ * and preloaded data that #viewer names, the progress state exposed to tests and
+ * benchmarks as window.viewerState (which mirrors the active viewport), and the error
+ * banner (silent once the page is going away; before the first image an error also
+ * marks the page's viewer state "error").
  */
 
 export const scriptStart = performance.now();
 
 export const byId = (id) => document.getElementById(id);
 export const root = byId("viewer");
-export const urls = { root: root.dataset.root, tags: root.dataset.tags };
-// The series list and the first series' images, sent with the page (a JSON island).
+export const urls = { root: root.dataset.root, tags: root.dataset.tags, related: root.dataset.related };
+// The series list, the first series' images, the study's summary and the patient's
+// other studies, sent with the page (a JSON island).
 export const preload = JSON.parse(byId("viewer-preload")?.textContent || "{}");
+export const study = { uid: root.dataset.study, ...(preload.study ?? {}) };
 export const el = {
   stage: byId("stage"),
-  viewport: byId("viewport"),
-  overlay: byId("overlay"),
   seriesList: byId("series-list"),
+  priors: byId("priors"),
   slider: byId("frame-slider"),
   frameLabel: byId("frame-label"),
   error: byId("viewer-error"),
   invert: byId("invert"),
+  link: byId("link"),
   cine: byId("cine"),
   cineFps: byId("cine-fps"),
-  measureLabel: byId("measure-label"),
+  presetMenu: byId("preset-menu"),
+  presetItems: byId("preset-items"),
   tags: byId("tags"),
   tagsToggle: byId("tags-toggle"),
   tagsFilter: byId("tags-filter"),
   tagsBody: document.querySelector("#tags-table tbody"),
-  ovSeries: byId("ov-series"),
-  ovSlice: byId("ov-slice"),
-  ovWindow: byId("ov-window"),
-  ovZoom: byId("ov-zoom"),
+  notes: byId("annotation-panel"),
+  notesToggle: byId("annotations-toggle"),
+  notesList: byId("annotation-list"),
+  help: byId("help"),
+  helpBody: document.querySelector("#help-table tbody"),
 };
 
 export const state = {
   seriesUid: null,
+  studyUid: null,
   index: 0,
   total: 0,
   frameRequests: 0,
@@ -45,6 +51,12 @@ export const state = {
   firstImageMs: null,
   ready: false,
   inFlight: 0,
+  layout: "1x1",
+  active: 0,
+  linked: false,
+  tool: "wl",
+  viewports: [],
+  annotations: [],
 };
 window.viewerState = state;
 

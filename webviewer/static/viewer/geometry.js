@@ -1,7 +1,7 @@
 /*
  * Geometry (pure, no DOM): where a frame lies in the viewport for a view
  * ({ scale, ox, oy, fitted, width, height, dpr }), screen <-> image coordinates,
- * fitting and zooming about a point, and the length of a measured line.
+ * fitting and zooming about a point (lengths and angles are measure.js's).
  */
 import { aspect } from "./frames.js";
 
@@ -42,17 +42,4 @@ export function zoomView(view, frame, point, factor) {
   view.ox += point.x - moved.x;
   view.oy += point.y - moved.y;
   view.fitted = false;
-}
-
-/** The length of `line` ({ from, to } in image pixels): in mm with a spacing, else in pixels. */
-export function lengthOf(line, spacing) {
-  const dx = (line.to.x - line.from.x) * (spacing ? spacing.col : 1);
-  const dy = (line.to.y - line.from.y) * (spacing ? spacing.row : 1);
-  return Math.hypot(dx, dy);
-}
-
-/** The label of a measured line on `frame`. */
-export function measureText(line, frame) {
-  const unit = frame.spacing ? "mm" : "px";
-  return `${lengthOf(line, frame.spacing).toFixed(1)} ${unit}`;
 }

@@ -1,8 +1,9 @@
 /*
  * A study's series and slices (pure, no DOM): a series' fields and labels from its DICOM
  * JSON, its instances as slices (instance x frame, in display order) with their frame
- * URLs, the order in which slices are fetched around the shown one, and which cached
- * frame is dropped first when the cache is over budget.
+ * URLs (an instance without Rows is a document: one slice, no frames), the order in
+ * which slices are fetched around the slices the viewports show, and which cached frame
+ * is dropped first when the cache is over budget.
  */
 import { number } from "./frames.js";
 
@@ -44,12 +45,15 @@ export function toSlices(record, instances, seriesUrl) {
   const slices = [];
   for (const instance of instances) {
     const sop = String(attr(instance, "00080018", ""));
-    const frames = Math.max(1, number(attr(instance, "00280008", 1), 1));
+    const rows = number(attr(instance, "00280010", null), null);
+    const cols = number(attr(instance, "00280011", null), null);
+    const document = rows === null;
+    const frames = document ? 1 : Math.max(1, number(attr(instance, "00280008", 1), 1));
     const base = `${seriesUrl}/instances/${encodeURIComponent(sop)}/frames/`;
     for (let n = 1; n <= frames; n += 1) {
       const position = slices.length;
-      const name = `image ${position + 1} of ${series}`;
-      slices.push({ key: `${record.uid}/${sop}/${n}`, url: base + n, sop, position, name });
+      const name = `${document ? "object" : "image"} ${position + 1} of ${series}`;
+      slices.push({ key: `${record.uid}/${sop}/${n}`, url: base + n, sop, position, name, rows, cols, document });
     }
   }
   return slices;
@@ -80,15 +84,38 @@ export function fetchOrder(slices, index, looping, extra = []) {
 }
 
 /**
- * The key of the frame to drop from `cache` (slice key -> frame, oldest first): another
- * series' (key not starting with `prefix`) first, else this series' farthest from `index`
- * beyond AHEAD; null when every frame is nearer than that.
+ * The fetch order for the viewports' `views` ([{ slices, index, looping }], the active one
+ * first): each view's urgent part (fetchOrder's) in turn, then `extra`, then the rest of
+ * each view's series. Document slices are never fetched.
  */
-export function evictionVictim(cache, prefix, index) {
+export function fetchPlan(views, extra = []) {
+  const urgent = [];
+  const rest = [];
+  for (const view of views) {
+    const { queue, urgentCount } = fetchOrder(view.slices, view.index, view.looping);
+    urgent.push(...queue.slice(0, urgentCount));
+    rest.push(...queue.slice(urgentCount));
+  }
+  urgent.push(...extra);
+  const keep = (slice) => !slice.document;
+  const queue = urgent.filter(keep);
+  return { queue: queue.concat(rest.filter(keep)), urgentCount: queue.length };
+}
+
+/**
+ * The key of the frame to drop from `cache` (slice key -> frame, oldest first): one of a
+ * series no view shows (`views`: [{ prefix, index }], a key prefix and the shown slice)
+ * first, else the one farthest from the shown slice of its series beyond AHEAD; null
+ * when every frame is nearer than that.
+ */
+export function evictionVictim(cache, views) {
   let victim = null;
   let farthest = AHEAD;
   for (const [key, frame] of cache) {
-    const distance = key.startsWith(prefix) ? Math.abs(frame.position - index) : Infinity;
+    let distance = Infinity;
+    for (const view of views) {
+      if (key.startsWith(view.prefix)) distance = Math.min(distance, Math.abs(frame.position - view.index));
+    }
     if (distance > farthest) {
       victim = key;
       farthest = distance;

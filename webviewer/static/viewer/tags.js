@@ -1,10 +1,11 @@
 /*
- * The DICOM tags panel: the shown instance's tags, loaded when the panel opens and
- * shortly after the slice changes while it is open, filtered as the user types.
+ * The DICOM tags panel: the tags of the instance the active viewport shows (of its own
+ * study, current or prior), loaded when the panel opens and shortly after the slice
+ * changes while it is open, filtered as the user types.
  */
-import { el, report, urls } from "./context.js";
+import { el, report } from "./context.js";
 import { getJson } from "./net.js";
-import { currentSlice } from "./series.js";
+import { active, sliceOf } from "./viewports.js";
 
 let tagsFor = null;
 let tagsTimer = 0;
@@ -20,7 +21,7 @@ export function toggleTags() {
 
 /** The slice changed: load its tags soon, if the panel is open and shows another instance's. */
 export function scheduleTags() {
-  if (el.tags.hidden || currentSlice()?.sop === tagsFor) return;
+  if (el.tags.hidden || sliceOf(active)?.sop === tagsFor) return;
   clearTimeout(tagsTimer);
   tagsTimer = setTimeout(loadTags, 150);
 }
@@ -31,13 +32,13 @@ export function abortTags() {
 }
 
 async function loadTags() {
-  const slice = currentSlice();
+  const slice = sliceOf(active);
   if (!slice || el.tags.hidden) return;
   tagsFor = slice.sop;
   tagsRequest?.abort();
   tagsRequest = new AbortController();
   try {
-    const url = `${urls.tags}${encodeURIComponent(slice.sop)}/tags`;
+    const url = `${active.record.study.pages}/instances/${encodeURIComponent(slice.sop)}/tags`;
     const rows = await getJson(url, "the tags", tagsRequest.signal);
     el.tagsBody.replaceChildren(...rows.map(tagRow));
     filterTags();
