@@ -8,6 +8,7 @@ import secrets
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from sqlalchemy import select
+from zxcvbn import zxcvbn
 
 from pacs.core.accounts import (
     HASHER,
@@ -20,6 +21,7 @@ from pacs.core.accounts import (
     parse_roles,
 )
 from pacs.core.context import Context
+from pacs.core.passwords import ESTIMATED_CHARACTERS, MIN_STRENGTH, one_time_password
 from storage.db import User
 from tests.core.accounts_helpers import (
     ADDRESS,
@@ -43,8 +45,17 @@ def test_password_of_257_characters_is_refused() -> None:
         check_password_policy("kestrel " * 32 + "q")
 
 
-@pytest.mark.parametrize("password", ["quarrykestre", "kestrel " * 32], ids=["12 chars", "256 chars"])
+# 256 characters of words that do not repeat.
+LONGEST = (
+    "violet kestrel under the quarry while amber herons drift past seven lanterns copper otters "
+    "guard the sluice nine quiet moths circle a pier plum orchards bloom in the marsh beyond old "
+    "mill wheels turning slowly as foxes cross frozen meadows at dawn as owls!"
+)
+
+
+@pytest.mark.parametrize("password", ["quarrykestre", LONGEST], ids=["12 chars", "256 chars"])
 def test_passwords_at_the_length_limits_are_accepted(password: str) -> None:
+    assert len(password) in (12, 256)
     check_password_policy(password)
 
 
@@ -66,6 +77,54 @@ def test_long_uncommon_passphrase_is_accepted() -> None:
 def test_no_composition_rules_apply_to_an_all_lowercase_phrase() -> None:
     check_password_policy("quietmarblelake")
     check_password_policy("quietmarblelakes")
+
+
+@pytest.mark.parametrize(
+    "password", ["passwordpassword", "abcdefghijklmnop", "qwertyuiopasdfgh", "iloveyou2024!"]
+)
+def test_password_estimated_easy_to_guess_is_refused(password: str) -> None:
+    assert zxcvbn(password)["score"] < MIN_STRENGTH
+    with pytest.raises(PasswordPolicyError, match="too easy to guess"):
+        check_password_policy(password)
+
+
+def test_refusal_for_strength_gives_zxcvbns_reason_and_advice() -> None:
+    feedback = zxcvbn("passwordpassword")["feedback"]
+    with pytest.raises(PasswordPolicyError) as refused:
+        check_password_policy("passwordpassword")
+    message = str(refused.value)
+    assert feedback["warning"] and feedback["warning"] in message
+    assert feedback["suggestions"] and all(advice in message for advice in feedback["suggestions"])
+    assert f"at least {MIN_STRENGTH}" in message and "\n" not in message
+
+
+def test_variation_of_the_user_name_is_refused_as_easy_to_guess() -> None:
+    check_password_policy("drjanedoe2024", user_name="nurse")  # strong for anyone else
+    with pytest.raises(PasswordPolicyError, match="too easy to guess"):
+        check_password_policy("drjanedoe2024", user_name="dr.jane-doe")
+
+
+def test_variation_of_the_products_name_is_refused_as_easy_to_guess() -> None:
+    assert zxcvbn("minipacs2024")["score"] >= MIN_STRENGTH
+    with pytest.raises(PasswordPolicyError, match="too easy to guess"):
+        check_password_policy("minipacs2024")
+
+
+def test_variation_of_a_given_user_input_is_refused_as_easy_to_guess() -> None:
+    check_password_policy(PASSPHRASE + "!")
+    with pytest.raises(PasswordPolicyError, match="too easy to guess"):
+        check_password_policy(PASSPHRASE + "!", user_inputs=[PASSPHRASE])
+
+
+def test_strength_is_estimated_on_the_first_characters_of_a_long_password() -> None:
+    weak_opening = "password" * (ESTIMATED_CHARACTERS // 8) + " then some uncommon words follow here"
+    with pytest.raises(PasswordPolicyError, match="too easy to guess"):
+        check_password_policy(weak_opening)
+
+
+def test_one_time_passwords_pass_the_policy() -> None:
+    for _ in range(200):
+        check_password_policy(one_time_password())
 
 
 def test_password_containing_the_user_name_is_refused() -> None:
@@ -198,3 +257,28 @@ def test_common_password_is_refused_by_add(accounts: Accounts) -> None:
     with pytest.raises(PasswordPolicyError):
         accounts.add("doc", PHYSICIAN, "password1234")
     assert accounts.get("doc") is None
+
+
+def test_weak_password_is_refused_by_add(accounts: Accounts) -> None:
+    with pytest.raises(PasswordPolicyError, match="too easy to guess"):
+        accounts.add("doc", PHYSICIAN, "passwordpassword")
+    assert accounts.get("doc") is None
+
+
+def test_variation_of_the_user_name_is_refused_by_add(accounts: Accounts) -> None:
+    with pytest.raises(PasswordPolicyError, match="too easy to guess"):
+        accounts.add("dr.jane-doe", PHYSICIAN, "drjanedoe2024")
+
+
+def test_weak_password_is_refused_by_change(accounts: Accounts) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    with pytest.raises(PasswordPolicyError, match="too easy to guess"):
+        accounts.change_password("doc", "passwordpassword")
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.ACCEPTED
+
+
+def test_variation_of_the_current_password_is_refused_by_change(accounts: Accounts) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    with pytest.raises(PasswordPolicyError, match="too easy to guess"):
+        accounts.change_password("doc", PASSPHRASE + "!", user_inputs=(PASSPHRASE,))
+    assert accounts.check_password("doc", PASSPHRASE, ADDRESS).verdict is LoginVerdict.ACCEPTED
