@@ -200,13 +200,16 @@ class Accounts(SecondFactor):
     def reset_password(self, name: str, *, actor: str = "") -> str:
         """Give the account a new one-time password, lift its lockout; return the password.
 
-        `actor` (who asked) is recorded if a lockout was lifted.
+        A pending (unconfirmed) TOTP enrolment is dropped: whoever saw its key had the old
+        password. `actor` (who asked) is recorded if a lockout was lifted.
         """
         password = one_time_password()
         with self._database.write() as session:
             user = self._get(session, name)
             user.password_hash = HASHER.hash(password)
             user.must_change_password = True
+            if not user.totp_confirmed:
+                user.totp_secret = None
             was_locked = throttle.unlock(session, name, self._utcnow())
             _end_sessions(session, name)
         if was_locked:
@@ -242,12 +245,14 @@ class Accounts(SecondFactor):
         with self._database.write() as session:
             return _end_sessions(session, name)
 
-    def change_password(self, name: str, new_password: str) -> None:
+    def change_password(self, name: str, new_password: str, *, user_inputs: tuple[str, ...] = ()) -> None:
         """Set a password the user chose (policy-checked); it no longer must be changed.
 
-        Every web session of the user ends; the caller starts a new one if it should go on.
+        `user_inputs` (what else the user typed, such as the current password) count as weak
+        words in the strength estimate. Every web session of the user ends; the caller starts a
+        new one if it should go on.
         """
-        check_password_policy(new_password, user_name=name)
+        check_password_policy(new_password, user_name=name, user_inputs=user_inputs)
         with self._database.write() as session:
             user = self._get(session, name)
             if password_matches(user.password_hash, new_password):
@@ -321,6 +326,21 @@ class Accounts(SecondFactor):
         finally:
             self._settle(admission, name, address, failed=not accepted)
         return LoginVerdict.ACCEPTED if accepted else LoginVerdict.WRONG
+
+    def confirm_enrolment(self, name: str, code: str, address: str) -> tuple[LoginVerdict, list[str]]:
+        """Confirm the pending TOTP enrolment with a code, throttled like a login code.
+
+        Returns the verdict and, when accepted, the new recovery codes.
+        """
+        admission = self._admit(name, address)
+        if admission is None:
+            return LoginVerdict.THROTTLED, []
+        codes: list[str] | None = None
+        try:
+            codes = self.confirm_totp(name, code)
+        finally:
+            self._settle(admission, name, address, failed=codes is None)
+        return (LoginVerdict.WRONG, []) if codes is None else (LoginVerdict.ACCEPTED, codes)
 
     def record_failure(self, name: str, address: str) -> bool:
         """Count a failure not admitted here (a wrong enrolment code); True if it locked the account."""

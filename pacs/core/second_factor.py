@@ -1,8 +1,9 @@
 """The TOTP second factor and recovery codes (the base of :class:`~pacs.core.accounts.Accounts`).
 
 TOTP follows RFC 6238 (30 s steps, six digits, one step of drift either way), and each
-step is accepted once. TOTP secrets are stored encrypted (AES-GCM, bound to the user name)
-under a key derived from the key-encryption key; recovery codes are stored as keyed hashes.
+step is accepted once; a pending enrolment keeps its secret until it is confirmed or reset.
+TOTP secrets are stored encrypted (AES-GCM, bound to the user name) under a key derived from
+the key-encryption key; recovery codes are stored as keyed hashes.
 """
 
 from __future__ import annotations
@@ -54,12 +55,18 @@ class SecondFactor:
         return AESGCM(self._totp_key()).decrypt(sealed[:12], sealed[12:], name.encode()).decode()
 
     def begin_totp_enrolment(self, name: str) -> str:
-        """A fresh TOTP secret (base32) for an account without a confirmed one; kept until confirmed."""
-        secret = pyotp.random_base32()
+        """The TOTP secret (base32) of the account's pending enrolment, made and stored at the first call.
+
+        Until the enrolment is confirmed (or reset) every call returns the same secret, so a
+        reloaded page or a second try shows the key already scanned.
+        """
         with self._database.write() as session:
             user = self._get(session, name)
             if user.totp_confirmed:
                 raise AccountError(f"user {name!r} has already enrolled a second factor")
+            if user.totp_secret is not None:
+                return self._open_secret(name, user.totp_secret)
+            secret = pyotp.random_base32()
             user.totp_secret = self._seal_secret(name, secret)
         return secret
 

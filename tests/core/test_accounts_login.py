@@ -11,6 +11,7 @@ import pyotp
 import pytest
 
 from pacs.core.accounts import (
+    ACCOUNT_FREE_FAILURES,
     LOCKOUT_AFTER,
     RECOVERY_CODES,
     AccountError,
@@ -107,6 +108,60 @@ def test_confirming_enrolment_with_a_wrong_code_is_refused(accounts: Accounts, c
     account = accounts.get("doc")
     assert account is not None and not account.totp_enrolled
     assert account.recovery_codes_left == 0
+
+
+def test_pending_enrolment_keeps_its_secret_until_confirmed(accounts: Accounts, clock: Clock) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    first = accounts.begin_totp_enrolment("doc")
+    assert accounts.begin_totp_enrolment("doc") == first
+    assert accounts.confirm_totp("doc", _code_outside_window(pyotp.TOTP(first), clock())) is None
+    assert accounts.begin_totp_enrolment("doc") == first
+    assert accounts.confirm_totp("doc", pyotp.TOTP(first).at(clock())) is not None
+
+
+def test_password_reset_drops_a_pending_enrolment(accounts: Accounts) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    seen = accounts.begin_totp_enrolment("doc")
+    accounts.reset_password("doc")
+    assert accounts.begin_totp_enrolment("doc") != seen
+
+
+def test_password_reset_keeps_a_confirmed_second_factor(accounts: Accounts, clock: Clock) -> None:
+    totp, _ = _enrol(accounts, clock)
+    accounts.reset_password("doc")
+    assert accounts.verify_totp("doc", totp.at(clock()))
+
+
+def test_confirm_enrolment_with_the_right_code_returns_recovery_codes(
+    accounts: Accounts, clock: Clock
+) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    totp = pyotp.TOTP(accounts.begin_totp_enrolment("doc"))
+    verdict, codes = accounts.confirm_enrolment("doc", totp.at(clock()), ADDRESS)
+    assert verdict is LoginVerdict.ACCEPTED and len(codes) == RECOVERY_CODES
+    assert _account(accounts, "doc").totp_enrolled
+
+
+def test_wrong_enrolment_codes_are_throttled_like_login_codes(accounts: Accounts, clock: Clock) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    totp = pyotp.TOTP(accounts.begin_totp_enrolment("doc"))
+    wrong = _code_outside_window(totp, clock())
+    for _ in range(ACCOUNT_FREE_FAILURES):
+        assert accounts.confirm_enrolment("doc", wrong, ADDRESS) == (LoginVerdict.WRONG, [])
+    assert accounts.retry_after("doc", ADDRESS) > 0
+    assert accounts.confirm_enrolment("doc", totp.at(clock()), ADDRESS) == (LoginVerdict.THROTTLED, [])
+    assert not _account(accounts, "doc").totp_enrolled
+    clock.advance(accounts.retry_after("doc", ADDRESS))
+    assert accounts.confirm_enrolment("doc", totp.at(clock()), ADDRESS)[0] is LoginVerdict.ACCEPTED
+
+
+def test_wrong_enrolment_codes_lock_the_account(accounts: Accounts, clock: Clock) -> None:
+    accounts.add("doc", PHYSICIAN, PASSPHRASE)
+    wrong = _code_outside_window(pyotp.TOTP(accounts.begin_totp_enrolment("doc")), clock())
+    for _ in range(LOCKOUT_AFTER):
+        clock.advance(accounts.retry_after("doc", ADDRESS))
+        assert accounts.confirm_enrolment("doc", wrong, ADDRESS)[0] is LoginVerdict.WRONG
+    assert _account(accounts, "doc").locked
 
 
 def test_second_enrolment_is_refused_while_one_is_confirmed(accounts: Accounts, clock: Clock) -> None:
