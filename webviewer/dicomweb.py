@@ -3,27 +3,32 @@
 URLs follow PS3.18 (``/dicomweb/studies/{study}/series``, ``.../instances``,
 ``.../instances/{sop}/frames/{n}``), and the lists are in the DICOM JSON model. A frame
 answers with its samples as ``application/octet-stream`` and ``X-`` headers that say how
-to show them (see :class:`webviewer.pixels.Frame`). Objects are looked up by their UIDs
-and must belong to the study and series in the URL. The first access of a session to a
-study is audited here too, so the API cannot be used to read a study unaudited.
+to show them (see :class:`webviewer.pixels.Frame`); a large frame asked for as
+:data:`webviewer.transfer.PACKED` comes losslessly packed, its preview first (see
+:mod:`webviewer.transfer`), and the packed body is cached beside the decoded frame.
+Objects are looked up by their UIDs and must belong to the study and series in the URL.
+The first access of a session to a study is audited here too, so the API cannot be used
+to read a study unaudited.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pydicom
-from flask import Blueprint, Response, abort, current_app, jsonify, session
+from flask import Blueprint, Response, abort, current_app, jsonify, request, session
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from pacs.core.access_events import study_viewed
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.header import is_valid_uid
+from webviewer import transfer
 from webviewer.auth import me, physician_required, record, source
 from webviewer.decodelimits import DecodeLimits, FrameError, check_inflated_size
-from webviewer.pixels import MemoryCache, decode_frame
+from webviewer.pixels import Frame, MemoryCache, decode_frame
 
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 DICOM_JSON = "application/dicom+json"
@@ -218,6 +223,26 @@ def frame(study: str, series_uid: str, sop: str, number: int) -> Response:
         except FrameError as exc:
             _refuse(exc)
         frames.put(key, decoded)
-    response = Response(decoded.samples, mimetype="application/octet-stream")
+    if transfer.accepts_packed(request.headers.get("Accept", "")) and transfer.packs(decoded):
+        response = Response(_packed_body((*key, transfer.PACKED), decoded), mimetype=transfer.PACKED)
+    else:
+        response = Response(decoded.samples, mimetype="application/octet-stream")
     response.headers.update(decoded.headers())
+    response.vary.add("Accept")
     return response
+
+
+def _packed_body(key: tuple[Any, ...], decoded: Frame) -> bytes | Iterator[bytes]:
+    """The packed parts of `decoded`: cached, or streamed as they are encoded and cached once sent."""
+    _, frames = _caches()
+    cached = frames.get(key)
+    return cached if cached is not None else _caching(frames, key, transfer.parts(decoded))
+
+
+def _caching(cache: MemoryCache, key: tuple[Any, ...], pieces: Iterator[bytes]) -> Iterator[bytes]:
+    sent = []
+    for piece in pieces:
+        sent.append(piece)
+        yield piece
+    body = b"".join(sent)
+    cache.put(key, body, size=len(body))
