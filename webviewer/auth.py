@@ -1,13 +1,16 @@
 """Login: password, then TOTP (enrolled at the first login), then a password change if due.
 
-Every failure shows :data:`FAILED`, whatever went wrong. While an account is locked
-(:mod:`pacs.core.throttle`), the password step goes on to the code whatever the password,
-and only the right password and code together log in: the lock tells an attacker nothing and
-keeps no one with both factors out. The session is rotated when the password is accepted
-and again when the login completes. ``login_required`` guards every other page: it needs a
-completed login of an enabled account (a lockout ends no session), and sends an account
-that must change its password to the change form first.
-``physician_required`` and ``admin_required`` add the role.
+A first login goes: one-time password, TOTP enrolment (the QR code and key of a secret that
+stays the same until it is confirmed; a wrong code shows the page again, counted by the
+throttle), recovery codes, the forced password change, then the user's home, without a
+second login. Every failure of the password and code steps shows :data:`FAILED`, whatever
+went wrong. While an account is locked (:mod:`pacs.core.throttle`), the password step goes
+on to the code whatever the password, and only the right password and code together log in:
+the lock tells an attacker nothing and keeps no one with both factors out. The session is
+rotated when the password is accepted and again when the login completes.
+``login_required`` guards every other page: it needs a completed login of an enabled
+account (a lockout ends no session), and sends an account that must change its password to
+the change form first. ``physician_required`` and ``admin_required`` add the role.
 
 Every step is audited (:func:`record`); a request whose record cannot be written is answered
 503 with :data:`UNAVAILABLE` and gains nothing (no login, no page), as the audit policy of
@@ -16,7 +19,6 @@ Every step is audited (:func:`record`); a request whose record cannot be written
 
 from __future__ import annotations
 
-import base64
 import functools
 import time
 from collections.abc import Callable
@@ -50,6 +52,11 @@ UNAVAILABLE = (
     "The audit trail cannot be written, so this request was not carried out. "
     "Try again later, and tell the administrator if it goes on."
 )
+WRONG_ENROLMENT_CODE = (
+    "That is not the code the authenticator shows now. Check that the key was entered in full "
+    "and that the phone's clock is right, then enter the current six-digit code."
+)
+TOO_MANY_CODES = "Too many wrong codes. Wait a moment and try again."
 PENDING_SECONDS = 300
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -225,13 +232,16 @@ def totp() -> Response | str:
 
 
 def _qr_data_uri(uri: str) -> str:
-    svg = segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff")
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    """The QR code of `uri` as an SVG data URI (with its namespace, without which no browser draws it)."""
+    return segno.make(uri, error="m").svg_data_uri(scale=5, dark="#000", light="#fff")
 
 
 @bp.route("/login/enrol", methods=["GET", "POST"])
 def enrol() -> Response | str:
-    """First login: show a new TOTP secret (QR code and text); a valid code confirms it."""
+    """First login: the pending TOTP secret (QR code and text); a valid code confirms it.
+
+    A wrong code is audited, counted by the throttle, and shows the same page and key again.
+    """
     name = _pending()
     if name is None or session.get("may_enrol") is not True:
         return redirect(url_for("auth.login"))
@@ -246,13 +256,17 @@ def enrol() -> Response | str:
         return render_template("enrol.html", secret=grouped, qr=_qr_data_uri(uri))
     if account.disabled:
         return _fail(name, "totp enrolment", "account disabled")
-    codes = accounts.confirm_totp(name, request.form.get("code", "").strip()[:16])
-    if codes is None:
-        accounts.record_failure(name, source())
-        return _fail(name, "totp enrolment", "wrong code")
+    code = request.form.get("code", "").replace(" ", "")[:16]
+    verdict, codes = accounts.confirm_enrolment(name, code, source())
+    if verdict is not LoginVerdict.ACCEPTED:
+        record(events.login_failed(name, source=source(), step="totp enrolment", reason=verdict.value))
+        flash(TOO_MANY_CODES if verdict is LoginVerdict.THROTTLED else WRONG_ENROLMENT_CODE)
+        return redirect(url_for("auth.enrol"))
     record(events.second_factor_enrolled(name, source=source(), recovery_codes=len(codes)))
     _complete(name)
-    return render_template("recovery.html", codes=codes, continue_url=_landing(account))
+    forced = account.must_change_password
+    then = url_for("auth.password") if forced else _landing(account)
+    return render_template("recovery.html", codes=codes, continue_url=then, password_next=forced)
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -274,9 +288,9 @@ def password() -> Response | str:
             flash("The two passwords differ.")
         else:
             try:
-                _accounts().change_password(account.name, new)
+                _accounts().change_password(account.name, new, user_inputs=(current,) if current else ())
             except PasswordPolicyError as exc:
-                flash(str(exc).capitalize() + ".")
+                flash(_sentence(str(exc)))
             else:
                 record(events.password_changed(account.name, source=source()))
                 session.clear()
@@ -284,6 +298,11 @@ def password() -> Response | str:
                 rotate()
                 return redirect(_landing(account))
     return render_template("password.html", forced=forced)
+
+
+def _sentence(text: str) -> str:
+    """`text` (a policy message, lower case and without its full stop) as a sentence."""
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def _landing(account: Account) -> str:

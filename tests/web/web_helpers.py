@@ -147,7 +147,7 @@ class Browser:
     def enrolment_page(self) -> tuple[pyotp.TOTP, str]:
         """The TOTP key shown at the first login (after the password), and the form's CSRF token.
 
-        Every visit to the page starts the enrolment again with a new key.
+        The key stays the same on every visit until the enrolment is confirmed.
         """
         page = self.get("/login/enrol").text
         key, token = _TOTP_KEY.search(page), _CSRF.search(page)
