@@ -3,7 +3,8 @@
 # the system packages (dcmtk, PostgreSQL, openssl, Chromium for the browser tests,
 # systemd-analyze for the unit file, shellcheck for the install scripts, ss from iproute2
 # for install.sh's port check, losetup, mkfs.ext4 and mount for the raw-disk ingest tests,
-# and Node.js for the viewer's JavaScript unit tests),
+# Node.js for the viewer's JavaScript unit tests, and zbarimg from zbar-tools to decode the
+# TOTP enrolment QR code in the browser tests),
 # a running PostgreSQL,
 # and a virtualenv in .venv with the project and its test extras.
 set -euo pipefail
@@ -13,7 +14,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 APT_PACKAGES=(dcmtk postgresql openssl python3-venv chromium chromium-driver systemd shellcheck iproute2
-    util-linux mount e2fsprogs nodejs)
+    util-linux mount e2fsprogs nodejs zbar-tools)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

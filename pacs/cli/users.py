@@ -111,7 +111,10 @@ def register(commands: Subcommands) -> None:
     add = action("add", cmd_user_add, "create a web user with a one-time password")
     add.add_argument("--role", required=True, help="admin, physician, or both: admin,physician")
     add.add_argument(
-        "--password-stdin", action="store_true", help="read the initial password from standard input"
+        "--password-stdin",
+        action="store_true",
+        help="read the initial password from standard input (at least 12 characters, not a common "
+        "or breached password, estimated hard to guess)",
     )
     action("list", cmd_user_list, "list web users")
     action("disable", cmd_user_disable, "disable a web user")

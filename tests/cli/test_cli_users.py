@@ -175,6 +175,19 @@ def test_user_add_refuses_a_common_password_from_stdin(
         assert accounts.get("doc") is None
 
 
+@pytest.mark.parametrize("weak", ["passwordpassword", "drjanedoe2024"])
+def test_user_add_refuses_a_password_estimated_easy_to_guess_from_stdin(
+    archive: Archive, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, weak: str
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(weak + "\n"))
+    code, out, err = archive.user(capsys, "add", "dr.jane-doe", "--role", "physician", "--password-stdin")
+    assert code == 2
+    assert "too easy to guess" in _one_line_error(err)
+    assert weak not in out + err
+    with _accounts(archive) as accounts:
+        assert accounts.get("dr.jane-doe") is None
+
+
 def test_user_add_refuses_a_short_password_from_stdin(
     archive: Archive, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
