@@ -21,6 +21,7 @@ export function drawOverlay(vp) {
   const ctx = vp.overlay.getContext("2d");
   ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.clearRect(0, 0, vp.overlay.width, vp.overlay.height);
+  vp.reference = null;
   if (!vp.frameShown) return;
   ctx.setTransform(vp.view.dpr, 0, 0, vp.view.dpr, 0, 0);
   ctx.font = "13px system-ui, sans-serif";
@@ -107,6 +108,7 @@ export function referenceFor(vp) {
 
 function drawReference(ctx, vp, screen) {
   const line = referenceFor(vp);
+  vp.reference = line;
   if (!line) return;
   const a = screen(line.from);
   const b = screen(line.to);

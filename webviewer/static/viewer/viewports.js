@@ -136,5 +136,6 @@ export function syncState() {
     scale: vp.view.scale,
     sliceKey: sliceOf(vp)?.key ?? null,
     drawnKey: vp.shownKey,
+    reference: vp.reference ?? null,
   }));
 }
