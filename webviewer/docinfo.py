@@ -240,7 +240,7 @@ def _waveform(ds: Dataset) -> list[Fact]:
 
 def _encapsulated(ds: Dataset) -> list[Fact]:
     """Any other object: what an encapsulated document holds, if it is one."""
-    data = ds.get("EncapsulatedDocument")
+    data = pdf_bytes(ds) or ds.get("EncapsulatedDocument")
     size = f"{len(data):,} bytes" if isinstance(data, bytes) else ""
     return [
         _single("Document type", text(ds.get("MIMETypeOfEncapsulatedDocument"))),

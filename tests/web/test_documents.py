@@ -87,7 +87,7 @@ def test_a_measurement_report_reads_as_a_report_with_sections_and_measurements_w
     (image,) = shown.having_class("sr-image")
     assert image["data-sop"] == ct.sop(0)
     (article,) = shown.tags("article")
-    assert article["class"] == "document document-report" and article["data-sop"] == docs[name]
+    assert article["class"] == "document document-kind-report" and article["data-sop"] == docs[name]
 
 
 def test_a_basic_text_sr_shows_its_flags_context_and_headings(
@@ -179,6 +179,7 @@ def test_an_encapsulated_pdf_is_framed_with_a_download_link_and_its_bytes_are_th
     (download,) = shown.having_class("document-download")
     assert download["href"] == pdf_url and download["download"] == "document.pdf"
     assert f"Download the PDF ({len(document_files.pdf):,} bytes)" in shown.text
+    assert f"Document size {len(document_files.pdf):,} bytes" in shown.text  # without the padding
     assert shown.tags("object") == [] and shown.tags("embed") == []
 
     response = doc.get(pdf_url)
@@ -247,7 +248,7 @@ def test_the_panel_is_the_page_s_document_as_a_fragment_without_layout_or_script
     panel = doc.get(_url(ct, docs, name, "/panel"))
     assert panel.status_code == 200 and panel.mimetype == "text/html"
     fragment = outline(panel.text)
-    assert panel.text.lstrip().startswith('<article class="document document-')
+    assert panel.text.lstrip().startswith('<article class="document document-kind-')
     assert panel.text.rstrip().endswith("</article>")
     tags = {tag for tag, _ in fragment.elements}
     assert tags.isdisjoint(
