@@ -5,12 +5,12 @@ Three views of one object of a study, for physicians:
 - ``GET /studies/<study>/documents/<sop>``: a page in the app's layout showing the document;
 - ``GET /studies/<study>/documents/<sop>/panel``: the same as an HTML fragment (no layout, no
   script) the viewer's script puts in a viewport for an object without pixels (404 for an image);
-- ``GET /studies/<study>/documents/<sop>/pdf``: an encapsulated PDF's bytes, which pages of
-  this origin may frame (:func:`webviewer.security.framable_by_self`).
+- ``GET /studies/<study>/documents/<sop>/pdf``: an encapsulated PDF's bytes, opened as a
+  document of its own (in a new tab) or downloaded, under the app's one CSP: nothing frames it.
 
 An SR document (Basic Text, Enhanced, Comprehensive SR, Key Object Selection, ...) is shown as a
-report (:mod:`webviewer.sr`), a PDF in a frame with a download link, anything else (RT objects,
-waveforms, other encapsulated documents) by the name of its SOP Class and its key attributes
+report (:mod:`webviewer.sr`), a PDF by its facts with links to open and download it, anything
+else (RT objects, waveforms, other encapsulated documents) by the name of its SOP Class and its key attributes
 (:mod:`webviewer.docinfo`). The instance must belong to the study in the URL; objects are read
 through the memory cache of :mod:`webviewer.dicomweb`. Opening the page is audited as opening
 the viewer is; the panel and the PDF as the viewer's other requests are (once per session).
@@ -44,7 +44,6 @@ from webviewer.docinfo import (
     report_facts,
     sop_class,
 )
-from webviewer.security import framable_by_self
 from webviewer.sr import Report, read_report
 
 bp = Blueprint("documents", __name__)
@@ -124,7 +123,7 @@ def panel(study: str, sop: str) -> str:
 @bp.get("/studies/<study>/documents/<sop>/pdf")
 @physician_required
 def pdf(study: str, sop: str) -> Response:
-    """The encapsulated PDF of the object, to show in a frame of this origin or to download."""
+    """The encapsulated PDF of the object, to open in a tab of its own or to download."""
     _, ds = _object(study, sop)
     audited_once(study)
     data = pdf_bytes(ds)
@@ -132,4 +131,4 @@ def pdf(study: str, sop: str) -> Response:
         abort(404)
     response = Response(data, mimetype="application/pdf")
     response.headers["Content-Disposition"] = f'inline; filename="{PDF_FILENAME}"'
-    return framable_by_self(response)
+    return response
