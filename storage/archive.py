@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Select, select
 from sqlalchemy import exc as sa_exc
 
-from storage import index, matching, verify
+from storage import index, matching, search, verify
 from storage.blobs import BlobRef, BlobStore
 from storage.db import Database, Instance, Patient, Series, Study
 from storage.errors import (
@@ -287,6 +287,11 @@ class Archive:
         """Match `identifier` at `level` (PATIENT, STUDY, SERIES or IMAGE); see :mod:`storage.matching`."""
         with self.database.read() as session:
             return list(matching.find(session, level, identifier, limit=limit, offset=offset))
+
+    def search_studies(self, query: search.StudyQuery) -> list[search.StudyRow]:
+        """One page of the study list's search; see :mod:`storage.search`."""
+        with self.database.read() as session:
+            return search.find_studies(session, query)
 
     def study_instances(self, study_uid: str) -> list[InstanceInfo]:
         """The current instances of a study, ordered by series and instance number."""

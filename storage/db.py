@@ -71,7 +71,7 @@ class Patient(Base):
     issuer: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(324))
     name_norm: Mapped[str] = mapped_column(_bytewise(324), index=True)
-    birth_date: Mapped[str] = mapped_column(String(8))
+    birth_date: Mapped[str] = mapped_column(String(8), index=True)
     sex: Mapped[str] = mapped_column(String(16))
 
 
@@ -91,8 +91,12 @@ class Study(Base):
     referring_name: Mapped[str] = mapped_column(String(324))
     referring_norm: Mapped[str] = mapped_column(_bytewise(324))
     modalities: Mapped[str] = mapped_column(String(200))
+    # Patient's Age (0010,1010) as the study recorded it ("052Y"), empty when absent.
+    patient_age: Mapped[str] = mapped_column(String(4), default="", server_default="")
     num_series: Mapped[int] = mapped_column(Integer, default=0)
     num_instances: Mapped[int] = mapped_column(Integer, default=0)
+    # Frames of the current instances (an instance without Number of Frames is one).
+    num_frames: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -109,6 +113,19 @@ class Series(Base):
     description: Mapped[str] = mapped_column(String(64))
     body_part: Mapped[str] = mapped_column(String(16))
     num_instances: Mapped[int] = mapped_column(Integer, default=0)
+    num_frames: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PatientWord(Base):
+    """One word of a patient's name, folded (``storage.search.words``), for the study list's search.
+
+    The primary key (word, patient) serves prefix ranges of a word.
+    """
+
+    __tablename__ = "patient_words"
+
+    word: Mapped[str] = mapped_column(_bytewise(64), primary_key=True)
+    patient_fk: Mapped[int] = mapped_column(ForeignKey("patients.id"), primary_key=True, index=True)
 
 
 class Instance(Base):
@@ -219,8 +236,10 @@ class WebSession(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-Index("ix_studies_patient_date", Study.patient_fk, Study.study_date)
-Index("ix_studies_newest", Study.study_date, Study.study_time, Study.id)
+# A patient's studies newest first, and all studies newest first, with what the study list's
+# search reads while it walks them (storage.search): no row is read for that.
+Index("ix_studies_patient_date", Study.patient_fk, Study.study_date, Study.study_time)
+Index("ix_studies_newest", Study.study_date, Study.study_time, Study.id, Study.patient_fk)
 Index("ix_instances_series_current", Instance.series_fk, Instance.is_current)
 
 

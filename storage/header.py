@@ -43,6 +43,7 @@ WANTED_TAGS: list[int] = [
         "PatientName",
         "PatientBirthDate",
         "PatientSex",
+        "PatientAge",
         "StudyDate",
         "StudyTime",
         "AccessionNumber",
@@ -96,6 +97,7 @@ class InstanceHeader:
     rows: int | None
     columns: int | None
     pixel_data_short: bool = False
+    patient_age: str = ""
 
 
 def is_valid_uid(value: str) -> bool:
@@ -238,4 +240,5 @@ def _header_from(ds: Dataset, transfer_syntax: str) -> InstanceHeader:
         frames=_integer(ds, "NumberOfFrames") or 1,
         rows=_integer(ds, "Rows"),
         columns=_integer(ds, "Columns"),
+        patient_age=_text(ds, "PatientAge", 4),
     )

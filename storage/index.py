@@ -4,7 +4,8 @@ The writers take a connection or session inside a write transaction from
 :meth:`storage.db.Database.write_connection` or :meth:`~storage.db.Database.write`;
 the caller commits. Creating a patient, study
 or series tolerates a concurrent writer creating the same one (PostgreSQL), and the
-per-study and per-series counts always describe the current version of each instance.
+per-study and per-series counts (instances and frames) always describe the current version
+of each instance. A new patient's name words go to ``patient_words`` (:mod:`storage.search`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from storage import search
 from storage.blobs import BlobRef
 from storage.db import Instance, Patient, Series, Study
 from storage.header import InstanceHeader, normalise_name
@@ -97,6 +99,7 @@ class CurrentVersion:
     version: int
     sha256: str
     series_fk: int
+    frames: int
 
 
 class IdCache:
@@ -149,7 +152,7 @@ def _get_or_insert(
 def _patient_id(session: Connection, header: InstanceHeader) -> int:
     key = patient_key(header)
     table = Patient.__table__
-    row_id, _ = _get_or_insert(
+    row_id, created = _get_or_insert(
         session,
         table,
         table.c.patient_key == key,
@@ -163,6 +166,8 @@ def _patient_id(session: Connection, header: InstanceHeader) -> int:
             "sex": header.sex,
         },
     )
+    if created:
+        search.add_name_words(session, row_id, header.patient_name)
     return row_id
 
 
@@ -183,8 +188,10 @@ def _study_id(session: Connection, header: InstanceHeader, patient_fk: int, now:
             "referring_name": header.referring_name,
             "referring_norm": normalise_name(header.referring_name),
             "modalities": "",
+            "patient_age": header.patient_age,
             "num_series": 0,
             "num_instances": 0,
+            "num_frames": 0,
             "updated_at": now,
         },
     )
@@ -205,6 +212,7 @@ def _series_id(session: Connection, header: InstanceHeader, study_fk: int) -> in
             "description": header.series_description,
             "body_part": header.body_part,
             "num_instances": 0,
+            "num_frames": 0,
         },
     )
     if created:
@@ -235,22 +243,28 @@ def _cached(
 # The hot path of every store, as plain statements compiled once (the ORM costs more
 # than the database here).
 _CURRENT = text(
-    "SELECT id, version, sha256, series_fk FROM instances WHERE sop_uid = :sop_uid AND is_current = :current"
+    "SELECT id, version, sha256, series_fk, frames FROM instances "
+    "WHERE sop_uid = :sop_uid AND is_current = :current"
 ).bindparams(bindparam("current", type_=Boolean))
 _SUPERSEDE = text("UPDATE instances SET is_current = :current WHERE id = :id").bindparams(
     bindparam("current", type_=Boolean)
 )
 _INSERT = insert(Instance)
-_COUNT_SERIES = text("UPDATE series SET num_instances = num_instances + :delta WHERE id = :series")
+_COUNT_SERIES = text(
+    "UPDATE series SET num_instances = num_instances + :delta, num_frames = num_frames + :frames "
+    "WHERE id = :series"
+)
 _COUNT_STUDY = text(
-    "UPDATE studies SET num_instances = num_instances + :delta, updated_at = :now "
-    "WHERE id = (SELECT study_fk FROM series WHERE id = :series)"
+    "UPDATE studies SET num_instances = num_instances + :delta, num_frames = num_frames + :frames, "
+    "updated_at = :now WHERE id = (SELECT study_fk FROM series WHERE id = :series)"
 ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
 
 
-def _count(connection: Connection, series_fk: int, delta: int, now: datetime) -> None:
-    connection.execute(_COUNT_SERIES, {"delta": delta, "series": series_fk})
-    connection.execute(_COUNT_STUDY, {"delta": delta, "now": now, "series": series_fk})
+def _count(connection: Connection, series_fk: int, delta: int, frames: int, now: datetime) -> None:
+    """Add `delta` instances of `frames` frames in all to the counts of a series and its study."""
+    counts = {"delta": delta, "frames": frames, "series": series_fk}
+    connection.execute(_COUNT_SERIES, counts)
+    connection.execute(_COUNT_STUDY, {**counts, "now": now})
 
 
 def current_version(connection: Connection, sop_uid: str) -> CurrentVersion | None:
@@ -295,9 +309,9 @@ def add_instance(
     if previous is not None:
         version = previous.version + 1
         connection.execute(_SUPERSEDE, {"id": previous.id, "current": False})
-        _count(connection, previous.series_fk, -1, now)
+        _count(connection, previous.series_fk, -1, -previous.frames, now)
     connection.execute(_INSERT, _instance_row(header, ref, version, series_fk, received_at or now))
-    _count(connection, series_fk, +1, now)
+    _count(connection, series_fk, +1, header.frames, now)
     return version, (StoreOutcome.NEW_VERSION if previous is not None else StoreOutcome.STORED), learned
 
 
@@ -338,6 +352,7 @@ def delete_study(session: Session, study: Study) -> list[str]:
     session.execute(delete(Study).where(Study.id == study.id))
     remaining = session.scalar(select(func.count(Study.id)).where(Study.patient_fk == study.patient_fk))
     if not remaining:
+        search.remove_name_words(session, study.patient_fk)
         session.execute(delete(Patient).where(Patient.id == study.patient_fk))
     return blob_ids
 

@@ -1,15 +1,26 @@
-"""Links to the neighbouring pages of a paged list, keeping the request's other query arguments."""
+"""Links to the neighbouring pages of a paged list, and to other orders of it, that keep the request's
+other query arguments.
+"""
 
 from __future__ import annotations
 
 from flask import request, url_for
 
 
+def url_with(endpoint: str, **changes: str | None) -> str:
+    """The URL of `endpoint` with this request's query arguments, changed as given (None drops one)."""
+    args = request.args.to_dict()
+    for name, value in changes.items():
+        if value is None:
+            args.pop(name, None)
+        else:
+            args[name] = value
+    return url_for(endpoint, **args)
+
+
 def page_url(endpoint: str, page: int) -> str:
     """The URL of `endpoint` with this request's query arguments and ``page`` set to `page`."""
-    args = request.args.to_dict()
-    args["page"] = str(page)
-    return url_for(endpoint, **args)
+    return url_with(endpoint, page=str(page))
 
 
 def current_page() -> int:

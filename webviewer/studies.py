@@ -1,26 +1,33 @@
-"""The study list: search by patient, date, modality and accession, newest first, a page at a time.
+"""The study list: search by patient, date, modality and accession, sorted by a column, a page at a time.
 
-Form values become DICOM matching keys for :meth:`storage.archive.Archive.find`: a name
-is a case-insensitive prefix, dates come from the browser's date inputs, and the
-wildcard and multi-value characters ``* ? \\`` are removed from whatever is typed. Every
-search is audited with its keys.
+The form's values become a :class:`storage.search.StudyQuery` (not DICOM matching: see
+:mod:`storage.search`): the words of a name in any order, a part of a patient ID or of
+an accession number; dates come from the browser's date inputs. ``patient`` lists one
+patient's studies (the "n studies" link of a row). ``sort`` is a column of
+:data:`storage.search.SORTS` and ``dir`` ``asc`` or ``desc`` (newest first by default).
+Every search is audited with its criteria.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 from pydicom.dataset import Dataset
 
 from pacs.core.access_events import query_run
+from storage.search import SORTS, StudyQuery, StudyRow
+from webviewer import people
 from webviewer.auth import me, physician_required, record, source
-from webviewer.paging import current_page, neighbours
+from webviewer.paging import current_page, neighbours, url_with
 
 bp = Blueprint("studies", __name__)
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_STRIP = str.maketrans("", "", "*?\\")
+_STRIP = str.maketrans("", "", "*?\\")  # DICOM wildcards and value separator, for identifier()
+# The columns whose headers sort the list, and the direction of their first click.
+SORTABLE = {"name": False, "patient_id": False, "birth_date": False, "date": True, "accession": False}
 RETURNED = (
     "StudyInstanceUID",
     "PatientName",
@@ -47,14 +54,15 @@ class Search:
     date_to: str = ""
     modality: str = ""
     accession: str = ""
+    patient: int | None = None
 
-    def keys(self) -> dict[str, str]:
+    def keys(self) -> dict[str, Any]:
         """The criteria that were given."""
         return {key: value for key, value in vars(self).items() if value}
 
 
 def _text(field: str, limit: int = 64) -> str:
-    return request.args.get(field, "").translate(_STRIP).strip()[:limit]
+    return request.args.get(field, "").strip()[:limit]
 
 
 def _date(field: str) -> str:
@@ -64,6 +72,7 @@ def _date(field: str) -> str:
 
 def read_search() -> Search:
     """The search of this request's query string."""
+    patient = request.args.get("patient", "")
     return Search(
         name=_text("name"),
         patient_id=_text("patient_id"),
@@ -72,22 +81,76 @@ def read_search() -> Search:
         date_to=_date("to"),
         modality=_text("modality", 16).upper(),
         accession=_text("accession", 16),
+        patient=int(patient) if patient.isdigit() and len(patient) <= 12 else None,
     )
 
 
+def read_sort() -> tuple[str, bool]:
+    """The sort column and whether it is descending (newest first when not given or unknown)."""
+    sort = request.args.get("sort", "date")
+    if sort not in SORTS:
+        return "date", True
+    direction = request.args.get("dir", "")
+    return sort, direction == "desc" if direction in ("asc", "desc") else SORTABLE[sort]
+
+
 def identifier(search: Search) -> Dataset:
-    """The C-FIND-style STUDY identifier for `search`."""
+    """The C-FIND STUDY identifier nearest to `search` under DICOM matching (a name prefix,
+    exact IDs): what ``bench/web_search.py`` times as the bare index query."""
     ds = Dataset()
     for keyword in RETURNED:
         setattr(ds, keyword, "")
-    ds.PatientName = f"{search.name}*" if search.name else ""
-    ds.PatientID = search.patient_id
+    name = search.name.translate(_STRIP)
+    ds.PatientName = f"{name}*" if name else ""
+    ds.PatientID = search.patient_id.translate(_STRIP)
     ds.PatientBirthDate = search.birth_date
     if search.date_from or search.date_to:
         ds.StudyDate = f"{search.date_from}-{search.date_to}"
-    ds.ModalitiesInStudy = search.modality
-    ds.AccessionNumber = search.accession
+    ds.ModalitiesInStudy = search.modality.translate(_STRIP)
+    ds.AccessionNumber = search.accession.translate(_STRIP)
     return ds
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A study row as the template shows it."""
+
+    row: StudyRow
+    name: people.ShownName
+    sex: str
+    age: str
+    born: str
+    date: str
+    time: str
+    modalities: str
+
+
+def listed(row: StudyRow) -> Listed:
+    """How `row` is shown."""
+    return Listed(
+        row=row,
+        name=people.person_name(row.patient_name),
+        sex=people.SEXES.get(row.sex.upper(), ""),
+        age=people.age(row.patient_age, row.birth_date, row.study_date),
+        born=people.iso_date(row.birth_date),
+        date=people.iso_date(row.study_date),
+        time=people.iso_time(row.study_time),
+        modalities=", ".join(part for part in row.modalities.split("\\") if part),
+    )
+
+
+def sort_links(sort: str, descending: bool) -> dict[str, dict[str, str]]:
+    """For each sortable column: the URL that sorts by it (the other way if it is the sort) and
+    its ``aria-sort`` value."""
+    links: dict[str, dict[str, str]] = {}
+    for column, first_descending in SORTABLE.items():
+        current = column == sort
+        down = not descending if current else first_descending
+        links[column] = {
+            "url": url_with("studies.index", sort=column, dir="desc" if down else "asc", page=None),
+            "aria": ("descending" if descending else "ascending") if current else "none",
+        }
+    return links
 
 
 @bp.get("/")
@@ -96,13 +159,20 @@ def index() -> str:
     """The study list (``/``)."""
     services = current_app.extensions["pacs"]
     search = read_search()
+    sort, descending = read_sort()
     page = current_page()
     size = services.config.page_size
-    found = services.archive.find("STUDY", identifier(search), limit=size + 1, offset=(page - 1) * size)
+    query = StudyQuery(
+        **vars(search), sort=sort, descending=descending, limit=size + 1, offset=(page - 1) * size
+    )
+    found = services.archive.search_studies(query)
     record(query_run(by=me(), source=source(), what="study list", keys=search.keys(), page=page))
+    rows = [listed(row) for row in found[:size]]
     return render_template(
         "studies.html",
-        studies=found[:size],
+        studies=rows,
         search=search,
+        patient=rows[0] if search.patient is not None and rows else None,
+        sorts=sort_links(sort, descending),
         **neighbours("studies.index", page, more=len(found) > size),
     )
