@@ -140,6 +140,7 @@ export function updateControls() {
   el.slider.value = String(index + 1);
   el.slider.disabled = total < 2;
   el.cine.disabled = total < 2;
+  if (total < 2) el.cineFps.textContent = "";
   el.frameLabel.textContent = `${total ? index + 1 : 0} / ${total}`;
   syncState();
 }
@@ -176,6 +177,7 @@ export async function loadThumbnails() {
     try {
       const slices = await loadSlices(record);
       const slice = slices[Math.floor(slices.length / 2)];
+      if (slice?.document) drawLabelThumb(record);
       if (!slice || slice.document) continue;
       const frame = cache.get(slice.key);
       if (frame) {
@@ -187,6 +189,18 @@ export async function loadThumbnails() {
       report(error);
     }
   }
+}
+
+/** A document series' thumbnail: its modality, written on gray. */
+function drawLabelThumb(record) {
+  const ctx = record.canvas.getContext("2d");
+  ctx.fillStyle = "#2b323c";
+  ctx.fillRect(0, 0, THUMB_SIZE, THUMB_SIZE);
+  ctx.fillStyle = "#dce1e7";
+  ctx.font = "600 22px system-ui, sans-serif";
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  ctx.fillText(String(record.modality || "DOC").slice(0, 4), THUMB_SIZE / 2, THUMB_SIZE / 2);
 }
 
 /** Draw `frame` into `record`'s thumbnail, fitted and centred on black. */

@@ -7,7 +7,6 @@
  */
 import { el, root, state } from "./context.js";
 import { autoWindowOf, presetTitle, presetsFor } from "./presets.js";
-import { TOOLS } from "./shortcuts.js";
 import { setWindow } from "./tools.js";
 import { active } from "./viewports.js";
 
@@ -71,8 +70,8 @@ export function showChoices() {
   for (const button of root.querySelectorAll("[data-layout]")) {
     button.setAttribute("aria-pressed", String(button.dataset.layout === state.layout));
   }
-  const tool = TOOLS.find((t) => t.tool === state.tool);
-  document.getElementById("tool-menu-label").textContent = tool ? tool.label.replace(/ ROI$/, "") : "Tools";
+  const pressed = root.querySelector(`[data-tool="${state.tool}"]`);
+  document.getElementById("tool-menu-label").textContent = pressed?.textContent ?? "";
 }
 
 /** Open and close the drop-downs: on their toggles, after a choice, on a click elsewhere. */
