@@ -69,4 +69,7 @@ test("without dataset windows they are not invented; colour images have no prese
   assert.deepEqual(presetsFor("US", { ...ctFrame, format: "rgb8", window: null }), []);
   const unnamed = presetsFor("MR", { ...ctFrame, windows: [{ center: 5, width: 10, explanation: "" }] });
   assert.equal(unnamed[1].label, "Window 1");
+  // The default window, unnamed, is not listed twice.
+  const same = presetsFor("MR", { ...ctFrame, windows: [{ center: 40, width: 400, explanation: "" }, { center: 5, width: 10 }] });
+  assert.deepEqual(same.map((p) => p.label), ["Default", "Window 2", "Auto"]);
 });

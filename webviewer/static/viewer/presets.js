@@ -33,8 +33,10 @@ export function presetsFor(modality, frame) {
   if (!frame || frame.format === "rgb8" || !frame.window) return [];
   const presets = [{ id: "default", label: "Default", ...pick(frame.window) }];
   ownWindows(frame).forEach((w, i) => {
-    const label = String(w.explanation ?? "").trim() || `Window ${i + 1}`;
-    presets.push({ id: `own-${i + 1}`, label, ...pick(w) });
+    const label = String(w.explanation ?? "").trim();
+    // An unnamed window that is the default already has its entry.
+    if (!label && w.center === frame.window.center && w.width === frame.window.width) return;
+    presets.push({ id: `own-${i + 1}`, label: label || `Window ${i + 1}`, ...pick(w) });
   });
   const auto = autoWindowOf(frame);
   if (auto) presets.push({ id: "auto", label: "Auto", ...pick(auto) });
