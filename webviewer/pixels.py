@@ -1,11 +1,22 @@
 """Decoding frames into the samples the browser windows and draws, and a memory-only cache.
 
 Every transfer syntax we accept decodes through pydicom and its plugins (pylibjpeg's
-libjpeg, openjpeg and RLE decoders, pyjpegls, and pydicom's own deflate). Grayscale frames go
-out as their stored values (8- or 16-bit, signed or not, or float) with the rescale
-slope and intercept and the dataset's window, so window/level happens in the browser.
-Colour frames (RGB, YBR, palette) go out as 8-bit RGB. Decrypted objects and decoded
-frames are cached in memory only, within a byte budget, never on disk.
+libjpeg, openjpeg and RLE decoders, pyjpegls, and pydicom's own deflate; 12-bit JPEG
+Extended that libjpeg refuses through GDCM, :mod:`webviewer.jpeg12`). Colour frames (RGB,
+YBR, palette) go out as 8-bit RGB. Decrypted objects and decoded frames are cached in
+memory only, within a byte budget, never on disk.
+
+Grayscale frames go out as their stored values (8- or 16-bit, signed or not, or float),
+and window/level happens in the browser (``static/viewer/frames.js`` and
+``windowing.js``). What the frame needs for that is read from the attributes that hold for
+it (:mod:`webviewer.functional_groups`: a multi-frame object's per-frame and shared
+functional groups override the top level) and sent as ``X-`` headers
+(:meth:`Frame.headers`): the rescale; the windows, all of them, with their explanations,
+and the VOI LUT function; the VOI LUT Sequence's tables; the Presentation LUT Shape; the
+pixel padding value; the pixel spacing and the frame's geometry (position, orientation,
+thickness, slice location, frame of reference); the overlay planes of the frame
+(:mod:`webviewer.overlays`). A Modality LUT Sequence is applied here and its output sent as
+the samples, with a rescale of 1 and 0 (:mod:`webviewer.luts`).
 
 Nothing is decoded before its size is known and allowed (:class:`DecodeLimits`): the size
 comes from the header (Rows, Columns, Samples per Pixel, Bits Allocated), a compressed
@@ -15,18 +26,21 @@ inflated only up to the limit, and the frames being decoded at once share one bu
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.pixels import apply_color_lut, pixel_array
-from pydicom.uid import UID, RLELossless
+from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
+from pydicom.uid import UID, JPEGExtended12Bit, RLELossless
 
+from webviewer import jpeg12
 from webviewer.decodelimits import (
     DecodeLimits,
     FrameError,
@@ -35,6 +49,18 @@ from webviewer.decodelimits import (
     encapsulated_frame,
     geometry,
 )
+from webviewer.functional_groups import frame_attributes
+from webviewer.luts import (
+    VoiLut,
+    Window,
+    has_modality_lut,
+    modality_lut_output,
+    numbers,
+    voi_function,
+    voi_luts,
+    windows,
+)
+from webviewer.overlays import Overlay, frame_overlays
 
 _FORMATS = {
     ("u", 1): "uint8",
@@ -42,6 +68,39 @@ _FORMATS = {
     ("u", 2): "uint16",
     ("i", 2): "int16",
 }
+_UID = re.compile(r"^[0-9.]{1,64}$")
+# libjpeg first for JPEG Extended, GDCM's IJG codec for what libjpeg refuses (webviewer.jpeg12).
+_PREFERRED = {JPEGExtended12Bit: ("pylibjpeg", jpeg12.LABEL)}
+jpeg12.register()
+
+
+def _list(values: tuple[float, ...]) -> str:
+    return "\\".join(f"{value:g}" for value in values)
+
+
+@dataclass(frozen=True)
+class Geometry3D:
+    """Where a frame is in the patient: PS3.3 C.7.6.2 (all in mm)."""
+
+    position: tuple[float, ...] | None = None
+    orientation: tuple[float, ...] | None = None
+    thickness: float | None = None
+    slice_location: float | None = None
+    frame_of_reference: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {}
+        if self.position is not None:
+            headers["X-Image-Position-Patient"] = _list(self.position)
+        if self.orientation is not None:
+            headers["X-Image-Orientation-Patient"] = _list(self.orientation)
+        if self.thickness is not None:
+            headers["X-Slice-Thickness"] = f"{self.thickness:g}"
+        if self.slice_location is not None:
+            headers["X-Slice-Location"] = f"{self.slice_location:g}"
+        if self.frame_of_reference is not None:
+            headers["X-Frame-Of-Reference-UID"] = self.frame_of_reference
+        return headers
 
 
 @dataclass(frozen=True)
@@ -56,12 +115,18 @@ class Frame:
     frames: int
     slope: float = 1.0
     intercept: float = 0.0
-    window: tuple[float, float] | None = None
+    windows: tuple[Window, ...] = ()
+    voi_function: str = "LINEAR"
+    voi_luts: tuple[VoiLut, ...] = ()
+    presentation_shape: str | None = None
+    padding: tuple[float, ...] | None = None
     spacing: tuple[float, float] | None = None
     frame_time_ms: float | None = None
+    place: Geometry3D = Geometry3D()
+    overlays: tuple[Overlay, ...] = ()
 
     def headers(self) -> dict[str, str]:
-        """The ``X-`` response headers describing the samples."""
+        """The ``X-`` response headers describing the samples and how to show them."""
         headers = {
             "X-Sample-Format": self.sample_format,
             "X-Rows": str(self.rows),
@@ -71,44 +136,45 @@ class Frame:
             "X-Rescale-Slope": f"{self.slope:g}",
             "X-Rescale-Intercept": f"{self.intercept:g}",
         }
-        if self.window is not None:
-            headers["X-Window-Center"] = f"{self.window[0]:g}"
-            headers["X-Window-Width"] = f"{self.window[1]:g}"
+        headers.update(self._grayscale_headers())
         if self.spacing is not None:
-            headers["X-Pixel-Spacing"] = f"{self.spacing[0]:g}\\{self.spacing[1]:g}"
+            headers["X-Pixel-Spacing"] = _list(self.spacing)
         if self.frame_time_ms is not None:
             headers["X-Frame-Time-Ms"] = f"{self.frame_time_ms:g}"
+        headers.update(self.place.headers())
+        if self.overlays:
+            headers["X-Overlays"] = json.dumps([overlay.describe() for overlay in self.overlays])
+        return headers
+
+    def _grayscale_headers(self) -> dict[str, str]:
+        headers = {}
+        if self.windows:
+            headers["X-Window-Center"] = _list(tuple(w.center for w in self.windows))
+            headers["X-Window-Width"] = _list(tuple(w.width for w in self.windows))
+            if any(w.explanation for w in self.windows):
+                explanations = (quote(w.explanation, safe=" ") for w in self.windows)
+                headers["X-Window-Explanation"] = "\\".join(explanations)
+        if self.windows or self.voi_luts:
+            headers["X-Voi-Lut-Function"] = self.voi_function
+        if self.voi_luts:
+            headers["X-Voi-Luts"] = json.dumps([lut.describe() for lut in self.voi_luts])
+        if self.presentation_shape is not None:
+            headers["X-Presentation-Lut-Shape"] = self.presentation_shape
+        if self.padding is not None:
+            headers["X-Pixel-Padding"] = _list(self.padding)
         return headers
 
 
 def _first(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, MultiValue | list | tuple):
-        value = value[0] if value else None
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _window(ds: Dataset) -> tuple[float, float] | None:
-    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if center is None or width is None or width < 1:
-        return None
-    return center, width
+    found = numbers(value)
+    return found[0] if found else None
 
 
 def _spacing(ds: Dataset) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(keyword)
-        if value is not None and len(value) == 2:
-            try:
-                row, column = float(value[0]), float(value[1])
-            except (TypeError, ValueError):
-                continue
-            if row > 0 and column > 0:
-                return row, column
+        value = numbers(ds.get(keyword))
+        if len(value) == 2 and value[0] > 0 and value[1] > 0:
+            return value[0], value[1]
     return None
 
 
@@ -118,6 +184,22 @@ def _frame_time(ds: Dataset) -> float | None:
         return frame_time
     rate = _first(ds.get("RecommendedDisplayFrameRate")) or _first(ds.get("CineRate"))
     return 1000.0 / rate if rate and rate > 0 else None
+
+
+def _place(flat: Dataset) -> Geometry3D:
+    position, orientation = (
+        numbers(flat.get("ImagePositionPatient")),
+        numbers(flat.get("ImageOrientationPatient")),
+    )
+    thickness = _first(flat.get("SliceThickness"))
+    uid = str(flat.get("FrameOfReferenceUID", "") or "").strip()
+    return Geometry3D(
+        position=tuple(position) if len(position) == 3 else None,
+        orientation=tuple(orientation) if len(orientation) == 6 else None,
+        thickness=thickness if thickness is not None and thickness > 0 else None,
+        slice_location=_first(flat.get("SliceLocation")),
+        frame_of_reference=uid if _UID.match(uid) else None,
+    )
 
 
 def _to_rgb8(array: np.ndarray, bits: int) -> bytes:
@@ -136,13 +218,39 @@ def _colour_bits(ds: Dataset, photometric: str, array: np.ndarray) -> int:
     return int(ds.get("BitsStored") or 8 * array.itemsize)
 
 
+def decoding_plugins(syntax: UID) -> tuple[str, ...]:
+    """The decoding plugins to try for `syntax`, in order ("" lets pydicom pick, for native data)."""
+    if not syntax.is_encapsulated:
+        return ("",)
+    if syntax == RLELossless:
+        # pylibjpeg-rle decodes into a buffer of the frame's size and stops at its end (pydicom's
+        # own RLE decoder grows a segment as far as its runs say, 64 times its length).
+        return ("pylibjpeg",)
+    available = get_decoder(syntax).available_plugins
+    preferred = [name for name in _PREFERRED.get(syntax, ()) if name in available]
+    plugins = (*preferred, *(name for name in available if name not in preferred))
+    return plugins or ("",)
+
+
+def _decode(ds: Dataset, index: int | None, syntax: UID) -> np.ndarray:
+    """The frame's samples, from the first plugin of :func:`decoding_plugins` that decodes it."""
+    failures = []
+    for plugin in decoding_plugins(syntax):
+        try:
+            return pixel_array(ds, index=index, decoding_plugin=plugin)
+        except BaseException as exc:  # a plugin's own error types; all mean "cannot decode"
+            # pylibjpeg-rle's bounds checks panic (a BaseException) on runs past the frame.
+            if not isinstance(exc, Exception) and type(exc).__module__ != "pyo3_runtime":
+                raise
+            failures.append(exc)
+    raise FrameError(f"the pixel data cannot be decoded: {type(failures[-1]).__name__}") from failures[-1]
+
+
 def decode_frame(ds: Dataset, number: int, limits: DecodeLimits) -> Frame:
     """Frame `number` (1-based) of `ds`, decoded within `limits`; raise :class:`FrameError` if impossible.
 
     The frame's size is checked from the header, and a compressed frame's own header
-    against it, before any decoder runs; RLE goes to pylibjpeg-rle, which decodes into a
-    buffer of that size and stops at its end (pydicom's own RLE decoder grows a segment
-    as far as its runs say, 64 times its length).
+    against it, before any decoder runs.
     """
     if "PixelData" not in ds:
         raise FrameError("the object has no pixel data")
@@ -156,46 +264,64 @@ def decode_frame(ds: Dataset, number: int, limits: DecodeLimits) -> Frame:
     syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
     if syntax.is_encapsulated:
         check_codestream(syntax, encapsulated_frame(ds, number - 1, frames), shape)
-    plugin = "pylibjpeg" if syntax == RLELossless else ""
     with limits.reserve(size):
-        try:
-            array = pixel_array(ds, index=number - 1 if frames > 1 else None, decoding_plugin=plugin)
-            if photometric == "PALETTE COLOR":
+        array = _decode(ds, number - 1 if frames > 1 else None, syntax)
+        if photometric == "PALETTE COLOR":
+            try:
                 array = apply_color_lut(array, ds)
-        except BaseException as exc:  # a plugin's own error types; all mean "cannot decode"
-            # pylibjpeg-rle's bounds checks panic (a BaseException) on runs past the frame.
-            if not isinstance(exc, Exception) and type(exc).__module__ != "pyo3_runtime":
-                raise
-            raise FrameError(f"the pixel data cannot be decoded: {type(exc).__name__}") from exc
-        return _frame(ds, array, shape, photometric)
+            except Exception as exc:  # a malformed palette: pydicom raises several kinds
+                raise FrameError(f"the palette cannot be applied: {type(exc).__name__}") from exc
+        return _frame(ds, number, array, shape, photometric, limits)
 
 
-def _frame(ds: Dataset, array: np.ndarray, shape: Geometry, photometric: str) -> Frame:
+def _frame(
+    ds: Dataset, number: int, array: np.ndarray, shape: Geometry, photometric: str, limits: DecodeLimits
+) -> Frame:
     """The samples of a decoded `array` as they go out, with what the browser needs to show them."""
+    flat = frame_attributes(ds, number - 1)
     common = {
         "rows": shape.rows,
         "columns": shape.columns,
         "frames": shape.frames,
         "frame_time_ms": _frame_time(ds),
+        "spacing": _spacing(flat),
+        "place": _place(flat),
+        "overlays": frame_overlays(ds, number, limits.max_frame_bytes),
     }
     if array.ndim == 3 and array.shape[-1] == 3:
         samples = _to_rgb8(array, _colour_bits(ds, photometric, array))
-        return Frame(samples, "rgb8", photometric="RGB", spacing=_spacing(ds), **common)
+        return Frame(samples, "rgb8", photometric="RGB", **common)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise FrameError(f"photometric interpretation {photometric} is not supported")
+    return _grayscale(flat, array, photometric, common)
+
+
+def _grayscale(flat: Dataset, array: np.ndarray, photometric: str, common: dict[str, Any]) -> Frame:
+    slope, intercept = _first(flat.get("RescaleSlope")) or 1.0, _first(flat.get("RescaleIntercept")) or 0.0
+    if has_modality_lut(flat):
+        try:
+            array = modality_lut_output(array, flat)
+        except Exception as exc:  # a descriptor that disagrees with its data: pydicom raises several kinds
+            raise FrameError(f"the Modality LUT cannot be applied: {type(exc).__name__}") from exc
+        slope, intercept = 1.0, 0.0
     if array.dtype.kind == "f" or array.dtype.itemsize > 2:
         samples, sample_format = array.astype("<f4").tobytes(), "float32"
     else:
         sample_format = _FORMATS[(array.dtype.kind, array.dtype.itemsize)]
         samples = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    shape = str(flat.get("PresentationLUTShape", "") or "").strip().upper()
+    padding = numbers(flat.get("PixelPaddingValue"))[:1] + numbers(flat.get("PixelPaddingRangeLimit"))[:1]
     return Frame(
         samples,
         sample_format,
         photometric=photometric,
-        slope=_first(ds.get("RescaleSlope")) or 1.0,
-        intercept=_first(ds.get("RescaleIntercept")) or 0.0,
-        window=_window(ds),
-        spacing=_spacing(ds),
+        slope=slope,
+        intercept=intercept,
+        windows=windows(flat),
+        voi_function=voi_function(flat),
+        voi_luts=voi_luts(flat),
+        presentation_shape=shape if shape in ("IDENTITY", "INVERSE") else None,
+        padding=tuple(padding) if padding else None,
         **common,
     )
 

@@ -8,6 +8,10 @@ import {
   lutFor,
   lutOffset,
   paint,
+  paintOverlays,
+  polarityCorrection,
+  voiLutFor,
+  voiLutLevel,
   roundForDisplay,
   windowFunction,
 } from "../../webviewer/static/viewer/windowing.js";
@@ -132,4 +136,73 @@ test("window values are shown whole from 100 up and to three significant digits 
     [1234.56, -600, 100.4, 99.96, 40, 12.345, 0.123456, -0.5].map(roundForDisplay),
     ["1235", "-600", "100", "100", "40", "12.3", "0.123", "-0.5"],
   );
+});
+
+test("the sigmoid VOI function is the standard's (PS3.3 C.11.2.1.3.1)", () => {
+  const level = windowFunction(40, 80, false, "SIGMOID");
+  for (const x of [-100, 0, 40, 80, 300]) {
+    assert.ok(Math.abs(level(x) - 1 / (1 + Math.exp((-4 * (x - 40)) / 80))) < 1e-12);
+  }
+  assert.equal(level(40), 0.5);
+});
+
+test("a frame's VOI LUT function applies to its integer samples", () => {
+  const pixels = new Uint8Array([0, 1, 2]);
+  const exact = painted({ format: "uint8", slope: 1, intercept: 0, pixels, voiFunction: "LINEAR_EXACT" }, 1, 2);
+  const linear = painted({ format: "uint8", slope: 1, intercept: 0, pixels, voiFunction: "LINEAR" }, 1, 2);
+  assert.deepEqual([exact[0], exact[4], exact[8]], [0, 128, 255]);
+  assert.deepEqual([linear[0], linear[4], linear[8]], [0, 255, 255]);
+});
+
+const voiLut = { first: 10, step: 1, bits: 8, data: new Uint16Array([0, 51, 255]), key: "t" };
+
+test("a VOI LUT maps modality values below and above its range to its first and last entries", () => {
+  assert.deepEqual([0, 10, 11, 12, 99].map((v) => voiLutLevel(voiLut, v)), [0, 0, 0.2, 1, 1]);
+  const sampled = { ...voiLut, step: 10, first: 0 };
+  assert.deepEqual([0, 9, 10, 25].map((v) => voiLutLevel(sampled, v)), [0, 0, 0.2, 1]);
+});
+
+test("the window that is exactly a VOI LUT's paints through the table, any other linearly", () => {
+  const entry = { center: 11.5, width: 3, explanation: "", lut: voiLut };
+  const frame = { format: "uint8", slope: 1, intercept: 0, pixels: new Uint8Array([10, 11, 12]), windows: [entry] };
+  assert.equal(voiLutFor(frame, 11.5, 3), voiLut);
+  assert.equal(voiLutFor(frame, 11.5, 4), null);
+  const bytes = painted(frame, 11.5, 3);
+  assert.deepEqual([bytes[0], bytes[4], bytes[8]], [0, 51, 255]);
+  const linear = painted(frame, 11.5, 4);
+  assert.notDeepEqual([linear[0], linear[4], linear[8]], [0, 51, 255]);
+});
+
+test("a float frame paints through its VOI LUT too", () => {
+  const entry = { center: 11.5, width: 3, lut: voiLut };
+  const frame = { format: "float32", slope: 1, intercept: 0, pixels: new Float32Array([10, 11, 12]), windows: [entry] };
+  const bytes = painted(frame, 11.5, 3);
+  assert.deepEqual([bytes[0], bytes[4], bytes[8]], [0, 51, 255]);
+});
+
+test("a Presentation LUT Shape that disagrees with MONOCHROME1 corrects the caller's inversion", () => {
+  assert.equal(polarityCorrection({ photometric: "MONOCHROME2", inverse: false }), false);
+  assert.equal(polarityCorrection({ photometric: "MONOCHROME1", inverse: true }), false);
+  assert.equal(polarityCorrection({ photometric: "MONOCHROME2", inverse: true }), true);
+  assert.equal(polarityCorrection({ photometric: "MONOCHROME1", inverse: false }), true);
+  assert.equal(polarityCorrection({ photometric: "MONOCHROME1" }), false);
+  // MONOCHROME2 with INVERSE, the view not inverted (the caller passes invert = false): shown negative.
+  const frame = { format: "uint8", slope: 1, intercept: 0, pixels: new Uint8Array([0, 255]), photometric: "MONOCHROME2", inverse: true };
+  const bytes = painted(frame, 128, 256, false);
+  assert.deepEqual([bytes[0], bytes[4]], [255, 0]);
+});
+
+test("overlay planes are painted white at their origin, clipped to the image", () => {
+  const plane = { rows: 2, cols: 2, top: 1, left: 1, bits: new Uint8Array([1, 0, 1, 1]) };
+  const frame = { format: "uint8", slope: 1, intercept: 0, rows: 2, cols: 2, pixels: new Uint8Array(4), overlays: [plane] };
+  const out = new Uint32Array(4);
+  paint(frame, out, 128, 256, false);
+  assert.deepEqual([...out], [0xff000000, 0xff000000, 0xff000000, 0xffffffff]);
+  const outside = { ...plane, top: -1, left: -1 };
+  const clipped = new Uint32Array(4);
+  paintOverlays({ ...frame, overlays: [outside] }, clipped);
+  assert.deepEqual([...clipped], [0xffffffff, 0, 0, 0]);
+  const off = new Uint32Array(4);
+  paint(frame, off, 128, 256, false, { overlays: false });
+  assert.ok(off.every((p) => p === 0xff000000));
 });
