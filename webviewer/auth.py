@@ -58,6 +58,9 @@ WRONG_ENROLMENT_CODE = (
 )
 TOO_MANY_CODES = "Too many wrong codes. Wait a moment and try again."
 PENDING_SECONDS = 300
+# The first login's enrolment allows time to install an authenticator app.
+ENROL_SECONDS = 900
+EXPIRED = "The login took too long. Log in again: an authenticator being set up keeps its key."
 View = TypeVar("View", bound=Callable[..., Any])
 
 
@@ -99,11 +102,17 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(AuditUnavailableError, _unavailable)
 
 
-def _pending() -> str | None:
-    """The user who passed the password step of this session recently, if any."""
+def _pending(window: int = PENDING_SECONDS) -> str | None:
+    """The user who passed the password step of this session in the last `window` seconds, if any.
+
+    A pending login that has run out is dropped with a message on the login page.
+    """
     name = session.get("pending")
-    since = session.get("pending_since", 0)
-    if not isinstance(name, str) or time.time() - float(since) > PENDING_SECONDS:
+    if not isinstance(name, str):
+        return None
+    if time.time() - float(session.get("pending_since", 0)) > window:
+        session.pop("pending", None)
+        flash(EXPIRED)
         return None
     return name
 
@@ -135,9 +144,13 @@ def current_account() -> Account | None:
     return g.get("account")
 
 
+# Fetched by the viewer's script, like the dicomweb blueprint.
+_API_ENDPOINTS = {"viewer.tags", "viewer.related", "documents.panel"}
+
+
 def _is_api() -> bool:
     """Whether this request comes from the viewer's script (answered 401, not sent to login)."""
-    return request.blueprint == "dicomweb" or request.endpoint == "viewer.tags"
+    return request.blueprint == "dicomweb" or request.endpoint in _API_ENDPOINTS
 
 
 def login_required(view: View) -> View:
@@ -242,7 +255,7 @@ def enrol() -> Response | str:
 
     A wrong code is audited, counted by the throttle, and shows the same page and key again.
     """
-    name = _pending()
+    name = _pending(ENROL_SECONDS)
     if name is None or session.get("may_enrol") is not True:
         return redirect(url_for("auth.login"))
     accounts = _accounts()

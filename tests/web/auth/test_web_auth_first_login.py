@@ -9,10 +9,12 @@ browser by :mod:`tests.web.auth.test_web_auth_first_login_browser`.
 from __future__ import annotations
 
 import re
+import time
 from base64 import b32decode
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
+import pytest
 from zxcvbn import zxcvbn
 
 from pacs.core.accounts import ACCOUNT_FREE_FAILURES
@@ -30,6 +32,7 @@ from tests.web.web_helpers import (
     link,
     messages,
 )
+from webviewer import auth
 from webviewer.auth import TOO_MANY_CODES, WRONG_ENROLMENT_CODE
 
 WEAK = "passwordpassword"
@@ -208,3 +211,34 @@ def test_variation_of_the_current_password_is_refused_at_an_own_change(lite: Web
     response = browser.post("/account/password", {"current": user.password, "new": new, "again": new})
     assert any("too easy to guess" in message for message in messages(response.text))
     assert lite.accounts.check_password("doc", user.password, "198.51.100.9").ok
+
+
+# How long a pending login lasts.
+
+
+class _Later:
+    """Stands in for :mod:`time` in :mod:`webviewer.auth`: the wall clock, `seconds` ahead."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def time(self) -> float:
+        return time.time() + self.seconds
+
+
+def test_enrolment_page_still_answers_ten_minutes_after_the_password_step(
+    lite: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    browser = _at_enrolment(lite)
+    key = browser.enrolment_page()[0].secret
+    monkeypatch.setattr(auth, "time", _Later(10 * 60))
+    assert browser.enrolment_page()[0].secret == key
+
+
+def test_a_pending_login_that_ran_out_goes_back_to_the_login_page_with_a_message(
+    lite: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    browser = _at_enrolment(lite)
+    monkeypatch.setattr(auth, "time", _Later(auth.ENROL_SECONDS + 1))
+    assert is_redirect_to(browser.get("/login/enrol"), "/login")
+    assert auth.EXPIRED in messages(browser.get("/login").text)
