@@ -28,7 +28,7 @@ from pydicom.uid import generate_uid
 
 from pacs.core.context import Context
 from storage.errors import PacsError
-from tests.web.browser import log_in_reader
+from tests.web.browser import VIEWER_READY, log_in_reader
 from tests.web.dicomweb_helpers import Stored, store_one
 from tests.web.pixel_references import (
     dcmtk_gray,
@@ -417,3 +417,24 @@ def test_a_sample_pydicom_cannot_decode_is_refused_not_shown(page: Page, live: L
     stored: dict[str, tuple[Stored, Path]] = live.seeded
     # Playwright's request context (the page's cookies): a 422 fetched by the page is a console error.
     assert page.request.get(stored[name][0].frame_url(1)).status == 422
+
+
+# -- the viewer itself ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "window"),
+    [("eCT_Supplemental.dcm", (49, 102)), ("MR-SIEMENS-DICOM-WithOverlays.dcm", (450, 790))],
+)
+def test_the_viewer_opens_with_the_data_set_s_window_and_draws_its_overlays(
+    page: Page, live: Live, tmp_path: Path, name: str, window: tuple[int, int]
+) -> None:
+    stored: Stored = live.seeded[name][0]
+    page.goto(f"/studies/{stored.study_uid}")
+    page.wait_for_function(VIEWER_READY)
+    page.wait_for_function("() => viewerState.center !== null")
+    state = page.evaluate("() => ({ center: viewerState.center, width: viewerState.width })")
+    assert (state["center"], state["width"]) == window
+    shot = tmp_path / f"{Path(name).stem}.png"
+    page.screenshot(path=shot)
+    print(f"screenshot: {shot}")
