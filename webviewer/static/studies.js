@@ -15,7 +15,8 @@ export function parseIso(value) {
   if (match === null) return null;
   const [year, month, day, hours = 0, minutes = 0, seconds = 0] = match.slice(1).map(Number);
   const moment = new Date(Date.UTC(year, month - 1, day, hours, minutes, seconds));
-  return moment.getUTCDate() === day ? moment : null;
+  const exact = moment.getUTCMonth() === month - 1 && moment.getUTCDate() === day && moment.getUTCHours() === hours;
+  return exact && minutes < 60 && seconds < 60 ? moment : null;
 }
 
 /** `value` (ISO) as `locale` writes a date ("date") or a date and time ("datetime"); null if invalid. */
