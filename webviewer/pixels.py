@@ -74,8 +74,14 @@ _PREFERRED = {JPEGExtended12Bit: ("pylibjpeg", jpeg12.LABEL)}
 jpeg12.register()
 
 
+def _number(value: float) -> str:
+    """`value` as short as it reads back exactly (``2.734375``, ``-1024``, ``0.1``)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 def _list(values: tuple[float, ...]) -> str:
-    return "\\".join(f"{value:g}" for value in values)
+    return "\\".join(_number(value) for value in values)
 
 
 @dataclass(frozen=True)
@@ -95,9 +101,9 @@ class Geometry3D:
         if self.orientation is not None:
             headers["X-Image-Orientation-Patient"] = _list(self.orientation)
         if self.thickness is not None:
-            headers["X-Slice-Thickness"] = f"{self.thickness:g}"
+            headers["X-Slice-Thickness"] = _number(self.thickness)
         if self.slice_location is not None:
-            headers["X-Slice-Location"] = f"{self.slice_location:g}"
+            headers["X-Slice-Location"] = _number(self.slice_location)
         if self.frame_of_reference is not None:
             headers["X-Frame-Of-Reference-UID"] = self.frame_of_reference
         return headers
@@ -133,14 +139,14 @@ class Frame:
             "X-Columns": str(self.columns),
             "X-Photometric": self.photometric,
             "X-Number-Of-Frames": str(self.frames),
-            "X-Rescale-Slope": f"{self.slope:g}",
-            "X-Rescale-Intercept": f"{self.intercept:g}",
+            "X-Rescale-Slope": _number(self.slope),
+            "X-Rescale-Intercept": _number(self.intercept),
         }
         headers.update(self._grayscale_headers())
         if self.spacing is not None:
             headers["X-Pixel-Spacing"] = _list(self.spacing)
         if self.frame_time_ms is not None:
-            headers["X-Frame-Time-Ms"] = f"{self.frame_time_ms:g}"
+            headers["X-Frame-Time-Ms"] = _number(self.frame_time_ms)
         headers.update(self.place.headers())
         if self.overlays:
             headers["X-Overlays"] = json.dumps([overlay.describe() for overlay in self.overlays])

@@ -29,6 +29,7 @@ from tests.web.dicomweb_helpers import (
     store_study,
 )
 from tests.web.web_helpers import Browser, Web, make_web
+from webviewer.pixels import Frame
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +166,21 @@ def test_ultrasound_cine_frames_and_timing(lite: Web, reader: Browser, tmp_path:
         assert response.headers["X-Number-Of-Frames"] == "6"
         assert float(response.headers["X-Frame-Time-Ms"]) == 40.0
         assert np.array_equal(samples(response), expected_frame(path, number)), f"frame {number}"
+
+
+def test_frame_headers_carry_numbers_that_read_back_exactly() -> None:
+    frame = Frame(
+        samples=b"\0\0",
+        sample_format="uint16",
+        rows=1,
+        columns=1,
+        photometric="MONOCHROME2",
+        frames=1,
+        slope=0.000123456789,
+        intercept=-1024.0,
+        spacing=(2.734375, 0.1),
+    )
+    headers = frame.headers()
+    assert headers["X-Pixel-Spacing"] == "2.734375\\0.1"
+    assert headers["X-Rescale-Intercept"] == "-1024"
+    assert float(headers["X-Rescale-Slope"]) == 0.000123456789
