@@ -23,7 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, delete, exists, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Select, delete, exists, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from storage.db import Patient, PatientWord, Series, Study
@@ -150,16 +150,20 @@ def _patient_conditions(query: StudyQuery, dialect: str) -> list[ColumnElement[b
     return found
 
 
+def _dates(query: StudyQuery) -> list[ColumnElement[bool]]:
+    """The study date range of `query` (a range of the study indexes, which hold the date)."""
+    found: list[ColumnElement[bool]] = []
+    if query.date_from:
+        found.append(Study.study_date >= query.date_from)
+    if query.date_to:
+        found += [Study.study_date != "", Study.study_date <= query.date_to]
+    return found
+
+
 def _study_conditions(query: StudyQuery, dialect: str) -> list[tuple[ColumnElement[bool], Select[Any]]]:
-    """The conditions of `query` on the study, each with the SELECT of the study ids it admits."""
+    """The conditions of `query` on the study that no index serves, each with the SELECT of the
+    study ids it admits."""
     found: list[tuple[ColumnElement[bool], Select[Any]]] = []
-    if query.date_from or query.date_to:
-        dates = [Study.study_date != ""]
-        if query.date_from:
-            dates.append(Study.study_date >= query.date_from)
-        if query.date_to:
-            dates.append(Study.study_date <= query.date_to)
-        found.append((and_(*dates), select(Study.id).where(*dates)))
     if query.accession:
         typed = _contains(Study.accession, query.accession, dialect)
         found.append((typed, select(Study.id).where(typed)))
@@ -186,7 +190,7 @@ def restrictions(session: Session, query: StudyQuery) -> list[ColumnElement[bool
     the page soon fills. Either way about ``sqrt(51 x studies)`` rows are read at most.
     """
     dialect = session.get_bind().dialect.name
-    found: list[ColumnElement[bool]] = []
+    found = _dates(query)
     on_patient = _patient_conditions(query, dialect)
     if on_patient:
         admitted = select(Patient.id).where(*on_patient)
