@@ -33,6 +33,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from pacs.core.accounts import Accounts
 from pacs.core.context import CA_CERT, initialise, open_pacs
+from pacs.serve.https import _listening_socket
 from tests.conftest import _free_port, pacs_serve
 from tests.data.make_series import make_ct_series
 from tests.web.browser import CHROMIUM, PHYSICIAN, trust_ca_for_chromium
@@ -409,3 +410,13 @@ def test_static_files_and_answers_without_a_body_carry_each_header_once(served: 
     status, headers, body = raw_exchange(served, b"HEAD /login HTTP/1.1\r\n" + _HOST + close)
     assert (status, body) == (200, b"")
     assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+
+
+def test_accepted_connections_send_without_waiting_for_the_clients_delayed_ack() -> None:
+    """TCP_NODELAY, inherited from the web port: a body written after its head leaves at once."""
+    with _listening_socket("127.0.0.1", 0) as port:
+        port.setblocking(True)
+        with socket.create_connection(port.getsockname()[:2]) as _client:
+            accepted, _ = port.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
