@@ -14,6 +14,8 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
+from webviewer import people
+
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _TIME = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d+)?$")
 _DATETIME = re.compile(r"^(\d{8})(\d{2,6}(?:\.\d+)?)?([+-]\d{4})?$")
@@ -67,13 +69,9 @@ def date_and_time(day: Any, clock: Any) -> str:
 
 
 def person_name(value: Any) -> str:
-    """A PN value as people read it: ``Family, Given Middle`` with prefix and suffix."""
-    name = value if isinstance(value, PersonName) else PersonName(text(value))
-    given = " ".join(part for part in (name.name_prefix, name.given_name, name.middle_name) if part)
-    shown = ", ".join(part for part in (name.family_name, given) if part)
-    if name.name_suffix:
-        shown = f"{shown}, {name.name_suffix}" if shown else name.name_suffix
-    return shown or str(name).replace("^", " ").strip()
+    """A PN value as people read it (:func:`webviewer.people.person_name`: ``DOE, Jane``)."""
+    raw = str(value) if isinstance(value, PersonName) else text(value)
+    return people.person_name(raw).name
 
 
 def code_meaning(item: Dataset | None) -> str:

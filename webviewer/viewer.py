@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
-from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, stream_with_context
@@ -21,6 +20,7 @@ from pydicom.multival import MultiValue
 
 from pacs.core.access_events import query_run, study_downloaded
 from pacs.ops.exporting import export_names
+from webviewer import people
 from webviewer.auth import me, physician_required, record, source
 from webviewer.dicomweb import (
     audit_study_access,
@@ -71,26 +71,6 @@ def summary(study: str) -> Dataset:
     if not found:
         abort(404)
     return found[0]
-
-
-def _dicom_date(text: str) -> date | None:
-    try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:8])) if len(text) == 8 else None
-    except ValueError:
-        return None
-
-
-def patient_age(birth: str, on: str) -> str:
-    """The age on date `on` of a patient born on `birth` (DICOM dates), as DICOM writes it ("054Y")."""
-    born, then = _dicom_date(birth), _dicom_date(on)
-    if born is None or then is None or then < born:
-        return ""
-    months = (then.year - born.year) * 12 + then.month - born.month - (then.day < born.day)
-    if months >= 24:
-        return f"{months // 12:03d}Y"
-    if months >= 1:
-        return f"{months:03d}M"
-    return f"{(then - born).days:03d}D"
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -148,10 +128,10 @@ def _related_row(ds: Dataset) -> dict[str, Any]:
 def page_study(ds: Dataset) -> dict[str, str]:
     """What the viewer's corners show of the patient and the study."""
     return {
-        "name": _text(ds, "PatientName"),
+        "name": people.person_name(_text(ds, "PatientName")).name,
         "id": _text(ds, "PatientID"),
         "sex": _text(ds, "PatientSex"),
-        "age": patient_age(_text(ds, "PatientBirthDate"), _text(ds, "StudyDate")),
+        "age": people.age("", _text(ds, "PatientBirthDate"), _text(ds, "StudyDate")),
         "birth": _text(ds, "PatientBirthDate"),
         "date": _text(ds, "StudyDate"),
         "time": _text(ds, "StudyTime"),
@@ -176,7 +156,9 @@ def view(study: str) -> str:
         "study": page_study(current),
         "related": related_studies(current),
     }
-    return render_template("viewer.html", study_uid=study, study=current, preload=preload)
+    return render_template(
+        "viewer.html", study_uid=study, study=current, shown=preload["study"], preload=preload
+    )
 
 
 @bp.get("/studies/<study>/related")

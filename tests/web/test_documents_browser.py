@@ -203,7 +203,7 @@ def test_an_sr_report_is_shown_as_text_with_its_headings_and_measurements(
     expect(measurement).to_be_visible()
     expect(measurement).to_have_text(f"Long Axis: {LONG_AXIS_MM} mm")
     expect(page.get_by_text(f"{LONG_AXIS_MM} mm", exact=True)).to_be_visible()
-    expect(page.locator("#document-patient")).to_contain_text("ROWAN, ELSPETH")
+    expect(page.locator("#document-patient")).to_contain_text("ROWAN, Elspeth")
     expect(page.locator(".document-facts")).to_contain_text("Verified")
     # The document style sheet applies (a section heading is in the accent colour).
     colour = page.locator(".sr-heading").first.evaluate("(node) => getComputedStyle(node).color")

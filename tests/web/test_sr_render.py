@@ -60,7 +60,7 @@ def test_a_measurement_report_reads_as_sections_of_named_values(tmp_path: Path) 
     (verifier,) = report.observers
     assert (verifier.role, verifier.name, verifier.organization, verifier.when) == (
         "Verified by",
-        "HOLMES, SHERLOCK",
+        "HOLMES, Sherlock",
         "Baker Street Radiology",
         "2024-01-15 10:30:00",
     )
@@ -68,7 +68,7 @@ def test_a_measurement_report_reads_as_sections_of_named_values(tmp_path: Path) 
     assert (observer.value_type, observer.name, observer.value) == (
         "PNAME",
         "Person Observer Name",
-        "WATSON, JOHN H",
+        "WATSON, John H",
     )
     assert (findings.is_section, findings.name, impressions.name) == (True, "Findings", "Impressions")
     (lesion,) = findings.children
@@ -207,8 +207,8 @@ def test_a_structure_set_lists_at_most_a_hundred_roi_names_and_counts_them_all()
 @pytest.mark.parametrize(
     ("value", "shown"),
     [
-        ("DOE^JANE", "DOE, JANE"),
-        ("DOE^JANE^Q^DR^JR", "DOE, DR JANE Q, JR"),
+        ("DOE^JANE", "DOE, Jane"),
+        ("DOE^JANE^Q^DR^JR", "DOE, Dr Jane Q, Jr"),
         ("DOE", "DOE"),
         ("", ""),
     ],

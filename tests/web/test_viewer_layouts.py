@@ -305,7 +305,7 @@ def test_the_corners_show_orientation_sex_age_slice_location_and_thickness(
     markers = {edge: first.locator(f".marker.{edge}") for edge in ("left", "right", "top", "bottom")}
     for edge, letter in {"left": "R", "right": "L", "top": "A", "bottom": "P"}.items():
         expect(markers[edge]).to_have_text(letter)
-    expect(first.locator(".corner.tl")).to_contain_text(PATIENT)
+    expect(first.locator(".corner.tl")).to_contain_text("DOE, Jane")
     expect(first.locator(".corner.tl")).to_contain_text(f"ID {PATIENT_ID}")
     expect(first.locator(".corner.tl")).to_contain_text("F 54Y")
     expect(first.locator(".corner.bl")).to_contain_text(f"Loc {round(seeded.thin_z[0], 2)} mm")

@@ -81,8 +81,9 @@ def test_the_viewer_page_preloads_the_priors_sex_and_age(
     assert island is not None
     preload = json.loads(island.group(1))
     assert [row["study"] for row in preload["related"]] == [patient["prior"].uid, patient["older"].uid]
+    assert preload["study"]["name"] == "DOE, Jane"
     assert preload["study"]["sex"] == "F"
-    assert preload["study"]["age"] == "054Y"  # born 1970-01-01 (the generator's), seen 2024-03-01
+    assert preload["study"]["age"] == "54 y"  # born 1970-01-01 (the generator's), seen 2024-03-01
     assert [details(r)["what"] for r in web.audit(QUERY, user="doc")] == ["related studies"]
 
 
