@@ -106,16 +106,24 @@ def _check_blob(archive: ArchiveParts, ref: BlobRef, sop_uid: str, transfer_synt
 
 
 def _count_mismatches(session: Session) -> list[str]:
-    """Studies and series whose stored counts differ from their current instances."""
+    """Studies and series whose stored counts (instances, series, frames) differ from what they hold."""
     problems: list[str] = []
     per_series = (
-        select(Series.series_uid, Series.num_instances, func.count(Instance.id))
+        select(
+            Series.series_uid,
+            Series.num_instances,
+            func.count(Instance.id),
+            Series.num_frames,
+            func.coalesce(func.sum(Instance.frames), 0),
+        )
         .outerjoin(Instance, (Instance.series_fk == Series.id) & Instance.is_current.is_(True))
         .group_by(Series.id)
     )
-    for uid, stored, actual in session.execute(per_series):
+    for uid, stored, actual, stored_frames, actual_frames in session.execute(per_series):
         if stored != actual:
             problems.append(f"series {uid}: index says {stored} instances, found {actual}")
+        if stored_frames != actual_frames:
+            problems.append(f"series {uid}: index says {stored_frames} frames, found {actual_frames}")
     per_study = (
         select(
             Study.study_uid,
@@ -123,14 +131,19 @@ def _count_mismatches(session: Session) -> list[str]:
             Study.num_series,
             func.coalesce(func.sum(Series.num_instances), 0),
             func.count(Series.id),
+            Study.num_frames,
+            func.coalesce(func.sum(Series.num_frames), 0),
         )
         .outerjoin(Series, Series.study_fk == Study.id)
         .group_by(Study.id)
     )
-    for uid, stored, stored_series, actual, actual_series in session.execute(per_study):
+    for row in session.execute(per_study):
+        uid, stored, stored_series, actual, actual_series, stored_frames, frames = row
         if stored != actual or stored_series != actual_series:
             problems.append(
                 f"study {uid}: index says {stored} instances in {stored_series} series, "
                 f"found {actual} in {actual_series}"
             )
+        if stored_frames != frames:
+            problems.append(f"study {uid}: index says {stored_frames} frames, found {frames}")
     return problems

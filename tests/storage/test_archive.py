@@ -26,7 +26,7 @@ from storage.archive import (
     OutOfSpaceError,
 )
 from storage.crypto import IntegrityError
-from storage.db import Instance
+from storage.db import Instance, Series, Study
 from storage.header import HeaderError, is_valid_uid
 from storage.index import StoreOutcome
 from tests.conftest import blob_store
@@ -190,6 +190,23 @@ def test_intact_archive_verifies_clean(pacs: Context, ct_dir: Path, sample_files
     assert report.ok
     assert report.checked == stored
     assert report.orphans == [] and report.temp_files == []
+
+
+def test_frame_counts_that_differ_from_the_instances_are_reported_by_verify(
+    pacs: Context, ct_dir: Path
+) -> None:
+    result = _store_all(pacs.archive, ct_dir)[0]
+    with pacs.database.write() as session:
+        series_fk = session.scalar(select(Instance.series_fk).where(Instance.sop_uid == result.sop_uid))
+        series = session.get(Series, series_fk)
+        series.num_frames += 7
+        session.get(Study, series.study_fk).num_frames += 7
+        uid = series.series_uid
+    slices = len(list(ct_dir.glob("*.dcm")))
+    report = pacs.archive.verify()
+    assert not report.ok
+    # The study's count agrees with its series' counts: only the series is off.
+    assert report.inconsistent == [f"series {uid}: index says {slices + 7} frames, found {slices}"]
 
 
 def test_storing_identical_bytes_again_is_idempotent(pacs: Context, ct_dir: Path) -> None:
