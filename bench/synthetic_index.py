@@ -2,10 +2,14 @@
 
 ``--studies`` studies of ~40% as many patients (surname^given names from a few hundred
 surnames, skewed like real ones), dates spread over ten years, modalities CT/MR/US/CR/DX,
-1-3 series per study and one instance row per series (fake blob ids and wrapped keys).
-Every NOT NULL column is filled, ``name_norm`` is ``normalise_name(name)``, ``patient_key``
-is built like ``storage.index.patient_key`` and the study/series counts agree with the
-rows. No blobs are written. The rows depend only on the seed.
+1-3 series per study and one instance row per series (fake blob ids and wrapped keys) of
+one frame. Every 250th patient is a DOE, every 500th ``DOE^JANE`` (and JANE is one of the
+given names), so that the study list's name searches have known matches. Every NOT NULL
+column is filled, ``name_norm`` is ``normalise_name(name)``, ``patient_key`` is built like
+``storage.index.patient_key``, the study/series counts (instances, frames) agree with the
+rows and ``patient_words`` holds every patient's name words
+(``storage.search.fill_name_words``, as migration 0008 fills it). No blobs are written.
+The rows depend only on the seed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from storage.db import Instance, Patient, Series, Study
 from storage.header import normalise_name
+from storage.search import fill_name_words
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498.4242"
 BATCH = 5000
@@ -93,7 +98,7 @@ MARK SANDRA PAUL ASHLEY STEVEN KIMBERLY ANDREW EMILY KENNETH DONNA JOSHUA MICHEL
 AMANDA GEORGE MELISSA EDWARD DEBORAH HANS ANNA PETER MARIA KLAUS URSULA JUERGEN MONIKA STEFAN PETRA
 JEAN MARIE PIERRE NATHALIE LUC ISABELLE JAN SANNE PIETER EMMA MARCO GIULIA LUCA FRANCESCA JOSE CARMEN
 ANTONIO LUCIA LARS INGRID ERIK KARIN PIOTR AGNIESZKA IVAN OLGA DMITRI ELENA LASZLO ZSOFIA SEAN AOIFE
-JOAO ANA MEHMET AYSE MUSTAFA FATMA NIKOS ELENI MATTI AINO JUHA SOFIA OSKAR ASTRID
+JOAO ANA MEHMET AYSE MUSTAFA FATMA NIKOS ELENI MATTI AINO JUHA SOFIA OSKAR ASTRID JANE
 """
 )
 
@@ -153,7 +158,9 @@ def _patients(rng: random.Random, count: int) -> list[Row]:
     for number in range(1, count + 1):
         given = rng.choice(GIVEN_NAMES)
         middle = f"^{rng.choice('ABCDEFGHJKLMNPRSTW')}" if rng.random() < 0.15 else ""
-        name = f"{surnames[number - 1]}^{given}{middle}"
+        surname = "DOE" if number % 250 == 0 else surnames[number - 1]
+        given = "JANE" if number % 500 == 0 else given
+        name = f"{surname}^{given}{middle}"
         patient_id = f"P{number:08d}"
         birth = FIRST_DAY - timedelta(days=rng.randrange(0, 90 * 365))
         rows.append(
@@ -201,6 +208,7 @@ def _study(rng: random.Random, number: int, owner: int, now: datetime) -> tuple[
         "modalities": "\\".join(sorted(set(modalities))),
         "num_series": count,
         "num_instances": count,
+        "num_frames": count,
         "updated_at": now,
     }
     return row, modalities
@@ -216,6 +224,7 @@ def _series(rng: random.Random, series_id: int, study: int, position: int, modal
         "description": f"{modality} SERIES {position}",
         "body_part": rng.choice(BODY_PARTS[modality]),
         "num_instances": 1,
+        "num_frames": 1,
     }
 
 
@@ -242,11 +251,13 @@ def _instance(rng: random.Random, series_id: int, modality: str, now: datetime) 
     }
 
 
-def _write(engine: Engine, tables: list[tuple[Table, list[Row]]]) -> None:
-    """Insert all rows in one transaction; on PostgreSQL move the serial sequences past the explicit ids."""
+def _write(engine: Engine, tables: list[tuple[Table, list[Row]]]) -> int:
+    """Insert all rows and the patients' name words in one transaction; on PostgreSQL move the
+    serial sequences past the explicit ids. Returns the number of name words."""
     with engine.begin() as conn:
         for table, rows in tables:
             _insert(conn, table, rows)
+        name_words = fill_name_words(conn)
         if engine.dialect.name == "postgresql":
             for table, _ in tables:
                 conn.execute(
@@ -255,6 +266,7 @@ def _write(engine: Engine, tables: list[tuple[Table, list[Row]]]) -> None:
                         f"(SELECT max(id) FROM {table.name}))"
                     )
                 )
+    return name_words
 
 
 def fill_index(engine: Engine, studies: int, seed: int) -> Corpus:
@@ -279,10 +291,11 @@ def fill_index(engine: Engine, studies: int, seed: int) -> Corpus:
         (Series.__table__, series_rows),
         (Instance.__table__, instance_rows),
     ]
-    _write(engine, tables)  # type: ignore[arg-type]
+    name_words = _write(engine, tables)  # type: ignore[arg-type]
     used = sorted({row["name_norm"].split("^")[0] for row in patient_rows})
     patient_ids = [row["patient_id"] for row in patient_rows]
-    return Corpus(patient_ids, used, {table.name: len(rows) for table, rows in tables})
+    counts = {table.name: len(rows) for table, rows in tables}
+    return Corpus(patient_ids, used, {**counts, "patient_words": name_words})
 
 
 def analyze(engine: Engine) -> None:

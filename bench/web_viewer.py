@@ -52,13 +52,16 @@ logged in with password, TOTP enrolment and the forced password change, as a per
    between two animation frames and the number of gaps over 20 ms. Last, the viewer is
    opened again in a new context (server caches warm) for a second first-image time.
 3. Study-list search: the web endpoint ``/`` with query arguments as the search form
-   sends them, over HTTPS with a logged-in session: a name prefix (``name=SMI``, the first
-   letters of a surname in the index), an exact patient ID, a one-month date range, a
-   modality (``modality=CT``, etc.) and the newest page without criteria; ``--searches``
+   (or a sort link) sends them, over HTTPS with a logged-in session: a name word
+   (``name=jane``), two words in the other order than stored (``jane doe`` for
+   ``DOE^JANE``), the first three letters of a surname, part of a patient ID, part of an
+   accession number, a one-month date range, a modality (``modality=CT``, etc.), the
+   newest page without criteria and all studies sorted by patient name; ``--searches``
    timed requests each (default 100, after 5 untimed). The same searches through the
-   Flask test client in this process, and bare ``Archive.find("STUDY", ..., limit=51)``
-   with the identifier the view builds, so that HTTP and page (audit, template) overhead
-   can be told apart from the index query.
+   Flask test client in this process, and as bare ``Archive.search_studies`` with the
+   view's ``StudyQuery`` (limit 51), so that HTTP and page (session, audit, template)
+   overhead can be told apart from the index query. The studies each of the first 10
+   queries matches in all are counted (untimed), and the rows on each page.
 
 4. Transfer and comparison (``bench/web_transfer.py``, after the above, unless ``--skip-transfer``):
    a 3000 x 3000 CR's bytes raw, packed and as a preview, and the server's encoding time;
@@ -187,8 +190,9 @@ def in_browser(pacs: Context, log: Path, tag: str, study_uid: str, result: Backe
 
 
 def in_process(pacs: Context, tag: str, work: Work, result: BackendResult) -> None:
-    """The same frames, chain and searches through Flask's test client, then bare ``Archive.find``."""
-    print(f"{tag}: in-process test client and Archive.find ...", flush=True)
+    """The same frames, chain and searches through Flask's test client, then the searches as bare
+    ``Archive.search_studies`` calls."""
+    print(f"{tag}: in-process test client and Archive.search_studies ...", flush=True)
     local = LocalClient(WebServer(pacs).app)
     login(local, *new_user(pacs, "local"))
     time_frames(local, work.paths, result.frames["local-cold"])
