@@ -1,4 +1,10 @@
-"""Helpers of the browser tests: a real Chromium that trusts the archive's CA, and what a viewer page shows.
+"""What the browser tests do in a page and read from it, and how Chromium comes to trust the archive's CA.
+
+The setup (``pacs serve``, readers, Chromium, watched pages) is :mod:`tests.web.viewer_live`.
+Here: logging in (:func:`log_in`), opening the viewer and waiting on it, reading what it
+shows (``window.viewerState``, canvas statistics), the scripts given to pages (functions
+only: the CSP forbids the ``eval`` Playwright uses for expressions), and the accounts the
+tests know (:class:`Reader`, :class:`Newcomer`).
 
 Chromium trusts the archive's own CA through an NSS database in a throwaway HOME (written with
 libnss3, which Chromium itself links against), so the server's certificate is verified for real.
@@ -132,7 +138,7 @@ def trust_ca_for_chromium(home: Path, ca_pem: Path) -> None:
     assert (db / "cert9.db").is_file()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reader:
     """A physician who has enrolled TOTP and chosen a password before the server started."""
 
@@ -141,13 +147,18 @@ class Reader:
     totp: pyotp.TOTP
 
 
-@dataclass
-class Served:
-    """The running ``pacs serve`` and what the tests know about its content."""
+@dataclass(frozen=True)
+class Newcomer:
+    """A physician just added, with the one-time password an administrator would pass on."""
 
-    base_url: str
-    home: Path
-    ca: Path
+    name: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the end-to-end tests know of the served archive: the study, its two series, its users."""
+
     study_uid: str
     ct_series: str
     us_series: str
@@ -204,12 +215,34 @@ def wait_for_canvas_change(page: Page, before: int) -> dict[str, Any]:
 
 def wait_until_idle(page: Page) -> None:
     """Until every CT slice and the cine's thumbnail frame are fetched and nothing is in flight."""
-    page.wait_for_function(
-        "(n) => viewerState.inFlight === 0 && viewerState.frameRequests >= n", arg=CT_SLICES + 1
-    )
+    wait_until_fetched(page, CT_SLICES + 1)
 
 
 def viewport_centre(page: Page) -> tuple[float, float]:
     box = page.locator("#viewport").bounding_box()
     assert box is not None
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def viewports(page: Page) -> list[dict[str, Any]]:
+    """window.viewerState.viewports: what each shown viewport shows."""
+    shown: list[dict[str, Any]] = page.evaluate("() => viewerState.viewports.map((v) => ({ ...v }))")
+    return shown
+
+
+def annotations(page: Page) -> list[dict[str, Any]]:
+    """window.viewerState.annotations: every note of the study."""
+    notes: list[dict[str, Any]] = page.evaluate("() => viewerState.annotations.map((n) => ({ ...n }))")
+    return notes
+
+
+def cell_point(page: Page, viewport: int, fx: float, fy: float) -> tuple[float, float]:
+    """The page point at fractions (`fx`, `fy`) of viewport `viewport`'s box."""
+    box = page.locator(f'.cell[data-viewport="{viewport}"]').bounding_box()
+    assert box is not None
+    return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+
+
+def wait_until_fetched(page: Page, frames: int) -> None:
+    """Until at least `frames` frames were requested and none is in flight."""
+    page.wait_for_function("(n) => viewerState.inFlight === 0 && viewerState.frameRequests >= n", arg=frames)

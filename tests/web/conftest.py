@@ -1,22 +1,33 @@
-"""Fixtures of the DICOMweb tests: a web viewer per test on each backend, a physician, stored studies.
+"""Fixtures of the web tests: the web viewer in process, and Chromium on a live server.
 
-Lookups, ordering, auditing and the role checks touch the index, so they run on both backends
-(the ``pacs`` fixture).
+DICOMweb: a web viewer per test on each backend, a physician, stored studies. Lookups,
+ordering, auditing and the role checks touch the index, so they run on both backends (the
+``pacs`` fixture).
+
+Browser tests: a module defines a module-scoped ``live`` fixture (a running server, see
+:mod:`tests.web.viewer_live`); ``browser`` is headless Chromium on it for the module, and
+``page`` a watched page of a fresh context per test, ``page_size`` big (a module overrides
+that fixture for another size).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
+from playwright.sync_api import Browser, Page
 from pydicom.uid import generate_uid
 
 from pacs.core.context import Context
 from tests.data.make_series import make_ct_series, make_mr_series
 from tests.web.dicomweb_helpers import Study, store_study
-from tests.web.web_helpers import Browser, Web, make_web
+from tests.web.viewer_live import Live, chromium, watched_page
+from tests.web.web_helpers import Browser as WebBrowser
+from tests.web.web_helpers import Web, make_web
 
 
 @pytest.fixture
@@ -25,7 +36,7 @@ def web(pacs: Context) -> Web:
 
 
 @pytest.fixture
-def doc(web: Web) -> Browser:
+def doc(web: Web) -> WebBrowser:
     """A physician, logged in."""
     return web.logged_in(web.user("doc"))
 
@@ -59,3 +70,23 @@ def mixed_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture
 def mixed(web: Web, mixed_files: list[Path]) -> Study:
     return store_study(web.pacs, mixed_files)
+
+
+@pytest.fixture(scope="module")
+def browser(live: Live[Any]) -> Iterator[Browser]:
+    """Headless Chromium trusting the module's live archive (:func:`tests.web.viewer_live.chromium`)."""
+    with chromium(live) as launched:
+        yield launched
+
+
+@pytest.fixture
+def page_size() -> tuple[int, int]:
+    """The width and height of :func:`page`'s viewport."""
+    return 1280, 800
+
+
+@pytest.fixture
+def page(browser: Browser, live: Live[Any], page_size: tuple[int, int]) -> Iterator[Page]:
+    """A page of a fresh context on `live`; console errors, page errors and CSP violations fail the test."""
+    with watched_page(browser, live, *page_size) as opened:
+        yield opened

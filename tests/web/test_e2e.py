@@ -2,8 +2,9 @@
 
 One archive is served for the module (a 40-slice CT and a 20-frame ultrasound cine in
 one study, and a decoy study); each test is one user's journey in a browser context of
-its own. Chromium trusts the archive's own CA (:func:`tests.web.browser.trust_ca_for_chromium`),
-so the server's certificate for "localhost" is verified for real; certificate errors are not ignored.
+its own. The server, Chromium and the watched pages are :mod:`tests.web.viewer_live`'s: Chromium
+trusts the archive's own CA, so the server's certificate for "localhost" is verified for real;
+certificate errors are not ignored.
 
 Every page of every test is watched for console errors, uncaught exceptions and
 Content-Security-Policy violations; any of them fails the test. Waits are on
@@ -13,52 +14,40 @@ is asserted.
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
 import pyotp
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Request, expect, sync_playwright
+from playwright.sync_api import Page, Request, expect
 
-from pacs.core.accounts import Accounts
-from pacs.core.context import CA_CERT, initialise, open_pacs
-from tests.conftest import REPO, _free_port
+from pacs.core.context import Context
+from tests.conftest import REPO
 from tests.data.make_series import make_ct_series, make_us_cine
 from tests.web.browser import (
-    CHROMIUM,
-    CSP_WATCH,
     CT_SLICES,
-    PHYSICIAN,
-    TIMEOUT_MS,
     US_FRAMES,
     VIEWER_READY,
-    Reader,
     Served,
     canvas_stats,
     log_in,
     log_in_reader,
     open_viewer,
-    trust_ca_for_chromium,
     viewer_state,
     viewport_centre,
     wait_for_canvas_change,
     wait_for_path,
     wait_until_idle,
 )
+from tests.web.viewer_live import NEW_PASSWORD, Live, add_newcomer, serve_archive
 
 ARTIFACTS = REPO / "test-artifacts"
-PASSWORD = "copper otters guard the sluice"
-NEW_PASSWORD = "nine quiet herons over marsh"
 PATIENT = "ZEPHYRINE^CORA"
 DECOY = "ALDERMAN^DECOY"
-START_TIMEOUT = 60.0
+READERS = ["searcher", "leveller", "scroller", "leaver"]
 
 
 def _make_data(root: Path) -> tuple[list[Path], str, str, str]:
@@ -91,134 +80,26 @@ def _make_data(root: Path) -> tuple[list[Path], str, str, str]:
     return [*ct, us, *decoy], study_uid, ct_series, str(cine.SeriesInstanceUID)
 
 
-def _await_banner(process: subprocess.Popen[str], log: Path) -> str:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
-    banner = process.stdout.readline() if ready else ""
-    assert "web viewer on https://" in banner, (banner, log.read_text())
-    return banner
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``pacs serve`` on free ports of 127.0.0.1, with the test data and users stored beforehand."""
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Served]]:
+    """``pacs serve`` with the test data, a newcomer and the readers stored beforehand."""
     root = tmp_path_factory.mktemp("e2e")
-    settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    files, study_uid, ct_series, us_series = _make_data(root)
-    readers: dict[str, Reader] = {}
-    pacs = open_pacs(settings)
-    try:
+
+    def seed(pacs: Context) -> Served:
+        files, study_uid, ct_series, us_series = _make_data(root)
         for path in files:
             pacs.archive.store(path)
-        accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
-        _, newcomer_password = accounts.add("newcomer", PHYSICIAN)
-        for name in ("searcher", "leveller", "scroller", "leaver"):
-            accounts.add(name, PHYSICIAN, PASSWORD)
-            totp = pyotp.TOTP(accounts.begin_totp_enrolment(name))
-            # The previous step confirms the enrolment: the current one stays usable for the login.
-            assert accounts.confirm_totp(name, totp.at(time.time() - 30)) is not None
-            accounts.change_password(name, NEW_PASSWORD)
-            readers[name] = Reader(name, NEW_PASSWORD, totp)
-    finally:
-        pacs.close()
+        newcomer = add_newcomer(pacs, "newcomer")
+        return Served(study_uid, ct_series, us_series, newcomer.name, newcomer.password)
 
-    home = root / "home"
-    trust_ca_for_chromium(home, settings.tls_dir / CA_CERT)
-
-    web_port = _free_port()
-    env = {
-        **os.environ,
-        "PACS_DICOM_PORT": str(_free_port()),
-        "PACS_DICOM_BIND": "127.0.0.1",
-        "PACS_DICOM_WORKERS": "1",
-        "PACS_WEB_PORT": str(web_port),
-        "PACS_WEB_BIND": "127.0.0.1",
-    }
-    log = root / "serve.log"
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pacs", "serve", "--data", str(settings.data_dir)],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-    try:
-        _await_banner(process, log)
-        yield Served(
-            base_url=f"https://localhost:{web_port}",
-            home=home,
-            ca=settings.tls_dir / CA_CERT,
-            study_uid=study_uid,
-            ct_series=ct_series,
-            us_series=us_series,
-            newcomer="newcomer",
-            newcomer_password=newcomer_password,
-            readers=readers,
-        )
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-# -- the browser -----------------------------------------------------------------------------------
+    with serve_archive(root, seed, READERS) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def browser(served: Served) -> Iterator[Browser]:
-    """Headless Chromium whose HOME holds the NSS database that trusts the archive's CA.
-
-    Playwright's own HTTP client (``page.request``) runs in its Node.js driver, which is
-    told to trust the same CA.
-    """
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("NODE_EXTRA_CA_CERTS", str(served.ca))
-        playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, env={**os.environ, "HOME": str(served.home)}
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-    finally:
-        playwright.stop()
-
-
-@pytest.fixture
-def page(browser: Browser, served: Served) -> Iterator[Page]:
-    """A page in a fresh context; console errors, page errors and CSP violations fail the test."""
-    context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 800})
-    context.add_init_script(CSP_WATCH)
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console error on {message.page.url if message.page else '?'}: {message.text}")
-
-    def on_page_error(error: Error) -> None:
-        problems.append(f"uncaught {error.name}: {error.message}")
-
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
-    opened.on("console", on_console)
-    opened.on("pageerror", on_page_error)
-    try:
-        yield opened
-    finally:
-        context.close()
-    assert problems == [], "\n".join(problems)
+def served(live: Live[Served]) -> Served:
+    """What the scenarios know of the archive, its readers included."""
+    return replace(live.seeded, readers=live.readers)
 
 
 # -- the scenarios ---------------------------------------------------------------------------------

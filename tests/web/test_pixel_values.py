@@ -20,7 +20,7 @@ import numpy as np
 import pydicom
 import pytest
 from data_store import DataStore
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 from pydicom.data import get_testdata_file
 from pydicom.data.data_manager import DATA_ROOT
 from pydicom.pixels import apply_color_lut, pixel_array
@@ -38,9 +38,10 @@ from tests.web.pixel_references import (
     pydicom_gray,
     stored_values,
 )
-from tests.web.viewer_live import Live, chromium, serve_archive, watched_page
+from tests.web.viewer_live import Live, serve_archive, watched_page
 
 READER = "radiologist"
+Samples = dict[str, tuple[Stored, Path]]  # what the live server holds by name: where, and the file stored
 RENDER = """async ({ url, choice, overlays }) => {
   const { decodeFrame } = await import("/static/viewer/frames.js");
   const { paint } = await import("/static/viewer/windowing.js");
@@ -152,16 +153,16 @@ def _variants(root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Samples]]:
     """The server, its ``seeded`` objects by name: (where to fetch them, the file stored)."""
     root = tmp_path_factory.mktemp("pixels")
     files = {path.name: path for path in COMPRESSED}
     files.update({name: Path(get_testdata_file(name)) for name in SPECIAL})
 
-    def seed(pacs: Context) -> dict[str, tuple[Stored, Path]]:
+    def seed(pacs: Context) -> Samples:
         made = {name: _as_new_object(path, root / f"{i}.dcm") for i, (name, path) in enumerate(files.items())}
         made.update(_variants(root))
-        stored: dict[str, Any] = {}
+        stored: Samples = {}
         for name, path in made.items():
             try:
                 stored[name] = (store_one(pacs, path), path)
@@ -174,16 +175,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 
 @pytest.fixture(scope="module")
-def page(live: Live) -> Iterator[Page]:
-    with chromium(live) as browser, watched_page(browser, live) as opened:
+def page(browser: Browser, live: Live[Samples]) -> Iterator[Page]:
+    """One watched page for the module, logged in once (the tests fetch and paint in it)."""
+    with watched_page(browser, live) as opened:
         log_in_reader(opened, live.readers[READER])
         yield opened
-    assert live.problems == [], live.problems
 
 
-def shown(page: Page, live: Live, name: str, number: int = 1, **how: Any) -> dict[str, Any]:
+def shown(page: Page, live: Live[Samples], name: str, number: int = 1, **how: Any) -> dict[str, Any]:
     """Frame `number` of object `name` as the browser paints it; `choice` a window, `overlays` False."""
-    stored: dict[str, tuple[Stored, Path]] = live.seeded
+    stored = live.seeded
     arg = {
         "url": stored[name][0].frame_url(number),
         "choice": how.get("choice"),
@@ -198,7 +199,7 @@ def shown(page: Page, live: Live, name: str, number: int = 1, **how: Any) -> dic
     return result
 
 
-def path_of(live: Live, name: str) -> Path:
+def path_of(live: Live[Samples], name: str) -> Path:
     path: Path = live.seeded[name][1]
     return path
 
@@ -221,7 +222,9 @@ def dcmtk_window(window: dict[str, Any]) -> list[str]:
     return ["+Ww", repr(float(window["center"])), repr(float(window["width"]))]
 
 
-def check(page: Page, live: Live, name: str, tmp_path: Path, number: int = 1, **how: Any) -> dict[str, Any]:
+def check(
+    page: Page, live: Live[Samples], name: str, tmp_path: Path, number: int = 1, **how: Any
+) -> dict[str, Any]:
     """Frame `number` of `name` painted by the browser equals pydicom's and (where it reads it) dcmtk's."""
     result = shown(page, live, name, number, **how)
     choice, frame = how.get("choice"), result["frame"]
@@ -249,7 +252,7 @@ def check(page: Page, live: Live, name: str, tmp_path: Path, number: int = 1, **
 
 @pytest.mark.parametrize("number", [1, 2])
 def test_enhanced_ct_shows_its_functional_groups_rescale_and_window_by_default(
-    page: Page, live: Live, tmp_path: Path, number: int
+    page: Page, live: Live[Samples], tmp_path: Path, number: int
 ) -> None:
     result = check(page, live, "eCT_Supplemental.dcm", tmp_path, number)
     frame = result["frame"]
@@ -262,7 +265,7 @@ def test_enhanced_ct_shows_its_functional_groups_rescale_and_window_by_default(
     assert frame["frameOfReference"] == "1.3.6.1.4.1.5962.1.4.10.1.1166562673.14401"
 
 
-def test_enhanced_ct_frames_carry_their_own_plane_position(page: Page, live: Live) -> None:
+def test_enhanced_ct_frames_carry_their_own_plane_position(page: Page, live: Live[Samples]) -> None:
     ds = pydicom.dcmread(path_of(live, "eCT_Supplemental.dcm"), stop_before_pixels=True)
     for number in (1, 2):
         expected = [
@@ -277,7 +280,7 @@ def test_enhanced_ct_frames_carry_their_own_plane_position(page: Page, live: Liv
 
 
 def test_enhanced_ct_under_the_brain_window_shows_the_brain_gray_not_white(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[Samples], tmp_path: Path
 ) -> None:
     brain = {"center": 40, "width": 80}
     gray = check(page, live, "eCT_Supplemental.dcm", tmp_path, choice=brain)["gray"]
@@ -291,7 +294,7 @@ def test_enhanced_ct_under_the_brain_window_shows_the_brain_gray_not_white(
 
 @pytest.mark.parametrize("name", ["RG3_UNCR.dcm", "RG1_UNCR.dcm", "RG3_J2KR.dcm", "RG1_J2KI.dcm"])
 def test_monochrome1_shows_inverted_under_its_own_window(
-    page: Page, live: Live, tmp_path: Path, name: str
+    page: Page, live: Live[Samples], tmp_path: Path, name: str
 ) -> None:
     result = check(page, live, name, tmp_path)
     assert result["frame"]["photometric"] == "MONOCHROME1"
@@ -302,7 +305,7 @@ def test_monochrome1_shows_inverted_under_its_own_window(
     ("name", "inverse"), [("mr-inverse", True), ("cr-identity", False), ("cr-inverse", True)]
 )
 def test_a_presentation_lut_shape_decides_the_polarity_as_in_dcmtk(
-    page: Page, live: Live, tmp_path: Path, name: str, inverse: bool
+    page: Page, live: Live[Samples], tmp_path: Path, name: str, inverse: bool
 ) -> None:
     result = check(page, live, name, tmp_path)
     assert result["frame"]["inverse"] is inverse
@@ -313,7 +316,7 @@ def test_a_presentation_lut_shape_decides_the_polarity_as_in_dcmtk(
 
 
 def test_a_voi_lut_is_the_default_and_shows_like_pydicom_apply_voi_and_dcmtk(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[Samples], tmp_path: Path
 ) -> None:
     result = check(page, live, "vlut_04.dcm", tmp_path)
     frame = result["frame"]
@@ -323,21 +326,21 @@ def test_a_voi_lut_is_the_default_and_shows_like_pydicom_apply_voi_and_dcmtk(
 
 
 def test_a_window_dragged_away_from_the_voi_lut_is_a_linear_window(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[Samples], tmp_path: Path
 ) -> None:
     lut = shown(page, live, "vlut_04.dcm")
     linear = check(page, live, "vlut_04.dcm", tmp_path, choice={"center": 100, "width": 120})
     assert not np.array_equal(lut["gray"], linear["gray"])
 
 
-def test_a_modality_lut_is_applied_before_the_window(page: Page, live: Live, tmp_path: Path) -> None:
+def test_a_modality_lut_is_applied_before_the_window(page: Page, live: Live[Samples], tmp_path: Path) -> None:
     result = check(page, live, "mlut_18.dcm", tmp_path)
     assert (result["frame"]["slope"], result["frame"]["intercept"]) == (1, 0)
     assert result["frame"]["format"] == "uint16"
 
 
 def test_every_window_of_the_data_set_is_offered_with_its_explanation(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[Samples], tmp_path: Path
 ) -> None:
     name = "MR-SIEMENS-DICOM-WithOverlays.dcm"
     frame = check(page, live, name, tmp_path, choice=1)["frame"]
@@ -351,7 +354,9 @@ def test_every_window_of_the_data_set_is_offered_with_its_explanation(
 
 
 @pytest.mark.parametrize("name", ["examples_overlay.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm"])
-def test_overlay_planes_are_drawn_over_the_image(page: Page, live: Live, tmp_path: Path, name: str) -> None:
+def test_overlay_planes_are_drawn_over_the_image(
+    page: Page, live: Live[Samples], tmp_path: Path, name: str
+) -> None:
     drawn = check(page, live, name, tmp_path)
     plain = check(page, live, name, tmp_path, overlays=False)
     assert drawn["frame"]["overlays"] == 1
@@ -364,7 +369,7 @@ def test_overlay_planes_are_drawn_over_the_image(page: Page, live: Live, tmp_pat
 
 
 def test_without_a_window_the_default_is_the_1st_to_99th_percentile_of_the_values_but_padding(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[Samples], tmp_path: Path
 ) -> None:
     ds = pydicom.dcmread(path_of(live, "CT_small.dcm"))
     stored = ds.pixel_array
@@ -384,7 +389,7 @@ def _frames_to_check(path: Path) -> list[int]:
     return sorted({1, frames})
 
 
-def test_the_archive_refuses_only_the_malformed_sample(live: Live) -> None:
+def test_the_archive_refuses_only_the_malformed_sample(live: Live[Samples]) -> None:
     assert set(REFUSED) == NOT_STORABLE, REFUSED
 
 
@@ -392,7 +397,7 @@ def test_the_archive_refuses_only_the_malformed_sample(live: Live) -> None:
     "source", [p for p in COMPRESSED if p.name not in UNDECODABLE | NOT_STORABLE], ids=lambda p: p.name
 )
 def test_every_compressed_sample_shows_as_pydicom_and_dcmtk_render_it(
-    page: Page, live: Live, tmp_path: Path, source: Path
+    page: Page, live: Live[Samples], tmp_path: Path, source: Path
 ) -> None:
     name = source.name
     path = path_of(live, name)
@@ -411,10 +416,12 @@ def test_every_compressed_sample_shows_as_pydicom_and_dcmtk_render_it(
 
 
 @pytest.mark.parametrize("name", sorted(UNDECODABLE))
-def test_a_sample_pydicom_cannot_decode_is_refused_not_shown(page: Page, live: Live, name: str) -> None:
+def test_a_sample_pydicom_cannot_decode_is_refused_not_shown(
+    page: Page, live: Live[Samples], name: str
+) -> None:
     with pytest.raises(Exception, match=r"(?i)decode"):
         pixel_array(pydicom.dcmread(path_of(live, name)))
-    stored: dict[str, tuple[Stored, Path]] = live.seeded
+    stored = live.seeded
     # Playwright's request context (the page's cookies): a 422 fetched by the page is a console error.
     assert page.request.get(stored[name][0].frame_url(1)).status == 422
 
@@ -427,7 +434,7 @@ def test_a_sample_pydicom_cannot_decode_is_refused_not_shown(page: Page, live: L
     [("eCT_Supplemental.dcm", (49, 102)), ("MR-SIEMENS-DICOM-WithOverlays.dcm", (450, 790))],
 )
 def test_the_viewer_opens_with_the_data_set_s_window_and_draws_its_overlays(
-    page: Page, live: Live, tmp_path: Path, name: str, window: tuple[int, int]
+    page: Page, live: Live[Samples], tmp_path: Path, name: str, window: tuple[int, int]
 ) -> None:
     stored: Stored = live.seeded[name][0]
     page.goto(f"/studies/{stored.study_uid}")

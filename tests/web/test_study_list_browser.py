@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from pacs.core.context import Context
 from tests.storage.study_files import Spec, write
 from tests.web.browser import VIEWER_READY, log_in_reader, wait_for_path
-from tests.web.viewer_live import Live, chromium, serve_archive, watched_page
+from tests.web.viewer_live import Live, serve_archive
 
 DOE = Spec("DOE^JANE", "PID-1001", "19700101", "F", "20240220", "143015", "ACC-2024-0042")
 PRIOR = Spec("DOE^JANE", "PID-1001", "19700101", "F", "20190601", "080000", "ACC-2019-0007")
@@ -28,7 +28,7 @@ ROWS = "#studies tbody tr[data-study]"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[None]]:
     root = tmp_path_factory.mktemp("study-list")
 
     def seed(pacs: Context) -> None:
@@ -41,17 +41,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield served
 
 
-@pytest.fixture(scope="module")
-def browser(live: Live) -> Iterator[Browser]:
-    with chromium(live) as launched:
-        yield launched
-
-
 @pytest.fixture
-def page(browser: Browser, live: Live) -> Iterator[Page]:
-    with watched_page(browser, live, 1400, 800) as opened:
-        yield opened
-    assert live.problems == []
+def page_size() -> tuple[int, int]:
+    """Wider than the viewer tests' pages: the list's eleven columns side by side."""
+    return 1400, 800
 
 
 def _search(page: Page, field: str, typed: str) -> None:
@@ -79,7 +72,7 @@ def _in_locale(page: Page, iso: str, with_time: bool) -> str:
 
 
 def test_found_by_any_name_word_and_part_of_an_accession_with_readable_values(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[None], tmp_path: Path
 ) -> None:
     log_in_reader(page, live.readers["lister"])
     expect(page.locator(ROWS)).to_have_count(5)
@@ -111,7 +104,7 @@ def test_found_by_any_name_word_and_part_of_an_accession_with_readable_values(
 
 
 def test_a_header_sorts_from_the_keyboard_and_again_the_other_way(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[None], tmp_path: Path
 ) -> None:
     log_in_reader(page, live.readers["sorter"])
     header = page.locator('th:has(a[data-sort="name"])')
@@ -136,7 +129,7 @@ def test_a_header_sorts_from_the_keyboard_and_again_the_other_way(
 
 
 def test_a_study_without_a_name_opens_and_a_patients_studies_are_one_link_away(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[None], tmp_path: Path
 ) -> None:
     log_in_reader(page, live.readers["opener"])
     doe = page.locator(f'tr[data-study="{DOE.study_uid}"] a.patient-studies')

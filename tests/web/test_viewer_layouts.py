@@ -8,27 +8,19 @@ violations fail it. Screenshots are kept under the test's temporary directory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from pydicom.uid import generate_uid
 
 from pacs.core.context import Context
 from tests.data.make_series import make_ct_series
-from tests.web.viewer_live import (
-    Live,
-    cell_point,
-    chromium,
-    open_study,
-    serve_archive,
-    viewports,
-    wait_until_fetched,
-    watched_page,
-)
+from tests.web.browser import cell_point, viewports, wait_until_fetched
+from tests.web.viewer_live import Live, open_study, serve_archive
 
 PATIENT, PATIENT_ID = "DOE^JANE", "E2E-JANE"
 SIZE = 128
@@ -106,7 +98,7 @@ def _localizer(axial: Path, root: Path) -> Path:
     return path
 
 
-def _seed(root: Path) -> object:
+def _seed(root: Path) -> Callable[[Context], Seeded]:
     def seed(pacs: Context) -> Seeded:
         study, frame = generate_uid(), generate_uid()
         thin, thin_z = _axial(root / "thin", THIN_SLICES, THIN, 1, study, frame)
@@ -144,26 +136,13 @@ def _seed(root: Path) -> object:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Seeded]]:
     root = tmp_path_factory.mktemp("layouts")
     with serve_archive(root, _seed(root), READERS) as running:
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser(live: Live) -> Iterator[Browser]:
-    with chromium(live) as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser, live: Live) -> Iterator[Page]:
-    with watched_page(browser, live, 1280, 800) as opened:
-        yield opened
-    assert live.problems == [], "\n".join(live.problems)
-
-
-def _seeded(live: Live) -> Seeded:
+def _seeded(live: Live[Seeded]) -> Seeded:
     assert isinstance(live.seeded, Seeded)
     return live.seeded
 
@@ -186,7 +165,7 @@ def _show_in(page: Page, viewport: int, series: str) -> None:
 
 
 def test_a_2x2_layout_shows_the_study_beside_the_patients_prior(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
     seeded = _seeded(live)
     open_study(page, live, "layout", seeded.study)
@@ -226,7 +205,7 @@ def _nearest(zs: list[float], z: float) -> int:
 
 
 def test_linked_viewports_scroll_by_slice_position_and_share_the_window(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
     seeded = _seeded(live)
     open_study(page, live, "linker", seeded.study)
@@ -275,7 +254,7 @@ def test_linked_viewports_scroll_by_slice_position_and_share_the_window(
 
 
 def test_the_active_axial_slice_is_drawn_as_a_line_on_the_localizer(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
     seeded = _seeded(live)
     open_study(page, live, "referee", seeded.study)
@@ -297,7 +276,7 @@ def test_the_active_axial_slice_is_drawn_as_a_line_on_the_localizer(
 
 
 def test_the_corners_show_orientation_sex_age_slice_location_and_thickness(
-    page: Page, live: Live, tmp_path: Path
+    page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
     seeded = _seeded(live)
     open_study(page, live, "cornered", seeded.study)

@@ -1,10 +1,24 @@
-"""Helpers of the viewer's browser tests: ``pacs serve`` with given objects and readers, and Chromium.
+"""The setup of every live-server browser test: ``pacs serve`` over HTTPS, its readers, and Chromium on it.
 
-`serve_archive` starts a real server (HTTPS) on free ports with the objects `seed` puts in
-the archive beforehand and physicians who have enrolled TOTP; :func:`chromium` launches
-headless Chromium trusting the archive's CA; :func:`watched_page` opens a page in a fresh
-context of a given size whose console errors, uncaught exceptions and CSP violations are
-collected (the tests assert there are none).
+A browser test module defines one module-scoped fixture, ``live``, that enters
+:func:`serve_archive` with what the module needs stored and the readers its tests log in as;
+``tests/web/conftest.py`` builds the ``browser`` (module) and ``page`` (per test) fixtures on it.
+
+- :func:`serve_archive` initialises a fresh data directory (SQLCipher index), lets `seed` store
+  objects (and add accounts of its own), adds each reader as a physician who has enrolled TOTP
+  and chosen a password, then starts a real ``pacs serve`` on free ports of 127.0.0.1 and waits
+  for its banner. On leaving, the server is stopped with SIGTERM and must exit with status 0.
+- :func:`chromium` launches headless Chromium trusting the archive's CA (its HOME holds the NSS
+  database of :func:`tests.web.browser.trust_ca_for_chromium`; Playwright's own HTTP client,
+  ``page.request``, is told to trust the same CA), so certificates are verified for real.
+- :func:`watched_page` opens a page in a fresh browser context; :func:`new_context` and
+  :func:`watched` are its two halves, for a module that keeps one logged-in context. Console
+  errors, uncaught exceptions and Content-Security-Policy violations of a watched page are
+  collected, and on leaving its block there must have been none.
+
+Tests sharing a module's server stay independent of their order: they share the server and
+Chromium, never a session. Each test logs in as a reader of its own (a TOTP code opens one
+login only) and one that changes state uses its own user or study.
 """
 
 from __future__ import annotations
@@ -12,17 +26,19 @@ from __future__ import annotations
 import os
 import select
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import pyotp
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, sync_playwright
 
 from pacs.core.accounts import Accounts
 from pacs.core.context import CA_CERT, Context, initialise, open_pacs
@@ -33,29 +49,41 @@ from tests.web.browser import (
     PHYSICIAN,
     TIMEOUT_MS,
     VIEWER_READY,
+    Newcomer,
     Reader,
     log_in_reader,
     trust_ca_for_chromium,
 )
 
-PASSWORD = "copper otters guard the sluice"
-NEW_PASSWORD = "nine quiet herons over marsh"
-START_TIMEOUT = 60.0
+PASSWORD = "copper otters guard the sluice"  # what an administrator gave a reader
+NEW_PASSWORD = "nine quiet herons over marsh"  # what the reader chose instead
+START_TIMEOUT = STOP_TIMEOUT = 60.0
+T = TypeVar("T")
 
 
 @dataclass
-class Live:
-    """A running ``pacs serve``: where it is, whom Chromium trusts, its readers and what the seed returned."""
+class Live(Generic[T]):
+    """A running ``pacs serve``: where it is, the CA Chromium trusts, its readers and what `seed` returned."""
 
     base_url: str
-    home: Path
+    home: Path  # Chromium's HOME, whose NSS database trusts `ca`
     ca: Path
     readers: dict[str, Reader]
-    seeded: Any
-    problems: list[str] = field(default_factory=list)
+    seeded: T
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.base_url).port
+        assert port is not None
+        return port
+
+    def tls(self) -> ssl.SSLContext:
+        """A client context that verifies the server against the archive's CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
 
 
-def _add_readers(pacs: Context, names: list[str]) -> dict[str, Reader]:
+def add_readers(pacs: Context, names: list[str]) -> dict[str, Reader]:
+    """Each of `names` as a physician who enrolled TOTP and changed the given password to their own."""
     accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
     readers = {}
     for name in names:
@@ -68,32 +96,41 @@ def _add_readers(pacs: Context, names: list[str]) -> dict[str, Reader]:
     return readers
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-    if process.stdout is not None:
-        process.stdout.close()
+def add_newcomer(pacs: Context, name: str) -> Newcomer:
+    """A physician just added by an administrator: a one-time password, no second factor yet."""
+    _, password = Accounts(pacs.database, pacs.keyring, audit=pacs.audit).add(name, PHYSICIAN)
+    return Newcomer(name, password)
+
+
+def _stop(process: subprocess.Popen[str], log: Path) -> None:
+    """SIGTERM; the server must exit with status 0 (it is killed if it has not within the timeout)."""
+    try:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+        assert process.returncode == 0, f"pacs serve exited with {process.returncode}: {log.read_text()}"
+    finally:
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 @contextmanager
-def serve_archive(root: Path, seed: Callable[[Context], Any], readers: list[str]) -> Iterator[Live]:
-    """``pacs serve`` on free ports of 127.0.0.1 after `seed` stored its objects and `readers` were added."""
+def serve_archive(root: Path, seed: Callable[[Context], T], readers: list[str]) -> Iterator[Live[T]]:
+    """``pacs serve`` of a new archive under `root`, once `seed` stored its objects and `readers` exist."""
     settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
     pacs = open_pacs(settings)
     try:
         seeded = seed(pacs)
-        added = _add_readers(pacs, readers)
+        added = add_readers(pacs, readers)
     finally:
         pacs.close()
-    home = root / "home"
-    trust_ca_for_chromium(home, settings.tls_dir / CA_CERT)
-    port = _free_port()
-    log = root / "serve.log"
+    home, ca = root / "home", settings.tls_dir / CA_CERT
+    trust_ca_for_chromium(home, ca)
+    port, log = _free_port(), root / "serve.log"
     process = pacs_serve(
         settings.data_dir,
         log,
@@ -106,13 +143,13 @@ def serve_archive(root: Path, seed: Callable[[Context], Any], readers: list[str]
         ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
         banner = process.stdout.readline() if ready else ""
         assert "web viewer on https://" in banner, (banner, log.read_text())
-        yield Live(f"https://localhost:{port}", home, settings.tls_dir / CA_CERT, added, seeded)
+        yield Live(f"https://localhost:{port}", home, ca, added, seeded)
     finally:
-        _stop(process)
+        _stop(process, log)
 
 
 @contextmanager
-def chromium(live: Live) -> Iterator[Browser]:
+def chromium(live: Live[Any]) -> Iterator[Browser]:
     """Headless Chromium whose HOME trusts the archive's CA (Playwright's own client too)."""
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
@@ -132,55 +169,64 @@ def chromium(live: Live) -> Iterator[Browser]:
 
 
 @contextmanager
-def watched_page(browser: Browser, live: Live, width: int = 1280, height: int = 800) -> Iterator[Page]:
-    """A fresh context's page, `width` x `height`; console errors and CSP violations go to `live.problems`."""
+def new_context(
+    browser: Browser, live: Live[Any], width: int = 1280, height: int = 800, *init_scripts: str
+) -> Iterator[BrowserContext]:
+    """A fresh context on `live`, `width` x `height`; its pages report CSP violations, run `init_scripts`."""
     context = browser.new_context(base_url=live.base_url, viewport={"width": width, "height": height})
-    context.add_init_script(CSP_WATCH)
-    live.problems.clear()
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            live.problems.append(f"console error: {message.text}")
-
-    def on_page_error(error: Error) -> None:
-        live.problems.append(f"uncaught {error.name}: {error.message}")
-
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
-    opened.on("console", on_console)
-    opened.on("pageerror", on_page_error)
+    for script in (CSP_WATCH, *init_scripts):
+        context.add_init_script(script)
     try:
-        yield opened
+        yield context
     finally:
         context.close()
 
 
-def open_study(page: Page, live: Live, reader: str, study_uid: str) -> None:
+def _nothing_ignored(_: ConsoleMessage) -> bool:
+    return False
+
+
+@contextmanager
+def watched(page: Page, ignored: Callable[[ConsoleMessage], bool] = _nothing_ignored) -> Iterator[Page]:
+    """`page`, closed on leaving; its console errors (but `ignored` ones) and uncaught exceptions fail it.
+
+    CSP violations are console errors (:data:`tests.web.browser.CSP_WATCH`). Nothing is asserted
+    when the block itself raised: its own failure is the one to see.
+    """
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not ignored(message):
+            problems.append(f"console error on {page.url}: {message.text}")
+
+    def on_page_error(error: Error) -> None:
+        problems.append(f"uncaught {error.name}: {error.message}")
+
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("console", on_console)
+    page.on("pageerror", on_page_error)
+    try:
+        yield page
+    finally:
+        page.close()
+    assert problems == [], "\n".join(problems)
+
+
+@contextmanager
+def watched_page(
+    browser: Browser,
+    live: Live[Any],
+    width: int = 1280,
+    height: int = 800,
+    ignored: Callable[[ConsoleMessage], bool] = _nothing_ignored,
+) -> Iterator[Page]:
+    """The watched page (:func:`watched`) of a fresh context (:func:`new_context`) on `live`."""
+    with new_context(browser, live, width, height) as context, watched(context.new_page(), ignored) as page:
+        yield page
+
+
+def open_study(page: Page, live: Live[Any], reader: str, study_uid: str) -> None:
     """Log `reader` in and open the viewer of `study_uid` until its first image is shown."""
     log_in_reader(page, live.readers[reader])
     page.goto(f"/studies/{study_uid}")
     page.wait_for_function(VIEWER_READY)
-
-
-def viewports(page: Page) -> list[dict[str, Any]]:
-    """window.viewerState.viewports: what each shown viewport shows."""
-    shown: list[dict[str, Any]] = page.evaluate("() => viewerState.viewports.map((v) => ({ ...v }))")
-    return shown
-
-
-def annotations(page: Page) -> list[dict[str, Any]]:
-    """window.viewerState.annotations: every note of the study."""
-    notes: list[dict[str, Any]] = page.evaluate("() => viewerState.annotations.map((n) => ({ ...n }))")
-    return notes
-
-
-def cell_point(page: Page, viewport: int, fx: float, fy: float) -> tuple[float, float]:
-    """The page point at fractions (`fx`, `fy`) of viewport `viewport`'s box."""
-    box = page.locator(f'.cell[data-viewport="{viewport}"]').bounding_box()
-    assert box is not None
-    return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
-
-
-def wait_until_fetched(page: Page, frames: int) -> None:
-    """Until at least `frames` frames were requested and none is in flight."""
-    page.wait_for_function("(n) => viewerState.inFlight === 0 && viewerState.frameRequests >= n", arg=frames)

@@ -1,8 +1,8 @@
 """The first login in a real headless Chromium against ``pacs serve``: the QR code decoded, home at the end.
 
-The server, the browser and the watched page are the end-to-end tests' fixtures
-(:mod:`tests.web.test_e2e`): a served archive with one new account (``newcomer``, a
-one-time password, no second factor). The QR code is read back from a screenshot with
+A served archive of its own (:mod:`tests.web.viewer_live`) holds a small study and one new
+account (``newcomer``, a one-time password, no second factor); the page is the watched page
+of the web tests' conftest. The QR code is read back from a screenshot with
 ``zbarimg`` (Debian's zbar-tools, installed by ``scripts/dev-setup.sh``). Screenshots of
 the enrolment page, of a wrong code and of a refused weak password are kept under the
 test's temporary directory.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,15 +21,33 @@ import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.browser import Served, wait_for_path
-from tests.web.test_e2e import browser, page, served
+from pacs.core.context import Context
+from tests.data.make_series import make_ct_series
+from tests.web.browser import Newcomer, wait_for_path
+from tests.web.viewer_live import Live, add_newcomer, serve_archive
 from webviewer.auth import WRONG_ENROLMENT_CODE
-
-__all__ = ["browser", "page", "served"]  # the fixtures, used by name
 
 WEAK = "passwordpassword"
 OWN_PASSWORD = "juniper ferries cross at noon"
 IMAGE_SIZE = "(img) => [img.complete, img.naturalWidth, img.naturalHeight]"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Newcomer]]:
+    root = tmp_path_factory.mktemp("first-login")
+
+    def seed(pacs: Context) -> Newcomer:
+        for path in make_ct_series(root / "ct", slices=2, rows=64, columns=64, patient_name="NEW^NORA"):
+            pacs.archive.store(path)
+        return add_newcomer(pacs, "newcomer")
+
+    with serve_archive(root, seed, []) as running:
+        yield running
+
+
+@pytest.fixture
+def newcomer(live: Live[Newcomer]) -> Newcomer:
+    return live.seeded
 
 
 def _zbarimg() -> str:
@@ -74,13 +93,13 @@ def _enrolment_qr_code(page: Page, shots: Path) -> str:
 
 
 def test_first_login_decodes_the_qr_code_keeps_the_key_and_ends_on_the_study_list(
-    page: Page, served: Served, tmp_path: Path
+    page: Page, newcomer: Newcomer, tmp_path: Path
 ) -> None:
     visited: list[str] = []
     page.on("framenavigated", lambda frame: visited.append(urlsplit(frame.url).path))
     page.goto("/login")
-    page.fill("#username", served.newcomer)
-    page.fill("#password", served.newcomer_password)
+    page.fill("#username", newcomer.name)
+    page.fill("#password", newcomer.password)
     page.click("#submit")
     wait_for_path(page, "/login/enrol")
     key = _enrolment_qr_code(page, tmp_path)
@@ -111,6 +130,6 @@ def test_first_login_decodes_the_qr_code_keeps_the_key_and_ends_on_the_study_lis
     page.click("#submit")
     wait_for_path(page, "/")
     expect(page.locator("#studies")).to_be_visible()
-    expect(page.locator(".who")).to_have_text(served.newcomer)
+    expect(page.locator(".who")).to_have_text(newcomer.name)
     after_password = visited[visited.index("/login/enrol") :]
     assert "/login" not in after_password and "/login/totp" not in after_password, visited
