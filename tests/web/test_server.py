@@ -1,11 +1,13 @@
 """The HTTPS server of ``pacs serve`` against floods and malformed requests, with real peers.
 
-One ``pacs serve`` runs for the module (one process, one study, one physician with TOTP).
+One ``pacs serve`` runs for the module (:mod:`tests.web.viewer_live`: one process, one study,
+one physician with TOTP).
 Floods are raw TCP connections that send nothing and TLS connections that send half of a
 real ClientHello (made by :mod:`ssl` itself) and then nothing; a :class:`Flood` keeps its
 count open (reopening what the server drops) for a bounded time. While one is held, a plain
 ``GET /login`` over verified TLS must answer within :data:`REQUEST_TIMEOUT`, and headless
-Chromium must log in and load the study list. The server's own refusals (a bad request
+Chromium must log in and load the study list (its pages watched: a console error fails the
+test). The server's own refusals (a bad request
 line, an oversized header, a bad Content-Length, a body over the limit) must carry the
 same security headers as the app's pages. No wall-clock time is asserted: timeouts only
 bound how long a test may wait.
@@ -15,31 +17,24 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
 import select
-import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import pyotp
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from pacs.core.accounts import Accounts
-from pacs.core.context import CA_CERT, initialise, open_pacs
+from pacs.core.context import Context
 from pacs.serve.https import _listening_socket
-from tests.conftest import _free_port, pacs_serve
 from tests.data.make_series import make_ct_series
-from tests.web.browser import CHROMIUM, PHYSICIAN, trust_ca_for_chromium
+from tests.web.browser import log_in
+from tests.web.viewer_live import Live, serve_archive, watched_page
 from webviewer.security import CSP
 
-PASSWORD = "lantern moths circle the pier"
+READER = "reader"
 REQUEST_TIMEOUT = 10.0  # how long a doctor's browser or a plain client waits for an answer
 FLOOD_SECONDS = 60.0  # no flood outlives this, whatever the test does
 IDLE_CONNECTIONS = 300
@@ -55,70 +50,19 @@ SECURITY_HEADERS = {
 }
 
 
-@dataclass
-class Served:
-    """The running ``pacs serve``, its CA, one physician and the study they should see."""
-
-    process: subprocess.Popen[str]
-    port: int
-    ca: Path
-    home: Path
-    study_uid: str
-    user: str
-    totp: pyotp.TOTP
-
-    @property
-    def base_url(self) -> str:
-        return f"https://localhost:{self.port}"
-
-    def tls(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca))
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[str]]:
+    """The server, with one study (its UID seeded) and one physician."""
     root = tmp_path_factory.mktemp("webserver")
-    settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    series = make_ct_series(root / "ct", slices=2, rows=64, columns=64, patient_name="FLOOD^FIONA")
-    pacs = open_pacs(settings)
-    try:
+
+    def seed(pacs: Context) -> str:
+        series = make_ct_series(root / "ct", slices=2, rows=64, columns=64, patient_name="FLOOD^FIONA")
         study_uid = pacs.archive.store(series[0]).study_uid
         pacs.archive.store(series[1])
-        accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
-        accounts.add("reader", PHYSICIAN, PASSWORD)
-        totp = pyotp.TOTP(accounts.begin_totp_enrolment("reader"))
-        assert accounts.confirm_totp("reader", totp.at(time.time() - 30)) is not None
-        accounts.change_password("reader", PASSWORD[::-1] + " again")
-    finally:
-        pacs.close()
-    home = root / "home"
-    trust_ca_for_chromium(home, settings.tls_dir / CA_CERT)
-    port = _free_port()
-    log = root / "serve.log"
-    process = pacs_serve(
-        settings.data_dir,
-        log,
-        PACS_DICOM_PORT=str(_free_port()),
-        PACS_DICOM_WORKERS="1",
-        PACS_WEB_PORT=str(port),
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        banner = process.stdout.readline() if ready else ""
-        assert "web viewer on https://" in banner, (banner, log.read_text())
-        yield Served(process, port, settings.tls_dir / CA_CERT, home, study_uid, "reader", totp)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                assert process.wait(timeout=30) == 0, log.read_text()
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
+        return study_uid
+
+    with serve_archive(root, seed, [READER]) as running:
+        yield running
 
 
 # -- the attackers ---------------------------------------------------------------------------------
@@ -182,18 +126,18 @@ class Flood:
 
 
 @contextlib.contextmanager
-def web_flood(served: Served) -> Iterator[tuple[Flood, Flood]]:
+def web_flood(live: Live[str]) -> Iterator[tuple[Flood, Flood]]:
     """300 idle TCP connections and 60 half ClientHellos, held together."""
-    hello = half_a_client_hello(served.tls())
-    with Flood(served.port, IDLE_CONNECTIONS) as idle, Flood(served.port, PARTIAL_HELLOS, hello) as hellos:
+    hello = half_a_client_hello(live.tls())
+    with Flood(live.port, IDLE_CONNECTIONS) as idle, Flood(live.port, PARTIAL_HELLOS, hello) as hellos:
         assert idle.opened >= IDLE_CONNECTIONS and hellos.opened >= PARTIAL_HELLOS
         yield idle, hellos
 
 
-def get_login(served: Served) -> int | str:
+def get_login(live: Live[str]) -> int | str:
     """The status of ``GET /login`` over verified TLS, or why there was none within the timeout."""
     connection = http.client.HTTPSConnection(
-        "localhost", served.port, context=served.tls(), timeout=REQUEST_TIMEOUT
+        "localhost", live.port, context=live.tls(), timeout=REQUEST_TIMEOUT
     )
     try:
         connection.request("GET", "/login")
@@ -205,11 +149,11 @@ def get_login(served: Served) -> int | str:
         connection.close()
 
 
-def raw_exchange(served: Served, request: bytes) -> tuple[int, dict[str, str], bytes]:
+def raw_exchange(live: Live[str], request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send `request` as it is over verified TLS; the status, headers and body the server answers."""
     with (
-        socket.create_connection(("127.0.0.1", served.port), timeout=REQUEST_TIMEOUT) as plain,
-        served.tls().wrap_socket(plain, server_hostname="localhost") as tls,
+        socket.create_connection(("127.0.0.1", live.port), timeout=REQUEST_TIMEOUT) as plain,
+        live.tls().wrap_socket(plain, server_hostname="localhost") as tls,
     ):
         tls.sendall(request)
         answer = b""
@@ -230,80 +174,47 @@ def raw_exchange(served: Served, request: bytes) -> tuple[int, dict[str, str], b
 # -- floods ----------------------------------------------------------------------------------------
 
 
-def test_login_page_answers_while_300_idle_tcp_connections_are_held(served: Served) -> None:
-    with Flood(served.port, IDLE_CONNECTIONS) as idle:
+def test_login_page_answers_while_300_idle_tcp_connections_are_held(live: Live[str]) -> None:
+    with Flood(live.port, IDLE_CONNECTIONS) as idle:
         assert len(idle.sockets) == IDLE_CONNECTIONS
-        assert get_login(served) == 200
+        assert get_login(live) == 200
 
 
-def test_login_page_answers_while_60_half_client_hellos_are_held(served: Served) -> None:
-    with Flood(served.port, PARTIAL_HELLOS, half_a_client_hello(served.tls())) as hellos:
+def test_login_page_answers_while_60_half_client_hellos_are_held(live: Live[str]) -> None:
+    with Flood(live.port, PARTIAL_HELLOS, half_a_client_hello(live.tls())) as hellos:
         assert len(hellos.sockets) == PARTIAL_HELLOS
-        assert get_login(served) == 200
+        assert get_login(live) == 200
 
 
-@pytest.fixture(scope="module")
-def browser(served: Served) -> Iterator[Browser]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-    playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, env={**os.environ, "HOME": str(served.home)}
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-    finally:
-        playwright.stop()
-
-
-def new_page(browser: Browser, served: Served) -> Page:
-    context = browser.new_context(base_url=served.base_url)
-    page = context.new_page()
-    page.set_default_timeout(REQUEST_TIMEOUT * 2 * 1000)
-    return page
-
-
-def log_in(page: Page, served: Served, password: str, code: str) -> None:
-    page.goto("/login")
-    page.fill("#username", served.user)
-    page.fill("#password", password)
-    page.click("#submit")
-    page.wait_for_url("**/login/totp")
-    page.fill("#code", code)
-    page.click("#submit")
-    expect(page.locator(f'#studies tr[data-study="{served.study_uid}"]')).to_be_visible()
+def log_in_with(page: Page, live: Live[str], code: str) -> None:
+    """The reader logs in with `code` and sees the study in the list."""
+    reader = live.readers[READER]
+    log_in(page, reader.name, reader.password, lambda: code)
+    expect(page.locator(f'#studies tr[data-study="{live.seeded}"]')).to_be_visible()
 
 
 def test_chromium_logs_in_and_loads_the_study_list_during_the_web_flood(
-    browser: Browser, served: Served
+    browser: Browser, live: Live[str]
 ) -> None:
-    before = new_page(browser, served)
-    password = PASSWORD[::-1] + " again"
-    log_in(before, served, password, served.totp.now())
-    during = new_page(browser, served)
-    try:
-        with web_flood(served):
+    totp = live.readers[READER].totp
+    with watched_page(browser, live) as before, watched_page(browser, live) as during:
+        log_in_with(before, live, totp.now())
+        with web_flood(live):
             before.reload()  # a doctor who logged in before the flood goes on working
-            expect(before.locator(f'#studies tr[data-study="{served.study_uid}"]')).to_be_visible()
+            expect(before.locator(f'#studies tr[data-study="{live.seeded}"]')).to_be_visible()
             # One who logs in during it gets in (with the next step's code: each code is accepted once).
-            log_in(during, served, password, served.totp.at(time.time() + 30))
-            assert get_login(served) == 200
-    finally:
-        before.context.close()
-        during.context.close()
+            log_in_with(during, live, totp.at(time.time() + 30))
+            assert get_login(live) == 200
 
 
 def test_connections_that_never_complete_a_handshake_or_a_request_are_closed_by_the_server(
-    served: Served,
+    live: Live[str],
 ) -> None:
-    silent = socket.create_connection(("127.0.0.1", served.port), timeout=REQUEST_TIMEOUT)
-    half_hello = socket.create_connection(("127.0.0.1", served.port), timeout=REQUEST_TIMEOUT)
-    half_hello.sendall(half_a_client_hello(served.tls()))
-    plain = socket.create_connection(("127.0.0.1", served.port), timeout=REQUEST_TIMEOUT)
-    half_request = served.tls().wrap_socket(plain, server_hostname="localhost")
+    silent = socket.create_connection(("127.0.0.1", live.port), timeout=REQUEST_TIMEOUT)
+    half_hello = socket.create_connection(("127.0.0.1", live.port), timeout=REQUEST_TIMEOUT)
+    half_hello.sendall(half_a_client_hello(live.tls()))
+    plain = socket.create_connection(("127.0.0.1", live.port), timeout=REQUEST_TIMEOUT)
+    half_request = live.tls().wrap_socket(plain, server_hostname="localhost")
     half_request.sendall(b"GET /login HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
     waiting = [silent, half_hello, half_request]
     deadline = time.monotonic() + 3 * REQUEST_TIMEOUT
@@ -347,9 +258,9 @@ _HOST = b"Host: localhost\r\n"
     ],
 )
 def test_the_servers_own_refusals_carry_the_security_headers(
-    served: Served, request_bytes: bytes, statuses: set[int]
+    live: Live[str], request_bytes: bytes, statuses: set[int]
 ) -> None:
-    status, headers, _ = raw_exchange(served, request_bytes)
+    status, headers, _ = raw_exchange(live, request_bytes)
     assert status in statuses
     missing = {name: value for name, value in SECURITY_HEADERS.items() if headers.get(name) != value}
     assert missing == {}, f"{status} lacks or alters {sorted(missing)}: {headers}"
@@ -374,40 +285,40 @@ def test_the_servers_own_refusals_carry_the_security_headers(
     ],
 )
 def test_a_request_over_a_limit_is_refused_with_a_message(
-    served: Served, request_bytes: bytes, status: int, message: bytes
+    live: Live[str], request_bytes: bytes, status: int, message: bytes
 ) -> None:
-    answer, headers, body = raw_exchange(served, request_bytes)
+    answer, headers, body = raw_exchange(live, request_bytes)
     assert (answer, headers["content-type"]) == (status, "text/plain; charset=utf-8")
     assert body.startswith(message)
 
 
-def test_requests_within_the_limits_reach_the_app_with_each_header_once(served: Served) -> None:
+def test_requests_within_the_limits_reach_the_app_with_each_header_once(live: Live[str]) -> None:
     big_header = b"X-Big: " + b"a" * (HEADER_LIMIT - 2048) + b"\r\n"
     status, headers, body = raw_exchange(
-        served, b"GET /login HTTP/1.1\r\n" + _HOST + big_header + b"Connection: close\r\n\r\n"
+        live, b"GET /login HTTP/1.1\r\n" + _HOST + big_header + b"Connection: close\r\n\r\n"
     )
     assert status == 200 and b"Log in" in body
     assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
     form = b"username=reader&password=" + b"p" * (BODY_LIMIT - 1024)
     status, _, body = raw_exchange(
-        served,
+        live,
         b"POST /login HTTP/1.1\r\n" + _HOST + b"Content-Type: application/x-www-form-urlencoded\r\n"
         b"Content-Length: " + str(len(form)).encode() + b"\r\nConnection: close\r\n\r\n" + form,
     )
     assert status == 400 and b"CSRF" in body  # the app's own answer: the form carried no token
 
 
-def test_static_files_and_answers_without_a_body_carry_each_header_once(served: Served) -> None:
+def test_static_files_and_answers_without_a_body_carry_each_header_once(live: Live[str]) -> None:
     close = b"Connection: close\r\n\r\n"
-    status, headers, script = raw_exchange(served, b"GET /static/viewer.js HTTP/1.1\r\n" + _HOST + close)
+    status, headers, script = raw_exchange(live, b"GET /static/viewer.js HTTP/1.1\r\n" + _HOST + close)
     assert status == 200 and len(script) == int(headers["content-length"]) > 0
     assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
     revalidate = f"If-None-Match: {headers['etag']}\r\n".encode()
     status, headers, body = raw_exchange(
-        served, b"GET /static/viewer.js HTTP/1.1\r\n" + _HOST + revalidate + close
+        live, b"GET /static/viewer.js HTTP/1.1\r\n" + _HOST + revalidate + close
     )
     assert (status, body) == (304, b"")
-    status, headers, body = raw_exchange(served, b"HEAD /login HTTP/1.1\r\n" + _HOST + close)
+    status, headers, body = raw_exchange(live, b"HEAD /login HTTP/1.1\r\n" + _HOST + close)
     assert (status, body) == (200, b"")
     assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
 
