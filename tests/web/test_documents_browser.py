@@ -8,35 +8,18 @@ of the report and the PDF pages are kept under the test's temporary directory.
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import pyotp
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from pacs.core.accounts import Accounts
-from pacs.core.context import CA_CERT, initialise, open_pacs
-from tests.conftest import _free_port, pacs_serve
+from pacs.core.context import Context
 from tests.data.make_documents import LONG_AXIS_MM, REPORT_TITLE
 from tests.data.make_series import make_ct_series
-from tests.web.browser import (
-    CHROMIUM,
-    CSP_WATCH,
-    PHYSICIAN,
-    TIMEOUT_MS,
-    Reader,
-    log_in_reader,
-    trust_ca_for_chromium,
-    wait_for_path,
-)
+from tests.web.browser import TIMEOUT_MS, log_in_reader, wait_for_path
 from tests.web.documents_helpers import (
     PDF_TITLE,
     DocumentFiles,
@@ -44,11 +27,9 @@ from tests.web.documents_helpers import (
     make_document_files,
     store_documents,
 )
+from tests.web.viewer_live import Live, serve_archive, watched_page
 
-PASSWORD = "copper otters guard the sluice"
-NEW_PASSWORD = "nine quiet herons over marsh"
-READERS = 5
-START_TIMEOUT = 60.0
+READERS = [f"reader{n}" for n in range(5)]  # at least one per test
 # Chromium's built-in PDF viewer (an extension): a frame of it is the PDF being shown.
 PDF_VIEWER = "chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai/"
 # Fetch a panel as the viewer's script does and put its nodes in the page (a function: the CSP forbids eval).
@@ -67,12 +48,8 @@ async (url) => {
 
 @dataclass(frozen=True)
 class ServedDocuments:
-    """The running server, its CA, the reader, and the documents' UIDs by name."""
+    """The documents' study, their UIDs by name and the files stored."""
 
-    base_url: str
-    home: Path
-    ca: Path
-    readers: list[Reader]  # one per test: a TOTP code opens one login only
     study_uid: str
     sops: dict[str, str]
     files: DocumentFiles
@@ -81,108 +58,35 @@ class ServedDocuments:
         return document_url(self.study_uid, self.sops[name], suffix)
 
 
-def _add_reader(accounts: Accounts, name: str) -> Reader:
-    accounts.add(name, PHYSICIAN, PASSWORD)
-    totp = pyotp.TOTP(accounts.begin_totp_enrolment(name))
-    # The previous step confirms the enrolment: the current one stays usable for the login.
-    assert accounts.confirm_totp(name, totp.at(time.time() - 30)) is not None
-    accounts.change_password(name, NEW_PASSWORD)
-    return Reader(name, NEW_PASSWORD, totp)
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedDocuments]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[ServedDocuments]]:
     root = tmp_path_factory.mktemp("documents-e2e")
-    settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    ct = make_ct_series(
-        root / "ct", slices=3, rows=64, columns=64, patient_name="ROWAN^ELSPETH", patient_id="D-1"
-    )
-    files = make_document_files(root / "documents", ct[0])
-    pacs = open_pacs(settings)
-    try:
+
+    def seed(pacs: Context) -> ServedDocuments:
+        ct = make_ct_series(
+            root / "ct", slices=3, rows=64, columns=64, patient_name="ROWAN^ELSPETH", patient_id="D-1"
+        )
+        files = make_document_files(root / "documents", ct[0])
         for path in ct:
             pacs.archive.store(path)
-        sops = store_documents(pacs, files)
-        accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
-        readers = [_add_reader(accounts, f"reader{n}") for n in range(READERS)]
-    finally:
-        pacs.close()
-    home = root / "home"
-    trust_ca_for_chromium(home, settings.tls_dir / CA_CERT)
-    port = _free_port()
-    log = root / "serve.log"
-    process = pacs_serve(
-        settings.data_dir,
-        log,
-        PACS_DICOM_PORT=str(_free_port()),
-        PACS_DICOM_WORKERS="1",
-        PACS_WEB_PORT=str(port),
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
-        banner = process.stdout.readline() if ready else ""
-        assert "web viewer on https://" in banner, (banner, log.read_text())
-        base_url = f"https://localhost:{port}"
-        yield ServedDocuments(
-            base_url, home, settings.tls_dir / CA_CERT, readers, files.subject.study_uid, sops, files
-        )
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
+        return ServedDocuments(files.subject.study_uid, store_documents(pacs, files), files)
+
+    with serve_archive(root, seed, READERS) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def browser(served: ServedDocuments) -> Iterator[Browser]:
-    """Headless Chromium whose HOME trusts the archive's CA (and Playwright's own client too)."""
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("NODE_EXTRA_CA_CERTS", str(served.ca))
-        playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, env={**os.environ, "HOME": str(served.home)}
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-    finally:
-        playwright.stop()
+def served(live: Live[ServedDocuments]) -> ServedDocuments:
+    return live.seeded
 
 
 @pytest.fixture
-def page(browser: Browser, served: ServedDocuments) -> Iterator[Page]:
-    """A reader of its own, logged in, in a fresh context; console errors and CSP violations fail the test."""
-    context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 900})
-    context.add_init_script(CSP_WATCH)
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        # A PDF opened in a tab of its own has no page to say its icon is none: Chromium asks for one.
-        if message.type == "error" and urlsplit(message.location.get("url", "")).path != "/favicon.ico":
-            problems.append(f"console error on {message.page.url if message.page else '?'}: {message.text}")
-
-    def on_page_error(error: Error) -> None:
-        problems.append(f"uncaught {error.name}: {error.message}")
-
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
-    opened.on("console", on_console)
-    opened.on("pageerror", on_page_error)
-    try:
-        log_in_reader(opened, served.readers.pop())
+def page(browser: Browser, live: Live[ServedDocuments]) -> Iterator[Page]:
+    """A reader of its own, logged in, in a fresh watched context."""
+    with watched_page(browser, live, 1280, 900) as opened:
+        _, unused = live.readers.popitem()  # a TOTP code opens one login only
+        log_in_reader(opened, unused)
         yield opened
-    finally:
-        context.close()
-    assert problems == [], "\n".join(problems)
 
 
 def _pdf_viewer_shown(page: Page) -> None:

@@ -182,13 +182,9 @@ def new_context(
         context.close()
 
 
-def _nothing_ignored(_: ConsoleMessage) -> bool:
-    return False
-
-
 @contextmanager
-def watched(page: Page, ignored: Callable[[ConsoleMessage], bool] = _nothing_ignored) -> Iterator[Page]:
-    """`page`, closed on leaving; its console errors (but `ignored` ones) and uncaught exceptions fail it.
+def watched(page: Page) -> Iterator[Page]:
+    """`page`, closed on leaving; its console errors and uncaught exceptions fail the block.
 
     CSP violations are console errors (:data:`tests.web.browser.CSP_WATCH`). Nothing is asserted
     when the block itself raised: its own failure is the one to see.
@@ -196,7 +192,7 @@ def watched(page: Page, ignored: Callable[[ConsoleMessage], bool] = _nothing_ign
     problems: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not ignored(message):
+        if message.type == "error":
             problems.append(f"console error on {page.url}: {message.text}")
 
     def on_page_error(error: Error) -> None:
@@ -213,15 +209,9 @@ def watched(page: Page, ignored: Callable[[ConsoleMessage], bool] = _nothing_ign
 
 
 @contextmanager
-def watched_page(
-    browser: Browser,
-    live: Live[Any],
-    width: int = 1280,
-    height: int = 800,
-    ignored: Callable[[ConsoleMessage], bool] = _nothing_ignored,
-) -> Iterator[Page]:
+def watched_page(browser: Browser, live: Live[Any], width: int = 1280, height: int = 800) -> Iterator[Page]:
     """The watched page (:func:`watched`) of a fresh context (:func:`new_context`) on `live`."""
-    with new_context(browser, live, width, height) as context, watched(context.new_page(), ignored) as page:
+    with new_context(browser, live, width, height) as context, watched(context.new_page()) as page:
         yield page
 
 
