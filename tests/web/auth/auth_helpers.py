@@ -14,7 +14,7 @@ from tests.web.web_helpers import (
     is_redirect_to,
 )
 
-PATIENT = "QUIXOTE^DULCINEA"
+PATIENT = "QUIXOTE, Dulcinea"  # the ct_dir fixture's QUIXOTE^DULCINEA, as the study list shows it
 AUTHENTICATION = str(EventID.USER_AUTHENTICATION)
 LOGIN = str(EventType.LOGIN)
 LOGOUT = str(EventType.LOGOUT)
