@@ -47,7 +47,18 @@ async (url) => {
   const frame = await fetchFrame(url, "the frame", undefined, (headers, buffer) => {
     preview = { headers: Object.fromEntries(headers), buffer };
   });
-  const entry = performance.getEntriesByName(new URL(url, location.href).href).pop();
+  // Chromium may add the resource's timing entry after the body's last byte was read (10 s at most).
+  const href = new URL(url, location.href).href;
+  const entry = await new Promise((resolve) => {
+    setTimeout(resolve, 10_000);
+    new PerformanceObserver((list, observer) => {
+      const found = list.getEntriesByName(href).pop();
+      if (found) {
+        observer.disconnect();
+        resolve(found);
+      }
+    }).observe({ type: "resource", buffered: true });
+  });
   return {
     frame: await hex(frame.buffer),
     rows: frame.headers.get("X-Rows"),
