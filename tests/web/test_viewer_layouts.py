@@ -142,11 +142,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Seeded]]:
         yield running
 
 
-def _seeded(live: Live[Seeded]) -> Seeded:
-    assert isinstance(live.seeded, Seeded)
-    return live.seeded
-
-
 def _drawn(page: Page, viewport: int, series: str) -> None:
     """Until viewport `viewport` shows a full frame of `series`."""
     page.wait_for_function(
@@ -167,7 +162,7 @@ def _show_in(page: Page, viewport: int, series: str) -> None:
 def test_a_2x2_layout_shows_the_study_beside_the_patients_prior(
     page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    seeded = _seeded(live)
+    seeded = live.seeded
     open_study(page, live, "layout", seeded.study)
     priors = page.locator("#priors .prior")
     expect(priors).to_have_count(1)  # her other study, not the other patient's
@@ -207,7 +202,7 @@ def _nearest(zs: list[float], z: float) -> int:
 def test_linked_viewports_scroll_by_slice_position_and_share_the_window(
     page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    seeded = _seeded(live)
+    seeded = live.seeded
     open_study(page, live, "linker", seeded.study)
     page.keyboard.press("Shift+Digit2")
     _drawn(page, 0, seeded.thin)
@@ -256,7 +251,7 @@ def test_linked_viewports_scroll_by_slice_position_and_share_the_window(
 def test_the_active_axial_slice_is_drawn_as_a_line_on_the_localizer(
     page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    seeded = _seeded(live)
+    seeded = live.seeded
     open_study(page, live, "referee", seeded.study)
     page.keyboard.press("Shift+Digit2")
     _drawn(page, 1, seeded.thick)
@@ -278,7 +273,7 @@ def test_the_active_axial_slice_is_drawn_as_a_line_on_the_localizer(
 def test_the_corners_show_orientation_sex_age_slice_location_and_thickness(
     page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    seeded = _seeded(live)
+    seeded = live.seeded
     open_study(page, live, "cornered", seeded.study)
     first = page.locator('.cell[data-viewport="0"]')
     markers = {edge: first.locator(f".marker.{edge}") for edge in ("left", "right", "top", "bottom")}

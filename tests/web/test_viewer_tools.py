@@ -89,11 +89,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Seeded]]:
         yield running
 
 
-def _seeded(live: Live[Seeded]) -> Seeded:
-    assert isinstance(live.seeded, Seeded)
-    return live.seeded
-
-
 def _drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
     page.mouse.move(*start)
     page.mouse.down()
@@ -108,7 +103,7 @@ def _at(page: Page, fx: float, fy: float) -> tuple[float, float]:
 def _dataset(live: Live[Seeded], note: dict[str, Any]) -> pydicom.Dataset:
     """The stored object the note was drawn on (its slice key is series/SOP/frame)."""
     _, sop, _ = note["sliceKey"].split("/")
-    return pydicom.dcmread(_seeded(live).files[sop])
+    return pydicom.dcmread(live.seeded.files[sop])
 
 
 def _spacing(ds: pydicom.Dataset) -> tuple[float, float]:
@@ -128,7 +123,7 @@ def _wait_notes(page: Page, count: int) -> list[dict[str, Any]]:
 def test_lengths_and_angles_are_kept_per_slice_and_measure_in_mm(
     page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    open_study(page, live, "measurer", _seeded(live).study)
+    open_study(page, live, "measurer", live.seeded.study)
     page.keyboard.press("l")
     expect(page.locator("#tool-length")).to_have_attribute("aria-pressed", "true")
     _drag(page, _at(page, 0.3, 0.4), _at(page, 0.62, 0.55))
@@ -183,7 +178,7 @@ def _inside(kind: str, note: dict[str, Any], shape: tuple[int, int]) -> np.ndarr
 def test_roi_statistics_and_the_probe_are_hounsfield_units_of_the_stored_pixels(
     page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    open_study(page, live, "roi", _seeded(live).study)
+    open_study(page, live, "roi", live.seeded.study)
     page.keyboard.press("e")
     _drag(page, _at(page, 0.4, 0.55), _at(page, 0.58, 0.8))  # over the phantom's edge: varied values
     page.keyboard.press("r")
@@ -228,7 +223,7 @@ def test_roi_statistics_and_the_probe_are_hounsfield_units_of_the_stored_pixels(
 def test_notes_are_listed_selectable_and_deleted_by_key_or_button(
     page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    open_study(page, live, "lister", _seeded(live).study)
+    open_study(page, live, "lister", live.seeded.study)
     page.keyboard.press("l")
     _drag(page, _at(page, 0.3, 0.3), _at(page, 0.6, 0.3))
     _drag(page, _at(page, 0.3, 0.6), _at(page, 0.6, 0.6))
@@ -266,7 +261,7 @@ def test_notes_are_listed_selectable_and_deleted_by_key_or_button(
 def test_every_tool_preset_layout_and_the_cine_have_a_key_and_the_help_lists_them(
     page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    seeded = _seeded(live)
+    seeded = live.seeded
     open_study(page, live, "typist", seeded.study)
     for key, tool in {
         "z": "zoom",
@@ -329,7 +324,7 @@ def _preset_labels(page: Page) -> list[str]:
 
 
 def test_ct_presets_are_offered_on_ct_only(page: Page, live: Live[Seeded]) -> None:
-    seeded = _seeded(live)
+    seeded = live.seeded
     open_study(page, live, "presets", seeded.study)
     ct = _preset_labels(page)
     assert ct[0] == "Default" and "Auto" in ct and all(name in ct for name in CT_PRESETS), ct
@@ -364,7 +359,7 @@ TOOLBAR_ROW = """
 def test_the_toolbar_fits_1280_px_in_one_row_and_folds_into_menus_on_a_tablet(
     browser: Browser, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    seeded = _seeded(live)
+    seeded = live.seeded
     for reader, width, height in (("desktop", 1280, 800), ("laptop", 1180, 800), ("tablet", 768, 1024)):
         with watched_page(browser, live, width, height) as page:
             open_study(page, live, reader, seeded.study)
@@ -386,7 +381,7 @@ def test_the_toolbar_fits_1280_px_in_one_row_and_folds_into_menus_on_a_tablet(
 def test_a_report_shows_as_its_panel_in_the_viewport_without_fetching_frames(
     page: Page, live: Live[Seeded], tmp_path: Path
 ) -> None:
-    seeded = _seeded(live)
+    seeded = live.seeded
     open_study(page, live, "reader", seeded.study)
     frames: list[str] = []
     page.on(
