@@ -281,7 +281,7 @@ def test_the_corners_show_orientation_sex_age_slice_location_and_thickness(
         expect(markers[edge]).to_have_text(letter)
     expect(first.locator(".corner.tl")).to_contain_text("DOE, Jane")
     expect(first.locator(".corner.tl")).to_contain_text(f"ID {PATIENT_ID}")
-    expect(first.locator(".corner.tl")).to_contain_text("F 54Y")
+    expect(first.locator(".corner.tl")).to_contain_text("F 54 y")
     expect(first.locator(".corner.bl")).to_contain_text(f"Loc {round(seeded.thin_z[0], 2)} mm")
     expect(first.locator(".corner.bl")).to_contain_text(f"Thick {THIN} mm")
     page.screenshot(path=str(tmp_path / "corners-axial.png"))
