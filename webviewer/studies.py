@@ -11,11 +11,10 @@ Every search is audited with its criteria.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
-from pydicom.dataset import Dataset
 
 from pacs.core.access_events import query_run
 from storage.search import SORTS, StudyQuery, StudyRow
@@ -25,7 +24,8 @@ from webviewer.paging import current_page, neighbours, url_with
 
 bp = Blueprint("studies", __name__)
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_STRIP = str.maketrans("", "", "*?\\")  # DICOM wildcards and value separator, for identifier()
+# The fields of a StudyQuery that the search form fills.
+CRITERIA = ("name", "patient_id", "birth_date", "date_from", "date_to", "modality", "accession", "patient")
 # The columns whose headers sort the list, and the direction of their first click.
 SORTABLE = {"name": False, "patient_id": False, "birth_date": False, "date": True, "accession": False}
 RETURNED = (
@@ -43,24 +43,6 @@ RETURNED = (
 )
 
 
-@dataclass(frozen=True)
-class Search:
-    """The search form, cleaned."""
-
-    name: str = ""
-    patient_id: str = ""
-    birth_date: str = ""
-    date_from: str = ""
-    date_to: str = ""
-    modality: str = ""
-    accession: str = ""
-    patient: int | None = None
-
-    def keys(self) -> dict[str, Any]:
-        """The criteria that were given."""
-        return {key: value for key, value in vars(self).items() if value}
-
-
 def _text(field: str, limit: int = 64) -> str:
     return request.args.get(field, "").strip()[:limit]
 
@@ -70,10 +52,10 @@ def _date(field: str) -> str:
     return "".join(match.groups()) if match else ""
 
 
-def read_search() -> Search:
-    """The search of this request's query string."""
+def read_search() -> StudyQuery:
+    """The search of this request's query string (first page, newest first)."""
     patient = request.args.get("patient", "")
-    return Search(
+    return StudyQuery(
         name=_text("name"),
         patient_id=_text("patient_id"),
         birth_date=_date("birth_date"),
@@ -85,6 +67,11 @@ def read_search() -> Search:
     )
 
 
+def criteria(search: StudyQuery) -> dict[str, Any]:
+    """The criteria of `search` that were given (what the audit record lists)."""
+    return {field: getattr(search, field) for field in CRITERIA if getattr(search, field)}
+
+
 def read_sort() -> tuple[str, bool]:
     """The sort column and whether it is descending (newest first when not given or unknown)."""
     sort = request.args.get("sort", "date")
@@ -92,23 +79,6 @@ def read_sort() -> tuple[str, bool]:
         return "date", True
     direction = request.args.get("dir", "")
     return sort, direction == "desc" if direction in ("asc", "desc") else SORTABLE[sort]
-
-
-def identifier(search: Search) -> Dataset:
-    """The C-FIND STUDY identifier nearest to `search` under DICOM matching (a name prefix,
-    exact IDs): what ``bench/web_search.py`` times as the bare index query."""
-    ds = Dataset()
-    for keyword in RETURNED:
-        setattr(ds, keyword, "")
-    name = search.name.translate(_STRIP)
-    ds.PatientName = f"{name}*" if name else ""
-    ds.PatientID = search.patient_id.translate(_STRIP)
-    ds.PatientBirthDate = search.birth_date
-    if search.date_from or search.date_to:
-        ds.StudyDate = f"{search.date_from}-{search.date_to}"
-    ds.ModalitiesInStudy = search.modality.translate(_STRIP)
-    ds.AccessionNumber = search.accession.translate(_STRIP)
-    return ds
 
 
 @dataclass(frozen=True)
@@ -162,11 +132,9 @@ def index() -> str:
     sort, descending = read_sort()
     page = current_page()
     size = services.config.page_size
-    query = StudyQuery(
-        **vars(search), sort=sort, descending=descending, limit=size + 1, offset=(page - 1) * size
-    )
+    query = replace(search, sort=sort, descending=descending, limit=size + 1, offset=(page - 1) * size)
     found = services.archive.search_studies(query)
-    record(query_run(by=me(), source=source(), what="study list", keys=search.keys(), page=page))
+    record(query_run(by=me(), source=source(), what="study list", keys=criteria(search), page=page))
     rows = [listed(row) for row in found[:size]]
     return render_template(
         "studies.html",
