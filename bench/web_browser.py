@@ -68,6 +68,7 @@ TIMINGS_JS = """
     htmlWait: nav.responseStart - nav.requestStart,
     html: nav.responseEnd,
     script: end((p) => p.endsWith("/viewer.js")),
+    modules: Math.max(0, ...resources.filter((r) => r.name.endsWith(".js")).map((r) => r.responseEnd)),
     series: end((p) => p.endsWith("/series")),
     instances: end((p) => p.endsWith("/instances")),
     frame: end((p) => p.includes("/frames/")),
@@ -166,7 +167,8 @@ class PageLoad:
     html_wait: float = 0.0  # request sent -> first byte of the HTML
     html: float = 0.0  # responses complete: ...
     script: float = 0.0
-    series: float = 0.0
+    modules: float = 0.0  # the last of the page's scripts (viewer.js and its modules)
+    series: float = 0.0  # 0: not requested (the page carries the lists)
     instances: float = 0.0
     frame: float = 0.0
 
@@ -179,6 +181,7 @@ class PageLoad:
             html_wait=timings["htmlWait"] or 0.0,
             html=timings["html"] or 0.0,
             script=timings["script"] or 0.0,
+            modules=timings["modules"] or 0.0,
             series=timings["series"] or 0.0,
             instances=timings["instances"] or 0.0,
             frame=timings["frame"] or 0.0,
