@@ -28,19 +28,6 @@ _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 CRITERIA = ("name", "patient_id", "birth_date", "date_from", "date_to", "modality", "accession", "patient")
 # The columns whose headers sort the list, and the direction of their first click.
 SORTABLE = {"name": False, "patient_id": False, "birth_date": False, "date": True, "accession": False}
-RETURNED = (
-    "StudyInstanceUID",
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "StudyDate",
-    "StudyTime",
-    "AccessionNumber",
-    "StudyDescription",
-    "ModalitiesInStudy",
-    "NumberOfStudyRelatedSeries",
-    "NumberOfStudyRelatedInstances",
-)
 
 
 def _text(field: str, limit: int = 64) -> str:
