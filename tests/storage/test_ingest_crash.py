@@ -122,18 +122,22 @@ def lose_index_rows(archive: Context, sop_uids: list[str]) -> None:
     """
     with archive.database.write() as session:
         lost_per_series = session.execute(
-            select(Instance.series_fk, func.count())
+            select(Instance.series_fk, func.count(), func.sum(Instance.frames))
             .where(Instance.sop_uid.in_(sop_uids), Instance.is_current.is_(True))
             .group_by(Instance.series_fk)
         ).all()
         session.execute(delete(Instance).where(Instance.sop_uid.in_(sop_uids)))
-        for series_fk, lost in lost_per_series:
+        for series_fk, lost, frames in lost_per_series:
             session.execute(
-                update(Series).where(Series.id == series_fk).values(num_instances=Series.num_instances - lost)
+                update(Series)
+                .where(Series.id == series_fk)
+                .values(num_instances=Series.num_instances - lost, num_frames=Series.num_frames - frames)
             )
             study_fk = select(Series.study_fk).where(Series.id == series_fk).scalar_subquery()
             session.execute(
-                update(Study).where(Study.id == study_fk).values(num_instances=Study.num_instances - lost)
+                update(Study)
+                .where(Study.id == study_fk)
+                .values(num_instances=Study.num_instances - lost, num_frames=Study.num_frames - frames)
             )
 
 
