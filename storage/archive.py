@@ -69,6 +69,7 @@ class SeriesImage:
     frames: int | None
     rows: int | None
     columns: int | None
+    sop_class_uid: str
 
 
 @dataclass(frozen=True)
@@ -307,10 +308,15 @@ class Archive:
         return [_info(*row) for row in rows]
 
     def series_images(self, study_uid: str, series_uid: str) -> list[SeriesImage]:
-        """The current instances of one series in display order, with their image sizes."""
+        """The current instances of one series in display order, with their SOP Class and image sizes."""
         query = (
             select(
-                Instance.sop_uid, Instance.instance_number, Instance.frames, Instance.rows, Instance.columns
+                Instance.sop_uid,
+                Instance.instance_number,
+                Instance.frames,
+                Instance.rows,
+                Instance.columns,
+                Instance.sop_class_uid,
             )
             .join(Series, Instance.series_fk == Series.id)
             .join(Study, Series.study_fk == Study.id)

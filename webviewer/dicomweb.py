@@ -136,6 +136,7 @@ def instance_list(study: str, series_uid: str) -> list[dict[str, Any]]:
         {
             "0020000D": {"vr": "UI", "Value": [study]},
             "0020000E": {"vr": "UI", "Value": [series_uid]},
+            "00080016": {"vr": "UI", "Value": [image.sop_class_uid]},
             "00080018": {"vr": "UI", "Value": [image.sop_uid]},
             **_integer("00200013", "IS", image.instance_number),
             **_integer("00280008", "IS", image.frames or 1),

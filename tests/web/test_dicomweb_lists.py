@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydicom.uid import generate_uid
+from pydicom.uid import CTImageStorage, generate_uid
 
 from tests.data.make_series import make_us_cine
 from tests.web.dicomweb_helpers import DICOM_JSON, Study, _json_value, frame_url, store_one
@@ -40,6 +40,13 @@ def test_instance_list_is_dicom_json_with_the_instance_attributes(doc: Browser, 
     assert {"00080018", "0020000D", "0020000E", "00200013", "00280010", "00280011"} <= set(first)
     assert _json_value(first, "0020000E") == series_uid
     assert (_json_value(first, "00280010"), _json_value(first, "00280011")) == (16, 16)
+
+
+def test_instance_list_names_each_instances_sop_class(doc: Browser, mixed: Study) -> None:
+    """SOP Class UID is a required return key of QIDO-RS instances (PS3.18 Table 6.7.1-2a)."""
+    series_uid = list(mixed.series)[2]
+    listed = doc.get(f"/dicomweb/studies/{mixed.uid}/series/{series_uid}/instances").json
+    assert {_json_value(i, "00080016") for i in listed} == {CTImageStorage}
 
 
 def test_instances_are_listed_by_instance_number(doc: Browser, mixed: Study) -> None:
