@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -310,14 +310,8 @@ class Archive:
     def series_images(self, study_uid: str, series_uid: str) -> list[SeriesImage]:
         """The current instances of one series in display order, with their SOP Class and image sizes."""
         query = (
-            select(
-                Instance.sop_uid,
-                Instance.instance_number,
-                Instance.frames,
-                Instance.rows,
-                Instance.columns,
-                Instance.sop_class_uid,
-            )
+            # SeriesImage's fields are the names of Instance's columns, in the order of its constructor.
+            select(*(getattr(Instance, field.name) for field in fields(SeriesImage)))
             .join(Series, Instance.series_fk == Series.id)
             .join(Study, Series.study_fk == Study.id)
             .where(
