@@ -117,20 +117,23 @@ function base64Words(text) {
   return words;
 }
 
+/** The JSON array a header holds, or [] when it holds none or something else. */
+function jsonList(text) {
+  try {
+    const listed = JSON.parse(text || "[]");
+    return Array.isArray(listed) ? listed : [];
+  } catch {
+    return [];
+  }
+}
+
 /**
  * The VOI LUTs as windows: { center, width, explanation, lut: { first, step, bits, data, key } }.
  * center and width are the window over the table's input range; windowing.js paints a
  * window that is exactly a table's through the table.
  */
 export function parseVoiLuts(text) {
-  let listed;
-  try {
-    listed = JSON.parse(text || "[]");
-  } catch {
-    return [];
-  }
-  if (!Array.isArray(listed)) return [];
-  return listed.flatMap((item, i) => {
+  return jsonList(text).flatMap((item, i) => {
     const data = typeof item?.data === "string" ? base64Words(item.data) : null;
     const step = Math.max(1, Math.trunc(item?.step) || 1);
     if (!data?.length || !Number.isFinite(item.first) || !(item.bits >= 8 && item.bits <= 16)) return [];
@@ -149,14 +152,7 @@ function lutKey(first, step, bits, data) {
 
 /** The overlay planes: [{ rows, cols, top, left, type, label, bits: Uint8Array of 0/1 }]. */
 export function parseOverlays(text) {
-  let listed;
-  try {
-    listed = JSON.parse(text || "[]");
-  } catch {
-    return [];
-  }
-  if (!Array.isArray(listed)) return [];
-  return listed.flatMap((item) => {
+  return jsonList(text).flatMap((item) => {
     const rows = Math.trunc(item?.rows);
     const cols = Math.trunc(item?.columns);
     if (!(rows > 0 && cols > 0) || typeof item.runs !== "string") return [];
