@@ -236,6 +236,29 @@ class WebSession(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class AccessToken(Base):
+    """A personal access token for DICOMweb clients: the SHA-256 of its secret, never the secret.
+
+    ``scopes`` is a comma-separated list (``read``, ``store``); ``prefix`` is the start of the
+    secret, shown in lists so a user can tell tokens apart (``pacs.core.tokens``).
+    """
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_fk: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(String(64))
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_from: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
 # A patient's studies newest first, and all studies newest first, with what the study list's
 # search reads while it walks them (storage.search): no row is read for that.
 Index("ix_studies_patient_date", Study.patient_fk, Study.study_date, Study.study_time)

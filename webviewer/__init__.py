@@ -22,7 +22,7 @@ from pacs.core.audit import AuditLog
 from storage.archive import Archive
 from storage.db import Database
 from webviewer import admin as admin_pages
-from webviewer import auth, dicomweb, documents, security, studies, viewer
+from webviewer import auth, dicomweb, documents, qido, security, studies, viewer
 from webviewer.admin import AdminBackend
 from webviewer.decodelimits import DecodeLimits
 from webviewer.pixels import MemoryCache
@@ -100,6 +100,7 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(dicomweb.bp)
+    app.register_blueprint(qido.bp)
     app.register_blueprint(viewer.bp)
     app.register_blueprint(documents.bp)
     app.register_blueprint(admin_pages.bp)

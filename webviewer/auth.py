@@ -145,12 +145,13 @@ def current_account() -> Account | None:
 
 
 # Fetched by the viewer's script, like the dicomweb blueprint.
+_API_BLUEPRINTS = {"dicomweb", "qido"}
 _API_ENDPOINTS = {"viewer.tags", "viewer.related", "documents.panel"}
 
 
 def _is_api() -> bool:
     """Whether this request comes from the viewer's script (answered 401, not sent to login)."""
-    return request.blueprint == "dicomweb" or request.endpoint in _API_ENDPOINTS
+    return request.blueprint in _API_BLUEPRINTS or request.endpoint in _API_ENDPOINTS
 
 
 def login_required(view: View) -> View:

@@ -1,14 +1,13 @@
-"""DICOMweb-shaped endpoints the viewer reads: QIDO-RS lists and WADO-RS frames.
+"""DICOMweb access shared by the Studies Service's endpoints, and WADO-RS frames for the viewer.
 
-URLs follow PS3.18 (``/dicomweb/studies/{study}/series``, ``.../instances``,
-``.../instances/{sop}/frames/{n}``), and the lists are in the DICOM JSON model. A frame
-answers with its samples as ``application/octet-stream`` and ``X-`` headers that say how
-to show them (see :class:`webviewer.pixels.Frame`); a large frame asked for as
+Objects are looked up by their UIDs and must belong to the study and series in the URL
+(:func:`find_instance`); the first access of a session to a study is audited
+(:func:`audited_once`), so the API cannot be used to read a study unaudited. The frame
+endpoint answers with a frame's samples as ``application/octet-stream`` and ``X-`` headers
+that say how to show them (see :class:`webviewer.pixels.Frame`); a large frame asked for as
 :data:`webviewer.transfer.PACKED` comes losslessly packed, its preview first (see
 :mod:`webviewer.transfer`), and the packed body is cached beside the decoded frame.
-Objects are looked up by their UIDs and must belong to the study and series in the URL.
-The first access of a session to a study is audited here too, so the API cannot be used
-to read a study unaudited.
+The lists are in :mod:`webviewer.qido`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pydicom
-from flask import Blueprint, Response, abort, current_app, jsonify, request, session
+from flask import Blueprint, Response, abort, current_app, request, session
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
@@ -32,13 +31,6 @@ from webviewer.pixels import Frame, MemoryCache, decode_frame
 
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 DICOM_JSON = "application/dicom+json"
-_SERIES_KEYS = (
-    "SeriesInstanceUID",
-    "Modality",
-    "SeriesNumber",
-    "SeriesDescription",
-    "NumberOfSeriesRelatedInstances",
-)
 
 
 def _archive() -> Archive:
@@ -104,73 +96,6 @@ def audited_once(study: str) -> None:
         return
     audit_study_access(study_summary(study), how="dicomweb")
     remember_audited(study)
-
-
-def _json_model(datasets: list[Dataset]) -> list[dict[str, Any]]:
-    body = []
-    for ds in datasets:
-        for keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
-            if keyword in ds:
-                delattr(ds, keyword)
-        body.append(ds.to_json_dict())
-    return body
-
-
-def _query(**keys: str | None) -> Dataset:
-    """An identifier with these keys (None: return it, match anything)."""
-    ds = Dataset()
-    for keyword, value in keys.items():
-        setattr(ds, keyword, value)
-    return ds
-
-
-def series_list(study: str) -> list[dict[str, Any]]:
-    """The series of `study` in the DICOM JSON model, by series number."""
-    query = _query(StudyInstanceUID=study, **dict.fromkeys(_SERIES_KEYS))
-    return _json_model(_archive().find("SERIES", query))
-
-
-def instance_list(study: str, series_uid: str) -> list[dict[str, Any]]:
-    """The current instances of a series in the DICOM JSON model, in display order."""
-    return [
-        {
-            "0020000D": {"vr": "UI", "Value": [study]},
-            "0020000E": {"vr": "UI", "Value": [series_uid]},
-            "00080016": {"vr": "UI", "Value": [image.sop_class_uid]},
-            "00080018": {"vr": "UI", "Value": [image.sop_uid]},
-            **_integer("00200013", "IS", image.instance_number),
-            **_integer("00280008", "IS", image.frames or 1),
-            **_integer("00280010", "US", image.rows),
-            **_integer("00280011", "US", image.columns),
-        }
-        for image in _archive().series_images(study, series_uid)
-    ]
-
-
-def _dicom_json(body: list[dict[str, Any]]) -> Response:
-    response = jsonify(body)
-    response.mimetype = DICOM_JSON
-    return response
-
-
-@bp.get("/studies/<study>/series")
-@physician_required
-def series(study: str) -> Response:
-    """QIDO-RS: the series of a study, by series number."""
-    audited_once(check_uid(study))
-    return _dicom_json(series_list(study))
-
-
-@bp.get("/studies/<study>/series/<series_uid>/instances")
-@physician_required
-def instances(study: str, series_uid: str) -> Response:
-    """QIDO-RS: the current instances of a series, by instance number."""
-    audited_once(check_uid(study))
-    return _dicom_json(instance_list(study, check_uid(series_uid)))
-
-
-def _integer(tag: str, vr: str, value: int | None) -> dict[str, dict[str, Any]]:
-    return {tag: {"vr": vr, "Value": [value]} if value is not None else {"vr": vr}}
 
 
 def find_instance(study: str, series_uid: str | None, sop: str) -> InstanceInfo:

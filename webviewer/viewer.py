@@ -27,11 +27,10 @@ from webviewer.dicomweb import (
     audited_once,
     check_uid,
     find_instance,
-    instance_list,
     load_object,
     remember_audited,
-    series_list,
 )
+from webviewer.qido import instance_list, series_list
 
 bp = Blueprint("viewer", __name__)
 TAG_VALUE_LIMIT = 256
