@@ -145,7 +145,7 @@ def current_account() -> Account | None:
 
 
 # Fetched by the viewer's script, like the dicomweb blueprint.
-_API_BLUEPRINTS = {"dicomweb", "qido"}
+_API_BLUEPRINTS = {"qido", "wado"}
 _API_ENDPOINTS = {"viewer.tags", "viewer.related", "documents.panel"}
 
 

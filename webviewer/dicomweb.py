@@ -1,9 +1,9 @@
-"""DICOMweb access shared by the Studies Service's endpoints, and WADO-RS frames for the viewer.
+"""DICOMweb access shared by the Studies Service's endpoints, and the viewer's form of a frame.
 
 Objects are looked up by their UIDs and must belong to the study and series in the URL
 (:func:`find_instance`); the first access of a session to a study is audited
-(:func:`audited_once`), so the API cannot be used to read a study unaudited. The frame
-endpoint answers with a frame's samples as ``application/octet-stream`` and ``X-`` headers
+(:func:`audited_once`), so the API cannot be used to read a study unaudited. A frame
+for the viewer (:func:`viewer_frame`) is its samples as ``application/octet-stream`` and ``X-`` headers
 that say how to show them (see :class:`webviewer.pixels.Frame`); a large frame asked for as
 :data:`webviewer.transfer.PACKED` comes losslessly packed, its preview first (see
 :mod:`webviewer.transfer`), and the packed body is cached beside the decoded frame.
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pydicom
-from flask import Blueprint, Response, abort, current_app, request, session
+from flask import Response, abort, current_app, request, session
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
@@ -25,11 +25,10 @@ from pacs.core.access_events import study_viewed
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.header import is_valid_uid
 from webviewer import transfer
-from webviewer.auth import me, physician_required, record, source
+from webviewer.auth import me, record, source
 from webviewer.decodelimits import DecodeLimits, FrameError, check_inflated_size
 from webviewer.pixels import Frame, MemoryCache, decode_frame
 
-bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 DICOM_JSON = "application/dicom+json"
 
 
@@ -134,12 +133,8 @@ def load_object(info: InstanceInfo) -> Dataset:
     return ds
 
 
-@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/frames/<int:number>")
-@physician_required
-def frame(study: str, series_uid: str, sop: str, number: int) -> Response:
-    """WADO-RS: one frame's samples, with ``X-`` headers saying how to show them."""
-    info = find_instance(study, series_uid, sop)
-    audited_once(study)
+def viewer_frame(info: InstanceInfo, number: int) -> Response:
+    """One frame of `info` for the viewer: its samples, with ``X-`` headers saying how to show them."""
     _, frames = _caches()
     key = (info.sop_uid, info.version, number)
     decoded = frames.get(key)
