@@ -1,0 +1,52 @@
+"""Where our time goes, for ``bench/web_dicomweb.py --profile``: each request kind once under cProfile,
+in this process through Flask's test client (no TLS, no sockets), after one untimed request of it.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import time
+
+from bench.dicomweb_measure import DICOM_ACCEPT, FRAME_ACCEPT, JSON_ACCEPT, Plan, SeriesRef
+from bench.web_client import LocalClient, login, new_user
+from pacs.core.context import Context
+from pacs.serve.https import WebServer
+
+ROOT = "/dicomweb"
+TOP = 15
+
+
+def _requests(series: SeriesRef, plan: Plan) -> list[tuple[str, str, str]]:
+    """(label, path, Accept) of each kind; the frame is the middle slice's."""
+    path = f"{ROOT}/studies/{series.study_uid}/series/{series.series_uid}"
+    middle = series.sop_uids[len(series.sop_uids) // 2]
+    return [
+        ("QIDO", f"{ROOT}/studies?PatientName={plan.prefixes[0]}&limit={plan.limit}", JSON_ACCEPT),
+        ("frame", f"{path}/instances/{middle}/frames/1", FRAME_ACCEPT),
+        ("metadata", f"{path}/metadata", JSON_ACCEPT),
+        ("retrieve", path, DICOM_ACCEPT),
+    ]
+
+
+def profile_requests(pacs: Context, series: SeriesRef, plan: Plan) -> None:
+    """Print the wall time of each request kind and its top functions by cumulative time."""
+    local = LocalClient(WebServer(pacs).app)
+    login(local, *new_user(pacs, "profile"))
+    for label, path, accept in _requests(series, plan):
+        untimed = local.client.get(path, headers={"Accept": accept})
+        untimed.get_data()
+        profiler = cProfile.Profile()
+        began = time.perf_counter()
+        profiler.enable()
+        response = local.client.get(path, headers={"Accept": accept})
+        size = len(response.get_data())
+        profiler.disable()
+        elapsed = (time.perf_counter() - began) * 1000
+        print(f"\nprofile: {label} {path[:90]}: HTTP {response.status_code}, {size} bytes, {elapsed:.1f} ms")
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(TOP)
+        lines = out.getvalue().splitlines()
+        header = next((number for number, line in enumerate(lines) if "ncalls" in line), 0)
+        print("\n".join(lines[header : header + TOP + 1]))
