@@ -238,7 +238,7 @@ def decoding_plugins(syntax: UID) -> tuple[str, ...]:
     return plugins or ("",)
 
 
-def _decode(ds: Dataset, index: int | None, syntax: UID) -> np.ndarray:
+def decode_array(ds: Dataset, index: int | None, syntax: UID) -> np.ndarray:
     """The frame's samples, from the first plugin of :func:`decoding_plugins` that decodes it."""
     failures = []
     for plugin in decoding_plugins(syntax):
@@ -271,7 +271,7 @@ def decode_frame(ds: Dataset, number: int, limits: DecodeLimits) -> Frame:
     if syntax.is_encapsulated:
         check_codestream(syntax, encapsulated_frame(ds, number - 1, frames), shape)
     with limits.reserve(size):
-        array = _decode(ds, number - 1 if frames > 1 else None, syntax)
+        array = decode_array(ds, number - 1 if frames > 1 else None, syntax)
         if photometric == "PALETTE COLOR":
             try:
                 array = apply_color_lut(array, ds)
