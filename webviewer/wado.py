@@ -1,24 +1,189 @@
-"""WADO-RS retrieval (PS3.18 10.4): frames.
+"""WADO-RS (PS3.18 10.4): retrieve of studies, series and instances; frames; rendered images and thumbnails.
 
-A frame is answered in the viewer's own form by :func:`webviewer.dicomweb.viewer_frame`.
+A retrieve answers ``multipart/related; type="application/dicom"``, one part per object in
+series and instance order, each with its ``Content-Location``. An object goes in its stored
+transfer syntax when the client names it, asks ``transfer-syntax=*``, or names none (PS3.18
+would default to Explicit VR Little Endian; sending the stored object unchanged is what
+clients expect and costs nothing). Otherwise it is transcoded to an accepted uncompressed
+syntax (:func:`pacs.ops.transcode.transcode_for`). Objects that cannot be sent as asked are
+left out: the answer is then 206 with a ``Warning`` saying how many and why, or 406 when none
+can be sent. Stored objects are streamed a blob chunk at a time, never read whole. Every
+retrieve is audited as an export of its objects, and the study as accessed
+(:func:`webviewer.dicomweb.audited_once`). Frames are :mod:`webviewer.wado_frames`, rendered
+images :mod:`webviewer.rendered`.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from webviewer.auth import physician_required
-from webviewer.dicomweb import audited_once, find_instance, viewer_frame
+import pydicom
+from flask import Blueprint, Response, abort, current_app, request, stream_with_context
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID
+from werkzeug.exceptions import HTTPException
+
+from pacs.core.access_events import study_downloaded
+from pacs.ops.transcode import TranscodeError, target_syntax, transcode_for
+from storage.archive import InstanceInfo, NotFoundError
+from storage.errors import PacsError
+from webviewer import wado_frames
+from webviewer.auth import me, physician_required, record, source
+from webviewer.dicomweb import audited_once, check_uid, find_instance, load_object
+from webviewer.multipart import Part, content_type, new_boundary, not_acceptable, parse_accept, related
 
 bp = Blueprint("wado", __name__, url_prefix="/dicomweb")
+DICOM = "application/dicom"
+ROOT = "/dicomweb/studies"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The transfer syntaxes a client takes objects in: those it names, and whether any (``*``) will do."""
+
+    syntaxes: tuple[str, ...]
+    anything: bool
+
+
+def wanted_syntaxes(accept: str | None) -> Wanted:
+    """What an ``Accept`` header asks of application/dicom objects; 406 when it asks for something else."""
+    ranges = parse_accept(accept)
+    if not ranges:
+        return Wanted((), anything=True)
+    named: list[str] = []
+    anything = False
+    for found in ranges:
+        dicom = found.media_type == "multipart/related" and found.type_param in (None, DICOM)
+        if not (dicom or found.media_type in ("*/*", "multipart/*")):
+            continue
+        syntax = found.transfer_syntax if dicom else None
+        if syntax in (None, "*"):
+            anything = True
+        else:
+            named.append(syntax)
+    if not (named or anything):
+        not_acceptable(f'objects are sent as multipart/related; type="{DICOM}" only')
+    return Wanted(tuple(named), anything)
+
+
+def plan(info: InstanceInfo, wanted: Wanted) -> str:
+    """The transfer syntax `info` goes out in; :class:`TranscodeError` when it cannot be sent as wanted."""
+    stored = info.transfer_syntax
+    if wanted.anything or stored in wanted.syntaxes:
+        return stored
+    target = target_syntax(stored, wanted.syntaxes)
+    if UID(stored).is_compressed:
+        try:
+            available = get_decoder(stored).is_available
+        except NotImplementedError:
+            available = False
+        if not available:
+            raise TranscodeError(f"{UID(stored).name} cannot be decoded here")
+    return target
+
+
+def location(info: InstanceInfo) -> str:
+    """The Studies Service's URL of `info`."""
+    return f"{ROOT}/{info.study_uid}/series/{info.series_uid}/instances/{info.sop_uid}"
+
+
+def _transcoded(info: InstanceInfo, syntax: str) -> bytes:
+    """The object of `info` as a file in `syntax` (the stored object is not changed)."""
+    out = transcode_for(load_object(info), [syntax])
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, out, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _parts(plans: list[tuple[InstanceInfo, str]]) -> Iterator[Part]:
+    """The parts of `plans`: stored objects streamed, transcoded ones built before their part starts.
+
+    An object that fails to transcode once the answer has begun is left out (and logged):
+    its part has not started, so the others still arrive whole.
+    """
+    archive = current_app.extensions["pacs"].archive
+    for info, syntax in plans:
+        kind = f"{DICOM}; transfer-syntax={syntax}"
+        if syntax == info.transfer_syntax:
+            yield Part(kind, archive.read_instance(info), location(info))
+            continue
+        try:
+            data = _transcoded(info, syntax)
+        except (PacsError, HTTPException) as exc:
+            current_app.logger.warning("WADO-RS left %s out: %s", info.sop_uid, exc)
+            continue
+        yield Part(kind, (data,), location(info))
+
+
+def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
+    """The multipart answer of `objects` of `study`, as the ``Accept`` header asks (audited)."""
+    wanted = wanted_syntaxes(request.headers.get("Accept"))
+    plans, refused = [], []
+    for info in objects:
+        try:
+            plans.append((info, plan(info, wanted)))
+        except TranscodeError as exc:
+            refused.append(str(exc))
+    if not plans:
+        not_acceptable(refused[0])
+    audited_once(study)
+    patient_id = objects[0].patient_id
+    record(
+        study_downloaded(me(), source=source(), patient_id=patient_id, study_uid=study, instances=len(plans))
+    )
+    boundary = new_boundary()
+    body = stream_with_context(related(_parts(plans), boundary))
+    response = Response(body, status=206 if refused else 200, content_type=content_type(DICOM, boundary))
+    if refused:
+        reason = refused[0].replace('"', "'")
+        response.headers["Warning"] = f'299 - "{len(refused)} of {len(objects)} objects left out: {reason}"'
+    response.vary.add("Accept")
+    return response
+
+
+def _study_objects(study: str) -> list[InstanceInfo]:
+    try:
+        return current_app.extensions["pacs"].archive.study_instances(check_uid(study))
+    except NotFoundError:
+        abort(404)
+
+
+def _series_objects(study: str, series_uid: str) -> list[InstanceInfo]:
+    check_uid(series_uid)
+    found = [info for info in _study_objects(study) if info.series_uid == series_uid]
+    if not found:
+        abort(404)
+    return found
+
+
+@bp.get("/studies/<study>")
+@physician_required
+def retrieve_study(study: str) -> Response:
+    """WADO-RS: every object of a study."""
+    return _retrieve(study, _study_objects(study))
+
+
+@bp.get("/studies/<study>/series/<series_uid>")
+@physician_required
+def retrieve_series(study: str, series_uid: str) -> Response:
+    """WADO-RS: every object of a series."""
+    return _retrieve(study, _series_objects(study, series_uid))
+
+
+@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>")
+@physician_required
+def retrieve_instance(study: str, series_uid: str, sop: str) -> Response:
+    """WADO-RS: one object."""
+    return _retrieve(study, [find_instance(study, series_uid, sop)])
 
 
 @bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/frames/<frame_list>")
 @physician_required
 def frames(study: str, series_uid: str, sop: str, frame_list: str) -> Response:
-    """WADO-RS: frames of an instance."""
+    """WADO-RS: frames of an instance (PS3.18 multipart, or the viewer's own form of one frame)."""
     info = find_instance(study, series_uid, sop)
-    if not frame_list.isdigit():
-        abort(404)
+    numbers = wado_frames.frame_numbers(frame_list)
     audited_once(study)
-    return viewer_frame(info, int(frame_list))
+    return wado_frames.answer(info, numbers, location(info))
