@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -35,50 +35,15 @@ from storage.errors import (
     ObjectTooLargeError,
     OutOfSpaceError,
 )
+from storage.frames import FrameReader
 from storage.header import HeaderError, InstanceHeader, is_valid_uid
 from storage.index import StoreOutcome, StoreResult
 from storage.ingest import IncomingObject
 from storage.locks import WriterLock
+from storage.records import DeletedStudy, InstanceInfo, SeriesImage
 from storage.verify import VerifyReport
 
 READ_SIZE = 1 << 20
-
-
-@dataclass(frozen=True)
-class InstanceInfo:
-    """The index entry of one stored instance version."""
-
-    sop_uid: str
-    sop_class_uid: str
-    version: int
-    transfer_syntax: str
-    size: int
-    sha256: str
-    study_uid: str
-    series_uid: str
-    patient_id: str
-    ref: BlobRef
-
-
-@dataclass(frozen=True)
-class SeriesImage:
-    """One image of a series as a viewer lists it."""
-
-    sop_uid: str
-    instance_number: int | None
-    frames: int | None
-    rows: int | None
-    columns: int | None
-    sop_class_uid: str
-
-
-@dataclass(frozen=True)
-class DeletedStudy:
-    """What :meth:`Archive.delete_study` removed."""
-
-    study_uid: str
-    patient_id: str
-    instances: int
 
 
 class Archive:
@@ -103,6 +68,7 @@ class Archive:
         self._ids = index.IdCache()
         self._unindexed: set[str] = set()
         self.flusher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-flush")
+        self._frames = FrameReader(database, blobs, max_header_bytes)
 
     def hold_writer_lock(self) -> None:
         """Take the shared writer lock now (it is taken by the first store otherwise).
@@ -173,6 +139,7 @@ class Archive:
         *,
         received_at: datetime | None = None,
         before_commit: Callable[[], object] | None = None,
+        frame_map: bytes | None = None,
     ) -> tuple[int, StoreOutcome]:
         """Commit the index rows of a blob (not flushed: the blob is the source of truth).
 
@@ -185,7 +152,7 @@ class Archive:
             try:
                 with self.database.write_connection(durable=False) as connection:
                     version, outcome, learned = index.add_instance(
-                        connection, header, ref, self._ids, received_at=received_at
+                        connection, header, ref, self._ids, received_at=received_at, frame_map=frame_map
                     )
                     if before_commit is not None:
                         before_commit()
@@ -281,6 +248,20 @@ class Archive:
     def open_instance(self, info: InstanceInfo) -> BinaryIO:
         """A file object over the bytes of `info`, authenticated as it is read."""
         return self._blobs.open(info.ref)
+
+    def frame_bytes(self, info: InstanceInfo, number: int) -> bytes:
+        """The stored (encoded) bytes of frame `number` (1-based) of `info`, decrypting only their chunks.
+
+        Native data gives the frame's samples, encapsulated data the frame's fragments
+        joined. Raises :class:`~storage.framemap.NoSuchFrameError` (a :class:`NotFoundError`)
+        for a frame the object lacks, :class:`~storage.framemap.FrameMapError` when its
+        frames cannot be told apart, and IntegrityError if the blob was altered.
+        """
+        return self._frames.frame_bytes(info, number)
+
+    def dataset_without_pixels(self, info: InstanceInfo) -> Dataset:
+        """The data set of `info` before Pixel Data, with its file meta, reading only the chunks before it."""
+        return self._frames.dataset_without_pixels(info)
 
     def find(
         self, level: str, identifier: Dataset, *, limit: int | None = None, offset: int = 0

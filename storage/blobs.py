@@ -215,6 +215,27 @@ class BlobStore:
         with open(self.path_of(ref.blob_id), "rb") as source:
             yield from crypto.decrypt_stream(source, dek, ref.blob_id.encode())
 
+    def read_range(self, ref: BlobRef, start: int, end: int) -> Iterator[bytes]:
+        """Yield the plaintext bytes `start` .. `end` (exclusive) of `ref`, decrypting only their chunks.
+
+        Each chunk is authenticated; raises as :meth:`read` does (the blob's length is
+        checked against ``ref.size``).
+        """
+        identity = ref.blob_id.encode()
+        dek = crypto.unwrap_key(self.keyring.kek(ref.key_version), ref.wrapped_key, identity)
+        end = min(end, ref.size)
+        if start >= end:
+            return
+        with open(self.path_of(ref.blob_id), "rb") as source:
+            chunk_size = crypto.read_header(source)[1]
+            source.seek(0)
+            first = start // chunk_size
+            chunks = crypto.decrypt_chunks(source, dek, identity, first, (end - 1) // chunk_size, ref.size)
+            at = first * chunk_size
+            for chunk in chunks:
+                yield chunk[max(0, start - at) : end - at]
+                at += len(chunk)
+
     def open(self, ref: BlobRef) -> BinaryIO:
         """A buffered file object over the plaintext of `ref`, authenticated as it is read."""
         return io.BufferedReader(_ChunkReader(self.read(ref)), buffer_size=crypto.CHUNK_SIZE)

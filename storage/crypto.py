@@ -9,7 +9,9 @@ plaintext is cut into fixed-size chunks, each sealed with AES-GCM under a nonce 
 random per-blob prefix, the chunk counter and a "last chunk" flag. The stream header and
 the caller's identity bytes (the blob id) are authenticated with every chunk, so a
 flipped byte, a reordered, dropped or appended chunk, a truncated file or a blob moved
-to another name all fail authentication.
+to another name all fail authentication. Chunk *i* lies at a fixed offset, so a range of
+chunks can be decrypted alone (:func:`decrypt_chunks`); the file's size, checked against
+the plaintext size, says which chunk is the last.
 
 Format 2 blobs carry their own wrapped data key in a *key slot* right after the stream
 header, so a blob can be decrypted, and re-indexed, without its index row: the blob is
@@ -179,3 +181,29 @@ def decrypt_stream(source: BinaryIO, dek: bytes, identity: bytes) -> Iterator[by
             return
         counter += 1
         sealed = following
+
+
+def decrypt_chunks(
+    source: BinaryIO, dek: bytes, identity: bytes, first: int, last: int, plaintext_size: int
+) -> Iterator[bytes]:
+    """Yield the plaintext of chunks `first` .. `last` of a blob of `plaintext_size` bytes.
+
+    Only those chunks are read, each authenticated before it is yielded, its "last chunk"
+    flag known from the size. Raises :class:`IntegrityError` when the file is not exactly
+    as long as that size makes it, or a chunk fails authentication.
+    """
+    version, chunk_size, prefix, header = read_header(source)
+    if version >= 2:
+        read_key_slot(source)
+    base = source.tell()
+    count = max(1, -(-plaintext_size // chunk_size))
+    if os.fstat(source.fileno()).st_size != base + plaintext_size + count * _TAG_BYTES:
+        raise IntegrityError("blob is truncated or extended")
+    aead, aad = AESGCM(dek), header + identity
+    source.seek(base + first * (chunk_size + _TAG_BYTES))
+    for counter in range(first, min(last, count - 1) + 1):
+        sealed = source.read(chunk_size + _TAG_BYTES)
+        try:
+            yield aead.decrypt(_nonce(prefix, counter, counter == count - 1), sealed, aad)
+        except InvalidTag as exc:
+            raise IntegrityError(f"blob chunk {counter} failed authentication") from exc

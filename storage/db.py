@@ -153,6 +153,8 @@ class Instance(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Native Pixel Data shorter than the image attributes call for (stored, answered with a warning).
     pixel_data_short: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Where the header and each frame lie in the blob (storage.framemap); None until first computed.
+    frame_map: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class AuditRecord(Base):

@@ -280,6 +280,7 @@ def add_instance(
     cache: IdCache | None = None,
     *,
     received_at: datetime | None = None,
+    frame_map: bytes | None = None,
 ) -> tuple[int, StoreOutcome, dict[tuple[str, str], int]]:
     """Record a stored blob as the current version of its SOP instance.
 
@@ -289,7 +290,8 @@ def add_instance(
     If the current version already has the same SHA-256 nothing is added and its
     version is returned with :attr:`StoreOutcome.DUPLICATE` (the caller discards the new
     blob). A different object with the same SOP Instance UID becomes a new version;
-    the old one is kept, no longer current. `received_at` defaults to now.
+    the old one is kept, no longer current. `received_at` defaults to now; `frame_map`
+    is the packed :class:`storage.framemap.FrameMap` of the object.
     """
     now = datetime.now(UTC)
     previous = current_version(connection, header.sop_uid)
@@ -310,7 +312,8 @@ def add_instance(
         version = previous.version + 1
         connection.execute(_SUPERSEDE, {"id": previous.id, "current": False})
         _count(connection, previous.series_fk, -1, -previous.frames, now)
-    connection.execute(_INSERT, _instance_row(header, ref, version, series_fk, received_at or now))
+    row = _instance_row(header, ref, version, series_fk, received_at or now)
+    connection.execute(_INSERT, {**row, "frame_map": frame_map})
     _count(connection, series_fk, +1, header.frames, now)
     return version, (StoreOutcome.NEW_VERSION if previous is not None else StoreOutcome.STORED), learned
 

@@ -6,7 +6,7 @@ Each piece goes to the :class:`~storage.walker.Part10Walker` (structure, header,
 and straight into the encrypting :class:`~storage.blobs.BlobWriter`; no plaintext is
 written anywhere. :meth:`IncomingObject.finish` then:
 
-1. proves the object complete and reads its header;
+1. proves the object complete and reads its header and frame map (:mod:`storage.framemap`);
 2. seals the blob and, unless the index already holds the same bytes as the current
    version (a duplicate, dropped before it is flushed), flushes it with one ``fdatasync``
    while the index rows are written in the same moment;
@@ -110,7 +110,7 @@ class IncomingObject:
             walked = self._walker.close()
             header = walked.header()
             assert self._writer is not None  # the walker saw bytes, so they were written
-            return self._store(self._writer, header)
+            return self._store(self._writer, header, walked.frame_map.pack())
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise OutOfSpaceError("disk full while writing the object") from exc
@@ -118,7 +118,7 @@ class IncomingObject:
         finally:
             self._discard()
 
-    def _store(self, writer: BlobWriter, header: InstanceHeader) -> StoreResult:
+    def _store(self, writer: BlobWriter, header: InstanceHeader, frame_map: bytes) -> StoreResult:
         archive = self._archive
         writer.seal()
         duplicate_of = archive.current_version_with(header.sop_uid, writer.sha256)
@@ -128,7 +128,9 @@ class IncomingObject:
         # The index rows are written while the blob is flushed, and committed after.
         flushed = archive.flusher.submit(writer.commit)
         try:
-            version, outcome = archive.index_blob(header, ref, before_commit=flushed.result)
+            version, outcome = archive.index_blob(
+                header, ref, before_commit=flushed.result, frame_map=frame_map
+            )
         except BaseException as exc:
             if flushed.exception() is not None:
                 raise  # not durable: the blob goes

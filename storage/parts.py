@@ -47,6 +47,7 @@ class ArchiveParts(Protocol):
         *,
         received_at: datetime | None = None,
         before_commit: Callable[[], object] | None = None,
+        frame_map: bytes | None = None,
     ) -> tuple[int, StoreOutcome]:
         """Index a durable blob; return its version and what indexing it did."""
 

@@ -5,8 +5,9 @@ it, so the index may lack a blob that was acknowledged. :func:`sweep` finds ever
 on disk that no index row references and reads it through its own key slot:
 
 - a *complete* blob (every chunk authenticates, the last one included) is re-indexed
-  from its own header, or dropped if the index already holds the same bytes as the
-  current version (a duplicate); a complete blob is never deleted for being unreferenced;
+  from its own header, with the frame map its walk finds, or dropped if the index
+  already holds the same bytes as the current version (a duplicate); a complete blob
+  is never deleted for being unreferenced;
 - an *incomplete* blob (no authenticated last chunk: its writer died or gave up) is
   removed when `remove` is set, and only once no writer can still be writing it.
 
@@ -76,7 +77,7 @@ def _settle(
 ) -> None:
     """Re-index, drop or keep one unreferenced blob."""
     try:
-        header, ref = _read(archive, blob_id)
+        header, ref, frame_map = _read(archive, blob_id)
     except FileNotFoundError:
         return
     except IntegrityError:
@@ -91,7 +92,7 @@ def _settle(
         return
     received_at = datetime.fromtimestamp(datetime.now(UTC).timestamp() - age, UTC)
     try:
-        version, outcome = archive.index_blob(header, ref, received_at=received_at)
+        version, outcome = archive.index_blob(header, ref, received_at=received_at, frame_map=frame_map)
     except sa_exc.IntegrityError:
         return  # indexed meanwhile by its own writer or another sweep
     if outcome is StoreOutcome.DUPLICATE:
@@ -101,8 +102,8 @@ def _settle(
     report.reindexed.append(StoreResult.of(outcome, header, version, ref.size, ref.sha256))
 
 
-def _read(archive: ArchiveParts, blob_id: str) -> tuple[InstanceHeader, BlobRef]:
-    """The header and full reference of a blob, read through its own key slot.
+def _read(archive: ArchiveParts, blob_id: str) -> tuple[InstanceHeader, BlobRef, bytes]:
+    """The header, full reference and packed frame map of a blob, read through its own key slot.
 
     Raises :class:`~storage.crypto.IntegrityError` if the blob is incomplete or damaged.
     """
@@ -114,5 +115,6 @@ def _read(archive: ArchiveParts, blob_id: str) -> tuple[InstanceHeader, BlobRef]
         walker.feed(chunk)
         digest.update(chunk)
         size += len(chunk)
-    header = walker.close().header()
-    return header, BlobRef(blob_id, embedded.key_version, embedded.wrapped_key, size, digest.hexdigest())
+    walked = walker.close()
+    ref = BlobRef(blob_id, embedded.key_version, embedded.wrapped_key, size, digest.hexdigest())
+    return walked.header(), ref, walked.frame_map.pack()

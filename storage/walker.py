@@ -5,8 +5,9 @@ from a socket or a file, and never holds more than one element header and the fe
 attributes the index needs. It checks the preamble and file meta, follows the element
 structure of the data set (nested sequences and items, encapsulated pixel data, deflate),
 and at :meth:`Part10Walker.close` proves the object is complete. Values are skipped, not
-decoded: only the wanted top-level attributes are kept, as pydicom raw elements, and
-converted by pydicom itself (:func:`storage.header.header_from`).
+decoded: only the wanted top-level attributes are kept, as pydicom raw elements converted
+by pydicom itself (:func:`storage.header.header_from`), and where Pixel Data and its
+fragments lie (:class:`storage.framemap.FrameMap`).
 
 The identifying header is everything before group 0029; it must end within a
 configured number of bytes, so that a peer cannot make us read a huge prefix before
@@ -15,6 +16,7 @@ the object can be identified.
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
+from storage.framemap import MAP_TAGS, FrameMap, PixelsSeen
 from storage.header import WANTED_TAGS, HeaderError, InstanceHeader, header_from
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -38,7 +41,7 @@ _INFLATE_STEP = 1 << 16  # most bytes inflated per call
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _TRANSFER_SYNTAX = 0x00020010
-_WANTED = frozenset(WANTED_TAGS)
+_WANTED = frozenset(WANTED_TAGS) | frozenset(MAP_TAGS)
 
 
 @dataclass
@@ -61,6 +64,7 @@ class WalkedObject:
     pixel_data_length: int | None  # None: no native Pixel Data (absent or encapsulated)
     explicit: bool
     little_endian: bool
+    frame_map: FrameMap
 
     def header(self) -> InstanceHeader:
         """The validated header of the object (see :func:`storage.header.header_from`)."""
@@ -84,7 +88,7 @@ class _DatasetParser:
     position: int = 0
     elements: dict[int, RawDataElement] = field(default_factory=dict)
     header_end: int | None = None
-    pixel_data_length: int | None = None
+    pixels: PixelsSeen = field(default_factory=PixelsSeen)
     _pending: bytearray = field(default_factory=bytearray)
     _skip: int = 0
     _collect: tuple[int, str | None, int] | None = None
@@ -104,6 +108,8 @@ class _DatasetParser:
                 step = min(self._skip, size - offset)
                 if self._collect is not None:
                     self._value += data[offset : offset + step]
+                elif self.pixels.head_left:
+                    self.pixels.take_head(data[offset : offset + min(step, self.pixels.head_left)])
                 self._skip -= step
                 offset += step
                 self.position += step
@@ -164,6 +170,8 @@ class _DatasetParser:
             if start > self.max_header:
                 raise HeaderError(f"the header does not end within {self.max_header} bytes")
             self.header_end = start
+        if top and tag == PIXEL_DATA:
+            self.pixels.found(start, self.position, length)
         if length == _UNDEFINED:
             if top and tag == PIXEL_DATA:
                 self._push("fragments", None, self._explicit_here())
@@ -176,13 +184,10 @@ class _DatasetParser:
         if vr == "SQ" or (vr is None and _is_sequence(tag)):
             self._push("sequence", self.position + length, self._explicit_here())
             return
-        if top and tag == PIXEL_DATA:
-            self.pixel_data_length = length
         if top and tag in _WANTED:
-            if length > MAX_ATTRIBUTE:
+            if length > MAP_TAGS.get(tag, MAX_ATTRIBUTE):
                 raise HeaderError(f"malformed: {_name(tag)} is {length} bytes long")
             self._collect = (tag, vr, length)
-            self._value.clear()
         self._skip = length
         if not length:
             self._finish_value()
@@ -192,16 +197,24 @@ class _DatasetParser:
             return
         tag, vr, length = self._collect
         value = bytes(self._value)
+        self._value.clear()
+        self._collect = None
+        if tag == _ITEM:
+            self.pixels.basic_offsets = value
+            return
         self.elements[tag] = RawDataElement(
             Tag(tag), vr, length, value, 0, not self._explicit_here(), self.little, True, False
         )
-        self._collect = None
 
     def _delimiter(self, tag: int, length: int, frame: _Frame | None) -> None:
         if tag == _ITEM and frame is not None and frame.kind == "fragments":
             if length == _UNDEFINED:
                 raise HeaderError("malformed: a pixel data fragment has an undefined length")
             self._skip = length
+            if self.pixels.item(self.position, length):
+                self._collect = (_ITEM, None, length)  # the Basic Offset Table
+            if not length:
+                self._finish_value()
             return
         if tag == _ITEM and frame is not None and frame.kind == "sequence":
             self._push("item", None if length == _UNDEFINED else self.position + length, frame.explicit)
@@ -241,19 +254,13 @@ def _name(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
-_SEQUENCE_CACHE: dict[int, bool] = {}
-
-
+@functools.cache
 def _is_sequence(tag: int) -> bool:
     """Whether the data dictionary makes `tag` a sequence (for implicit VR, which does not say)."""
-    known = _SEQUENCE_CACHE.get(tag)
-    if known is None:
-        try:
-            known = dictionary_VR(tag) == "SQ"
-        except KeyError:
-            known = False
-        _SEQUENCE_CACHE[tag] = known
-    return known
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:
+        return False
 
 
 class Part10Walker:
@@ -263,7 +270,7 @@ class Part10Walker:
         self.max_header = max_header
         self.max_depth = max_depth
         self._prefix = bytearray()
-        self._meta_end: int | None = None
+        self._dataset_start = 0
         self.transfer_syntax = ""
         self._dataset: _DatasetParser | None = None
         self._inflater: zlib._Decompress | None = None
@@ -295,6 +302,7 @@ class Part10Walker:
         if not syntax:
             raise HeaderError("missing Transfer Syntax UID")
         self.transfer_syntax = syntax
+        self._dataset_start = end
         self._dataset = _DatasetParser(
             explicit=syntax != IMPLICIT_LITTLE,
             little=syntax != EXPLICIT_BIG,
@@ -362,9 +370,10 @@ class Part10Walker:
             elements=dataset.elements,
             header_bytes=dataset.header_end if dataset.header_end is not None else dataset.position,
             dataset_bytes=dataset.position,
-            pixel_data_length=dataset.pixel_data_length,
+            pixel_data_length=dataset.pixels.length,
             explicit=dataset.explicit,
             little_endian=dataset.little,
+            frame_map=dataset.pixels.frame_map(self._dataset_start, dataset.position, dataset.elements),
         )
 
 
