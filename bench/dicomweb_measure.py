@@ -56,6 +56,7 @@ class Figures:
     metadata_bytes: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    reference: list[float] = field(default_factory=list)  # Orthanc's core REST frames, for comparison
 
 
 def search_prefixes(surnames: Sequence[str], count: int, seed: int) -> list[str]:
@@ -145,3 +146,14 @@ def measure(
             print(f"{into.server}: {kind} failed: {into.failed[kind]}", flush=True)
         into.cpu_s[kind] = cpu_seconds(pid) - cpu
         client.close()
+
+
+def orthanc_core_frames(client: DicomwebClient, ids: Sequence[str], frame_bytes: int) -> list[float]:
+    """Orthanc's own ``/instances/{id}/frames/0/raw`` of every slice (no DICOMweb UID lookup), in ms."""
+    times = []
+    for instance in ids:
+        reply = client.get(f"/instances/{instance}/frames/0/raw", "application/octet-stream")
+        if reply.status != 200 or len(reply.body) != frame_bytes:
+            raise BenchError(f"Orthanc raw frame: HTTP {reply.status}, {len(reply.body)} bytes")
+        times.append(reply.ms)
+    return times

@@ -12,7 +12,6 @@ import time
 from bench.dicomweb_measure import DICOM_ACCEPT, FRAME_ACCEPT, JSON_ACCEPT, Plan, SeriesRef
 from bench.web_client import LocalClient, login, new_user
 from pacs.core.context import Context
-from pacs.serve.https import WebServer
 
 ROOT = "/dicomweb"
 TOP = 15
@@ -31,7 +30,13 @@ def _requests(series: SeriesRef, plan: Plan) -> list[tuple[str, str, str]]:
 
 
 def profile_requests(pacs: Context, series: SeriesRef, plan: Plan) -> None:
-    """Print the wall time of each request kind and its top functions by cumulative time."""
+    """Print the wall time of each request kind and its top functions by own (internal) time.
+
+    The web application is imported here, not at the top: the other measurements run
+    ``pacs serve`` as a subprocess and need none of it in this process.
+    """
+    from pacs.serve.https import WebServer
+
     local = LocalClient(WebServer(pacs).app)
     login(local, *new_user(pacs, "profile"))
     for label, path, accept in _requests(series, plan):
@@ -46,7 +51,7 @@ def profile_requests(pacs: Context, series: SeriesRef, plan: Plan) -> None:
         elapsed = (time.perf_counter() - began) * 1000
         print(f"\nprofile: {label} {path[:90]}: HTTP {response.status_code}, {size} bytes, {elapsed:.1f} ms")
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(TOP)
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(TOP)
         lines = out.getvalue().splitlines()
         header = next((number for number, line in enumerate(lines) if "ncalls" in line), 0)
         print("\n".join(lines[header : header + TOP + 1]))

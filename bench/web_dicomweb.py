@@ -56,7 +56,7 @@ from bench.dicom_orthanc import network_namespace, orthanc_unavailable, orthanc_
 from bench.dicom_servers import NS_ADDR, make_pki
 from bench.dicomweb_client import DicomwebClient
 from bench.dicomweb_corpus import corpus_rows, small_object
-from bench.dicomweb_measure import Figures, Plan, SeriesRef, measure, search_prefixes
+from bench.dicomweb_measure import Figures, Plan, SeriesRef, measure, orthanc_core_frames, search_prefixes
 from bench.dicomweb_orthanc import (
     DICOMWEB_ROOT,
     Orthanc,
@@ -106,10 +106,12 @@ def measure_ours(pacs: Context, workdir: Path, series: SeriesRef, plan: Plan) ->
     return figures
 
 
-def load_orthanc(orthanc: Orthanc, files: Sequence[Path], rows: list[dict[str, object]]) -> None:
-    """The CT, then the corpus's small objects; the time it took printed."""
+def load_orthanc(
+    orthanc: Orthanc, files: Sequence[Path], rows: list[dict[str, object]], ids: list[str]
+) -> None:
+    """The CT (its instance ids into `ids`), then the corpus's small objects; the time it took printed."""
     began = time.perf_counter()
-    upload_files(orthanc, files)
+    ids += upload_files(orthanc, files)
     print(
         f"orthanc: {len(files)} slices in {time.perf_counter() - began:.0f} s; {len(rows)} small objects ...",
         flush=True,
@@ -129,10 +131,11 @@ def measure_orthanc(
     """Orthanc with the plugin in the namespace, loaded and restarted, the four measurements."""
     figures = Figures("orthanc")
     auth = ("bench", secrets.token_urlsafe(12))
+    ids: list[str] = []
     with network_namespace(), common.temp_dir("orthanc-", workdir) as home:
         certs = make_pki(home / "pki")
         with orthanc_dicomweb(
-            home, certs, auth, lambda orthanc: load_orthanc(orthanc, files, rows)
+            home, certs, auth, lambda orthanc: load_orthanc(orthanc, files, rows, ids)
         ) as orthanc:
             figures.note = "HTTPS" if orthanc.cafile else "HTTP"
             print(f"orthanc: {orthanc_version()} over {orthanc.scheme}", flush=True)
@@ -142,6 +145,9 @@ def measure_orthanc(
                 return DicomwebClient(NS_ADDR, ORTHANC_HTTP_PORT, orthanc.cafile, {"Authorization": basic})
 
             measure(connect, DICOMWEB_ROOT, orthanc.proc.pid, series, plan, figures)
+            client = connect()
+            figures.reference = orthanc_core_frames(client, ids, series.frame_bytes)
+            client.close()
     return figures
 
 
