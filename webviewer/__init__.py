@@ -4,9 +4,11 @@
 from the environment here). Blueprints: ``auth`` (login, second factor, password change,
 logout), ``studies`` (the study list), ``viewer`` (the viewer page, tags, ZIP download),
 ``qido`` and ``wado`` (the DICOMweb Studies Service, which the viewer's script reads too), ``documents``
-(SR reports, encapsulated PDFs and descriptions of other non-image objects) and ``admin``. Sessions
-live in the index database (:mod:`webviewer.sessions`), CSRF tokens come from Flask-WTF,
-and :mod:`webviewer.security` sets the headers.
+(SR reports, encapsulated PDFs and descriptions of other non-image objects), ``tokens`` (personal
+access tokens for DICOMweb clients) and ``admin``. Sessions live in the index database
+(:mod:`webviewer.sessions`), CSRF tokens come from Flask-WTF (checked by :mod:`webviewer.apiauth`,
+which exempts Bearer requests), :mod:`webviewer.security` sets the headers and :mod:`webviewer.cors`
+lets configured origins call the DICOMweb root.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from flask_wtf.csrf import CSRFProtect
 
 from pacs.core.accounts import Accounts
 from pacs.core.audit import AuditLog
+from pacs.core.tokens import Network, Tokens
 from storage.archive import Archive
 from storage.db import Database
 from webviewer import admin as admin_pages
-from webviewer import auth, documents, qido, security, studies, viewer, wado
+from webviewer import auth, cors, documents, qido, security, studies, tokens, viewer, wado
 from webviewer.admin import AdminBackend
 from webviewer.decodelimits import DecodeLimits
 from webviewer.pixels import MemoryCache
@@ -43,6 +46,9 @@ class WebConfig:
     # a request waits this long for its share of the budget before a 503.
     max_frame_bytes: int = 256 * 2**20
     decode_wait_seconds: float = 10.0
+    # Where access tokens may come from (empty: anywhere), and the origins CORS lets call DICOMweb.
+    token_networks: tuple[Network, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Services:
     frames: MemoryCache
     admin: AdminBackend | None
     decoding: DecodeLimits
+    tokens: Tokens
 
 
 def create_app(
@@ -84,6 +91,8 @@ def create_app(
         # Strict mode compares the Referer, which Referrer-Policy: no-referrer withholds;
         # the token and the SameSite=Strict cookie do the work.
         WTF_CSRF_SSL_STRICT=False,
+        # webviewer.apiauth checks the token of every change, except a Bearer request's.
+        WTF_CSRF_CHECK_DEFAULT=False,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     sessions = DatabaseSessions(database, idle=config.session_idle, absolute=config.session_absolute)
@@ -91,11 +100,13 @@ def create_app(
     objects = MemoryCache(config.object_cache_bytes)
     frames = MemoryCache(config.frame_cache_bytes, lambda frame: len(frame.samples))
     decoding = DecodeLimits(config.max_frame_bytes, wait_seconds=config.decode_wait_seconds)
+    access_tokens = Tokens(database, accounts, audit, networks=config.token_networks)
     app.extensions["pacs"] = Services(
-        archive, accounts, audit, sessions, config, objects, frames, admin, decoding
+        archive, accounts, audit, sessions, config, objects, frames, admin, decoding, access_tokens
     )
     CSRFProtect(app)
     security.init_app(app)
+    cors.init_app(app, config.cors_origins)
     auth.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(studies.bp)
@@ -104,4 +115,5 @@ def create_app(
     app.register_blueprint(viewer.bp)
     app.register_blueprint(documents.bp)
     app.register_blueprint(admin_pages.bp)
+    app.register_blueprint(tokens.bp)
     return app

@@ -10,7 +10,11 @@ the lock tells an attacker nothing and keeps no one with both factors out. The s
 rotated when the password is accepted and again when the login completes.
 ``login_required`` guards every other page: it needs a completed login of an enabled
 account (a lockout ends no session), and sends an account that must change its password to
-the change form first. ``physician_required`` and ``admin_required`` add the role.
+the change form first. ``physician_required`` and ``admin_required`` add the role. Under the
+DICOMweb root (:mod:`webviewer.apiauth`) a request is answered 401 instead of a redirect, and
+``physician_required`` admits a Bearer token with the ``read`` scope instead of the session;
+``store_required`` (STOW-RS) wants a physician's session (its CSRF token checked as for every
+change) or a token with the ``store`` scope.
 
 Every step is audited (:func:`record`); a request whose record cannot be written is answered
 503 with :data:`UNAVAILABLE` and gains nothing (no login, no page), as the audit policy of
@@ -44,6 +48,7 @@ from werkzeug.wrappers import Response
 from pacs.core import events
 from pacs.core.accounts import Account, Accounts, LoginVerdict, PasswordPolicyError
 from pacs.core.audit import AuditEvent, AuditLog, AuditUnavailableError
+from webviewer import apiauth
 from webviewer.sessions import rotate
 
 bp = Blueprint("auth", __name__)
@@ -98,8 +103,9 @@ def _unavailable(_: AuditUnavailableError) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Answer every request whose audit record cannot be written with 503 and :data:`UNAVAILABLE`."""
+    """Answer a request whose audit record cannot be written with 503; check tokens in URLs and CSRF."""
     app.register_error_handler(AuditUnavailableError, _unavailable)
+    apiauth.init_app(app)
 
 
 def _pending(window: int = PENDING_SECONDS) -> str | None:
@@ -144,14 +150,13 @@ def current_account() -> Account | None:
     return g.get("account")
 
 
-# Fetched by the viewer's script, like the dicomweb blueprint.
-_API_BLUEPRINTS = {"qido", "wado"}
+# Fetched by the viewer's script, like everything under the DICOMweb root.
 _API_ENDPOINTS = {"viewer.tags", "viewer.related", "documents.panel"}
 
 
 def _is_api() -> bool:
-    """Whether this request comes from the viewer's script (answered 401, not sent to login)."""
-    return request.blueprint in _API_BLUEPRINTS or request.endpoint in _API_ENDPOINTS
+    """Whether this request comes from a script or a client (answered 401, not sent to login)."""
+    return apiauth.is_api_path() or request.endpoint in _API_ENDPOINTS
 
 
 def login_required(view: View) -> View:
@@ -164,6 +169,8 @@ def login_required(view: View) -> View:
         if account is None or account.disabled:
             if name is not None:  # a stale login; a password step in progress is kept
                 session.clear()
+            if apiauth.is_api_path():
+                apiauth.unauthorized("Log in, or send an access token.")
             if _is_api():
                 abort(401)
             return redirect(url_for("auth.login"))
@@ -175,7 +182,23 @@ def login_required(view: View) -> View:
     return wrapped  # type: ignore[return-value]
 
 
-def _role_required(role: str) -> Callable[[View], View]:
+def _session_or_token(view: View, scope: str) -> View:
+    """`view` behind a completed login, or (under the DICOMweb root) a Bearer token with `scope`."""
+    by_session = login_required(view)
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if apiauth.bearer_secret() is None:
+            return by_session(*args, **kwargs)
+        g.account = apiauth.authenticate(scope)
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def _role_required(role: str, scope: str | None = None) -> Callable[[View], View]:
+    """A login with `role`; with a `scope`, a Bearer token with it does too (on API paths)."""
+
     def decorator(view: View) -> View:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -186,12 +209,15 @@ def _role_required(role: str) -> Callable[[View], View]:
                 abort(403)
             return view(*args, **kwargs)
 
-        return login_required(wrapped)  # type: ignore[return-value]
+        if scope is None:
+            return login_required(wrapped)  # type: ignore[return-value]
+        return _session_or_token(wrapped, scope)  # type: ignore[arg-type]
 
     return decorator
 
 
-physician_required = _role_required("physician")
+physician_required = _role_required("physician", "read")
+store_required = _role_required("physician", "store")
 admin_required = _role_required("admin")
 
 

@@ -3,17 +3,20 @@
 Objects are looked up by their UIDs and must belong to the study and series in the URL
 (:func:`find_instance`); the first access of a session to a study is audited
 (:func:`audited_once`), so the API cannot be used to read a study unaudited. A frame
-for the viewer (:func:`viewer_frame`) is its samples as ``application/octet-stream`` and ``X-`` headers
-that say how to show them (see :class:`webviewer.pixels.Frame`); a large frame asked for as
-:data:`webviewer.transfer.PACKED` comes losslessly packed, its preview first (see
-:mod:`webviewer.transfer`), and the packed body is cached beside the decoded frame.
-The lists are in :mod:`webviewer.qido`.
+for the viewer (:func:`viewer_frame`) is its samples as ``application/octet-stream`` and ``X-``
+headers that say how to show them (see :class:`webviewer.pixels.Frame`), decoded from the
+object's header and that frame's stored bytes alone (:func:`load_header`,
+:meth:`storage.archive.Archive.frame_bytes`: a frame of a 2 GB object costs what the frame
+does); a large frame asked for as :data:`webviewer.transfer.PACKED` comes losslessly packed,
+its preview first (see :mod:`webviewer.transfer`), and the packed body is cached beside the
+decoded frame. The lists are in :mod:`webviewer.qido`.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from functools import partial
 from typing import Any, NoReturn
 
 import pydicom
@@ -23,13 +26,16 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from pacs.core.access_events import study_viewed
 from storage.archive import Archive, InstanceInfo, NotFoundError
+from storage.framemap import FrameMapError, NoSuchFrameError
 from storage.header import is_valid_uid
 from webviewer import transfer
+from webviewer.apiauth import current_token
 from webviewer.auth import me, record, source
 from webviewer.decodelimits import DecodeLimits, FrameError, check_inflated_size
 from webviewer.pixels import Frame, MemoryCache, decode_frame
 
 DICOM_JSON = "application/dicom+json"
+HEADER_COST = 4  # memory of a parsed header, per byte of its encoding (a rough upper bound)
 
 
 def _archive() -> Archive:
@@ -90,11 +96,21 @@ def remember_audited(study: str) -> None:
 
 
 def audited_once(study: str) -> None:
-    """Audit this session's first access to `study` (the viewer page counts as one)."""
-    if study in session.get("opened", []):
+    """Audit this session's first access to `study` (the viewer page counts as one).
+
+    A request authenticated by a token uses no session: its token's access to `study` is
+    audited unless that was done in the last few minutes (:meth:`pacs.core.tokens.Tokens.accessed_recently`).
+    """
+    token = current_token()
+    if token is None:
+        if study not in session.get("opened", []):
+            audit_study_access(study_summary(study), how="dicomweb")
+            remember_audited(study)
         return
-    audit_study_access(study_summary(study), how="dicomweb")
-    remember_audited(study)
+    tokens = current_app.extensions["pacs"].tokens
+    if not tokens.accessed_recently(token.id, study):
+        audit_study_access(study_summary(study), how=f"dicomweb, access token {token.prefix}")
+        tokens.note_access(token.id, study)
 
 
 def find_instance(study: str, series_uid: str | None, sop: str) -> InstanceInfo:
@@ -111,36 +127,71 @@ def find_instance(study: str, series_uid: str | None, sop: str) -> InstanceInfo:
 
 
 def load_object(info: InstanceInfo) -> Dataset:
-    """The decrypted, parsed object (pixel data still encoded), from the memory cache if there.
+    """The whole decrypted, parsed object (pixel data still encoded), read for this request alone.
 
-    A deflated data set is inflated only once it is known to fit the decoding limit
-    (pydicom inflates it whole); otherwise the request ends with 422.
+    It holds the whole object in memory: :func:`load_header` and
+    :meth:`storage.archive.Archive.frame_bytes` read a header or a frame without that. A
+    deflated data set is inflated only once it is known to fit the decoding limit (pydicom
+    inflates it whole); otherwise the request ends with 422.
+    """
+    with _archive().open_instance(info) as stream:
+        data = stream.read()
+    if info.transfer_syntax == DeflatedExplicitVRLittleEndian:
+        try:
+            check_inflated_size(data, _decoding().max_frame_bytes)
+        except FrameError as exc:
+            _refuse(exc)
+    return pydicom.dcmread(io.BytesIO(data))
+
+
+def load_header(info: InstanceInfo) -> Dataset:
+    """The object's data set before Pixel Data, with its file meta, from the memory cache if there.
+
+    That is all a document, the tags or a frame's attributes need; only the blob's chunks
+    before Pixel Data are decrypted. A deflated data set is read only when it inflates
+    within the decoding limit (the frame map knows its size); otherwise the request ends with 422.
     """
     objects, _ = _caches()
     key = (info.sop_uid, info.version)
     ds = objects.get(key)
     if ds is None:
-        with _archive().open_instance(info) as stream:
-            data = stream.read()
-        if info.transfer_syntax == DeflatedExplicitVRLittleEndian:
-            try:
-                check_inflated_size(data, _decoding().max_frame_bytes)
-            except FrameError as exc:
-                _refuse(exc)
-        ds = pydicom.dcmread(io.BytesIO(data))
-        # The dataset keeps the decrypted (or inflated) bytes as its buffer, and Pixel Data besides.
-        objects.put(key, ds, size=2 * max(len(data), len(ds.PixelData) if "PixelData" in ds else 0))
+        archive, limit = _archive(), _decoding().max_frame_bytes
+        found = archive.frame_map(info)
+        if info.transfer_syntax == DeflatedExplicitVRLittleEndian and found.dataset_end > limit:
+            _refuse(
+                FrameError(
+                    f"the deflated data set inflates to more than {limit / 2**20:,.1f} MiB, "
+                    "the largest the viewer decodes ([web] max_frame_mb)"
+                )
+            )
+        ds = archive.dataset_without_pixels(info)
+        objects.put(key, ds, size=HEADER_COST * found.pixel_start + 4096)
     return ds
 
 
+def _stored_frame(info: InstanceInfo, number: int) -> bytes:
+    """The stored bytes of frame `number` of `info` (a frame that cannot be found: 422)."""
+    try:
+        return _archive().frame_bytes(info, number)
+    except FrameMapError as exc:
+        raise FrameError(str(exc), 404 if isinstance(exc, NoSuchFrameError) else 422) from exc
+
+
 def viewer_frame(info: InstanceInfo, number: int) -> Response:
-    """One frame of `info` for the viewer: its samples, with ``X-`` headers saying how to show them."""
+    """One frame of `info` for the viewer: its samples, with ``X-`` headers saying how to show them.
+
+    Only the object's header and the chunks of the blob that hold the frame are decrypted.
+    """
     _, frames = _caches()
     key = (info.sop_uid, info.version, number)
     decoded = frames.get(key)
     if decoded is None:
+        header = load_header(info)
+        has_pixels = _archive().frame_map(info).has_pixels
         try:
-            decoded = decode_frame(load_object(info), number, _decoding())
+            decoded = decode_frame(
+                header, number, _decoding(), partial(_stored_frame, info, number) if has_pixels else None
+            )
         except FrameError as exc:
             _refuse(exc)
         frames.put(key, decoded)

@@ -190,3 +190,47 @@ def connection_failures(source: str, *, refused_at_accept: int, **details: Any) 
     outcome = Outcome.SERIOUS_FAILURE if refused_at_accept else Outcome.MINOR_FAILURE
     details = {"what": "repeated connection failures", "refused_at_accept": refused_at_accept, **details}
     return _node_authentication("", source, outcome, details)
+
+
+# -- personal access tokens ------------------------------------------------------------------------
+
+
+def token_changed(
+    action: Action, what: str, *, by: str, source: str, owner: str, token: Mapping[str, Any]
+) -> AuditEvent:
+    """`by` created or revoked (`what`) a personal access token of `owner` (`token`: its name, prefix, …)."""
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        action,
+        user_id=by,
+        source=source,
+        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+        details={"what": what, "owner": owner, **token},
+    )
+
+
+def token_used(user: str, *, source: str, token: Mapping[str, Any]) -> AuditEvent:
+    """A DICOMweb client authenticated as `user` with a token (its first use from `source` in a while)."""
+    return AuditEvent(
+        EventID.USER_AUTHENTICATION,
+        Action.EXECUTE,
+        user_id=user,
+        source=source,
+        event_type=EventType.LOGIN,
+        details={"what": "access token accepted", **token},
+    )
+
+
+def token_refused(
+    user: str, *, source: str, reason: str, restricted: bool = False, **details: Any
+) -> AuditEvent:
+    """A request with a token was refused for `reason` (`restricted`: a valid token outside its scope)."""
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        Action.EXECUTE,
+        outcome=Outcome.MINOR_FAILURE,
+        user_id=user,
+        source=source,
+        event_type=EventType.USE_OF_RESTRICTED_FUNCTION if restricted else EventType.NODE_AUTHENTICATION,
+        details={"what": "access token refused", "reason": reason, **details},
+    )
