@@ -21,6 +21,7 @@ from storage.errors import PacsError
 
 CONFIG_NAME = "pacs.toml"
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 
 class ConfigError(PacsError, ValueError):
@@ -60,6 +61,27 @@ def _address(value: str) -> str | None:
     except ValueError:
         return "must be an IP address such as 0.0.0.0 or 127.0.0.1"
     return None
+
+
+def _networks(value: tuple[str, ...]) -> str | None:
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=True)
+        except ValueError:
+            return f"{network!r} is not a CIDR network such as 192.168.10.0/24"
+    return None
+
+
+def _origins(value: tuple[str, ...]) -> str | None:
+    for origin in value:
+        if not _ORIGIN.match(origin):
+            return f"{origin!r} is not an origin such as https://viewer.clinic.example (no path, no wildcard)"
+    return None
+
+
+def networks_of(values: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The networks of a checked list of CIDRs (``[web] token_networks``)."""
+    return tuple(ipaddress.ip_network(value, strict=True) for value in values)
 
 
 def _db_url(value: str) -> str | None:
@@ -123,6 +145,19 @@ class WebSettings:
             "Largest frame the web viewer decodes, in MiB (rows x columns x samples x bytes each);"
             " larger ones get an error, C-GET and C-MOVE are unaffected.",
             _positive,
+        ),
+    )
+    token_networks: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Networks (CIDRs) DICOMweb access tokens are accepted from; empty: any address.", _networks
+        ),
+    )
+    cors_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Origins (https://host[:port], exactly) whose pages may call DICOMweb with a token; empty: none.",
+            _origins,
         ),
     )
 
@@ -239,7 +274,18 @@ SECTIONS: dict[str, type] = {
 }
 
 
+def _coerce_list(name: str, value: Any) -> tuple[str, ...]:
+    """A TOML list of text, or comma-separated text (from the environment), as a tuple."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(item.strip() for item in value)
+    raise ConfigError(f"{name}: expected a list of text, got {value!r}")
+
+
 def _coerce(name: str, kind: type, value: Any) -> Any:
+    if kind is tuple:
+        return _coerce_list(name, value)
     if kind is int:
         if isinstance(value, bool):
             raise ConfigError(f"{name}: expected a whole number, got {value!r}")
@@ -265,7 +311,7 @@ def _section(name: str, cls: type, values: Mapping[str, Any], origins: Mapping[s
         if key not in known:
             raise ConfigError(f"{origin}: unknown setting [{name}] {key} (known: {', '.join(known)})")
         spec = known[key]
-        kind = int if spec.type in ("int", int) else str
+        kind = int if spec.type in ("int", int) else tuple if str(spec.type).startswith("tuple") else str
         try:
             value = _coerce(f"[{name}] {key}", kind, raw)
         except ConfigError as exc:
@@ -319,6 +365,8 @@ def parse_settings(content: str, data_dir: Path, environ: Mapping[str, str], *, 
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return json.dumps(list(value), ensure_ascii=False)
     return str(value) if isinstance(value, int) else json.dumps(value, ensure_ascii=False)
 
 

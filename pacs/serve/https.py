@@ -28,6 +28,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
 from pacs.core.accounts import Accounts
+from pacs.core.config import networks_of
 from pacs.core.context import SERVER_CERT, SERVER_KEY, Context
 from pacs.core.sockets import listening_socket
 from pacs.core.tls import https_context
@@ -188,6 +189,8 @@ class WebServer:
             session_idle=timedelta(minutes=settings.web.session_idle_minutes),
             session_absolute=timedelta(hours=settings.web.session_absolute_hours),
             max_frame_bytes=settings.web.max_frame_mb * 2**20,
+            token_networks=networks_of(settings.web.token_networks),
+            cors_origins=settings.web.cors_origins,
         )
         self.app = create_app(
             config,
