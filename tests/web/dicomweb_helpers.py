@@ -15,11 +15,13 @@ from werkzeug.test import TestResponse
 
 from pacs.core.audit import EventID
 from pacs.core.context import Context
+from tests.web.web_helpers import Browser
 
 DICOM_JSON = "application/dicom+json"
 ACCESSED = str(EventID.INSTANCES_ACCESSED)
 EXPORT = str(EventID.EXPORT)
 CT_PATIENT = ("QUIXOTE^DULCINEA", "PID-Q-7731")  # the ct_dir fixture's patient
+RAW = {"Accept": "application/octet-stream"}  # a frame in the viewer's form, never packed (else PS3.18's)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class Stored:
 
 def frame_url(study: str, series: str, sop: str, number: int) -> str:
     return f"/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{number}"
+
+
+def viewer_frame(browser: Browser, url: str) -> TestResponse:
+    """The frame at `url` in the viewer's form: its samples and ``X-`` headers."""
+    return browser.client.get(url, headers=RAW)
 
 
 def store_study(pacs: Context, files: list[Path]) -> Study:

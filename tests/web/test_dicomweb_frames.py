@@ -27,6 +27,7 @@ from tests.web.dicomweb_helpers import (
     samples,
     store_one,
     store_study,
+    viewer_frame,
 )
 from tests.web.web_helpers import Browser, Web, make_web
 from webviewer.pixels import Frame
@@ -53,7 +54,7 @@ def reader(lite: Web) -> Browser:
 
 def test_ct_frame_is_the_stored_pixel_values(lite: Web, reader: Browser, ct_dir: Path) -> None:
     study = store_study(lite.pacs, sorted(ct_dir.glob("*.dcm")))
-    response = reader.get(study.frame_url(index=2))
+    response = viewer_frame(reader, study.frame_url(index=2))
     expected = pydicom.dcmread(study.path(2)).pixel_array
     got = samples(response)
     assert response.headers["X-Sample-Format"] == "int16"
@@ -63,7 +64,7 @@ def test_ct_frame_is_the_stored_pixel_values(lite: Web, reader: Browser, ct_dir:
 
 def test_ct_frame_headers_carry_rescale_window_and_spacing(lite: Web, reader: Browser, ct_dir: Path) -> None:
     study = store_study(lite.pacs, sorted(ct_dir.glob("*.dcm")))
-    headers = reader.get(study.frame_url(index=2)).headers
+    headers = viewer_frame(reader, study.frame_url(index=2)).headers
     ds = pydicom.dcmread(study.path(2))
     assert float(headers["X-Rescale-Slope"]) == float(ds.RescaleSlope)
     assert float(headers["X-Rescale-Intercept"]) == float(ds.RescaleIntercept)
@@ -85,12 +86,12 @@ def test_sample_frames_decode_like_pydicom(
     try:
         expected_frame(path, 1)
     except Exception:  # pydicom and its plugins cannot decode it either (JPEG-lossy.dcm)
-        response = reader.get(stored.frame_url(1))
+        response = viewer_frame(reader, stored.frame_url(1))
         assert response.status_code == 422
         assert b"cannot be decoded" in response.data
         return
     for number in sorted({1, frames}):
-        response = reader.get(stored.frame_url(number))
+        response = viewer_frame(reader, stored.frame_url(number))
         expected = expected_frame(path, number)
         got = samples(response)
         assert response.headers["X-Number-Of-Frames"] == str(frames)
@@ -108,7 +109,7 @@ def test_monochrome1_is_reported_and_sent_uninverted(lite: Web, reader: Browser,
         tmp_path / "mono1.dcm",
         PhotometricInterpretation="MONOCHROME1",
     )
-    response = reader.get(store_one(lite.pacs, path).frame_url(1))
+    response = viewer_frame(reader, store_one(lite.pacs, path).frame_url(1))
     assert response.headers["X-Photometric"] == "MONOCHROME1"
     assert np.array_equal(samples(response), pydicom.dcmread(path).pixel_array)
 
@@ -118,7 +119,7 @@ def test_palette_colour_is_sent_as_rgb8_through_its_lookup_table(lite: Web, read
     ds = pydicom.dcmread(path)
     assert ds.PhotometricInterpretation == "PALETTE COLOR"
     bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
-    response = reader.get(store_one(lite.pacs, path).frame_url(1))
+    response = viewer_frame(reader, store_one(lite.pacs, path).frame_url(1))
     assert response.headers["X-Sample-Format"] == "rgb8"
     assert response.headers["X-Photometric"] == "RGB"
     assert_rgb8(samples(response), apply_color_lut(ds.pixel_array, ds), bits)
@@ -133,7 +134,7 @@ def test_palette_colours_do_not_depend_on_the_brightest_pixel_of_the_frame(
     path = rewritten(source, tmp_path / "dark.dcm", PixelData=dark.tobytes())
     ds = pydicom.dcmread(path)
     bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
-    response = reader.get(store_one(lite.pacs, path).frame_url(1))
+    response = viewer_frame(reader, store_one(lite.pacs, path).frame_url(1))
     assert_rgb8(samples(response), apply_color_lut(ds.pixel_array, ds), bits)
 
 
@@ -144,7 +145,7 @@ def test_16_bit_rgb_is_scaled_by_its_bit_depth_not_by_its_brightest_sample(
     dim = pydicom.dcmread(source).pixel_array // 2
     path = rewritten(source, tmp_path / "dim.dcm", PixelData=dim.astype("<u2").tobytes())
     ds = pydicom.dcmread(path)
-    response = reader.get(store_one(lite.pacs, path).frame_url(1))
+    response = viewer_frame(reader, store_one(lite.pacs, path).frame_url(1))
     assert response.headers["X-Sample-Format"] == "rgb8"
     assert_rgb8(samples(response), ds.pixel_array, int(ds.BitsStored))
 
@@ -152,7 +153,7 @@ def test_16_bit_rgb_is_scaled_by_its_bit_depth_not_by_its_brightest_sample(
 @pytest.mark.parametrize("name", ["US1_J2KR.dcm", "SC_rgb.dcm", "SC_ybr_full_uncompressed.dcm"])
 def test_colour_samples_are_sent_as_rgb(lite: Web, reader: Browser, name: str) -> None:
     path = Path(get_testdata_file(name))
-    response = reader.get(store_one(lite.pacs, path).frame_url(1))
+    response = viewer_frame(reader, store_one(lite.pacs, path).frame_url(1))
     assert response.headers["X-Photometric"] == "RGB"
     assert np.array_equal(samples(response), pixel_array(path))
 
@@ -162,7 +163,7 @@ def test_ultrasound_cine_frames_and_timing(lite: Web, reader: Browser, tmp_path:
     assert not np.array_equal(expected_frame(path, 1), expected_frame(path, 6))
     stored = store_one(lite.pacs, path)
     for number in range(1, 7):
-        response = reader.get(stored.frame_url(number))
+        response = viewer_frame(reader, stored.frame_url(number))
         assert response.headers["X-Number-Of-Frames"] == "6"
         assert float(response.headers["X-Frame-Time-Ms"]) == 40.0
         assert np.array_equal(samples(response), expected_frame(path, number)), f"frame {number}"
