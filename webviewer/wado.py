@@ -18,20 +18,22 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from logging import Logger
 
 import pydicom
-from flask import Blueprint, Response, abort, current_app, request, stream_with_context
+import pydicom.errors
+from flask import Blueprint, Response, abort, current_app, request
 from pydicom.pixels import get_decoder
-from pydicom.uid import UID
-from werkzeug.exceptions import HTTPException
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from pacs.core.access_events import study_downloaded
 from pacs.ops.transcode import TranscodeError, target_syntax, transcode_for
-from storage.archive import InstanceInfo, NotFoundError
+from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.errors import PacsError
-from webviewer import wado_frames
+from webviewer import rendered, wado_frames
 from webviewer.auth import me, physician_required, record, source
-from webviewer.dicomweb import audited_once, check_uid, find_instance, load_object
+from webviewer.decodelimits import check_inflated_size
+from webviewer.dicomweb import audited_once, check_uid, find_instance
 from webviewer.multipart import Part, content_type, new_boundary, not_acceptable, parse_accept, related
 
 bp = Blueprint("wado", __name__, url_prefix="/dicomweb")
@@ -89,32 +91,42 @@ def location(info: InstanceInfo) -> str:
     return f"{ROOT}/{info.study_uid}/series/{info.series_uid}/instances/{info.sop_uid}"
 
 
-def _transcoded(info: InstanceInfo, syntax: str) -> bytes:
-    """The object of `info` as a file in `syntax` (the stored object is not changed)."""
-    out = transcode_for(load_object(info), [syntax])
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, out, enforce_file_format=True)
-    return buffer.getvalue()
+@dataclass(frozen=True)
+class _Sender:
+    """Makes the parts of an answer (nothing in it needs the request's context, which has ended by then)."""
 
+    archive: Archive
+    max_inflated: int
+    log: Logger
 
-def _parts(plans: list[tuple[InstanceInfo, str]]) -> Iterator[Part]:
-    """The parts of `plans`: stored objects streamed, transcoded ones built before their part starts.
+    def transcoded(self, info: InstanceInfo, syntax: str) -> bytes:
+        """The object of `info` as a file in `syntax` (the stored object is not changed)."""
+        with self.archive.open_instance(info) as stream:
+            data = stream.read()
+        if info.transfer_syntax == DeflatedExplicitVRLittleEndian:
+            check_inflated_size(data, self.max_inflated)
+        out = transcode_for(pydicom.dcmread(io.BytesIO(data)), [syntax])
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, out, enforce_file_format=True)
+        return buffer.getvalue()
 
-    An object that fails to transcode once the answer has begun is left out (and logged):
-    its part has not started, so the others still arrive whole.
-    """
-    archive = current_app.extensions["pacs"].archive
-    for info, syntax in plans:
-        kind = f"{DICOM}; transfer-syntax={syntax}"
-        if syntax == info.transfer_syntax:
-            yield Part(kind, archive.read_instance(info), location(info))
-            continue
-        try:
-            data = _transcoded(info, syntax)
-        except (PacsError, HTTPException) as exc:
-            current_app.logger.warning("WADO-RS left %s out: %s", info.sop_uid, exc)
-            continue
-        yield Part(kind, (data,), location(info))
+    def parts(self, plans: list[tuple[InstanceInfo, str]]) -> Iterator[Part]:
+        """The parts of `plans`: stored objects streamed, transcoded ones built before their part starts.
+
+        An object that fails to transcode once the answer has begun is left out (and logged):
+        its part has not started, so the others still arrive whole.
+        """
+        for info, syntax in plans:
+            kind = f"{DICOM}; transfer-syntax={syntax}"
+            if syntax == info.transfer_syntax:
+                yield Part(kind, self.archive.read_instance(info), location(info))
+                continue
+            try:
+                data = self.transcoded(info, syntax)
+            except (PacsError, pydicom.errors.InvalidDicomError) as exc:
+                self.log.warning("WADO-RS left %s out: %s", info.sop_uid, exc)
+                continue
+            yield Part(kind, (data,), location(info))
 
 
 def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
@@ -133,8 +145,10 @@ def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
     record(
         study_downloaded(me(), source=source(), patient_id=patient_id, study_uid=study, instances=len(plans))
     )
+    services = current_app.extensions["pacs"]
+    sender = _Sender(services.archive, services.decoding.max_frame_bytes, current_app.logger)
     boundary = new_boundary()
-    body = stream_with_context(related(_parts(plans), boundary))
+    body = related(sender.parts(plans), boundary)
     response = Response(body, status=206 if refused else 200, content_type=content_type(DICOM, boundary))
     if refused:
         reason = refused[0].replace('"', "'")
@@ -187,3 +201,82 @@ def frames(study: str, series_uid: str, sop: str, frame_list: str) -> Response:
     numbers = wado_frames.frame_numbers(frame_list)
     audited_once(study)
     return wado_frames.answer(info, numbers, location(info))
+
+
+def _representative(study: str, series_uids: list[str]) -> InstanceInfo:
+    """The middle image of the first of `series_uids` that has images (a thumbnail's source), or 404."""
+    archive = current_app.extensions["pacs"].archive
+    for series_uid in series_uids:
+        images = [image for image in archive.series_images(study, series_uid) if image.rows]
+        if images:
+            return find_instance(study, series_uid, images[len(images) // 2].sop_uid)
+    abort(404)
+
+
+def _one_frame(frame_list: str) -> int:
+    """The one frame number of a rendered frame's URL (400 for a malformed list, 406 for several)."""
+    numbers = wado_frames.frame_numbers(frame_list)
+    if len(numbers) != 1:
+        not_acceptable("one frame is rendered at a time")
+    return numbers[0]
+
+
+def _images(objects: list[InstanceInfo]) -> list[tuple[InstanceInfo, str]]:
+    return [(info, location(info)) for info in objects]
+
+
+@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/rendered")
+@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/frames/<frame_list>/rendered")
+@physician_required
+def rendered_instance(study: str, series_uid: str, sop: str, frame_list: str = "1") -> Response:
+    """WADO-RS: a frame (the first, for an instance) rendered as JPEG or PNG."""
+    info = find_instance(study, series_uid, sop)
+    audited_once(study)
+    return rendered.rendered_frame(info, _one_frame(frame_list))
+
+
+@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/thumbnail")
+@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/frames/<frame_list>/thumbnail")
+@physician_required
+def thumbnail_instance(study: str, series_uid: str, sop: str, frame_list: str = "1") -> Response:
+    """WADO-RS: a small rendered image of an instance (its first frame) or of a frame."""
+    info = find_instance(study, series_uid, sop)
+    audited_once(study)
+    return rendered.rendered_frame(info, _one_frame(frame_list), thumbnail=True)
+
+
+@bp.get("/studies/<study>/series/<series_uid>/rendered")
+@physician_required
+def rendered_series(study: str, series_uid: str) -> Response:
+    """WADO-RS: each instance of a series rendered (its first frame), as multipart/related."""
+    objects = _series_objects(study, series_uid)
+    audited_once(study)
+    return rendered.rendered_many(_images(objects))
+
+
+@bp.get("/studies/<study>/rendered")
+@physician_required
+def rendered_study(study: str) -> Response:
+    """WADO-RS: each instance of a study rendered (its first frame), as multipart/related."""
+    objects = _study_objects(study)
+    audited_once(study)
+    return rendered.rendered_many(_images(objects))
+
+
+@bp.get("/studies/<study>/series/<series_uid>/thumbnail")
+@physician_required
+def thumbnail_series(study: str, series_uid: str) -> Response:
+    """WADO-RS: a small rendered image of the series' middle image."""
+    info = _representative(check_uid(study), [check_uid(series_uid)])
+    audited_once(study)
+    return rendered.rendered_frame(info, 1, thumbnail=True)
+
+
+@bp.get("/studies/<study>/thumbnail")
+@physician_required
+def thumbnail_study(study: str) -> Response:
+    """WADO-RS: a small rendered image of the middle image of the study's first series with images."""
+    series = list(dict.fromkeys(info.series_uid for info in _study_objects(study)))
+    info = _representative(study, series)
+    audited_once(study)
+    return rendered.rendered_frame(info, 1, thumbnail=True)

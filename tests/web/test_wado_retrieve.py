@@ -163,9 +163,9 @@ def test_a_syntax_the_archive_cannot_produce_is_not_acceptable(
 def test_objects_that_cannot_be_sent_as_asked_are_left_out_with_a_warning(
     lite: Web, reader: Browser, tmp_path: Path
 ) -> None:
-    study_uid = generate_uid()
+    new = {"StudyInstanceUID": generate_uid(), "SeriesInstanceUID": generate_uid()}
     jpeg_ls, native = (
-        rewritten(Path(get_testdata_file(name)), tmp_path / name, StudyInstanceUID=study_uid)
+        rewritten(Path(get_testdata_file(name)), tmp_path / name, **new)
         for name in ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm")
     )
     study = store_study(lite.pacs, [jpeg_ls, native])
