@@ -51,6 +51,7 @@ from pacs.core.config import with_overrides
 from pacs.core.context import Context, initialise, open_pacs
 from pacs.serve.https import WebServer
 from tests.conftest import REPO, NodeFiles, RunningDicom, assert_same_dataset, report_figure
+from tests.web.dicomweb_helpers import viewer_frame
 from tests.web.web_helpers import Browser, Web, make_web
 
 MIB = 2**20
@@ -211,7 +212,7 @@ def test_an_rle_frame_declared_at_512_mib_is_refused_with_the_sizes_in_the_messa
 ) -> None:
     bomb = stored(web, rle_bomb(tmp_path / "bomb.dcm"))
     assert bomb.stat().st_size < 4096
-    message = refusal(doc.get(frame_url(bomb)))
+    message = refusal(viewer_frame(doc, frame_url(bomb)))
     assert "16384 x 16384" in message
     assert "512.0 MiB" in message and "256.0 MiB" in message and "max_frame_mb" in message
 
@@ -226,10 +227,10 @@ def test_a_frame_at_the_configured_maximum_decodes_and_one_row_more_is_refused(t
             ds = image(ExplicitVRLittleEndian, rows, 512)
             ds.PixelData = np.arange(rows * 512, dtype=np.uint16).tobytes()
             paths[rows] = stored(small, save(ds, tmp_path / f"{rows}.dcm"))
-        response = doc.get(frame_url(paths[512]))
+        response = viewer_frame(doc, frame_url(paths[512]))
         assert response.status_code == 200
         assert np.array_equal(np.frombuffer(response.data, "<u2"), np.arange(512 * 512, dtype=np.uint16))
-        assert "0.5 MiB per frame" in refusal(doc.get(frame_url(paths[513])))
+        assert "0.5 MiB per frame" in refusal(viewer_frame(doc, frame_url(paths[513])))
     finally:
         opened.close()
 
@@ -242,7 +243,7 @@ def test_rle_frames_still_decode_to_what_pydicom_reads(web: Web, doc: Browser, s
     stored(web, path)
     ds = pydicom.dcmread(path)
     frames = int(ds.get("NumberOfFrames") or 1)
-    response = doc.get(frame_url(path, frames))
+    response = viewer_frame(doc, frame_url(path, frames))
     assert response.status_code == 200, response.text
     expected = pixel_array(ds, index=frames - 1 if frames > 1 else None)
     if expected.ndim == 3:
@@ -258,7 +259,7 @@ def test_rle_frames_still_decode_to_what_pydicom_reads(web: Web, doc: Browser, s
 
 def test_rle_runs_that_decode_past_the_frame_are_refused(web: Web, doc: Browser, tmp_path: Path) -> None:
     bomb = stored(web, rle_runs_bomb(tmp_path / "runs.dcm"))
-    assert "cannot be decoded" in refusal(doc.get(frame_url(bomb)))
+    assert "cannot be decoded" in refusal(viewer_frame(doc, frame_url(bomb)))
 
 
 @pytest.mark.parametrize(
@@ -275,7 +276,7 @@ def test_a_compressed_stream_claiming_more_than_its_header_is_refused_before_dec
 ) -> None:
     header = pydicom.dcmread(get_testdata_file(sample), stop_before_pixels=True)
     bomb = stored(web, claiming(sample, tmp_path / "claims.dcm", 2048, 2048))
-    message = refusal(doc.get(frame_url(bomb)))
+    message = refusal(viewer_frame(doc, frame_url(bomb)))
     assert f"the {kind} stream declares 2048 x 2048" in message
     assert f"the header {header.Rows} x {header.Columns}" in message
 
@@ -284,7 +285,7 @@ def test_a_jpeg_2000_stream_of_65025_tiles_is_refused_before_openjpeg_reads_it(
     web: Web, doc: Browser, tmp_path: Path
 ) -> None:
     bomb = stored(web, j2k_tiles_bomb(tmp_path / "tiles.dcm"))
-    assert "65,025 tiles" in refusal(doc.get(frame_url(bomb)))
+    assert "65,025 tiles" in refusal(viewer_frame(doc, frame_url(bomb)))
 
 
 def test_a_deflated_data_set_inflating_past_the_maximum_is_refused_for_frames_and_tags(
@@ -295,10 +296,10 @@ def test_a_deflated_data_set_inflating_past_the_maximum_is_refused_for_frames_an
         small = make_web(opened, max_frame_bytes=4 * MIB)
         doc = small.logged_in(small.user("doc"))
         bomb = stored(small, deflate_bomb(tmp_path / "dfl.dcm", 16 * MIB))
-        assert "inflates to more than 4.0 MiB" in refusal(doc.get(frame_url(bomb)))
+        assert "inflates to more than 4.0 MiB" in refusal(viewer_frame(doc, frame_url(bomb)))
         assert "inflates to more than 4.0 MiB" in refusal(doc.get(tags_url(bomb)))
         normal = stored(small, Path(get_testdata_file("image_dfl.dcm")))
-        assert doc.get(frame_url(normal)).status_code == 200
+        assert viewer_frame(doc, frame_url(normal)).status_code == 200
         assert doc.get(tags_url(normal)).status_code == 200
     finally:
         opened.close()
@@ -309,10 +310,11 @@ def test_native_pixel_data_shorter_than_its_header_declares_is_refused(
 ) -> None:
     short = image(ExplicitVRLittleEndian, 512, 512)
     short.PixelData = bytes(1000)
-    assert "cannot be decoded" in refusal(doc.get(frame_url(stored(web, save(short, tmp_path / "s.dcm")))))
+    url = frame_url(stored(web, save(short, tmp_path / "s.dcm")))
+    assert "cannot be decoded" in refusal(viewer_frame(doc, url))
     huge = image(ExplicitVRLittleEndian, 16384, 16384)
     huge.PixelData = bytes(1000)
-    assert "512.0 MiB" in refusal(doc.get(frame_url(stored(web, save(huge, tmp_path / "h.dcm")))))
+    assert "512.0 MiB" in refusal(viewer_frame(doc, frame_url(stored(web, save(huge, tmp_path / "h.dcm")))))
 
 
 def test_a_header_without_rows_or_with_unsupported_bits_is_refused(
@@ -321,10 +323,12 @@ def test_a_header_without_rows_or_with_unsupported_bits_is_refused(
     ds = image(ExplicitVRLittleEndian, 4, 4)
     ds.PixelData = bytes(32)
     del ds.Rows
-    assert "the header has no Rows" in refusal(doc.get(frame_url(stored(web, save(ds, tmp_path / "r.dcm")))))
+    url = frame_url(stored(web, save(ds, tmp_path / "r.dcm")))
+    assert "the header has no Rows" in refusal(viewer_frame(doc, url))
     ds = image(ExplicitVRLittleEndian, 4, 4, bits=12)
     ds.PixelData = bytes(32)
-    assert "12 bits allocated" in refusal(doc.get(frame_url(stored(web, save(ds, tmp_path / "b.dcm")))))
+    url = frame_url(stored(web, save(ds, tmp_path / "b.dcm")))
+    assert "12 bits allocated" in refusal(viewer_frame(doc, url))
 
 
 def test_frames_decoded_at_once_share_one_budget_of_the_largest_frame(tmp_path: Path) -> None:
@@ -335,10 +339,10 @@ def test_frames_decoded_at_once_share_one_budget_of_the_largest_frame(tmp_path: 
         path = stored(busy, Path(get_testdata_file("CT_small.dcm")))
         decoding = busy.app.extensions["pacs"].decoding
         with decoding.reserve(DEFAULT_MAX - 1000):  # another request decoding a large frame
-            response = doc.get(frame_url(path))
+            response = viewer_frame(doc, frame_url(path))
             assert response.status_code == 503
             assert "busy decoding other large frames" in response.text
-        assert doc.get(frame_url(path)).status_code == 200
+        assert viewer_frame(doc, frame_url(path)).status_code == 200
     finally:
         opened.close()
 
@@ -371,7 +375,7 @@ def _growth_mib(requests: Callable[[], list[TestResponse]]) -> tuple[float, list
 
 def _concurrently(browsers: list[Browser], url: str) -> list[TestResponse]:
     responses: list[TestResponse] = []
-    threads = [threading.Thread(target=lambda b=b: responses.append(b.get(url))) for b in browsers]
+    threads = [threading.Thread(target=lambda b=b: responses.append(viewer_frame(b, url))) for b in browsers]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -398,11 +402,11 @@ def measure_bombs(root: Path) -> None:
         opened.archive.store(path)
     browsers = [web.logged_in(web.user(name)) for name in ("one", "two")]
     for path in normal:  # the decoders' modules are loaded before anything is measured
-        assert browsers[0].get(frame_url(path)).status_code == 200
+        assert viewer_frame(browsers[0], frame_url(path)).status_code == 200
     urls = {name: frame_url(path) for name, path in bombs.items()}  # pydicom inflates a deflated file whole
     figures = {}
     for name, url in urls.items():
-        growth, responses = _growth_mib(lambda url=url: [browsers[0].get(url)])
+        growth, responses = _growth_mib(lambda url=url: [viewer_frame(browsers[0], url)])
         figures[name] = [[r.status_code for r in responses], growth, bombs[name].stat().st_size / MIB]
     growth, responses = _growth_mib(lambda: _concurrently(browsers, urls["RLE 16384x16384x16"]))
     figures["RLE 16384x16384x16, two at once"] = [[r.status_code for r in responses], growth, 0.0]
@@ -482,7 +486,7 @@ def test_c_get_returns_the_bomb_unchanged_while_the_viewer_refuses_it(
         assert assoc.send_c_store(sent).Status == 0x0000
         web = make_web(dicom.pacs)
         doc = web.logged_in(web.user("doc"))
-        assert "512.0 MiB" in refusal(doc.get(frame_url(bomb)))
+        assert "512.0 MiB" in refusal(viewer_frame(doc, frame_url(bomb)))
         query = Dataset()
         query.QueryRetrieveLevel = "STUDY"
         query.StudyInstanceUID = sent.StudyInstanceUID

@@ -24,7 +24,7 @@ import pytest
 
 from pacs.core.context import initialise, open_pacs
 from tests.conftest import REPO
-from tests.web.dicomweb_helpers import ACCESSED, Stored, frame_url, store_one, store_study
+from tests.web.dicomweb_helpers import ACCESSED, Stored, frame_url, store_one, store_study, viewer_frame
 from tests.web.large_frames import CR_SPACING_MM, cr_pixels, write_image
 from tests.web.web_helpers import Browser, Web, make_web
 from webviewer.transfer import PACKED
@@ -119,7 +119,7 @@ def images(lite: Web, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tup
 
 
 def raw_frame(reader: Browser, stored: Stored) -> bytes:
-    response = reader.get(stored.frame_url(1))
+    response = viewer_frame(reader, stored.frame_url(1))
     assert response.status_code == 200 and response.mimetype == "application/octet-stream"
     return response.data
 
@@ -191,7 +191,7 @@ def test_a_preview_of_a_frame_not_a_multiple_of_four_spans_the_frame(
 def test_a_large_frame_is_raw_unless_packed_is_asked_for(
     reader: Browser, images: dict[str, tuple[Stored, Path]]
 ) -> None:
-    response = reader.get(images["uint16"][0].frame_url(1))
+    response = viewer_frame(reader, images["uint16"][0].frame_url(1))
     assert response.mimetype == "application/octet-stream"
     assert len(response.data) == 18_000_000
     assert "Accept" in response.headers["Vary"]
