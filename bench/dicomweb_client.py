@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.dicom_servers import BenchError
-from bench.web_client import Reply
+from bench.web_client import Reply, new_user
+from pacs.core.accounts import Accounts
+from pacs.core.context import Context
+from pacs.core.tokens import Tokens
 
 CHUNK = 1 << 20
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
@@ -47,10 +50,10 @@ class DicomwebClient:
     def _connection(self) -> http.client.HTTPConnection:
         if self.connection is None:
             if self.context is None:
-                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=300)
+                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
             else:
                 self.connection = http.client.HTTPSConnection(
-                    self.host, self.port, context=self.context, timeout=300
+                    self.host, self.port, context=self.context, timeout=60
                 )
             self.connection.connect()
             self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -107,6 +110,14 @@ class DicomwebClient:
             self.close()
         parts = max(0, delimiters - 1)  # the last delimiter closes the body
         return Streamed(response.status, content_type, nbytes, parts, first_byte_ms, elapsed)
+
+
+def bearer_headers(pacs: Context, purpose: str) -> dict[str, str]:
+    """``Authorization: Bearer`` with a new read token (one day) of a new physician account."""
+    name, _ = new_user(pacs, purpose)
+    accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
+    _, secret = Tokens(pacs.database, accounts, pacs.audit).create(name, f"bench {purpose}", ["read"], days=1)
+    return {"Authorization": f"Bearer {secret}"}
 
 
 def boundary(content_type: str) -> str:

@@ -9,8 +9,8 @@ import io
 import pstats
 import time
 
+from bench.dicomweb_client import bearer_headers
 from bench.dicomweb_measure import DICOM_ACCEPT, FRAME_ACCEPT, JSON_ACCEPT, Plan, SeriesRef
-from bench.web_client import LocalClient, login, new_user
 from pacs.core.context import Context
 
 ROOT = "/dicomweb"
@@ -37,15 +37,16 @@ def profile_requests(pacs: Context, series: SeriesRef, plan: Plan) -> None:
     """
     from pacs.serve.https import WebServer
 
-    local = LocalClient(WebServer(pacs).app)
-    login(local, *new_user(pacs, "profile"))
+    client = WebServer(pacs).app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    token = bearer_headers(pacs, "profile")
     for label, path, accept in _requests(series, plan):
-        untimed = local.client.get(path, headers={"Accept": accept})
+        untimed = client.get(path, headers={**token, "Accept": accept})
         untimed.get_data()
         profiler = cProfile.Profile()
         began = time.perf_counter()
         profiler.enable()
-        response = local.client.get(path, headers={"Accept": accept})
+        response = client.get(path, headers={**token, "Accept": accept})
         size = len(response.get_data())
         profiler.disable()
         elapsed = (time.perf_counter() - began) * 1000

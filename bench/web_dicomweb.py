@@ -54,7 +54,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
 from bench import common
 from bench.dicom_orthanc import network_namespace, orthanc_unavailable, orthanc_version
 from bench.dicom_servers import NS_ADDR, make_pki
-from bench.dicomweb_client import DicomwebClient
+from bench.dicomweb_client import DicomwebClient, bearer_headers
 from bench.dicomweb_corpus import corpus_rows, small_object
 from bench.dicomweb_measure import Figures, Plan, SeriesRef, measure, orthanc_core_frames, search_prefixes
 from bench.dicomweb_orthanc import (
@@ -68,10 +68,9 @@ from bench.dicomweb_orthanc import (
 from bench.dicomweb_profile import profile_requests
 from bench.dicomweb_report import print_table
 from bench.synthetic_index import analyze, fill_index
-from bench.web_client import login, new_user, pacs_serve
+from bench.web_client import pacs_serve
 from bench.web_orthanc import ORTHANC_HTTP_PORT
 from pacs.core.context import Context
-from webviewer.sessions import COOKIE
 
 OUR_ROOT = "/dicomweb"
 
@@ -91,13 +90,10 @@ def fill(pacs: Context, args: argparse.Namespace, files: Sequence[Path]) -> tupl
 
 
 def measure_ours(pacs: Context, workdir: Path, series: SeriesRef, plan: Plan) -> Figures:
-    """``pacs serve`` over HTTPS, a physician's session, the four measurements."""
+    """``pacs serve`` over HTTPS, a physician's read token, the four measurements."""
     figures = Figures("ours", note="HTTPS")
+    headers = bearer_headers(pacs, "dicomweb")
     with pacs_serve(pacs, workdir / "serve.log") as served:
-        session = served.client()
-        login(session, *new_user(pacs, "dicomweb"))
-        session.close()
-        headers = {"Cookie": f"{COOKIE}={session.cookies[COOKIE]}"}
 
         def connect() -> DicomwebClient:
             return DicomwebClient("127.0.0.1", served.port, served.cafile, headers)
