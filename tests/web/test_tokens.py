@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,8 +18,11 @@ from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
 from pacs.core.audit_vocabulary import EventID, EventType
+from pacs.core.config import with_overrides
 from pacs.core.context import Context
 from pacs.core.tokens import TokenError
+from pacs.ops.selfcheck.access import check_access_tokens
+from pacs.ops.selfcheck.report import Finding, Note
 from storage.db import AccessToken, User
 from tests.web.dicomweb_helpers import ACCESSED, Study, store_study
 from tests.web.web_helpers import ADDRESS, ADMIN, Browser, Web, details, is_redirect_to, make_web
@@ -262,3 +266,19 @@ def test_cors_answers_a_configured_origin_only_without_credentials(pacs: Context
     assert refused.headers["Access-Control-Allow-Origin"] == "https://ohif.clinic.example"
     page = client.get("/login", headers={"Origin": "https://ohif.clinic.example"})
     assert "Access-Control-Allow-Origin" not in page.headers
+
+
+# The posture report.
+
+
+def test_selfcheck_notes_tokens_from_anywhere_and_finds_an_origin_without_https(web: Web) -> None:
+    assert list(check_access_tokens(web.pacs, datetime.now(UTC))) == []
+    web.user("doc")
+    web.app.extensions["pacs"].tokens.create("doc", "ohif", {"read"})
+    [note] = check_access_tokens(web.pacs, datetime.now(UTC))
+    assert isinstance(note, Note) and "1 active DICOMweb access token(s)" in note.message
+    settings = with_overrides(
+        web.pacs.settings, "web", token_networks=("10.0.0.0/8",), cors_origins=("http://ohif.example",)
+    )
+    [finding] = check_access_tokens(replace(web.pacs, settings=settings), datetime.now(UTC))
+    assert isinstance(finding, Finding) and "https://ohif.example" in finding.fix

@@ -2,9 +2,9 @@
 
 Each check looks at one thing a scanner or an auditor would look at (file modes, keys,
 certificates, open plaintext DICOM, query rights, second factors, index encryption, the
-audit chain, free disk, backups, TLS) and yields :class:`Finding` objects, each with the
-fix spelled out. Anything that is acceptable but worth knowing is a :class:`Note`. The
-command exits non-zero when there is any finding. The checks live by subject in
+audit chain, free disk, backups, TLS, DICOMweb tokens and CORS) and yields :class:`Finding`
+objects, each with the fix spelled out. Anything that is acceptable but worth knowing is a
+:class:`Note`. The command exits non-zero when there is any finding. The checks live by subject in
 :mod:`~pacs.ops.selfcheck.files`, :mod:`~pacs.ops.selfcheck.certificates`,
 :mod:`~pacs.ops.selfcheck.access` and :mod:`~pacs.ops.selfcheck.trail`.
 """
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pacs.core.context import Context
 from pacs.core.events import BACKUP_WHAT
 from pacs.ops.selfcheck.access import (
+    check_access_tokens,
     check_phi_grants,
     check_plaintext,
     check_query_rights,
@@ -42,6 +43,7 @@ CHECKS: dict[str, Check] = {
     "query-rights": check_query_rights,
     "phi-grants": check_phi_grants,
     "second-factor": check_second_factor,
+    "access-tokens": check_access_tokens,
     "index-encryption": check_index_encryption,
     "key-rotation": check_key_rotation,
     "audit-chain": check_audit_chain,

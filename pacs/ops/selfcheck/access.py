@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pacs.core.accounts import Accounts
 from pacs.core.context import Context
 from pacs.core.nodes import NodeRegistry
+from pacs.core.tokens import Tokens
 from pacs.ops.phi_grants import phi_grants
 from pacs.ops.selfcheck.report import Finding, Note, Result
 
@@ -98,3 +99,24 @@ def check_second_factor(pacs: Context, now: datetime) -> Iterator[Result]:
             )
         else:
             yield Note("second-factor", f"{kind} {account.name} enrols TOTP at the first login")
+
+
+def check_access_tokens(pacs: Context, now: datetime) -> Iterator[Result]:
+    """DICOMweb access tokens accepted from any address, and CORS origins whose pages are not HTTPS."""
+    web = pacs.settings.web
+    for origin in web.cors_origins:
+        if not origin.startswith("https://"):
+            yield Finding(
+                "access-tokens",
+                f"[web] cors_origins lets {origin} call DICOMweb: a page served without HTTPS can be "
+                "altered on the way and the token typed into it taken",
+                f"serve that viewer over HTTPS and list https://{origin.split('://', 1)[1]} instead",
+            )
+    accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
+    active = [t for t in Tokens(pacs.database, accounts, pacs.audit).all() if t.state(now) == "active"]
+    if active and not web.token_networks:
+        yield Note(
+            "access-tokens",
+            f"{len(active)} active DICOMweb access token(s) are accepted from any address; "
+            "[web] token_networks can limit them to the networks their clients use",
+        )
