@@ -35,6 +35,7 @@ from storage.errors import (
     ObjectTooLargeError,
     OutOfSpaceError,
 )
+from storage.framemap import FrameMap
 from storage.frames import FrameReader
 from storage.header import HeaderError, InstanceHeader, is_valid_uid
 from storage.index import StoreOutcome, StoreResult
@@ -248,6 +249,10 @@ class Archive:
     def open_instance(self, info: InstanceInfo) -> BinaryIO:
         """A file object over the bytes of `info`, authenticated as it is read."""
         return self._blobs.open(info.ref)
+
+    def frame_map(self, info: InstanceInfo) -> FrameMap:
+        """Where the header and the frames of `info` lie; see :mod:`storage.framemap`."""
+        return self._frames.frame_map(info)
 
     def frame_bytes(self, info: InstanceInfo, number: int) -> bytes:
         """The stored (encoded) bytes of frame `number` (1-based) of `info`, decrypting only their chunks.

@@ -35,7 +35,7 @@ MAP_TAGS = {
     _PHOTOMETRIC: 64,
 }
 _VERSION = 1
-_FIXED = struct.Struct("<BBIQQQQQIII?")
+_FIXED = struct.Struct("<BBIQQQQQQIII?")
 _FRAGMENT = struct.Struct(f"<QI{HEAD_BYTES}s")
 # A frame of JPEG, JPEG-LS, JPEG XL (codestream or box), JPEG 2000 (codestream or JP2 box) starts so.
 _STARTS = (b"\xff\xd8\xff", b"\xff\x0a", b"\x00\x00\x00\x0cJXL ", b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP")
@@ -56,6 +56,7 @@ class FrameMap:
     dataset_start: int  # file offset of the first data set byte
     pixel_start: int  # data set offset of the Pixel Data element (the data set's end if there is none)
     frames: int  # Number of Frames (1 when absent)
+    dataset_end: int = 0  # bytes of the data set (inflated, for a deflated object)
     encapsulated: bool = False
     value_start: int = 0  # data set offset of the Pixel Data value (0: there is none)
     value_length: int = 0  # bytes of native Pixel Data
@@ -124,6 +125,7 @@ class FrameMap:
             _VERSION,
             self.encapsulated,
             self.frames,
+            self.dataset_end,
             self.dataset_start,
             self.pixel_start,
             self.value_start,
@@ -182,6 +184,7 @@ class PixelsSeen:
             elements,
             dataset_start=dataset_start,
             pixel_start=end if self.element_start is None else self.element_start,
+            dataset_end=end,
             value_start=self.value_start,
             value_length=self.length or 0,
             encapsulated=self.encapsulated,
@@ -196,6 +199,7 @@ def frame_map(
     *,
     dataset_start: int,
     pixel_start: int,
+    dataset_end: int,
     value_start: int,
     value_length: int,
     encapsulated: bool,
@@ -211,6 +215,7 @@ def frame_map(
         dataset_start=dataset_start,
         pixel_start=pixel_start,
         frames=max(1, _whole(ds, "NumberOfFrames")),
+        dataset_end=dataset_end,
         encapsulated=encapsulated,
         value_start=value_start,
         value_length=0 if encapsulated else value_length,
@@ -262,7 +267,9 @@ def _by_offsets(
 def unpack(packed: bytes) -> FrameMap:
     """The :class:`FrameMap` that :meth:`FrameMap.pack` gave `packed`."""
     data = zlib.decompress(packed)
-    version, encapsulated, frames, *positions, fragments, basic, extended, too_many = _FIXED.unpack_from(data)
+    version, encapsulated, frames, end, *positions, fragments, basic, extended, too_many = _FIXED.unpack_from(
+        data
+    )
     if version != _VERSION:
         raise FrameMapError(f"frame map version {version} is not known")
     dataset_start, pixel_start, value_start, value_length, frame_bits = positions
@@ -277,6 +284,7 @@ def unpack(packed: bytes) -> FrameMap:
         dataset_start,
         pixel_start,
         frames,
+        end,
         bool(encapsulated),
         value_start,
         value_length,

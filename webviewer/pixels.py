@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
 from pydicom.uid import UID, JPEGExtended12Bit, RLELossless
 
@@ -46,7 +47,6 @@ from webviewer.decodelimits import (
     FrameError,
     Geometry,
     check_codestream,
-    encapsulated_frame,
     geometry,
 )
 from webviewer.functional_groups import frame_attributes
@@ -252,13 +252,30 @@ def decode_array(ds: Dataset, index: int | None, syntax: UID) -> np.ndarray:
     raise FrameError(f"the pixel data cannot be decoded: {type(failures[-1]).__name__}") from failures[-1]
 
 
-def decode_frame(ds: Dataset, number: int, limits: DecodeLimits) -> Frame:
-    """Frame `number` (1-based) of `ds`, decoded within `limits`; raise :class:`FrameError` if impossible.
+def single_frame(ds: Dataset, stored: bytes) -> Dataset:
+    """A one-frame data set of `stored` (a frame's stored bytes), with `ds`'s file meta and group 0028."""
+    single = Dataset()
+    single.file_meta = ds.file_meta
+    for element in ds.group_dataset(0x0028):
+        if element.keyword != "NumberOfFrames":
+            single.add(element)
+    if UID(str(ds.file_meta.get("TransferSyntaxUID", ""))).is_encapsulated:
+        single.add_new(0x7FE00010, "OB", encapsulate([stored]))
+        single["PixelData"].is_undefined_length = True
+    else:
+        single.add_new(0x7FE00010, "OB" if int(ds.get("BitsAllocated") or 8) <= 8 else "OW", stored)
+    return single
 
-    The frame's size is checked from the header, and a compressed frame's own header
-    against it, before any decoder runs.
+
+def decode_frame(ds: Dataset, number: int, limits: DecodeLimits, stored: Callable[[], bytes] | None) -> Frame:
+    """Frame `number` (1-based) of an object, decoded within `limits`; :class:`FrameError` if impossible.
+
+    `ds` is the object's data set before Pixel Data, and `stored` reads the frame's stored
+    bytes (None: the object has no Pixel Data). The frame's size is checked from the
+    header before they are read, and a compressed frame's own header against it, before
+    any decoder runs.
     """
-    if "PixelData" not in ds:
+    if stored is None:
         raise FrameError("the object has no pixel data")
     shape = geometry(ds)
     frames = shape.frames
@@ -268,10 +285,11 @@ def decode_frame(ds: Dataset, number: int, limits: DecodeLimits) -> Frame:
     size = shape.decoded_bytes(photometric)
     limits.check(size, f"frame {number} ({shape.describe()})")
     syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+    encoded = stored()
     if syntax.is_encapsulated:
-        check_codestream(syntax, encapsulated_frame(ds, number - 1, frames), shape)
+        check_codestream(syntax, encoded, shape)
     with limits.reserve(size):
-        array = decode_array(ds, number - 1 if frames > 1 else None, syntax)
+        array = decode_array(single_frame(ds, encoded), None, syntax)
         if photometric == "PALETTE COLOR":
             try:
                 array = apply_color_lut(array, ds)

@@ -27,7 +27,7 @@ from webviewer.dicomweb import (
     audited_once,
     check_uid,
     find_instance,
-    load_object,
+    load_header,
     remember_audited,
 )
 from webviewer.qido import instance_list, series_list
@@ -197,7 +197,7 @@ def tags(study: str, sop: str) -> Response:
     """The tags of one instance of `study`."""
     info = find_instance(study, None, sop)
     audited_once(study)
-    return jsonify(tag_rows(load_object(info)))
+    return jsonify(tag_rows(load_header(info)))
 
 
 @bp.get("/studies/<study>/download")
