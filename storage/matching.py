@@ -6,11 +6,16 @@ otherwise), date and time range matching (``A-B``, ``A-``, ``-B``; a time bound 
 at the precision it is given, so ``-1100`` includes 11:00:59), and UID list matching
 (``uid1\\uid2``). Matching is relational: keys of the query level and of every level
 above it filter the result. Entities with an empty value never match a non-universal key.
+
+:func:`find` answers C-FIND with data sets; :func:`find_values` gives the same matches as
+plain values (for QIDO-RS, which writes DICOM JSON itself), after :func:`validate` has
+refused what cannot be matched as given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -74,6 +79,7 @@ KEYS: dict[str, Key] = {
     "AccessionNumber": Key("STUDY", Study.accession, Kind.TEXT),
     "StudyID": Key("STUDY", Study.study_id, Kind.TEXT),
     "StudyDescription": Key("STUDY", Study.description, Kind.TEXT),
+    "PatientAge": Key("STUDY", Study.patient_age, Kind.TEXT),
     "ReferringPhysicianName": Key("STUDY", Study.referring_name, Kind.PERSON_NAME, Study.referring_norm),
     "ModalitiesInStudy": Key("STUDY", Study.modalities, Kind.MODALITIES),
     "NumberOfStudyRelatedSeries": Key("STUDY", Study.num_series, Kind.COUNT),
@@ -168,6 +174,57 @@ def condition(key: Key, raw: Any, dialect: str) -> ColumnElement[bool] | None:
     return _wildcard(column, value, dialect) if _has_wildcard(value) else column == value
 
 
+_KIND_NAMES = {
+    Kind.DATE: "date or date range",
+    Kind.TIME: "time or time range",
+    Kind.INTEGER: "number",
+    Kind.UID: "UID",
+}
+_DATE = re.compile(r"\d{8}")
+_TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")
+
+
+def _well_formed(kind: Kind, value: str) -> bool:
+    """Whether one value of a key of `kind` can be matched as it is written."""
+    if kind in (Kind.DATE, Kind.TIME):
+        pattern = _DATE if kind is Kind.DATE else _TIME
+        bounds = [part.strip().replace(":", "") for part in value.split("-", 1)]
+        return any(bounds) and all(not bound or pattern.fullmatch(bound) for bound in bounds)
+    if kind is Kind.INTEGER:
+        return value.lstrip("+-").isdigit()
+    if kind is Kind.UID:
+        return is_valid_uid(value)
+    return True
+
+
+def validate(level: str, keys: Mapping[str, Any]) -> None:
+    """Raise :class:`QueryError` unless every key of `keys` with a value can be matched at `level`.
+
+    Stricter than :func:`find`, which lets a malformed value match nothing as C-FIND
+    expects: here an unsupported key, a key of a lower level, a count, a malformed date,
+    time, number or UID, or more than one number is an error that names the key.
+    """
+    if level not in LEVELS:
+        raise QueryError(f"unknown query level {level!r}")
+    for keyword, raw in keys.items():
+        given = [v for v in _values(raw) if v]
+        if not given:
+            continue
+        key = KEYS.get(keyword)
+        if key is None:
+            raise QueryError(f"{keyword} is not an attribute the archive can match")
+        if LEVELS.index(key.level) > LEVELS.index(level):
+            below = f"{key.level.lower()} attribute"
+            raise QueryError(f"{keyword} is a {below}, not a key of a {level.lower()} query")
+        if key.kind is Kind.COUNT:
+            raise QueryError(f"{keyword} can only be returned, not matched")
+        if key.kind is Kind.INTEGER and len(given) > 1:
+            raise QueryError(f"{keyword} takes one number")
+        bad = [v for v in given if not _well_formed(key.kind, v)]
+        if bad:
+            raise QueryError(f"{keyword}: {bad[0]!r} is not a valid {_KIND_NAMES[key.kind]}")
+
+
 def _base(level: str) -> Select[Any]:
     query = select(Patient.id)
     if level in ("STUDY", "SERIES", "IMAGE"):
@@ -183,7 +240,7 @@ _ORDER: dict[str, list[Any]] = {
     "PATIENT": [Patient.name_norm, Patient.id],
     "STUDY": [Study.study_date.desc(), Study.study_time.desc(), Study.id.desc()],
     "SERIES": [Series.series_number, Series.id],
-    "IMAGE": [Instance.instance_number, Instance.id],
+    "IMAGE": [Series.series_number, Series.id, Instance.instance_number, Instance.id],
 }
 
 
@@ -193,6 +250,48 @@ def _format(value: Any) -> Any:
     if isinstance(value, str) and "\\" in value:
         return value.split("\\")
     return value
+
+
+def _statement(
+    session: Session, level: str, keys: Mapping[str, Any], limit: int | None, offset: int
+) -> tuple[Select[Any], list[str]]:
+    """The SELECT of the entities at `level` that `keys` match, and the keywords of its columns
+    after the first (the supported keys of `level` and the levels above it, in the order given)."""
+    if level not in LEVELS:
+        raise QueryError(f"unknown query level {level!r}")
+    depth = LEVELS.index(level)
+    dialect = session.get_bind().dialect.name
+    returned = [kw for kw in keys if kw in KEYS and LEVELS.index(KEYS[kw].level) <= depth]
+    query = _base(level).add_columns(*(KEYS[kw].column for kw in returned))
+    patient_conditions = []
+    for keyword in returned:
+        cond = condition(KEYS[keyword], keys[keyword], dialect)
+        if cond is None:
+            continue
+        if dialect == "postgresql" and level != "PATIENT" and KEYS[keyword].level == "PATIENT":
+            patient_conditions.append(cond)
+        else:
+            query = query.where(cond)
+    if patient_conditions:
+        # Find the patients first: otherwise PostgreSQL may walk every study newest-first
+        # looking for a rare name (OFFSET 0 keeps the subquery from being flattened).
+        patients = select(Patient.id).where(*patient_conditions).offset(0)
+        query = query.where(Patient.id.in_(patients))
+    query = query.order_by(*_ORDER[level]).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return query, returned
+
+
+def find_values(
+    session: Session, level: str, keys: Mapping[str, Any], *, limit: int | None = None, offset: int = 0
+) -> Iterator[dict[str, Any]]:
+    """Yield, per entity at `level` that `keys` (keyword: value; None or empty to return it
+    only) match, the values the index holds for the supported keys of `level` and above, as
+    the index keeps them (text with ``\\`` between multiple values, None for an unknown number)."""
+    query, returned = _statement(session, level, keys, limit, offset)
+    for row in session.execute(query):
+        yield dict(zip(returned, row[1:], strict=True))
 
 
 def find(
@@ -209,30 +308,7 @@ def find(
     `level` or above, empty otherwise), the Query/Retrieve Level and a UTF-8
     Specific Character Set.
     """
-    if level not in LEVELS:
-        raise QueryError(f"unknown query level {level!r}")
-    depth = LEVELS.index(level)
-    dialect = session.get_bind().dialect.name
-    requested = [elem.keyword for elem in identifier if elem.keyword]
-    returned = [kw for kw in requested if kw in KEYS and LEVELS.index(KEYS[kw].level) <= depth]
-    query = _base(level).add_columns(*(KEYS[kw].column for kw in returned))
-    patient_conditions = []
-    for keyword in returned:
-        cond = condition(KEYS[keyword], identifier[keyword].value, dialect)
-        if cond is None:
-            continue
-        if dialect == "postgresql" and level != "PATIENT" and KEYS[keyword].level == "PATIENT":
-            patient_conditions.append(cond)
-        else:
-            query = query.where(cond)
-    if patient_conditions:
-        # Find the patients first: otherwise PostgreSQL may walk every study newest-first
-        # looking for a rare name (OFFSET 0 keeps the subquery from being flattened).
-        patients = select(Patient.id).where(*patient_conditions).offset(0)
-        query = query.where(Patient.id.in_(patients))
-    query = query.order_by(*_ORDER[level]).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
+    keys = {elem.keyword: elem.value for elem in identifier if elem.keyword}
     skipped = {"QueryRetrieveLevel", "SpecificCharacterSet"}
     # Values come from the index, which holds only values read from valid datasets, so
     # the responses are built without pydicom's per-value validation (a third of the time).
@@ -241,11 +317,10 @@ def find(
         for elem in identifier
         if elem.keyword and elem.keyword not in skipped
     ]
-    for row in session.execute(query):
+    for found in find_values(session, level, keys, limit=limit, offset=offset):
         response = Dataset()
         response.SpecificCharacterSet = "ISO_IR 192"
         response.QueryRetrieveLevel = level
-        found = dict(zip(returned, row[1:], strict=True))
         for tag, vr, keyword in slots:
             value = _format(found[keyword]) if keyword in found else None
             response.add(DataElement(tag, vr, value, validation_mode=config.IGNORE))
