@@ -21,6 +21,7 @@ object is then read and ignored, so the sender can be answered with a status.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 
 from sqlalchemy import exc as sa_exc
 
@@ -95,13 +96,14 @@ class IncomingObject:
         self._done = True
         self._discard()
 
-    def finish(self) -> StoreResult:
+    def finish(self, check: Callable[[InstanceHeader], None] | None = None) -> StoreResult:
         """Make the object durable and index it; raise why not (nothing is then kept).
 
         Raises :class:`~storage.header.HeaderError` for an incomplete or malformed
         object, :class:`ObjectTooLargeError` and :class:`OutOfSpaceError` as
         configured, and :class:`IndexUnavailableError` when the blob is durable but the
-        index could not be written (the blob is kept and indexed later).
+        index could not be written (the blob is kept and indexed later). `check` sees the
+        header of a complete object before anything is kept; what it raises is raised.
         """
         self._done = True
         try:
@@ -109,6 +111,8 @@ class IncomingObject:
                 raise self._error
             walked = self._walker.close()
             header = walked.header()
+            if check is not None:
+                check(header)
             assert self._writer is not None  # the walker saw bytes, so they were written
             return self._store(self._writer, header, walked.frame_map.pack())
         except OSError as exc:
