@@ -25,7 +25,7 @@ from pacs.core.tokens import Network, Tokens
 from storage.archive import Archive
 from storage.db import Database
 from webviewer import admin as admin_pages
-from webviewer import auth, cors, documents, qido, security, stow, studies, tokens, viewer, wado
+from webviewer import auth, cors, documents, metadata, qido, security, stow, studies, tokens, viewer, wado
 from webviewer.admin import AdminBackend
 from webviewer.decodelimits import DecodeLimits
 from webviewer.pixels import MemoryCache
@@ -111,6 +111,7 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(qido.bp)
+    app.register_blueprint(metadata.bp)
     app.register_blueprint(wado.bp)
     app.register_blueprint(stow.bp)
     app.register_blueprint(viewer.bp)

@@ -1,0 +1,239 @@
+"""WADO-RS metadata and bulk data (PS3.18 10.4): instances as DICOM JSON, large values by URI.
+
+``/studies/{s}/metadata``, ``/studies/{s}/series/{se}/metadata`` and
+``/studies/{s}/series/{se}/instances/{i}/metadata`` answer a DICOM JSON array (PS3.18 F.2),
+one object per current instance in display order, built from the header before Pixel Data
+(:meth:`storage.archive.Archive.dataset_without_pixels`: only the chunks before it are
+decrypted). Pixel Data and every binary value longer than :data:`BULK_THRESHOLD` bytes
+(also within sequences) are given as a ``BulkDataURI`` under the instance's ``bulkdata/``:
+``bulkdata/7FE00010`` for Pixel Data, ``bulkdata/{tag}`` or ``bulkdata/{sequence}/{item}/{tag}``
+(items from 1) for the others. Those answer ``multipart/related; type="application/octet-stream"``:
+one part with the value; for Pixel Data in a compressed transfer syntax, one part per frame
+(its fragments joined) typed ``application/octet-stream; transfer-syntax={UID}``.
+
+Each instance's JSON text is kept in a memory cache bounded by a quarter of the web's object
+cache budget, keyed by SOP Instance UID, version and blob, with a random mark in place of
+the request's root (so one entry serves every host name). Access is audited as the study's
+(:func:`webviewer.dicomweb.audited_once`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, request
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from storage.archive import Archive, InstanceInfo, NotFoundError
+from webviewer.auth import physician_required
+from webviewer.dicomweb import DICOM_JSON, audited_once, check_uid, find_instance
+from webviewer.multipart import Part, content_type, new_boundary, not_acceptable, parse_accept, related
+from webviewer.pixels import MemoryCache
+
+bp = Blueprint("metadata", __name__, url_prefix="/dicomweb")
+BULK_THRESHOLD = 1024
+PIXEL_DATA = "7FE00010"
+OCTETS = "application/octet-stream"
+_BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+# Stands for the request's DICOMweb root in cached JSON; random, so no stored value can forge it.
+_ROOT_MARK = f"urn:pacs-root:{secrets.token_hex(16)}"
+_CACHE = "pacs.metadata"
+
+
+def _archive() -> Archive:
+    return current_app.extensions["pacs"].archive
+
+
+def _cache() -> MemoryCache:
+    """The app's cache of instance JSON texts (made on first use)."""
+    cache = current_app.extensions.get(_CACHE)
+    if cache is None:
+        budget = current_app.extensions["pacs"].config.object_cache_bytes // 4
+        cache = current_app.extensions.setdefault(_CACHE, MemoryCache(budget))
+    return cache
+
+
+def _root() -> str:
+    return request.url_root.rstrip("/") + "/dicomweb"
+
+
+def instance_path(info: InstanceInfo) -> str:
+    """The path of `info` under the DICOMweb root."""
+    return f"/studies/{info.study_uid}/series/{info.series_uid}/instances/{info.sop_uid}"
+
+
+def _header(info: InstanceInfo) -> Dataset:
+    """The data set of `info` before Pixel Data, or 404 when its blob is gone."""
+    try:
+        return _archive().dataset_without_pixels(info)
+    except NotFoundError:
+        abort(404)
+
+
+def _is_bulk(elem: DataElement) -> bool:
+    return elem.VR in _BINARY_VRS and elem.value is not None and len(elem.value) > BULK_THRESHOLD
+
+
+def _bulk_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
+    """The ``bulkdata/`` path of every bulk value of `ds`, by the id of its element."""
+    found: dict[int, str] = {}
+    for elem in ds:
+        if elem.VR == "SQ":
+            for number, item in enumerate(elem.value, start=1):
+                found.update(_bulk_paths(item, f"{prefix}{elem.tag:08X}/{number}/"))
+        elif _is_bulk(elem):
+            found[id(elem)] = f"{prefix}{elem.tag:08X}"
+    return found
+
+
+def _has_pixels(ds: Dataset) -> bool:
+    """Whether the object (of which `ds` is the header) is an image, so has Pixel Data after it."""
+    return all(keyword in ds for keyword in ("Rows", "Columns", "BitsAllocated"))
+
+
+def _pixel_vr(ds: Dataset) -> str:
+    compressed = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))).is_compressed
+    return "OB" if compressed or int(ds.BitsAllocated) <= 8 else "OW"
+
+
+def instance_json(info: InstanceInfo) -> str:
+    """The DICOM JSON text of `info` with its bulk data URIs under :data:`_ROOT_MARK` (cached)."""
+    key = (info.sop_uid, info.version, info.ref.blob_id)
+    cache = _cache()
+    text = cache.get(key)
+    if text is None:
+        ds = _header(info)
+        base = f"{_ROOT_MARK}{instance_path(info)}/bulkdata/"
+        paths = _bulk_paths(ds)
+
+        def uri(elem: DataElement) -> str:
+            return base + paths.get(id(elem), f"{elem.tag:08X}")
+
+        item = ds.to_json_dict(BULK_THRESHOLD, uri, suppress_invalid_tags=True)
+        if _has_pixels(ds):
+            item[PIXEL_DATA] = {"vr": _pixel_vr(ds), "BulkDataURI": base + PIXEL_DATA}
+        text = json.dumps(item, separators=(",", ":"))
+        cache.put(key, text, size=2 * len(text) + 64)
+    return text
+
+
+def _metadata(objects: list[InstanceInfo]) -> Response:
+    """The DICOM JSON array of `objects`, with this request's root in its URIs."""
+    if not objects:
+        abort(404)
+    body = "[" + ",".join(instance_json(info) for info in objects) + "]"
+    return Response(body.replace(_ROOT_MARK, _root()), mimetype=DICOM_JSON)
+
+
+def _study_objects(study: str) -> list[InstanceInfo]:
+    try:
+        return _archive().study_instances(check_uid(study))
+    except NotFoundError:
+        abort(404)
+
+
+@bp.get("/studies/<study>/metadata")
+@physician_required
+def study_metadata(study: str) -> Response:
+    """WADO-RS: the metadata of every current instance of a study."""
+    objects = _study_objects(study)
+    audited_once(study)
+    return _metadata(objects)
+
+
+@bp.get("/studies/<study>/series/<series_uid>/metadata")
+@physician_required
+def series_metadata(study: str, series_uid: str) -> Response:
+    """WADO-RS: the metadata of every current instance of a series."""
+    check_uid(series_uid)
+    objects = [info for info in _study_objects(study) if info.series_uid == series_uid]
+    if objects:
+        audited_once(study)
+    return _metadata(objects)
+
+
+@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/metadata")
+@physician_required
+def instance_metadata(study: str, series_uid: str, sop: str) -> Response:
+    """WADO-RS: the metadata of one instance (an array of one)."""
+    info = find_instance(study, series_uid, sop)
+    audited_once(study)
+    return _metadata([info])
+
+
+# -- bulk data -----------------------------------------------------------------------------------
+
+
+def _check_accept() -> None:
+    """406 unless the request accepts multipart/related of octet-stream (or anything)."""
+    ranges = parse_accept(request.headers.get("Accept")) if request.headers.get("Accept") else []
+    if not ranges:
+        return
+    for found in ranges:
+        if found.media_type == "*/*":
+            return
+        if found.media_type == "multipart/related" and found.type_param in (None, OCTETS, "*/*"):
+            return
+    not_acceptable('bulk data is sent as multipart/related; type="application/octet-stream"')
+
+
+def _element(ds: Dataset, path: str) -> Any:
+    """The value at `path` (``tag`` or ``sequence/item/tag``...) of `ds`, if it is binary; else 404."""
+    parts = path.split("/")
+    if len(parts) % 2 == 0 or not all(len(part) == 8 for part in parts[::2]):
+        abort(404)
+    try:
+        for sequence, number in zip(parts[:-1:2], parts[1::2], strict=True):
+            ds = ds[int(sequence, 16)].value[int(number) - 1]
+        elem = ds[int(parts[-1], 16)]
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        abort(404)
+    if elem.VR not in _BINARY_VRS or elem.value is None:
+        abort(404)
+    return elem.value
+
+
+def _pixel_parts(archive: Archive, info: InstanceInfo, ds: Dataset) -> Iterator[Part]:
+    """The parts of Pixel Data: native as one part of every frame's bytes, compressed one per frame.
+
+    A generator run as the answer streams, so it is given the archive (no app context then).
+    """
+    frames = int(ds.get("NumberOfFrames") or 1)
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if UID(syntax).is_compressed:
+        for number in range(1, frames + 1):
+            data = archive.frame_bytes(info, number)
+            yield Part(f"{OCTETS}; transfer-syntax={syntax}", [data])
+        return
+    yield Part(OCTETS, (archive.frame_bytes(info, number) for number in range(1, frames + 1)))
+
+
+def _byte_aligned(ds: Dataset) -> bool:
+    """Whether each native frame starts on a byte (so the frames joined are the value)."""
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    return int(ds.Rows) * int(ds.Columns) * samples * int(ds.BitsAllocated) % 8 == 0
+
+
+@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/bulkdata/<path:path>")
+@physician_required
+def bulkdata(study: str, series_uid: str, sop: str, path: str) -> Response:
+    """WADO-RS: one bulk data value of an instance (a BulkDataURI of its metadata)."""
+    info = find_instance(study, series_uid, sop)
+    _check_accept()
+    ds = _header(info)
+    audited_once(study)
+    if path.upper() == PIXEL_DATA:
+        if not _has_pixels(ds):
+            abort(404)
+        if not UID(str(ds.file_meta.get("TransferSyntaxUID", ""))).is_compressed and not _byte_aligned(ds):
+            not_acceptable("the frames of this object are bit-packed: fetch them from /frames")
+        parts: Iterator[Part] = _pixel_parts(_archive(), info, ds)
+    else:
+        parts = iter([Part(OCTETS, [bytes(_element(ds, path.upper()))])])
+    boundary = new_boundary()
+    return Response(related(parts, boundary), content_type=content_type(OCTETS, boundary))
