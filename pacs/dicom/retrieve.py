@@ -5,6 +5,13 @@ models. A retrieve must name the unique key of its level (no wildcards) and matc
 relationally on the keys given; C-MOVE sends only to an enrolled destination, over TLS,
 never to an address the request names. No match and no object leaves before its audit
 record is written (0xA700 otherwise), as :mod:`pacs.core.audit`'s policy says.
+
+Each object goes out in its stored transfer syntax when the receiver accepted it, streamed
+from the archive (:mod:`pacs.dicom.sending`); otherwise transcoded to Explicit or Implicit
+VR Little Endian (:mod:`pacs.ops.transcode`, in memory). C-MOVE proposes, per SOP class and
+stored syntax, that syntax, Explicit and Implicit VR Little Endian (one context per SOP class
+when those pairs exceed 128). A sub-operation that cannot be done (no context, no decoder)
+fails, 0xA702 or 0xB000 with the reason in Error Comment; 0xA801 means an unknown destination.
 """
 
 from __future__ import annotations
@@ -16,16 +23,20 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 from pynetdicom import build_context
 from pynetdicom.events import Event
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import Status
 
 from pacs.core import access_events as events
 from pacs.core.audit import AuditEvent
 from pacs.core.nodes import EnrolledNode, NodeRegistry
-from pacs.dicom import policy
+from pacs.dicom import policy, sending, streaming
 from pacs.dicom.associations import STUDY_ROOT, AssociationState
-from storage.archive import Archive, NotFoundError
+from pacs.ops.transcode import UNCOMPRESSED, TranscodeError, target_syntax, transcode_for
+from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.crypto import IntegrityError
 from storage.matching import LEVELS, QueryError
 
@@ -35,6 +46,25 @@ UNIQUE_KEYS = {
     "SERIES": "SeriesInstanceUID",
     "IMAGE": "SOPInstanceUID",
 }
+MAX_CONTEXTS = 128
+_UNREADABLE = (NotFoundError, IntegrityError, OSError, ValueError, InvalidDicomError)
+
+
+def retrieve_contexts(instances: list[InstanceInfo]) -> list[PresentationContext]:
+    """What a C-MOVE proposes: per SOP class and stored syntax, that syntax, then ELE and ILE.
+
+    More than 128 such pairs: one context per SOP class with all its stored syntaxes
+    (the receiver then accepts one of them, and the others are transcoded).
+    """
+    pairs = dict.fromkeys((info.sop_class_uid, info.transfer_syntax) for info in instances)
+    groups: dict[tuple[str, int], list[str]] = {}
+    for index, (sop_class, syntax) in enumerate(pairs):
+        key = (sop_class, index if len(pairs) <= MAX_CONTEXTS else 0)
+        groups.setdefault(key, []).append(syntax)
+    return [
+        build_context(sop_class, list(dict.fromkeys([*syntaxes, *UNCOMPRESSED])))
+        for (sop_class, _), syntaxes in list(groups.items())[:MAX_CONTEXTS]
+    ]
 
 
 class QueryRetrieve:
@@ -120,8 +150,8 @@ class QueryRetrieve:
         value = str(identifier.get(keyword, "") or "").strip()
         return bool(value) and "*" not in value and "?" not in value
 
-    def _instances(self, identifier: Dataset) -> list[tuple[str, str, str]]:
-        """(SOP Instance UID, SOP Class UID, transfer syntax) of every instance a retrieve names.
+    def _instances(self, identifier: Dataset) -> list[InstanceInfo]:
+        """The current version of every instance a retrieve names.
 
         Retrieves match relationally on the unique keys given, at any level.
         """
@@ -131,30 +161,55 @@ class QueryRetrieve:
                 setattr(keys, keyword, identifier[keyword].value)
         keys.SOPInstanceUID = identifier.get("SOPInstanceUID", "")
         matches = [str(match.SOPInstanceUID) for match in self.archive.find("IMAGE", keys)]
-        return [
-            (i.sop_uid, i.sop_class_uid, i.transfer_syntax) for i in self.archive.current_instances(matches)
-        ]
+        return self.archive.current_instances(matches)
 
     def _send(
-        self, event: Event, instances: list[tuple[str, str, str]]
+        self, event: Event, outbox: sending.Outbox, instances: list[InstanceInfo], *, streams: bool
     ) -> Iterator[tuple[int, Dataset | None]]:
         """The sub-operations of a retrieve: each object, until the requestor cancels."""
-        for sop_uid, _, _ in instances:
-            if event.is_cancelled:
-                yield Status.CANCEL, None
-                return
-            try:
-                yield policy.PENDING, self._load(sop_uid)
-            except (NotFoundError, IntegrityError, OSError, ValueError):
-                yield policy.PROCESSING_FAILURE, None
+        try:
+            for info in instances:
+                if event.is_cancelled:
+                    yield Status.CANCEL, None
+                    return
+                yield policy.PENDING, self._sub_operation(outbox, info, streams=streams)
+        finally:
+            outbox.close()
 
-    def _load(self, sop_uid: str) -> Dataset:
-        """One stored object as a dataset, to send in its own transfer syntax (in memory only)."""
-        with self.archive.open(sop_uid) as stream:
-            return pydicom.dcmread(io.BytesIO(stream.read()))
+    def _sub_operation(self, outbox: sending.Outbox, info: InstanceInfo, *, streams: bool) -> Dataset:
+        """What to yield for `info`: a streamed placeholder, a transcoded copy, or a failure."""
+        sop_class, sop_uid = info.sop_class_uid, info.sop_uid
+        accepted = outbox.accepted(sop_class)
+        if not accepted:
+            return outbox.failed(sop_class, sop_uid, f"no presentation context for {UID(sop_class).name}")
+        try:
+            syntax = target_syntax(info.transfer_syntax, accepted)
+            stream = self.archive.open_instance(info)
+        except TranscodeError as error:
+            return outbox.failed(sop_class, sop_uid, str(error))
+        try:
+            if streams and syntax == info.transfer_syntax:
+                return outbox.placeholder(sop_class, sop_uid, syntax, sending.open_data_set(stream))
+            with stream:  # pydicom seeks; the object is being decoded whole anyway
+                return transcode_for(pydicom.dcmread(io.BytesIO(stream.read())), [syntax])
+        except TranscodeError as error:
+            stream.close()
+            return outbox.failed(sop_class, sop_uid, str(error))
+        except _UNREADABLE:
+            stream.close()
+            return outbox.failed(sop_class, sop_uid, "the stored object could not be read")
+
+    @staticmethod
+    def _attach(event: Event, outbox: sending.Outbox) -> bool:
+        """Make `outbox` the requester's association's; whether its DIMSE provider streams."""
+        dimse = event.assoc.dimse
+        if isinstance(dimse, streaming.StreamingDIMSE):
+            dimse.outbox = outbox
+            return True
+        return False
 
     def _audit_retrieve(
-        self, state: AssociationState, kind: str, destination: str, instances: list[tuple[str, str, str]]
+        self, state: AssociationState, kind: str, destination: str, instances: list[InstanceInfo]
     ) -> bool:
         return self._audit_required(
             events.instances_retrieved(
@@ -170,6 +225,8 @@ class QueryRetrieve:
         """C-MOVE: send to enrolled destinations only, over TLS, never to an address the request names."""
         state = self._permitted(event, "move")
         destination = self.registry.get(event.move_destination or "")
+        outbox = sending.Outbox(originator=str(event.assoc.requestor.ae_title).strip())
+        self._attach(event, outbox)
         level = self._level(event, event.identifier)
         if (
             state is None
@@ -187,19 +244,22 @@ class QueryRetrieve:
             yield None, None
             return
         instances = self._instances(event.identifier)
-        contexts = [build_context(sop_class, [syntax]) for _, sop_class, syntax in instances]
-        unique = {(cx.abstract_syntax, tuple(cx.transfer_syntax)): cx for cx in contexts}
+        outbox.destination_known = True
         yield (
             str(destination.network.network_address),
             destination.port,
-            {"contexts": list(unique.values())[:128], "tls_args": (self.client_context(destination), None)},
+            {
+                "contexts": retrieve_contexts(instances),
+                "tls_args": (self.client_context(destination), None),
+                "evt_handlers": outbox.handlers(),
+            },
         )
         audited = self._audit_retrieve(state, "C-MOVE", destination.ae_title, instances)
         yield len(instances) if audited else 1
         if not audited:
             yield policy.OUT_OF_RESOURCES, None
             return
-        yield from self._send(event, instances)
+        yield from self._send(event, outbox, instances, streams=True)
 
     def on_get(self, event: Event) -> Iterator[Any]:
         """C-GET: send the matching instances back over the same association."""
@@ -215,4 +275,6 @@ class QueryRetrieve:
             yield policy.OUT_OF_RESOURCES, None
             return
         yield len(instances)
-        yield from self._send(event, instances)
+        outbox = sending.Outbox()
+        outbox.assoc = event.assoc
+        yield from self._send(event, outbox, instances, streams=self._attach(event, outbox))

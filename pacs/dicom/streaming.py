@@ -22,6 +22,10 @@ these behaviours of pynetdicom 3.0 (``tests/dicom/test_pynetdicom_contract.py`` 
   ``EVT_C_STORE`` handlers as ``event.request``;
 - the service class answers through ``assoc.dimse.send_msg``, which sends a message as
   P-DATA through ``dul.send_pdu`` (C-STORE responses are encoded by :mod:`pacs.dicom.wire`).
+
+While a C-GET or C-MOVE runs, its :class:`~pacs.dicom.sending.Outbox` is the provider's
+``outbox``: C-GET's C-STORE requests are streamed by :mod:`pacs.dicom.sending`, and the
+final response carries the reason sub-operations failed.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE, DimsePrimitiveType
 from pynetdicom.pdu_primitives import P_DATA
 
-from pacs.dicom import wire
+from pacs.dicom import sending, wire
 
 LOG = logging.getLogger(__name__)
 
@@ -91,6 +95,7 @@ class StreamingDIMSE(DIMSEServiceProvider):
         super().__init__(assoc)
         self._open_object = open_object
         self._stream: _Stream | None = None
+        self.outbox: sending.Outbox | None = None
 
     def receive_primitive(self, primitive: P_DATA) -> None:
         """Process a P-DATA primitive one presentation data value at a time."""
@@ -149,9 +154,15 @@ class StreamingDIMSE(DIMSEServiceProvider):
     def send_msg(self, primitive: DimsePrimitiveType, context_id: int) -> None:
         """Send a DIMSE message; a C-STORE response goes out encoded by :mod:`pacs.dicom.wire`.
 
+        A retrieve's C-STORE requests and final response go through :mod:`pacs.dicom.sending`.
+
         Nothing here binds ``EVT_DIMSE_SENT``, which such responses do not trigger.
         """
         encoded = None
+        if self.outbox is not None and sending.send_retrieve_message(
+            self, primitive, context_id, self.outbox
+        ):
+            return
         if isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None:
             encoded = wire.c_store_response(primitive)
         if encoded is None:
