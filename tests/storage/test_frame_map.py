@@ -23,9 +23,9 @@ from pydicom.uid import (
     RLELossless,
     generate_uid,
 )
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from pacs.core.context import Context, open_pacs
+from pacs.core.context import Context
 from storage import reindex
 from storage.crypto import CHUNK_SIZE, IntegrityError
 from storage.db import Instance
@@ -169,7 +169,8 @@ def test_a_deflated_object_gives_its_frames_and_header_from_the_inflated_data_se
     assert header.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
 
 
-def _stored_frames(pacs: Context, count: int) -> tuple[InstanceInfo, list[bytes]]:
+def stored_frames(pacs: Context, count: int) -> tuple[InstanceInfo, list[bytes]]:
+    """A native object of `count` frames, stored; its index entry and its frames."""
     frames = native_frames(count)
     ds = dataset(count)
     ds.PixelData = b"".join(frames)
@@ -177,7 +178,7 @@ def _stored_frames(pacs: Context, count: int) -> tuple[InstanceInfo, list[bytes]
 
 
 def test_a_frame_is_read_from_its_own_chunks_each_still_authenticated(pacs: Context) -> None:
-    info, frames = _stored_frames(pacs, 12)  # 6 MiB: 7 chunks
+    info, frames = stored_frames(pacs, 12)  # 6 MiB: 7 chunks
     plaintext = b"".join(pacs.archive.read_instance(info))
     chunk = plaintext.index(frames[8]) // CHUNK_SIZE  # the chunk where frame 9 starts
     path = pacs.archive.blob_file(info.ref.blob_id)
@@ -191,7 +192,7 @@ def test_a_frame_is_read_from_its_own_chunks_each_still_authenticated(pacs: Cont
 
 
 def test_a_truncated_blob_fails_whichever_frame_is_asked(pacs: Context) -> None:
-    info, _ = _stored_frames(pacs, 12)
+    info, _ = stored_frames(pacs, 12)
     path = pacs.archive.blob_file(info.ref.blob_id)
     path.write_bytes(path.read_bytes()[: -CHUNK_SIZE - 16])  # the last chunk gone
     for number in (1, 12):
@@ -199,31 +200,19 @@ def test_a_truncated_blob_fails_whichever_frame_is_asked(pacs: Context) -> None:
             pacs.archive.frame_bytes(info, number)
 
 
-def _packed_map(pacs: Context, sop_uid: str) -> bytes | None:
+def packed_map(pacs: Context, sop_uid: str) -> bytes | None:
+    """The frame map the index holds for `sop_uid` (packed), if any."""
     with pacs.database.read() as session:
         return session.scalar(select(Instance.frame_map).where(Instance.sop_uid == sop_uid))
 
 
 def test_reindexing_rebuilds_the_frame_map_from_the_blob(pacs: Context) -> None:
-    info, frames = _stored_frames(pacs, 3)
-    recorded = _packed_map(pacs, info.sop_uid)
+    info, frames = stored_frames(pacs, 3)
+    recorded = packed_map(pacs, info.sop_uid)
     assert recorded is not None
     lose_index_rows(pacs, [info.sop_uid])
     assert [r.sop_uid for r in reindex.sweep(pacs.archive, remove=False, alone=True).reindexed] == [
         info.sop_uid
     ]
-    assert _packed_map(pacs, info.sop_uid) == recorded
+    assert packed_map(pacs, info.sop_uid) == recorded
     assert pacs.archive.frame_bytes(pacs.archive.instance(info.sop_uid), 3) == frames[2]
-
-
-def test_an_instance_indexed_without_a_map_gets_one_on_first_need(pacs: Context) -> None:
-    info, frames = _stored_frames(pacs, 3)
-    recorded = _packed_map(pacs, info.sop_uid)
-    with pacs.database.write() as session:
-        session.execute(update(Instance).values(frame_map=None))
-    reopened = open_pacs(pacs.settings)  # a fresh archive: it remembers no map
-    try:
-        assert reopened.archive.frame_bytes(info, 2) == frames[1]
-    finally:
-        reopened.close()
-    assert _packed_map(pacs, info.sop_uid) == recorded
