@@ -169,7 +169,7 @@ def load_header(info: InstanceInfo) -> Dataset:
     return ds
 
 
-def _stored_frame(info: InstanceInfo, number: int) -> bytes:
+def stored_frame(info: InstanceInfo, number: int) -> bytes:
     """The stored bytes of frame `number` of `info` (a frame that cannot be found: 422)."""
     try:
         return _archive().frame_bytes(info, number)
@@ -177,8 +177,8 @@ def _stored_frame(info: InstanceInfo, number: int) -> bytes:
         raise FrameError(str(exc), 404 if isinstance(exc, NoSuchFrameError) else 422) from exc
 
 
-def viewer_frame(info: InstanceInfo, number: int) -> Response:
-    """One frame of `info` for the viewer: its samples, with ``X-`` headers saying how to show them.
+def decoded_frame(info: InstanceInfo, number: int) -> Frame:
+    """Frame `number` of `info` decoded (from the frame cache when there); :class:`FrameError` if impossible.
 
     Only the object's header and the chunks of the blob that hold the frame are decrypted.
     """
@@ -188,13 +188,20 @@ def viewer_frame(info: InstanceInfo, number: int) -> Response:
     if decoded is None:
         header = load_header(info)
         has_pixels = _archive().frame_map(info).has_pixels
-        try:
-            decoded = decode_frame(
-                header, number, _decoding(), partial(_stored_frame, info, number) if has_pixels else None
-            )
-        except FrameError as exc:
-            _refuse(exc)
+        decoded = decode_frame(
+            header, number, _decoding(), partial(stored_frame, info, number) if has_pixels else None
+        )
         frames.put(key, decoded)
+    return decoded
+
+
+def viewer_frame(info: InstanceInfo, number: int) -> Response:
+    """One frame of `info` for the viewer: its samples, with ``X-`` headers saying how to show them."""
+    key = (info.sop_uid, info.version, number)
+    try:
+        decoded = decoded_frame(info, number)
+    except FrameError as exc:
+        _refuse(exc)
     if transfer.accepts_packed(request.headers.get("Accept", "")) and transfer.packs(decoded):
         response = Response(_packed_body((*key, transfer.PACKED), decoded), mimetype=transfer.PACKED)
     else:
