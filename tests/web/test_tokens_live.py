@@ -124,7 +124,6 @@ def test_a_token_in_a_url_query_is_refused_and_audited(live: Live[Seeded]) -> No
     assert ("token in a URL query", "") in refusal_reasons(live)
 
 
-@pytest.mark.xfail(strict=True, reason="STOW-RS lands with helper E2")
 def test_a_read_token_cannot_store_and_the_attempt_is_audited(live: Live[Seeded]) -> None:
     secret = live.seeded.secrets["read"]
     headers = {**bearer(secret), "Content-Type": 'multipart/related; type="application/dicom"; boundary=b'}
