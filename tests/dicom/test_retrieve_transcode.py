@@ -13,11 +13,13 @@ import hashlib
 import secrets
 import ssl
 import threading
+import tracemalloc
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -33,16 +35,18 @@ from pydicom.uid import (
     JPEG2000TransferSyntaxes,
     generate_uid,
 )
-from pynetdicom import AE, build_context, evt
+from pynetdicom import AE, _config, build_context, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_role
 from pynetdicom.sop_class import (
+    EnhancedCTImageStorage,
     SecondaryCaptureImageStorage,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
 
 from pacs.core.context import CA_CERT
+from pacs.dicom.sending import open_data_set
 from storage.errors import PacsError
 from tests.conftest import RunningDicom, _free_port, running_dicom
 from tests.dicom.helpers import SUCCESS, _association
@@ -147,7 +151,9 @@ class Peer:
 
 
 @contextmanager
-def _uncompressed_destination(dicom: RunningDicom, ae_title: str) -> Iterator[Peer]:
+def _uncompressed_destination(
+    dicom: RunningDicom, ae_title: str, on_store: Callable[[Event], int] | None = None
+) -> Iterator[Peer]:
     """A C-MOVE destination over TLS accepting only Explicit and Implicit VR Little Endian."""
     port = _free_port()
     node = dicom.enrol(ae_title, allow="store", port=port)
@@ -158,10 +164,13 @@ def _uncompressed_destination(dicom: RunningDicom, ae_title: str) -> Iterator[Pe
     context.load_verify_locations(cafile=dicom.pacs.settings.tls_dir / CA_CERT)
     peer = Peer()
     ae = AE(ae_title=ae_title)
-    for sop_class in _sop_classes(dicom):
+    for sop_class in [*_sop_classes(dicom), EnhancedCTImageStorage]:
         ae.add_supported_context(sop_class, UNCOMPRESSED)
     server = ae.start_server(
-        ("127.0.0.1", port), block=False, ssl_context=context, evt_handlers=[(evt.EVT_C_STORE, peer.on_store)]
+        ("127.0.0.1", port),
+        block=False,
+        ssl_context=context,
+        evt_handlers=[(evt.EVT_C_STORE, on_store or peer.on_store)],
     )
     try:
         yield peer
@@ -323,3 +332,69 @@ def test_a_sample_that_cannot_be_decoded_fails_its_c_get_sub_operation_and_the_o
     assert (final.NumberOfFailedSuboperations, final.NumberOfCompletedSuboperations) == (1, 1)
     assert str(final.ErrorComment).startswith("cannot decode JPEG Baseline")
     assert [str(ds.SOPInstanceUID) for ds in received] == [good]
+
+
+def _data_set_digest(stream: BinaryIO) -> str:
+    """SHA-256 of a Part 10 file's data set (its meta is each writer's own), read 1 MiB at a time."""
+    source = open_data_set(stream)
+    digest = hashlib.sha256(source.head)
+    for chunk in iter(lambda: source.stream.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _large_object(path: Path, frames: int) -> Dataset:
+    """A native multi-frame CT of `frames` 1024 x 1024 16-bit frames written to `path` (its header)."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
+    ds.Rows = ds.Columns = 1024
+    ds.NumberOfFrames = frames
+    ds.PixelData = np.arange(1024 * 1024 * frames, dtype="<u2").tobytes()
+    ds.save_as(path)
+    del ds.PixelData
+    return ds
+
+
+def test_c_move_of_a_200_mb_object_streams_it_in_bounded_memory(samples: Samples) -> None:
+    dicom = samples.dicom
+    path = dicom.tmp / "large.dcm"
+    header = _large_object(path, frames=100)
+    dicom.pacs.archive.store(path)
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        digest = _data_set_digest(stream)
+    requester = dicom.enrol("MOVER3", allow="move")
+    received: list[str] = []
+
+    def on_store(event: Event) -> int:  # the data set lands in pynetdicom's temporary file, not in memory
+        with open(event.dataset_path, "rb") as stream:
+            received.append(_data_set_digest(stream))
+        return SUCCESS
+
+    previous = _config.STORE_RECV_CHUNKED_DATASET
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    try:
+        with (
+            _uncompressed_destination(dicom, "BIGVIEW", on_store=on_store),
+            _association(
+                dicom, requester, [build_context(StudyRootQueryRetrieveInformationModelMove)]
+            ) as assoc,
+        ):
+            tracemalloc.start()
+            responses = list(
+                assoc.send_c_move(
+                    _image_query([str(header.SOPInstanceUID)]),
+                    "BIGVIEW",
+                    StudyRootQueryRetrieveInformationModelMove,
+                )
+            )
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+    finally:
+        _config.STORE_RECV_CHUNKED_DATASET = previous
+
+    assert responses[-1][0].Status == SUCCESS
+    assert received == [digest]
+    assert size > 200 * 2**20
+    assert peak < 32 * 2**20, f"{peak / 2**20:.1f} MiB traced while moving {size / 2**20:.0f} MiB"
