@@ -1,4 +1,4 @@
-"""The pynetdicom behaviours that ``pacs.dicom.streaming`` relies on, one test each.
+"""The pynetdicom behaviours that ``pacs.dicom.streaming`` and ``pacs.dicom.sending`` rely on, one test each.
 
 If an upgrade of pynetdicom changes one of them, the matching test fails here before
 any object is mis-stored. The supported range is pinned in pyproject.toml.
@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import io
 import queue
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Any
 
 import pydicom
 import pytest
-from pydicom.dataset import Dataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, fsm
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    generate_uid,
+)
+from pynetdicom import AE, evt, fsm
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ, DIMSEMessage
@@ -23,6 +31,7 @@ from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.sop_class import Verification
 
 from pacs.dicom.streaming import StreamingDIMSE, file_meta, incoming_object
 
@@ -170,3 +179,101 @@ def test_file_meta_makes_the_data_set_a_part_10_file_in_the_negotiated_syntax(sy
     assert read.file_meta.TransferSyntaxUID == syntax
     assert read.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
     assert read.SOPInstanceUID == ds.SOPInstanceUID
+
+
+# -- pacs.dicom.sending ---------------------------------------------------------------------------
+
+
+class _RecordingDIMSE(DIMSEServiceProvider):
+    """A DIMSE provider that records what it is asked to send, then sends it."""
+
+    def __init__(self, assoc: Association, sent: list[tuple[str, str]]) -> None:
+        super().__init__(assoc)
+        self.sent = sent
+
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        context = self.assoc._accepted_cx[context_id]
+        self.sent.append((type(primitive).__name__, str(context.transfer_syntax[0])))
+        super().send_msg(primitive, context_id)
+
+
+@dataclass
+class _Requestor:
+    assoc: Association
+    sent: list[tuple[str, str]]
+    established_at_connection: list[bool] = field(default_factory=list)
+
+
+@pytest.fixture
+def requestor() -> Iterator[_Requestor]:
+    """An association with a local storage SCP; its DIMSE provider was replaced at EVT_CONN_OPEN."""
+    scp = AE()
+    scp.add_supported_context(CTImageStorage, [JPEGBaseline8Bit, ExplicitVRLittleEndian])
+    scp.add_supported_context(Verification)
+    server = scp.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda e: 0)])
+    sent: list[tuple[str, str]] = []
+    established: list[bool] = []
+
+    def on_open(event: Any) -> None:
+        established.append(event.assoc.is_established)
+        event.assoc.dimse = _RecordingDIMSE(event.assoc, sent)
+
+    ae = AE()
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    ae.add_requested_context(CTImageStorage, JPEGBaseline8Bit)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(*server.server_address, evt_handlers=[(evt.EVT_CONN_OPEN, on_open)])
+    assert assoc.is_established
+    try:
+        yield _Requestor(assoc, sent, established)
+    finally:
+        assoc.release()
+        server.shutdown()
+
+
+def _placeholder(syntax: str | None) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta = FileMetaDataset()
+    if syntax is not None:
+        ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
+def test_evt_conn_open_comes_before_the_association_and_its_dimse_provider_is_the_one_used(
+    requestor: _Requestor,
+) -> None:
+    assert requestor.assoc.send_c_echo().Status == 0
+    assert requestor.established_at_connection == [False]
+    assert requestor.sent == [("C_ECHO", ImplicitVRLittleEndian)]
+
+
+def test_send_c_store_takes_the_context_of_the_file_meta_syntax_and_sends_through_dimse_send_msg(
+    requestor: _Requestor,
+) -> None:
+    requestor.assoc.send_c_store(_placeholder(JPEGBaseline8Bit))
+    requestor.assoc.send_c_store(_placeholder(ExplicitVRLittleEndian))
+    assert requestor.sent == [("C_STORE", JPEGBaseline8Bit), ("C_STORE", ExplicitVRLittleEndian)]
+
+
+def test_send_c_store_refuses_a_data_set_without_a_transfer_syntax_before_it_sends_or_pauses(
+    requestor: _Requestor,
+) -> None:
+    with pytest.raises(AttributeError):
+        requestor.assoc.send_c_store(_placeholder(None))
+    assert requestor.sent == []
+    assert requestor.assoc._reactor_checkpoint.is_set()
+
+
+def test_encode_msg_yields_the_command_fragments_before_the_data_set_fragments() -> None:
+    flags = [data[0] for _, data in _pdvs(_c_store_pdata(_dataset()))]
+    commands = [flag & 1 for flag in flags]
+    assert commands == sorted(commands, reverse=True) and 0 in commands and 1 in commands
+    assert flags[-1] == 0x02
+
+
+def test_dul_send_pdu_queues_the_p_data_on_to_provider_queue() -> None:
+    assoc = Association(AE(), "requestor")
+    assoc.dul.send_pdu(P_DATA())
+    assert assoc.dul.to_provider_queue.qsize() == 1
