@@ -1,7 +1,8 @@
 """WADO-RS rendered images and thumbnails (PS3.18 10.4.1.1.3, 8.3.5.1): a frame as JPEG or PNG for display.
 
-A frame is decoded as the viewer's are (:func:`webviewer.pixels.decode_frame`: Modality LUT,
-palette and colour handled, within the decoding limits), then a grayscale frame is rescaled
+A frame is decoded as the viewer's are, and shares their cache
+(:func:`webviewer.dicomweb.decoded_frame`: Modality LUT, palette and colour handled, within
+the decoding limits, from the header and that frame's stored bytes alone), then a grayscale frame is rescaled
 (slope and intercept) and windowed to 8 bits by PS3.3 C.11.2.1.2: ``window=center,width``
 with ``function`` ``linear`` (the default), ``linear_exact`` or ``sigmoid``; without it the
 object's first window (and its VOI LUT Function), else its first VOI LUT, else the frame's
@@ -31,9 +32,9 @@ from pydicom.uid import JPEG2000TransferSyntaxes, JPEGTransferSyntaxes
 
 from storage.archive import InstanceInfo
 from webviewer.decodelimits import FrameError
-from webviewer.dicomweb import load_object
+from webviewer.dicomweb import decoded_frame
 from webviewer.multipart import Part, content_type, new_boundary, not_acceptable, parse_accept, related
-from webviewer.pixels import Frame, decode_frame
+from webviewer.pixels import Frame
 
 JPEG, PNG = "image/jpeg", "image/png"
 THUMBNAIL_SIZE = 128
@@ -175,22 +176,11 @@ def _asked(*, thumbnail: bool) -> Rendering:
         abort(_text(400, str(exc)))
 
 
-def _decoded(info: InstanceInfo, number: int) -> Frame:
-    """Frame `number` of `info`, decoded (from the viewer's frame cache when there)."""
-    services = current_app.extensions["pacs"]
-    key = (info.sop_uid, info.version, number)
-    decoded = services.frames.get(key)
-    if decoded is None:
-        decoded = decode_frame(load_object(info), number, services.decoding)
-        services.frames.put(key, decoded)
-    return decoded
-
-
 def rendered_frame(info: InstanceInfo, number: int, *, thumbnail: bool = False) -> Response:
     """Frame `number` of `info` rendered as the request asks (a thumbnail: small unless asked otherwise)."""
     how = _asked(thumbnail=thumbnail)
     try:
-        body = encode(_decoded(info, number), how)
+        body = encode(decoded_frame(info, number), how)
     except FrameError as exc:
         abort(_text(exc.status, str(exc)))
     response = Response(body, mimetype=how.media_type)
@@ -208,7 +198,7 @@ def rendered_many(objects: list[tuple[InstanceInfo, str]]) -> Response:
     def parts() -> Iterator[Part]:
         for info, location in objects:
             try:
-                yield Part(how.media_type, (encode(_decoded(info, 1), how),), location)
+                yield Part(how.media_type, (encode(decoded_frame(info, 1), how),), location)
             except FrameError as exc:
                 current_app.logger.info("WADO-RS rendered left %s out: %s", info.sop_uid, exc)
 

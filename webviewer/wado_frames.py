@@ -16,7 +16,9 @@ can be produced deciding:
   syntax of that media type (a ``transfer-syntax`` other than the stored one cannot be
   produced: nothing is re-encoded). Each part's ``Content-Type`` names its transfer syntax.
 
-A single-part media type (``image/jpeg`` alone) is read as its multipart form. 406 when
+Only the object's header and the blob chunks that hold each frame are decrypted
+(:meth:`storage.archive.Archive.frame_bytes`); the parts after the first are made as they
+are sent. A single-part media type (``image/jpeg`` alone) is read as its multipart form. 406 when
 nothing asked can be produced, 404 for a frame number out of range, 400 for a malformed list.
 """
 
@@ -26,12 +28,12 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from logging import Logger
 from typing import NoReturn
 
 import numpy as np
-from flask import Response, abort, current_app, request, stream_with_context
+from flask import Response, abort, current_app, request
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate
 from pydicom.uid import (
     JPEG2000,
     JPEG2000MC,
@@ -50,10 +52,11 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from storage.archive import InstanceInfo
+from storage.archive import Archive, InstanceInfo
+from storage.framemap import FrameMapError, NoSuchFrameError
 from webviewer import transfer
-from webviewer.decodelimits import DecodeLimits, FrameError, check_codestream, encapsulated_frame, geometry
-from webviewer.dicomweb import load_object, viewer_frame
+from webviewer.decodelimits import DecodeLimits, FrameError, check_codestream, geometry
+from webviewer.dicomweb import load_header, viewer_frame
 from webviewer.multipart import (
     MediaRange,
     Part,
@@ -63,7 +66,7 @@ from webviewer.multipart import (
     parse_accept,
     related,
 )
-from webviewer.pixels import decode_array
+from webviewer.pixels import decode_array, single_frame
 
 OCTETS = "application/octet-stream"
 NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
@@ -75,7 +78,6 @@ COMPRESSED_TYPES: dict[str, tuple[str, ...]] = {
     "image/x-dicom-rle": (RLELossless,),
     "image/dicom-rle": (RLELossless,),
 }
-_PIXEL_GROUP = 0x7FE00000  # Pixel Data, its offset tables, and what follows
 _LIST = re.compile(r"^[0-9]{1,9}(,[0-9]{1,9})*$")
 
 
@@ -142,27 +144,12 @@ def _refuse(exc: FrameError) -> NoReturn:
     abort(Response(str(exc), status=exc.status, mimetype="text/plain"))
 
 
-def _decoding() -> DecodeLimits:
-    return current_app.extensions["pacs"].decoding
+def native_frame(ds: Dataset, number: int, encoded: bytes, limits: DecodeLimits) -> bytes:
+    """Frame `number` (`encoded`: its stored bytes) of the object whose header is `ds`, as native samples.
 
-
-def stored_frame(ds: Dataset, number: int, frames: int) -> bytes:
-    """The stored bytes of frame `number` of `ds`: its slice of native Pixel Data, or its fragments."""
-    if UID(str(ds.file_meta.TransferSyntaxUID)).is_encapsulated:
-        return encapsulated_frame(ds, number - 1, frames)
-    shape = geometry(ds)
-    bits = shape.rows * shape.columns * shape.samples * shape.bits
-    if bits % 8:
-        raise FrameError("bit-packed frames that do not end on a byte are sent by the viewer's form only")
-    size = bits // 8
-    data = ds.PixelData[(number - 1) * size : number * size]
-    if len(data) != size:
-        raise FrameError(f"frame {number} is cut short in the stored pixel data")
-    return data
-
-
-def native_frame(ds: Dataset, number: int, encoded: bytes) -> bytes:
-    """Frame `number` of `ds` (`encoded`: its stored bytes) as native little endian samples."""
+    Native samples are little endian (a big endian object's are swapped); a compressed
+    frame is decoded within `limits`.
+    """
     syntax = UID(str(ds.file_meta.TransferSyntaxUID))
     if not syntax.is_encapsulated:
         width = int(ds.BitsAllocated) // 8
@@ -171,37 +158,46 @@ def native_frame(ds: Dataset, number: int, encoded: bytes) -> bytes:
         return np.frombuffer(encoded, dtype=f">u{width}").astype(f"<u{width}").tobytes()
     shape = geometry(ds)
     size = shape.decoded_bytes("")
-    limits = _decoding()
     limits.check(size, f"frame {number} ({shape.describe()})")
     check_codestream(syntax, encoded, shape)
-    single = Dataset()
-    single.file_meta = ds.file_meta
-    for element in ds:
-        if element.tag < _PIXEL_GROUP and element.keyword != "NumberOfFrames":
-            single.add(element)
-    single.NumberOfFrames = 1
-    single.PixelData = encapsulate([encoded])
-    single["PixelData"].is_undefined_length = True
     with limits.reserve(size):
-        array = decode_array(single, None, syntax)
+        array = decode_array(single_frame(ds, encoded), None, syntax)
     return np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)).tobytes()
 
 
-def _frame_body(ds: Dataset, number: int, frames: int, choice: Choice) -> bytes:
-    encoded = stored_frame(ds, number, frames)
-    return native_frame(ds, number, encoded) if choice.native else encoded
+@dataclass(frozen=True)
+class _Frames:
+    """The frames of one object as one answer sends them (nothing in it needs the request's context)."""
 
+    info: InstanceInfo
+    header: Dataset
+    archive: Archive
+    choice: Choice
+    limits: DecodeLimits
+    base: str
 
-def _rest(ds: Dataset, numbers: list[int], frames: int, choice: Choice, base: str) -> Iterator[Part]:
-    """The parts of the frames after the first, each made as it is sent."""
-    kind = f"{choice.media_type}; transfer-syntax={choice.syntax}"
-    for number in numbers:
+    def stored(self, number: int) -> bytes:
+        """The stored bytes of frame `number` (only the blob's chunks that hold it are decrypted)."""
         try:
-            body = _frame_body(ds, number, frames, choice)
-        except FrameError as exc:
-            current_app.logger.warning("WADO-RS frames: the answer ends before frame %d: %s", number, exc)
-            return
-        yield Part(kind, (body,), f"{base}/frames/{number}")
+            return self.archive.frame_bytes(self.info, number)
+        except FrameMapError as exc:
+            raise FrameError(str(exc), 404 if isinstance(exc, NoSuchFrameError) else 422) from exc
+
+    def part(self, number: int) -> Part:
+        """Frame `number`'s part (:class:`FrameError` when it cannot be made)."""
+        encoded = self.stored(number)
+        body = native_frame(self.header, number, encoded, self.limits) if self.choice.native else encoded
+        kind = f"{self.choice.media_type}; transfer-syntax={self.choice.syntax}"
+        return Part(kind, (body,), f"{self.base}/frames/{number}")
+
+    def rest(self, numbers: list[int], log: Logger) -> Iterator[Part]:
+        """The parts of `numbers`, each made as it is sent; a frame that fails ends the answer (logged)."""
+        for number in numbers:
+            try:
+                yield self.part(number)
+            except FrameError as exc:
+                log.warning("WADO-RS frames: the answer ends before frame %d: %s", number, exc)
+                return
 
 
 def answer(info: InstanceInfo, numbers: list[int], base: str) -> Response:
@@ -212,21 +208,21 @@ def answer(info: InstanceInfo, numbers: list[int], base: str) -> Response:
             not_acceptable("one frame at a time in this form; ask multipart/related for several")
         return viewer_frame(info, numbers[0])
     choice = choose(accept, info.transfer_syntax)
-    ds = load_object(info)
+    services = current_app.extensions["pacs"]
+    header = load_header(info)
     try:
-        if "PixelData" not in ds:
+        if not services.archive.frame_map(info).has_pixels:
             raise FrameError("the object has no pixel data")
-        frames = geometry(ds).frames
-        missing = [number for number in numbers if not 1 <= number <= frames]
+        count = geometry(header).frames
+        missing = [number for number in numbers if not 1 <= number <= count]
         if missing:
-            raise FrameError(f"frame {missing[0]} does not exist; the object has {frames}", 404)
-        first = _frame_body(ds, numbers[0], frames, choice)
+            raise FrameError(f"frame {missing[0]} does not exist; the object has {count}", 404)
+        frames = _Frames(info, header, services.archive, choice, services.decoding, base)
+        head = frames.part(numbers[0])
     except FrameError as exc:
         _refuse(exc)
-    kind = f"{choice.media_type}; transfer-syntax={choice.syntax}"
-    head = Part(kind, (first,), f"{base}/frames/{numbers[0]}")
     boundary = new_boundary()
-    body = related(itertools.chain([head], _rest(ds, numbers[1:], frames, choice, base)), boundary)
-    response = Response(stream_with_context(body), content_type=content_type(choice.media_type, boundary))
+    parts = itertools.chain([head], frames.rest(numbers[1:], current_app.logger))
+    response = Response(related(parts, boundary), content_type=content_type(choice.media_type, boundary))
     response.vary.add("Accept")
     return response
