@@ -45,7 +45,7 @@ Samples = dict[str, tuple[Stored, Path]]  # what the live server holds by name: 
 RENDER = """async ({ url, choice, overlays }) => {
   const { decodeFrame } = await import("/static/viewer/frames.js");
   const { paint } = await import("/static/viewer/windowing.js");
-  const response = await fetch(url, { headers: { Accept: "application/octet-stream" } });  // the viewer's form
+  const response = await fetch(url, { headers: { Accept: "application/octet-stream" } });  // viewer form
   if (!response.ok) return { status: response.status, text: await response.text() };
   const frame = decodeFrame(response.headers, await response.arrayBuffer());
   const levels = choice === null ? frame.window : typeof choice === "number" ? frame.windows[choice] : choice;
