@@ -18,10 +18,11 @@ viewer embeds :func:`series_list` and :func:`instance_list`, the same answers un
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, current_app, json, request
+from flask import Blueprint, Response, current_app, request
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from pacs.core.access_events import query_run
@@ -137,8 +138,8 @@ def _slots(keys: Iterable[str]) -> list[tuple[str, str, str, Callable[[Any], lis
     return found
 
 
-def _retrieve_url(level: str, row: Mapping[str, Any]) -> str:
-    url = f"{_service()}/studies/{row['StudyInstanceUID']}"
+def _retrieve_url(service: str, level: str, row: Mapping[str, Any]) -> str:
+    url = f"{service}/studies/{row['StudyInstanceUID']}"
     if level in ("SERIES", "IMAGE"):
         url += f"/series/{row['SeriesInstanceUID']}"
     if level == "IMAGE":
@@ -148,7 +149,7 @@ def _retrieve_url(level: str, row: Mapping[str, Any]) -> str:
 
 def _json_model(level: str, keys: Iterable[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`rows` (index values by keyword) as DICOM JSON objects with `keys`, a RetrieveURL and availability."""
-    slots = _slots(keys)
+    slots, service = _slots(keys), _service()
     body = []
     for row in rows:
         item: dict[str, Any] = {}
@@ -156,7 +157,7 @@ def _json_model(level: str, keys: Iterable[str], rows: list[dict[str, Any]]) -> 
             value = row.get(keyword)
             item[tag] = {"vr": vr, "Value": values(value)} if value not in (None, "") else {"vr": vr}
         item[_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
-        item[_RETRIEVE_URL] = {"vr": "UR", "Value": [_retrieve_url(level, row)]}
+        item[_RETRIEVE_URL] = {"vr": "UR", "Value": [_retrieve_url(service, level, row)]}
         body.append(item)
     return body
 
@@ -190,7 +191,8 @@ def _answer(level: str, scope: dict[str, str], scoped: int) -> Response:
     cut = len(rows) > take and (wanted.limit is None or wanted.limit > most)
     rows = rows[:take]
     _audit(level, wanted, scope, len(rows))
-    response = Response(json.dumps(_json_model(level, keys, rows)), mimetype=DICOM_JSON)
+    body = json.dumps(_json_model(level, keys, rows), separators=(",", ":"))
+    response = Response(body, mimetype=DICOM_JSON)
     warnings = [CUT] if cut else []
     if wanted.fuzzy:
         warnings.append(NOT_FUZZY)
