@@ -142,8 +142,11 @@ def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
         not_acceptable(refused[0])
     audited_once(study)
     patient_id = objects[0].patient_id
+    how, count = "over WADO-RS", len(plans)
     record(
-        study_downloaded(me(), source=source(), patient_id=patient_id, study_uid=study, instances=len(plans))
+        study_downloaded(
+            me(), source=source(), patient_id=patient_id, study_uid=study, instances=count, how=how
+        )
     )
     services = current_app.extensions["pacs"]
     sender = _Sender(services.archive, services.decoding.max_frame_bytes, current_app.logger)

@@ -129,9 +129,9 @@ def study_viewed(user: str, *, source: str, patient_id: str, study_uid: str, how
 
 
 def study_downloaded(
-    user: str, *, source: str, patient_id: str, study_uid: str, instances: int
+    user: str, *, source: str, patient_id: str, study_uid: str, instances: int, how: str = "as ZIP"
 ) -> AuditEvent:
-    """`user` downloaded a study's `instances` objects as a ZIP from the web viewer."""
+    """`user` downloaded `instances` objects of a study (`how`: as the viewer's ZIP, or over WADO-RS)."""
     return AuditEvent(
         EventID.EXPORT,
         Action.READ,
@@ -139,7 +139,7 @@ def study_downloaded(
         source=source,
         patient_id=patient_id,
         study_uid=study_uid,
-        details={"what": "study downloaded as ZIP", "instances": instances},
+        details={"what": f"study downloaded {how}", "instances": instances},
     )
 
 

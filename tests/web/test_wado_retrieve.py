@@ -86,6 +86,7 @@ def test_a_retrieve_is_audited_as_an_export_and_the_study_as_accessed_once(
         (ct.uid, ct.patient_id, 6),
         (ct.uid, ct.patient_id, 1),
     ]
+    assert {details(r)["what"] for r in exports} == {"study downloaded over WADO-RS"}
     assert [r.study_uid for r in web.audit(ACCESSED, user="doc")] == [ct.uid]
 
 
