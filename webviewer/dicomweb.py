@@ -35,7 +35,7 @@ from webviewer.decodelimits import DecodeLimits, FrameError, check_inflated_size
 from webviewer.pixels import Frame, MemoryCache, decode_frame
 
 DICOM_JSON = "application/dicom+json"
-HEADER_COST = 4  # memory of a parsed header, per byte of its encoding (a rough upper bound)
+HEADER_COST = 24  # memory of a parsed header per byte of its encoding (about 20 once every element is read)
 
 
 def _archive() -> Archive:
