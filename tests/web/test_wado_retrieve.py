@@ -105,9 +105,16 @@ def test_objects_are_found_only_under_their_own_study_and_series(
         assert b"DICM" not in response.data
 
 
-def test_an_admin_without_the_physician_role_retrieves_nothing(web: Web, ct: Study) -> None:
+def test_an_admin_without_the_physician_role_retrieves_and_renders_nothing(web: Web, ct: Study) -> None:
     boss = web.logged_in(web.user("boss", ADMIN))
-    for target in (url(ct.uid), url(ct.uid, ct.series_uid), url(ct.uid, ct.series_uid, ct.sop())):
+    instance = url(ct.uid, ct.series_uid, ct.sop())
+    for target in (
+        url(ct.uid),
+        url(ct.uid, ct.series_uid),
+        instance,
+        instance + "/rendered",
+        instance + "/frames/1",
+    ):
         response = boss.get(target)
         assert response.status_code == 403 and b"DICM" not in response.data
     assert web.audit(EXPORT) == []
