@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,7 @@ STUDY_MISMATCH = 0xC409  # in the Cxxx range, "cannot understand": not of the st
 DATA_SET_DOES_NOT_MATCH = 0xB007
 # A part's first bytes are kept to name its SOP instance when it fails (the UIDs come early).
 HEAD_BYTES = 64 * 1024
+NO_BODY_LIMIT = sys.maxsize  # Flask reads None as "the app's limit"
 _AFTER_SOP_INSTANCE_UID = 0x00080018
 
 
@@ -279,7 +281,7 @@ def _status(stow: StowRequest) -> int:
 @bp.url_value_preprocessor
 def _no_body_limit(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
     """Lift the app's body limit (before the CSRF check reads the form): each part has its own."""
-    request.max_content_length = None
+    request.max_content_length = NO_BODY_LIMIT
 
 
 @bp.post("/studies")

@@ -6,8 +6,10 @@ event loop holds every connection until its request is complete: a TLS handshake
 within :data:`REQUEST_TIMEOUT` and a request's header (at most :data:`MAX_HEADER_BYTES`) too, a
 body (at most :data:`MAX_BODY_BYTES`) is read in the loop, and only a complete request takes
 one of :data:`THREADS` worker threads. So idle and half-open connections cost memory, not
-threads. Every response, the server's own refusals included, carries the security headers
-of :mod:`webviewer.security` exactly once. Flask's secret key (it signs the CSRF tokens) is
+threads. Only a STOW-RS store's body, which may be gigabytes, streams to the app as it arrives
+instead (:mod:`pacs.serve.streamed_body`), behind the app's check of its credentials. Every
+response, the server's own refusals included, carries the security headers of
+:mod:`webviewer.security` exactly once. Flask's secret key (it signs the CSRF tokens) is
 derived from the key-encryption key, so it survives restarts and is never written anywhere.
 """
 
@@ -20,9 +22,10 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from hypercorn.app_wrappers import WSGIWrapper
+from hypercorn.app_wrappers import WSGIWrapper, _build_environ
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
@@ -32,9 +35,11 @@ from pacs.core.config import networks_of
 from pacs.core.context import SERVER_CERT, SERVER_KEY, Context
 from pacs.core.sockets import listening_socket
 from pacs.core.tls import https_context
+from pacs.serve.streamed_body import StreamedBody
 from pacs.serve.webadmin import PacsAdmin
 from webviewer import WebConfig, create_app
 from webviewer.security import HEADERS
+from webviewer.stow import is_stow_request
 
 THREADS = 16
 REQUEST_TIMEOUT = 10
@@ -101,6 +106,9 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
         if _header_bytes(scope) > MAX_HEADER_BYTES:  # h11 checks only a header that arrives in pieces
             await _refuse(send, 431, _HEADER_TOO_LARGE)
             return
+        if is_stow_request(scope["method"], scope["path"]):
+            await self._streamed(scope, receive, send, sync_spawn, call_soon)
+            return
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         body = bytearray()
         while int(declared) <= self.max_body_size and len(body) <= self.max_body_size:
@@ -112,6 +120,21 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
             await _refuse(send, 413, _BODY_TOO_LARGE)
             return
         await super().handle_http(scope, _replay(bytes(body)), send, sync_spawn, call_soon)
+
+    async def _streamed(
+        self,
+        scope: HTTPScope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        sync_spawn: Callable[..., Any],
+        call_soon: Callable[..., Any],
+    ) -> None:
+        """Run the app on a body it reads as it arrives (:mod:`pacs.serve.streamed_body`)."""
+        environ = _build_environ(scope, b"")
+        environ["wsgi.input"] = StreamedBody(receive, asyncio.get_running_loop())
+        environ["wsgi.input_terminated"] = True
+        await sync_spawn(self.run_app, environ, partial(call_soon, send))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def run_app(self, environ: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
         started: list[dict[str, Any]] = []
