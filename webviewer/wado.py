@@ -228,24 +228,16 @@ def _images(objects: list[InstanceInfo]) -> list[tuple[InstanceInfo, str]]:
     return [(info, location(info)) for info in objects]
 
 
-@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/rendered")
-@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/frames/<frame_list>/rendered")
+@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/<any(rendered, thumbnail):kind>")
+@bp.get(
+    "/studies/<study>/series/<series_uid>/instances/<sop>/frames/<frame_list>/<any(rendered, thumbnail):kind>"
+)
 @physician_required
-def rendered_instance(study: str, series_uid: str, sop: str, frame_list: str = "1") -> Response:
-    """WADO-RS: a frame (the first, for an instance) rendered as JPEG or PNG."""
+def rendered_instance(study: str, series_uid: str, sop: str, kind: str, frame_list: str = "1") -> Response:
+    """WADO-RS: a frame (the first, for an instance) rendered as JPEG or PNG, or as a thumbnail."""
     info = find_instance(study, series_uid, sop)
     audited_once(study)
-    return rendered.rendered_frame(info, _one_frame(frame_list))
-
-
-@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/thumbnail")
-@bp.get("/studies/<study>/series/<series_uid>/instances/<sop>/frames/<frame_list>/thumbnail")
-@physician_required
-def thumbnail_instance(study: str, series_uid: str, sop: str, frame_list: str = "1") -> Response:
-    """WADO-RS: a small rendered image of an instance (its first frame) or of a frame."""
-    info = find_instance(study, series_uid, sop)
-    audited_once(study)
-    return rendered.rendered_frame(info, _one_frame(frame_list), thumbnail=True)
+    return rendered.rendered_frame(info, _one_frame(frame_list), thumbnail=kind == "thumbnail")
 
 
 @bp.get("/studies/<study>/series/<series_uid>/rendered")

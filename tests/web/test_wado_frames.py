@@ -6,7 +6,6 @@ the original's own fragments; the viewer's own form stays as it was for the view
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +16,15 @@ from pydicom.encaps import get_frame
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
 
 from tests.conftest import SAMPLE_NAMES
+from tests.web import wado_helpers
 from tests.web.dicomweb_helpers import RAW, Stored, expected_frame, store_one
-from tests.web.wado_helpers import OCTETS, VIEWER, lite_web, little_endian, parts, url
+from tests.web.wado_helpers import OCTETS, VIEWER, little_endian, parts, url
 from tests.web.web_helpers import Browser, Web
 
 MULTIFRAME_RLE = "emri_small_RLE.dcm"  # 10 frames of 64 x 64, 16 bits
 MULTIFRAME_J2K = "emri_small_jpeg_2k_lossless.dcm"
 _LOSSY = {"JPEG-lossy.dcm", "JPGExtended.dcm", "SC_rgb_dcmtk_+eb+cy+np.dcm", "JPEG2000.dcm"}
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    with lite_web(tmp_path_factory) as web:
-        yield web
-
-
-@pytest.fixture(scope="module")
-def reader(lite: Web) -> Browser:
-    return lite.logged_in(lite.user("reader"))
+lite, reader = wado_helpers.lite, wado_helpers.reader  # the module's shared archive and physician
 
 
 def sample(lite: Web, name: str) -> tuple[Path, Stored]:

@@ -8,7 +8,6 @@ must match them exactly, JPEG answers closely.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +17,13 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from tests.web import wado_helpers
 from tests.web.dicomweb_helpers import ACCESSED, Stored, Study, rewritten, store_one, store_study
-from tests.web.wado_helpers import lite_web, parts, url
+from tests.web.wado_helpers import parts, url
 from tests.web.web_helpers import Browser, Web
 
 PNG = {"Accept": "image/png"}
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    with lite_web(tmp_path_factory) as web:
-        yield web
-
-
-@pytest.fixture(scope="module")
-def reader(lite: Web) -> Browser:
-    return lite.logged_in(lite.user("reader"))
+lite, reader = wado_helpers.lite, wado_helpers.reader  # the module's shared archive and physician
 
 
 @pytest.fixture(scope="module")

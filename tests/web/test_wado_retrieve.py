@@ -7,7 +7,6 @@ pixel for pixel (against pydicom's decode of the original) after transcoding.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,13 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
 from tests.conftest import SAMPLE_NAMES
+from tests.web import wado_helpers
 from tests.web.dicomweb_helpers import ACCESSED, EXPORT, Study, rewritten, store_one, store_study
-from tests.web.wado_helpers import ANY_SYNTAX, Part, lite_web, parts, url
+from tests.web.wado_helpers import ANY_SYNTAX, Part, parts, url
 from tests.web.web_helpers import ADMIN, Browser, Web, details
 
 DICOM = "application/dicom"
+lite, reader = wado_helpers.lite, wado_helpers.reader  # the module's shared archive and physician
 
 
 def asking(syntax: str) -> dict[str, str]:
@@ -35,17 +36,6 @@ def originals(study: Study, series: str | None = None) -> list[bytes]:
 
 def parsed(part: Part) -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(part.body))
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    with lite_web(tmp_path_factory) as web:
-        yield web
-
-
-@pytest.fixture(scope="module")
-def reader(lite: Web) -> Browser:
-    return lite.logged_in(lite.user("reader"))
 
 
 # Retrieve in the stored transfer syntax, at each level, found and audited through the index.
