@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
-from pydicom.encaps import get_frame
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.tag import BaseTag
 from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
@@ -102,17 +101,6 @@ def geometry(ds: Dataset) -> Geometry:
     if found.frames < 1:
         raise FrameError(f"the header declares {found.frames} frames")
     return found
-
-
-def encapsulated_frame(ds: Dataset, index: int, frames: int) -> bytes:
-    """The compressed bytes of frame `index` (0-based) of `ds`'s encapsulated pixel data."""
-    extended = None
-    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
-        extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
-    try:
-        return get_frame(ds.PixelData, index, number_of_frames=frames, extended_offsets=extended)
-    except Exception as exc:  # pydicom's encapsulation parser raises several kinds on bad input
-        raise FrameError(f"frame {index + 1} cannot be found in the pixel data: {exc}"[:300]) from exc
 
 
 def _jpeg_frame_header(stream: bytes) -> tuple[int, int, int] | None:
