@@ -39,3 +39,26 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+
+# OHIF Viewer's published build for tests/web/test_ohif.py: the prebuilt static files (dist/) of
+# the npm package @ohif/app, fetched once into the test cache, its tarball checked against the
+# registry integrity pinned here. Debian's nodejs comes without npm (NodeSource's includes it).
+OHIF_VERSION=3.13.2
+OHIF_INTEGRITY="sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA=="
+OHIF_DIR="${PACS_TEST_CACHE:-$HOME/.cache/pacs-tests}/ohif-$OHIF_VERSION"
+if [ ! -f "$OHIF_DIR/index.html" ]; then
+    if ! command -v npm >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
+    fi
+    ohif_work="$(mktemp -d)"
+    (cd "$ohif_work" && npm pack --silent "@ohif/app@$OHIF_VERSION" >/dev/null)
+    ohif_tarball="$ohif_work/ohif-app-$OHIF_VERSION.tgz"
+    if [ "sha512-$(openssl dgst -sha512 -binary "$ohif_tarball" | base64 -w0)" != "$OHIF_INTEGRITY" ]; then
+        echo "@ohif/app@$OHIF_VERSION does not match its pinned integrity" >&2
+        exit 1
+    fi
+    rm -rf "$OHIF_DIR.part" && mkdir -p "$OHIF_DIR.part"
+    tar -xzf "$ohif_tarball" -C "$OHIF_DIR.part" --strip-components=2 package/dist
+    mv "$OHIF_DIR.part" "$OHIF_DIR"
+    rm -rf "$ohif_work"
+fi
