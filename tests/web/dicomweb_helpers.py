@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
+import pytest
 from pydicom.multival import MultiValue
 from pydicom.pixels import pixel_array
 from pydicom.uid import generate_uid
 from werkzeug.test import TestResponse
 
 from pacs.core.audit import EventID
-from pacs.core.context import Context
-from tests.web.web_helpers import Browser
+from pacs.core.context import Context, initialise, open_pacs
+from tests.web.web_helpers import Browser, Web, make_web
 
 DICOM_JSON = "application/dicom+json"
 ACCESSED = str(EventID.INSTANCES_ACCESSED)
@@ -60,6 +62,22 @@ class Stored:
 
 def frame_url(study: str, series: str, sop: str, number: int) -> str:
     return f"/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{number}"
+
+
+@pytest.fixture(scope="module")
+def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """A web viewer on one embedded archive, for a module's tests that do not depend on the index."""
+    root = tmp_path_factory.mktemp("lite")
+    settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
+    opened = open_pacs(settings)
+    yield make_web(opened)
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def reader(lite: Web) -> Browser:
+    """A physician logged in to :func:`lite` (the tests do not change the login)."""
+    return lite.logged_in(lite.user("reader"))
 
 
 def viewer_frame(browser: Browser, url: str) -> TestResponse:

@@ -7,7 +7,6 @@ original file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,9 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_color_lut, pixel_array
 
-from pacs.core.context import initialise, open_pacs
 from tests.conftest import SAMPLE_NAMES
 from tests.data.make_series import make_us_cine
+from tests.web import dicomweb_helpers
 from tests.web.dicomweb_helpers import (
     _number,
     assert_rgb8,
@@ -29,24 +28,10 @@ from tests.web.dicomweb_helpers import (
     store_study,
     viewer_frame,
 )
-from tests.web.web_helpers import Browser, Web, make_web
+from tests.web.web_helpers import Browser, Web
 from webviewer.pixels import Frame
 
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    """A web viewer on one embedded archive, shared by the decoding tests."""
-    root = tmp_path_factory.mktemp("lite")
-    settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    opened = open_pacs(settings)
-    yield make_web(opened)
-    opened.close()
-
-
-@pytest.fixture(scope="module")
-def reader(lite: Web) -> Browser:
-    """A physician logged in to :func:`lite` (decoding tests do not change the login)."""
-    return lite.logged_in(lite.user("reader"))
+lite, reader = dicomweb_helpers.lite, dicomweb_helpers.reader  # the module's shared archive and physician
 
 
 # WADO-RS frames: the stored values and how to show them.

@@ -14,7 +14,6 @@ import shutil
 import struct
 import subprocess
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +21,16 @@ import numpy as np
 import pydicom
 import pytest
 
-from pacs.core.context import initialise, open_pacs
 from tests.conftest import REPO
+from tests.web import dicomweb_helpers
 from tests.web.dicomweb_helpers import ACCESSED, Stored, frame_url, store_one, store_study, viewer_frame
 from tests.web.large_frames import CR_SPACING_MM, cr_pixels, write_image
-from tests.web.web_helpers import Browser, Web, make_web
+from tests.web.web_helpers import Browser, Web
 from webviewer.transfer import PACKED
 
 TRANSFER_JS = REPO / "webviewer" / "static" / "viewer" / "transfer.js"
 ACCEPT = {"Accept": f"{PACKED}, application/octet-stream;q=0.5"}
+lite, reader = dicomweb_helpers.lite, dicomweb_helpers.reader  # the module's shared archive and physician
 # 4 MP frames of the other sample formats (a 2000 x 2000 frame is exactly the threshold).
 KINDS = ("uint8", "int16", "rgb8")
 
@@ -84,20 +84,6 @@ def block_means(raw: np.ndarray, factor: int = 4) -> np.ndarray:
     blocks = raw.reshape(rows, factor, columns, factor, -1).astype(np.int64)
     means = (blocks.sum(axis=(1, 3)) + factor * factor // 2) // (factor * factor)
     return means.astype(raw.dtype)
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    root = tmp_path_factory.mktemp("transfer")
-    settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    opened = open_pacs(settings)
-    yield make_web(opened)
-    opened.close()
-
-
-@pytest.fixture(scope="module")
-def reader(lite: Web) -> Browser:
-    return lite.logged_in(lite.user("reader"))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pydicom.encaps import get_frame
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
 
 from tests.conftest import SAMPLE_NAMES
-from tests.web import wado_helpers
+from tests.web import dicomweb_helpers
 from tests.web.dicomweb_helpers import RAW, Stored, expected_frame, store_one
 from tests.web.wado_helpers import OCTETS, VIEWER, little_endian, parts, url
 from tests.web.web_helpers import Browser, Web
@@ -24,7 +24,7 @@ from tests.web.web_helpers import Browser, Web
 MULTIFRAME_RLE = "emri_small_RLE.dcm"  # 10 frames of 64 x 64, 16 bits
 MULTIFRAME_J2K = "emri_small_jpeg_2k_lossless.dcm"
 _LOSSY = {"JPEG-lossy.dcm", "JPGExtended.dcm", "SC_rgb_dcmtk_+eb+cy+np.dcm", "JPEG2000.dcm"}
-lite, reader = wado_helpers.lite, wado_helpers.reader  # the module's shared archive and physician
+lite, reader = dicomweb_helpers.lite, dicomweb_helpers.reader  # the module's shared archive and physician
 
 
 def sample(lite: Web, name: str) -> tuple[Path, Stored]:

@@ -17,13 +17,13 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from tests.web import wado_helpers
+from tests.web import dicomweb_helpers
 from tests.web.dicomweb_helpers import ACCESSED, Stored, Study, rewritten, store_one, store_study
 from tests.web.wado_helpers import parts, url
 from tests.web.web_helpers import Browser, Web
 
 PNG = {"Accept": "image/png"}
-lite, reader = wado_helpers.lite, wado_helpers.reader  # the module's shared archive and physician
+lite, reader = dicomweb_helpers.lite, dicomweb_helpers.reader  # the module's shared archive and physician
 
 
 @pytest.fixture(scope="module")

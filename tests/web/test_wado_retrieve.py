@@ -16,13 +16,13 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
 from tests.conftest import SAMPLE_NAMES
-from tests.web import wado_helpers
+from tests.web import dicomweb_helpers
 from tests.web.dicomweb_helpers import ACCESSED, EXPORT, Study, rewritten, store_one, store_study
 from tests.web.wado_helpers import ANY_SYNTAX, Part, parts, url
 from tests.web.web_helpers import ADMIN, Browser, Web, details
 
 DICOM = "application/dicom"
-lite, reader = wado_helpers.lite, wado_helpers.reader  # the module's shared archive and physician
+lite, reader = dicomweb_helpers.lite, dicomweb_helpers.reader  # the module's shared archive and physician
 
 
 def asking(syntax: str) -> dict[str, str]:

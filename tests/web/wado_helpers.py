@@ -6,16 +6,11 @@ section 5.1.1, read strictly), not by the server's writer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
 from werkzeug.http import parse_options_header
 from werkzeug.test import TestResponse
-
-from pacs.core.context import initialise, open_pacs
-from tests.web.web_helpers import Browser, Web, make_web
 
 ANY_SYNTAX = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 OCTETS = 'multipart/related; type="application/octet-stream"'
@@ -37,22 +32,6 @@ class Part:
     @property
     def params(self) -> dict[str, str]:
         return parse_options_header(self.headers["content-type"])[1]
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    """A web viewer on one embedded archive, for a module's tests that do not depend on the index."""
-    root = tmp_path_factory.mktemp("lite")
-    settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    opened = open_pacs(settings)
-    yield make_web(opened)
-    opened.close()
-
-
-@pytest.fixture(scope="module")
-def reader(lite: Web) -> Browser:
-    """A physician logged in to :func:`lite` (the tests do not change the login)."""
-    return lite.logged_in(lite.user("reader"))
 
 
 def url(study: str, series: str | None = None, sop: str | None = None, tail: str = "") -> str:
