@@ -300,6 +300,8 @@ def store(study: str | None = None) -> Response:
     except MultipartError as exc:
         if not stow.stored and not stow.failed:
             return Response(f"malformed multipart body: {exc}", status=400, mimetype="text/plain")
+    except OSError as exc:  # the client went away or stopped sending (pacs.serve.streamed_body)
+        abort(Response(f"the request body was cut off: {exc}", status=400, mimetype="text/plain"))
     finally:
         stow.audit(services.audit)
     if not stow.stored and not stow.failed:

@@ -106,8 +106,9 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
         if _header_bytes(scope) > MAX_HEADER_BYTES:  # h11 checks only a header that arrives in pieces
             await _refuse(send, 431, _HEADER_TOO_LARGE)
             return
-        if is_stow_request(scope["method"], scope["path"]):
-            await self._streamed(scope, receive, send, sync_spawn, call_soon)
+        if is_stow_request(scope["method"], scope["path"]):  # a body that may be gigabytes streams in
+            await sync_spawn(self.run_app, _streamed_environ(scope, receive), partial(call_soon, send))
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         body = bytearray()
@@ -120,21 +121,6 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
             await _refuse(send, 413, _BODY_TOO_LARGE)
             return
         await super().handle_http(scope, _replay(bytes(body)), send, sync_spawn, call_soon)
-
-    async def _streamed(
-        self,
-        scope: HTTPScope,
-        receive: ASGIReceiveCallable,
-        send: ASGISendCallable,
-        sync_spawn: Callable[..., Any],
-        call_soon: Callable[..., Any],
-    ) -> None:
-        """Run the app on a body it reads as it arrives (:mod:`pacs.serve.streamed_body`)."""
-        environ = _build_environ(scope, b"")
-        environ["wsgi.input"] = StreamedBody(receive, asyncio.get_running_loop())
-        environ["wsgi.input_terminated"] = True
-        await sync_spawn(self.run_app, environ, partial(call_soon, send))
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def run_app(self, environ: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
         started: list[dict[str, Any]] = []
@@ -163,6 +149,14 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
         finally:
             if hasattr(body, "close"):
                 body.close()
+
+
+def _streamed_environ(scope: HTTPScope, receive: ASGIReceiveCallable) -> dict[str, Any]:
+    """The WSGI environ of a request whose body the app reads as it comes (see :mod:`.streamed_body`)."""
+    environ: dict[str, Any] = _build_environ(scope, b"")
+    environ["wsgi.input"] = StreamedBody(receive, asyncio.get_running_loop())
+    environ["wsgi.input_terminated"] = True
+    return environ
 
 
 def _header_bytes(scope: HTTPScope) -> int:

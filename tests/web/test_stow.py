@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -182,6 +183,15 @@ def test_stow_refuses_what_is_not_a_multipart_dicom_body(doc: Browser, ct_dir: P
     cut_off = multipart([data])[: -len(f"\r\n--{BOUNDARY}--\r\n") - 10]
     response = post(cut_off, STOW_TYPE)
     assert response.status_code == 409 and failures(response)[0][1] == CANNOT_UNDERSTAND
+
+
+@pytest.mark.parametrize("read_size", [1, 7, 1 << 20])
+def test_the_multipart_reader_finds_delimiters_split_across_reads(read_size: int) -> None:
+    contents = [b"", b"\r\n--stow-test-boundary-7f3", b"x" * 5000 + b"\r\n--" + BOUNDARY.encode()[:-1]]
+    body = b"preamble\r\n" + multipart(contents) + b"epilogue"
+    reader = MultipartReader(io.BytesIO(body), BOUNDARY, read_size=read_size)
+    read = [(part.content_type, b"".join(part.chunks())) for part in reader.parts()]
+    assert read == [("application/dicom", content) for content in contents]
 
 
 def with_token(web: Web, secret: str, body: bytes) -> TestResponse:
