@@ -37,6 +37,7 @@ from pacs.core.audit import AuditEvent, AuditLog, EventID
 from pacs.ops.received import Received
 from storage.archive import (
     Archive,
+    IncomingObject,
     IndexUnavailableError,
     ObjectTooLargeError,
     OutOfSpaceError,
@@ -114,6 +115,7 @@ class StowRequest:
             self._store(part)
 
     def _store(self, part: Part) -> None:
+        """Stream one part into the archive as it is read; a body cut off inside it fails it."""
         media_type, _ = parse_options_header(part.content_type or DICOM)
         if media_type.lower() != DICOM:
             message = f"a part of type {media_type} is not stored"
@@ -133,12 +135,12 @@ class StowRequest:
         except BaseException:
             incoming.abort()
             raise
-        self._finish(incoming.finish, head)
+        self._finish(incoming, head)
 
-    def _finish(self, finish: Any, head: bytearray) -> None:
-        """Finish the object of one part and note how it went."""
+    def _finish(self, incoming: IncomingObject, head: bytearray) -> None:
+        """Make the object of one part durable (or learn why not) and note how it went."""
         try:
-            result = finish(self._check)
+            result = incoming.finish(self._check)
         except StudyMismatchError as exc:
             header = exc.header
             self.failed.append(Failed(header.sop_class_uid, header.sop_uid, STUDY_MISMATCH, str(exc)))
@@ -153,6 +155,7 @@ class StowRequest:
             self.stored.append(Stored(result, DATA_SET_DOES_NOT_MATCH if result.pixel_data_short else None))
 
     def _check(self, header: InstanceHeader) -> None:
+        """Refuse an object of another study than the one posted to (before anything is kept)."""
         if self.study is not None and header.study_uid != self.study:
             raise StudyMismatchError(header, self.study)
 
