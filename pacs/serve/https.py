@@ -42,6 +42,8 @@ from webviewer.security import HEADERS
 from webviewer.stow import is_stow_request
 
 THREADS = 16
+# STOW-RS uploads held at once: each holds a worker thread while its client sends.
+MAX_STORES = THREADS // 4
 REQUEST_TIMEOUT = 10
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
@@ -54,6 +56,7 @@ _OWN = {name.lower() for name in SERVER_HEADERS} | {"date"}
 _BODY_TOO_LARGE = f"Request body too large: at most {MAX_BODY_BYTES // 1024} KiB.\n".encode()
 _TARGET_TOO_LONG = f"Request URL too long: at most {MAX_HEADER_BYTES // 1024} KiB.\n".encode()
 _HEADER_TOO_LARGE = f"Request header too large: at most {MAX_HEADER_BYTES // 1024} KiB.\n".encode()
+_STORES_BUSY = f"{MAX_STORES} uploads are in progress; try again shortly.\n".encode()
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -89,8 +92,11 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
     """hypercorn's WSGI bridge, answering an oversized body with 413 and a message.
 
     It also starts a response that has no body (HEAD, 204, 304), and drops the app's copies
-    of the headers the server sends itself.
+    of the headers the server sends itself. At most :data:`MAX_STORES` STOW-RS uploads run at
+    once (503 beyond), so uploads cannot take every worker thread from the viewer.
     """
+
+    stores = 0
 
     async def handle_http(
         self,
@@ -107,8 +113,7 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
             await _refuse(send, 431, _HEADER_TOO_LARGE)
             return
         if is_stow_request(scope["method"], scope["path"]):  # a body that may be gigabytes streams in
-            await sync_spawn(self.run_app, _streamed_environ(scope, receive), partial(call_soon, send))
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._store(scope, receive, send, sync_spawn, call_soon)
             return
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         body = bytearray()
@@ -121,6 +126,24 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
             await _refuse(send, 413, _BODY_TOO_LARGE)
             return
         await super().handle_http(scope, _replay(bytes(body)), send, sync_spawn, call_soon)
+
+    async def _store(
+        self,
+        scope: HTTPScope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        sync_spawn: Callable[..., Any],
+        call_soon: Callable[..., Any],
+    ) -> None:
+        if self.stores >= MAX_STORES:
+            await _refuse(send, 503, _STORES_BUSY)
+            return
+        self.stores += 1
+        try:
+            await sync_spawn(self.run_app, _streamed_environ(scope, receive), partial(call_soon, send))
+        finally:
+            self.stores -= 1
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def run_app(self, environ: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
         started: list[dict[str, Any]] = []

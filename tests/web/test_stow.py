@@ -27,6 +27,7 @@ from pacs.core.accounts import Accounts
 from pacs.core.audit import EventID
 from pacs.core.context import Context
 from pacs.core.tokens import Tokens
+from pacs.serve.https import MAX_STORES, THREADS
 from storage.archive import NotFoundError
 from tests.conftest import report_figure
 from tests.storage.ingest_disks import RssSampler, idle_rss
@@ -320,3 +321,38 @@ def test_a_large_part_streams_in_with_bounded_memory_and_nothing_in_clear(
     assert files_holding(live.home.parent / "data", phi_needles(pattern, PATIENT_NAME)) == {}
     series_uid = value(item, "00081190").split("/series/")[1].split("/")[0]
     assert _retrieved_sha256(live, sent, series_uid) == _file_sha256(sent.path)
+
+
+def _stalled_upload(live: Live[str]) -> http.client.HTTPSConnection:
+    """A STOW-RS upload whose client sent its first bytes and then waits."""
+    connection = http.client.HTTPSConnection("localhost", live.port, context=live.tls(), timeout=30)
+    connection.putrequest("POST", "/dicomweb/studies")
+    for name, header in {
+        "Authorization": f"Bearer {live.seeded}",
+        "Content-Type": STOW_TYPE,
+        "Transfer-Encoding": "chunked",
+    }.items():
+        connection.putheader(name, header)
+    connection.endheaders()
+    first = f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    connection.send(b"%x\r\n%s\r\n" % (len(first), first))
+    return connection
+
+
+def test_uploads_cannot_take_every_worker_from_the_viewer(live: Live[str]) -> None:
+    uploads = [_stalled_upload(live) for _ in range(THREADS)]
+    try:
+        time.sleep(1.0)  # the stalled uploads reach the app
+        refused = uploads[MAX_STORES:]
+        for connection in refused:
+            response = connection.getresponse()
+            assert response.status == 503
+            assert b"uploads are in progress" in response.read()
+        # Without the limit, the login page waited for an upload to give its thread back.
+        viewer = http.client.HTTPSConnection("localhost", live.port, context=live.tls(), timeout=5)
+        viewer.request("GET", "/login")
+        assert viewer.getresponse().status == 200
+        viewer.close()
+    finally:
+        for connection in uploads:
+            connection.close()
