@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import http.client
 import re
-import socket
-import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.dicom_servers import BenchError
-from bench.web_client import Reply, new_user
+from bench.web_client import HttpsClient, Reply, new_user
 from pacs.core.accounts import Accounts
 from pacs.core.context import Context
 from pacs.core.tokens import Tokens
@@ -35,36 +33,14 @@ class Streamed:
     client_cpu_ms: float  # this process's CPU time while reading it (TLS decryption, counting)
 
 
-class DicomwebClient:
-    """One keep-alive HTTP(S) connection with a fixed ``Authorization`` (or cookie) header.
-
-    Without `cafile` it speaks plain HTTP. A reconnection is never part of a timed request.
+class DicomwebClient(HttpsClient):
+    """``web_client.HttpsClient``'s keep-alive connection with fixed headers (``Authorization``) and any
+    ``Accept``; without `cafile` plain HTTP. A reconnection is never part of a timed request.
     """
 
     def __init__(self, host: str, port: int, cafile: Path | None, headers: dict[str, str]) -> None:
-        self.host, self.port = host, port
-        self.context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+        super().__init__(host, port, cafile)
         self.headers = headers
-        self.connection: http.client.HTTPConnection | None = None
-        self.connects = 0
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self.connection is None:
-            if self.context is None:
-                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
-            else:
-                self.connection = http.client.HTTPSConnection(
-                    self.host, self.port, context=self.context, timeout=60
-                )
-            self.connection.connect()
-            self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.connects += 1
-        return self.connection
-
-    def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
 
     def _send(self, path: str, accept: str) -> tuple[http.client.HTTPResponse, float]:
         """GET `path`; the response (headers read) and when the request was sent."""
