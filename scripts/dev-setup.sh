@@ -6,7 +6,8 @@
 # Node.js for the viewer's JavaScript unit tests, and zbarimg from zbar-tools to decode the
 # TOTP enrolment QR code in the browser tests),
 # a running PostgreSQL,
-# and a virtualenv in .venv with the project and its test extras.
+# a virtualenv in .venv with the project and its test extras,
+# and OHIF Viewer's published build (npm) in the test cache for the OHIF browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
