@@ -145,6 +145,17 @@ def test_studies_page_with_limit_and_offset(client: DICOMwebClient) -> None:
     assert all(len(page) <= 2 for page in pages)
     assert [uid for page in pages for uid in uids(page, "StudyInstanceUID")] == everything
     assert client.search_for_studies(limit=2, offset=len(everything)) == []
+    assert uids(client.search_for_studies(limit=2, get_remaining=True), "StudyInstanceUID") == everything
+
+
+def test_fuzzy_matching_asked_is_answered_with_literal_matching(
+    client: DICOMwebClient, live: Live[Seeded]
+) -> None:
+    found = client.search_for_studies(
+        fuzzymatching=True, search_filters={"PatientName": "CompressedSamples^CT1"}
+    )
+    assert uids(found, "StudyInstanceUID") == [live.seeded.stored[NATIVE].study_uid]
+    assert client.search_for_studies(fuzzymatching=True, search_filters={"PatientName": "COMPRESED*"}) == []
 
 
 def test_series_are_found_by_modality_and_by_number(client: DICOMwebClient, live: Live[Seeded]) -> None:
