@@ -134,6 +134,9 @@ def test_ohif_lists_the_ct_study_and_shows_its_image(ohif: tuple[Page, Traffic],
     expect(page.get_by_title("Window Level")).to_have_text("W:400L:40")
     expect(page.get_by_text("1 (1/6)", exact=True).first).to_be_visible()
     assert shown["lit"] > shown["width"] * shown["height"] // 10, shown
+    page.locator(".cornerstone-canvas").first.hover()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_text("2 (2/6)", exact=True).first).to_be_visible()
     study = f"/dicomweb/studies/{live.seeded.study.uid}"
     assert any(path.startswith(study) and path.endswith("/metadata") for path in traffic.answered)
     assert any(path.startswith(study) and "/frames/" in path for path in traffic.answered)
