@@ -125,6 +125,10 @@ class DicomSettings:
     dimse_timeout: int = field(default=60, metadata=_doc("Seconds to wait for DIMSE messages.", _positive))
     network_timeout: int = field(default=60, metadata=_doc("Seconds a silent connection is kept.", _positive))
     max_object_mb: int = field(default=4096, metadata=_doc("Largest object accepted, in MiB.", _positive))
+    max_frame_mb: int = field(
+        default=256,
+        metadata=_doc("Largest frame a C-GET or C-MOVE decodes to transcode, in MiB.", _positive),
+    )
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ class WebSettings:
         default=256,
         metadata=_doc(
             "Largest frame the web viewer decodes, in MiB (rows x columns x samples x bytes each);"
-            " larger ones get an error, C-GET and C-MOVE are unaffected.",
+            " larger ones get an error (C-GET and C-MOVE: [dicom] max_frame_mb).",
             _positive,
         ),
     )

@@ -42,6 +42,7 @@ from pacs.dicom.retrieve import QueryRetrieve
 from pacs.dicom.revocation import withdrawn
 from pacs.dicom.slots import AssociationSlots
 from pacs.dicom.throttle import ConnectionGate
+from pacs.ops.decodelimits import FrameLimit
 from storage.archive import (
     Archive,
     IncomingObject,
@@ -104,6 +105,7 @@ class DicomHandlers:
         client_context: Callable[[EnrolledNode], ssl.SSLContext],
         slots: AssociationSlots,
         gate: ConnectionGate,
+        frame_limit: FrameLimit,
     ) -> None:
         self.archive = archive
         self.slots = slots
@@ -122,6 +124,7 @@ class DicomHandlers:
             permitted=self._permitted,
             audit_required=self._audit,
             refused=self._refused,
+            frame_limit=frame_limit,
         )
 
     def bindings(self, *, tls: bool) -> list[tuple[Any, Callable[..., Any]]]:

@@ -8,20 +8,20 @@ record is written (0xA700 otherwise), as :mod:`pacs.core.audit`'s policy says.
 
 Each object goes out in its stored transfer syntax when the receiver accepted it, streamed
 from the archive (:mod:`pacs.dicom.sending`); otherwise transcoded to Explicit or Implicit
-VR Little Endian (:mod:`pacs.ops.transcode`, in memory). C-MOVE proposes, per SOP class and
-stored syntax, that syntax, Explicit and Implicit VR Little Endian (one context per SOP class
-when those pairs exceed 128). A sub-operation that cannot be done (no context, no decoder)
-fails, 0xA702 or 0xB000 with the reason in Error Comment; 0xA801 means an unknown destination.
+VR Little Endian (:mod:`pacs.ops.transcode`, in memory; each frame is checked against
+``[dicom] max_frame_mb`` and its stream's own header before it is decoded). C-MOVE
+proposes, per SOP class and stored syntax, that syntax, Explicit and Implicit VR Little
+Endian (one context per SOP class when those pairs exceed 128). A sub-operation that cannot
+be done (no context, no decoder, a frame that may not be decoded) fails, 0xA702 or 0xB000
+with the reason in Error Comment; 0xA801 means an unknown destination.
 """
 
 from __future__ import annotations
 
-import io
 import ssl
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
@@ -35,7 +35,8 @@ from pacs.core.audit import AuditEvent
 from pacs.core.nodes import EnrolledNode, NodeRegistry
 from pacs.dicom import policy, sending, streaming
 from pacs.dicom.associations import STUDY_ROOT, AssociationState
-from pacs.ops.transcode import UNCOMPRESSED, TranscodeError, target_syntax, transcode_for
+from pacs.ops.decodelimits import FrameLimit
+from pacs.ops.transcode import UNCOMPRESSED, TranscodeError, target_syntax, transcode_file
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.crypto import IntegrityError
 from storage.matching import LEVELS, QueryError
@@ -80,8 +81,10 @@ class QueryRetrieve:
         permitted: Callable[[Event, str], AssociationState | None],
         audit_required: Callable[[AuditEvent], bool],
         refused: Callable[..., None],
+        frame_limit: FrameLimit,
     ) -> None:
         self.archive = archive
+        self.frame_limit = frame_limit
         self.registry = registry
         self.ae_title = ae_title
         self.client_context = client_context
@@ -191,7 +194,7 @@ class QueryRetrieve:
             if streams and syntax == info.transfer_syntax:
                 return outbox.placeholder(sop_class, sop_uid, syntax, sending.open_data_set(stream))
             with stream:  # pydicom seeks; the object is being decoded whole anyway
-                return transcode_for(pydicom.dcmread(io.BytesIO(stream.read())), [syntax])
+                return transcode_file(stream.read(), info.transfer_syntax, [syntax], self.frame_limit)
         except TranscodeError as error:
             stream.close()
             return outbox.failed(sop_class, sop_uid, str(error))

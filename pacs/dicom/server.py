@@ -44,6 +44,7 @@ from pacs.dicom.reactor import EventDrivenRequestHandler
 from pacs.dicom.slots import AssociationSlots
 from pacs.dicom.streaming import OpenObject
 from pacs.dicom.throttle import ConnectionGate
+from pacs.ops.decodelimits import FrameLimit
 
 LOG = logging.getLogger(__name__)
 REFRESH_SECONDS = 2.0
@@ -240,6 +241,7 @@ class DicomServer:
             client_context=self._client_context,
             slots=self.slots,
             gate=self.gate,
+            frame_limit=FrameLimit(self.settings.dicom.max_frame_mb * 2**20, "[dicom] max_frame_mb"),
         )
         self.ae = self._make_ae()
         self._tls_context: ssl.SSLContext | None = None

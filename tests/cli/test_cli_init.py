@@ -46,6 +46,7 @@ def test_init_creates_a_private_data_directory(tmp_path: Path, capsys: pytest.Ca
         "dimse_timeout": 60,
         "network_timeout": 60,
         "max_object_mb": 4096,
+        "max_frame_mb": 256,
     }
     assert config["web"]["port"] == 8443 and config["web"]["session_idle_minutes"] == 15
     assert (data / "pacs.toml").read_text().count("\n# ") >= 15
