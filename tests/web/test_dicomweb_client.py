@@ -250,7 +250,7 @@ def test_study_series_and_instance_metadata_describe_the_objects_sent(
     instance = client.retrieve_instance_metadata(mr.study_uid, mr.series_uid, mr.sop_uid)
     assert series == instance
     sent = live.seeded.sent(MR)
-    parsed = Dataset.from_json(instance)  # bulk data left as URIs
+    parsed = Dataset.from_json(instance, bulk_data_uri_handler=lambda tag, vr, uri: None)
     for keyword in ("PatientName", "PatientID", "Rows", "Columns", "WindowCenter", "SOPClassUID"):
         assert parsed[keyword].value == sent[keyword].value, keyword
     uri = instance[DICOMwebClient.lookup_tag("PixelData")]["BulkDataURI"]
@@ -260,10 +260,16 @@ def test_study_series_and_instance_metadata_describe_the_objects_sent(
 # WADO-RS frames
 
 
-def test_native_frames_are_the_stored_frames(client: DICOMwebClient, live: Live[Seeded]) -> None:
+@pytest.mark.parametrize("asked", [None, (("application/octet-stream", ExplicitVRLittleEndian),)])
+def test_native_frames_are_the_stored_frames(
+    client: DICOMwebClient, live: Live[Seeded], asked: tuple[tuple[str, str], ...] | None
+) -> None:
+    """dicomweb-client's default (``type="*/*"``) and octet-stream asked by name."""
     multi, sent = live.seeded.stored[MULTI], live.seeded.sent(MULTI)
     size = sent.Rows * sent.Columns * sent.BitsAllocated // 8
-    got = client.retrieve_instance_frames(multi.study_uid, multi.series_uid, multi.sop_uid, [1, 5, 10])
+    got = client.retrieve_instance_frames(
+        multi.study_uid, multi.series_uid, multi.sop_uid, [1, 5, 10], media_types=asked
+    )
     assert got == [sent.PixelData[(n - 1) * size : n * size] for n in (1, 5, 10)]
 
 
