@@ -14,12 +14,10 @@ decoded frame. The lists are in :mod:`webviewer.qido`.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from functools import partial
 from typing import Any, NoReturn
 
-import pydicom
 from flask import Response, abort, current_app, request, session
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -31,7 +29,7 @@ from storage.header import is_valid_uid
 from webviewer import transfer
 from webviewer.apiauth import current_token
 from webviewer.auth import me, record, source
-from webviewer.decodelimits import DecodeLimits, FrameError, check_inflated_size
+from webviewer.decodelimits import DecodeLimits, FrameError
 from webviewer.pixels import Frame, MemoryCache, decode_frame
 
 DICOM_JSON = "application/dicom+json"
@@ -124,24 +122,6 @@ def find_instance(study: str, series_uid: str | None, sop: str) -> InstanceInfo:
     if series_uid is not None and info.series_uid != check_uid(series_uid):
         abort(404)
     return info
-
-
-def load_object(info: InstanceInfo) -> Dataset:
-    """The whole decrypted, parsed object (pixel data still encoded), read for this request alone.
-
-    It holds the whole object in memory: :func:`load_header` and
-    :meth:`storage.archive.Archive.frame_bytes` read a header or a frame without that. A
-    deflated data set is inflated only once it is known to fit the decoding limit (pydicom
-    inflates it whole); otherwise the request ends with 422.
-    """
-    with _archive().open_instance(info) as stream:
-        data = stream.read()
-    if info.transfer_syntax == DeflatedExplicitVRLittleEndian:
-        try:
-            check_inflated_size(data, _decoding().max_frame_bytes)
-        except FrameError as exc:
-            _refuse(exc)
-    return pydicom.dcmread(io.BytesIO(data))
 
 
 def load_header(info: InstanceInfo) -> Dataset:

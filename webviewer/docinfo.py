@@ -48,9 +48,13 @@ class Fact:
         return ", ".join(self.values)
 
 
-def kind_of(ds: Dataset) -> Kind:
-    """How `ds` is shown: an image if it has pixels, else a report, a PDF or a description."""
-    if any(keyword in ds for keyword in _PIXEL_KEYWORDS) and "Rows" in ds:
+def kind_of(ds: Dataset, *, has_pixels: bool = False) -> Kind:
+    """How `ds` is shown: an image if it has pixels, else a report, a PDF or a description.
+
+    `has_pixels` says that Pixel Data follows `ds`, a header read without it (the archive's
+    frame map knows, see :attr:`storage.framemap.FrameMap.has_pixels`); a whole data set shows it itself.
+    """
+    if (has_pixels or any(keyword in ds for keyword in _PIXEL_KEYWORDS)) and "Rows" in ds:
         return Kind.IMAGE
     if is_sr_document(ds):
         return Kind.REPORT
@@ -94,8 +98,11 @@ def patient_facts(ds: Dataset) -> list[Fact]:
     return [Fact(label, (value,)) for label, value in facts if value]
 
 
-def key_facts(ds: Dataset) -> list[Fact]:
-    """The attributes that say what `ds` holds: general ones, then those of its SOP Class."""
+def key_facts(ds: Dataset, *, has_pixels: bool = False) -> list[Fact]:
+    """The attributes that say what `ds` holds: general ones, then those of its SOP Class.
+
+    `has_pixels` is as for :func:`kind_of`.
+    """
     general = [
         ("Modality", text(ds.get("Modality"))),
         ("Document title", text(ds.get("DocumentTitle"))),
@@ -105,13 +112,20 @@ def key_facts(ds: Dataset) -> list[Fact]:
         ("Manufacturer", text(ds.get("Manufacturer"))),
         ("Instance number", text(ds.get("InstanceNumber"))),
     ]
-    return [Fact(label, (value,)) for label, value in general if value] + class_facts(ds)
+    facts = [Fact(label, (value,)) for label, value in general if value]
+    return facts + class_facts(ds, has_pixels=has_pixels)
 
 
-def class_facts(ds: Dataset) -> list[Fact]:
-    """The attributes of `ds` particular to its SOP Class (else an encapsulated document's type and size)."""
-    specific = _BY_CLASS.get(UID(text(ds.get("SOPClassUID"))).keyword, _encapsulated)
-    return [fact for fact in specific(ds) if fact.values]
+def class_facts(ds: Dataset, *, has_pixels: bool = False) -> list[Fact]:
+    """The attributes of `ds` particular to its SOP Class (else an encapsulated document's type and size).
+
+    An RT Dose without Pixel Data (`has_pixels`, see :func:`kind_of`) says that it has no grid to show.
+    """
+    keyword = UID(text(ds.get("SOPClassUID"))).keyword
+    facts = _BY_CLASS.get(keyword, _encapsulated)(ds)
+    if keyword == "RTDoseStorage" and not (has_pixels or "PixelData" in ds):
+        facts.append(_single("Pixels", "none: no dose grid to show"))
+    return [fact for fact in facts if fact.values]
 
 
 def report_facts(report: Report) -> list[Fact]:
@@ -198,7 +212,6 @@ def _dose(ds: Dataset) -> list[Fact]:
         _single("Dose type", text(ds.get("DoseType")).lower()),
         _single("Dose summation", text(ds.get("DoseSummationType")).lower()),
         _single("Dose grid", f"{grid} x {frames}" if grid and frames else grid),
-        _single("Pixels", "none: no dose grid to show" if "PixelData" not in ds else ""),
         _listed("Referenced RT plans", _referenced(ds, "ReferencedRTPlanSequence")),
     ]
 

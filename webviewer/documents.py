@@ -11,9 +11,12 @@ Three views of one object of a study, for physicians:
 An SR document (Basic Text, Enhanced, Comprehensive SR, Key Object Selection, ...) is shown as a
 report (:mod:`webviewer.sr`), a PDF by its facts with links to open and download it, anything
 else (RT objects, waveforms, other encapsulated documents) by the name of its SOP Class and its key attributes
-(:mod:`webviewer.docinfo`). The instance must belong to the study in the URL; objects are read
-through the memory cache of :mod:`webviewer.dicomweb`. Opening the page is audited as opening
-the viewer is; the panel and the PDF as the viewer's other requests are (once per session).
+(:mod:`webviewer.docinfo`). The instance must belong to the study in the URL. Only an object's
+data set before Pixel Data is read (:func:`webviewer.dicomweb.load_header`, through its memory
+cache), and whether pixels follow comes from the archive's frame map, so the page of a 2 GB
+image decrypts its header alone; a report or a document has no Pixel Data, so its header is all
+of it (as large as the archive accepted, ``[dicom] max_object_mb``). Opening the page is audited
+as opening the viewer is; the panel and the PDF as the viewer's other requests are (once per session).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from webviewer.dicomweb import (
     audit_study_access,
     audited_once,
     find_instance,
-    load_object,
+    load_header,
     remember_audited,
     study_summary,
 )
@@ -76,9 +79,9 @@ def _in_study(study: str, report: Report) -> frozenset[str]:
     return frozenset(info.sop_uid for info in found if info.study_uid == study)
 
 
-def describe(info: InstanceInfo, ds: Dataset) -> Document:
-    """The :class:`Document` of the object `ds` (indexed as `info`)."""
-    kind = kind_of(ds)
+def describe(info: InstanceInfo, ds: Dataset, *, has_pixels: bool) -> Document:
+    """The :class:`Document` of `info`, whose header is `ds`; `has_pixels`: Pixel Data follows it."""
+    kind = kind_of(ds, has_pixels=has_pixels)
     common = {"study_uid": info.study_uid, "sop_uid": info.sop_uid, "kind": kind, "sop_class": sop_class(ds)}
     if kind is Kind.REPORT:
         report = read_report(ds)
@@ -89,32 +92,38 @@ def describe(info: InstanceInfo, ds: Dataset) -> Document:
     if kind is Kind.PDF:
         size = len(pdf_bytes(ds) or b"")
         return Document(**common, title=title, facts=key_facts(ds), pdf_size=size)
-    return Document(**common, title=title, facts=key_facts(ds))
+    return Document(**common, title=title, facts=key_facts(ds, has_pixels=has_pixels))
 
 
 def _object(study: str, sop: str) -> tuple[InstanceInfo, Dataset]:
-    """The instance `sop` of `study` and its data set (404 if it is not in that study)."""
+    """The instance `sop` of `study` and its data set before Pixel Data (404 if it is not in that study)."""
     info = find_instance(study, None, sop)
-    return info, load_object(info)
+    return info, load_header(info)
+
+
+def _described(study: str, sop: str) -> tuple[Document, Dataset]:
+    """The :class:`Document` of `sop` in `study`, and its header."""
+    info, ds = _object(study, sop)
+    has_pixels = current_app.extensions["pacs"].archive.frame_map(info).has_pixels
+    return describe(info, ds, has_pixels=has_pixels), ds
 
 
 @bp.get("/studies/<study>/documents/<sop>")
 @physician_required
 def page(study: str, sop: str) -> str:
     """The document in a page of its own, with the patient and study it belongs to."""
-    info, ds = _object(study, sop)
+    doc, ds = _described(study, sop)
     audit_study_access(study_summary(study), how="viewer")
     remember_audited(study)
-    return render_template("document.html", doc=describe(info, ds), patient=patient_facts(ds))
+    return render_template("document.html", doc=doc, patient=patient_facts(ds))
 
 
 @bp.get("/studies/<study>/documents/<sop>/panel")
 @physician_required
 def panel(study: str, sop: str) -> str:
     """The document as an HTML fragment for a viewport of the viewer; 404 for an image."""
-    info, ds = _object(study, sop)
+    doc, _ = _described(study, sop)
     audited_once(study)
-    doc = describe(info, ds)
     if doc.kind is Kind.IMAGE:
         abort(404)
     return render_template("document_panel.html", doc=doc, heading=2)
