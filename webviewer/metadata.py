@@ -34,6 +34,7 @@ from webviewer.auth import physician_required
 from webviewer.dicomweb import DICOM_JSON, audited_once, check_uid, find_instance
 from webviewer.multipart import Part, content_type, new_boundary, not_acceptable, parse_accept, related
 from webviewer.pixels import MemoryCache
+from webviewer.urls import service_root
 
 bp = Blueprint("metadata", __name__, url_prefix="/dicomweb")
 BULK_THRESHOLD = 1024

@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from pacs.core.access_events import query_run

@@ -50,6 +50,7 @@ from webviewer.auth import me, source, store_required
 from webviewer.dicomweb import DICOM_JSON, check_uid
 from webviewer.multipart import not_acceptable, parse_accept
 from webviewer.multipart_reader import MultipartError, MultipartReader, Part
+from webviewer.urls import service_root
 
 bp = Blueprint("stow", __name__, url_prefix="/dicomweb")
 

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, flash, redirect, render_temp
 
 from pacs.core.tokens import DEFAULT_DAYS, MAX_DAYS, TokenError, TokenInfo, Tokens
 from webviewer.auth import admin_required, current_account, login_required, source
+from webviewer.urls import service_root
 
 bp = Blueprint("tokens", __name__)
 ROOT_PATH = "/dicomweb"

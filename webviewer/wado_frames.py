@@ -115,6 +115,8 @@ def _choice(found: MediaRange, stored: str) -> Choice | None:
     if found.media_type in ("*/*", "multipart/*"):
         return Choice(OCTETS, ExplicitVRLittleEndian, native=True)
     kind = (found.type_param or OCTETS) if found.media_type == "multipart/related" else found.media_type
+    if kind == "*/*":  # dicomweb-client's default: multipart/related; type="*/*"
+        kind = OCTETS
     wanted = found.transfer_syntax
     encapsulated = UID(stored).is_encapsulated
     if kind == OCTETS:
