@@ -31,6 +31,7 @@ from storage.archive import Archive
 from webviewer.auth import me, physician_required, record, source
 from webviewer.dicomweb import DICOM_JSON, audited_once, check_uid
 from webviewer.qido_query import Search, bad_request, read_search
+from webviewer.urls import service_root
 
 bp = Blueprint("qido", __name__, url_prefix="/dicomweb")
 
@@ -89,7 +90,7 @@ def _archive() -> Archive:
 
 def _service() -> str:
     """The DICOMweb root of this request, absolute (for RetrieveURLs and Warnings)."""
-    return request.url_root.rstrip("/") + "/dicomweb"
+    return service_root()
 
 
 def returned_keys(level: str, scoped: int) -> list[str]:

@@ -244,7 +244,7 @@ def _url(*uids: str) -> str:
     """The WADO-RS URL of a study (series, instance) on this server."""
     levels = ("studies", "series", "instances")
     path = "/".join(f"{level}/{uid}" for level, uid in zip(levels, uids, strict=False))
-    return f"{request.host_url.rstrip('/')}/dicomweb/{path}"
+    return f"{service_root()}/{path}"
 
 
 def _response_dataset(stow: StowRequest) -> Dataset:

@@ -15,7 +15,6 @@ from webviewer.auth import admin_required, current_account, login_required, sour
 from webviewer.urls import service_root
 
 bp = Blueprint("tokens", __name__)
-ROOT_PATH = "/dicomweb"
 SCOPE_CHOICES = {"read": ("read",), "read-store": ("read", "store")}
 
 
@@ -35,7 +34,7 @@ def _page(template: str, rows: list[TokenInfo], **context: object) -> str:
     return render_template(
         template,
         tokens=[(token, token.state(now)) for token in rows],
-        root=request.host_url.rstrip("/") + ROOT_PATH,
+        root=service_root(),
         default_days=DEFAULT_DAYS,
         max_days=MAX_DAYS,
         **context,
