@@ -60,7 +60,7 @@ def _cache() -> MemoryCache:
 
 
 def _root() -> str:
-    return request.url_root.rstrip("/") + "/dicomweb"
+    return service_root()
 
 
 def instance_path(info: InstanceInfo) -> str:
