@@ -24,15 +24,15 @@ import pydicom
 import pydicom.errors
 from flask import Blueprint, Response, abort, current_app, request
 from pydicom.pixels import get_decoder
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID
 
 from pacs.core.access_events import study_downloaded
-from pacs.ops.transcode import TranscodeError, target_syntax, transcode_for
+from pacs.ops.decodelimits import FrameError, FrameLimit, check_codestream, geometry
+from pacs.ops.transcode import TranscodeError, target_syntax, transcode_file
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.errors import PacsError
 from webviewer import rendered, wado_frames
 from webviewer.auth import me, physician_required, record, source
-from webviewer.decodelimits import check_inflated_size
 from webviewer.dicomweb import audited_once, check_uid, find_instance
 from webviewer.multipart import Part, content_type, new_boundary, not_acceptable, parse_accept, related
 
@@ -91,21 +91,32 @@ def location(info: InstanceInfo) -> str:
     return f"{ROOT}/{info.study_uid}/series/{info.series_uid}/instances/{info.sop_uid}"
 
 
+def decodable(archive: Archive, info: InstanceInfo, limit: FrameLimit) -> None:
+    """Refuse (:class:`FrameError`) an object to transcode whose frames `limit` or their streams forbid.
+
+    Checked before the answer starts, from the header and each frame's own stream header,
+    so that such an object is left out with its reason instead of failing mid-answer.
+    """
+    shape = geometry(archive.dataset_without_pixels(info))
+    limit.check(shape.native_bytes, "a frame")
+    if UID(info.transfer_syntax).is_encapsulated:
+        for number in range(1, shape.frames + 1):
+            check_codestream(info.transfer_syntax, archive.frame_bytes(info, number), shape)
+
+
 @dataclass(frozen=True)
 class _Sender:
     """Makes the parts of an answer (nothing in it needs the request's context, which has ended by then)."""
 
     archive: Archive
-    max_inflated: int
+    limit: FrameLimit
     log: Logger
 
     def transcoded(self, info: InstanceInfo, syntax: str) -> bytes:
         """The object of `info` as a file in `syntax` (the stored object is not changed)."""
         with self.archive.open_instance(info) as stream:
             data = stream.read()
-        if info.transfer_syntax == DeflatedExplicitVRLittleEndian:
-            check_inflated_size(data, self.max_inflated)
-        out = transcode_for(pydicom.dcmread(io.BytesIO(data)), [syntax])
+        out = transcode_file(data, info.transfer_syntax, [syntax], self.limit)
         buffer = io.BytesIO()
         pydicom.dcmwrite(buffer, out, enforce_file_format=True)
         return buffer.getvalue()
@@ -132,11 +143,15 @@ class _Sender:
 def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
     """The multipart answer of `objects` of `study`, as the ``Accept`` header asks (audited)."""
     wanted = wanted_syntaxes(request.headers.get("Accept"))
+    services = current_app.extensions["pacs"]
     plans, refused = [], []
     for info in objects:
         try:
-            plans.append((info, plan(info, wanted)))
-        except TranscodeError as exc:
+            syntax = plan(info, wanted)
+            if syntax != info.transfer_syntax:
+                decodable(services.archive, info, services.decoding)
+            plans.append((info, syntax))
+        except (TranscodeError, FrameError) as exc:
             refused.append(str(exc))
     if not plans:
         not_acceptable(refused[0])
@@ -148,8 +163,7 @@ def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
             me(), source=source(), patient_id=patient_id, study_uid=study, instances=count, how=how
         )
     )
-    services = current_app.extensions["pacs"]
-    sender = _Sender(services.archive, services.decoding.max_frame_bytes, current_app.logger)
+    sender = _Sender(services.archive, services.decoding, current_app.logger)
     boundary = new_boundary()
     body = related(sender.parts(plans), boundary)
     response = Response(body, status=206 if refused else 200, content_type=content_type(DICOM, boundary))
