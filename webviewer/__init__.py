@@ -40,8 +40,10 @@ class WebConfig:
     session_idle: timedelta = timedelta(minutes=15)
     session_absolute: timedelta = timedelta(hours=12)
     page_size: int = 50
+    # Memory budgets of the caches ([web] object_cache_mb, frame_cache_mb, metadata_cache_mb).
     object_cache_bytes: int = 256 * 2**20
     frame_cache_bytes: int = 512 * 2**20
+    metadata_cache_bytes: int = 64 * 2**20
     # The largest frame decoded, and the budget of the frames decoded at once ([web] max_frame_mb);
     # a request waits this long for its share of the budget before a 503.
     max_frame_bytes: int = 256 * 2**20

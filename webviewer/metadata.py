@@ -11,9 +11,9 @@ decrypted). Pixel Data and every binary value longer than :data:`BULK_THRESHOLD`
 one part with the value; for Pixel Data in a compressed transfer syntax, one part per frame
 (its fragments joined) typed ``application/octet-stream; transfer-syntax={UID}``.
 
-Each instance's JSON text is kept in a memory cache bounded by a quarter of the web's object
-cache budget, keyed by SOP Instance UID, version and blob, with a random mark in place of
-the request's root (so one entry serves every host name). Access is audited as the study's
+Each instance's JSON text is kept in a memory cache bounded by ``[web] metadata_cache_mb``,
+keyed by SOP Instance UID, version and blob, with a random mark in place of the request's root
+(so one entry serves every host name). Access is audited as the study's
 (:func:`webviewer.dicomweb.audited_once`).
 """
 
@@ -54,7 +54,7 @@ def _cache() -> MemoryCache:
     """The app's cache of instance JSON texts (made on first use)."""
     cache = current_app.extensions.get(_CACHE)
     if cache is None:
-        budget = current_app.extensions["pacs"].config.object_cache_bytes // 4
+        budget = current_app.extensions["pacs"].config.metadata_cache_bytes
         cache = current_app.extensions.setdefault(_CACHE, MemoryCache(budget))
     return cache
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pacs.core.config_values import coerce, kind_of
 from storage.errors import PacsError
 
 CONFIG_NAME = "pacs.toml"
@@ -90,6 +91,12 @@ def _db_url(value: str) -> str | None:
     return None
 
 
+def _cache_mb(default: int, what: str) -> Any:
+    """A ``[web]`` cache budget: how many MiB of `what` the web process keeps at most (0: none)."""
+    text = f"MiB of {what} the web viewer keeps in memory, at most; 0 keeps none."
+    return field(default=default, metadata=_doc(text, _not_negative))
+
+
 @dataclass(frozen=True)
 class DicomSettings:
     """The DICOM listener."""
@@ -151,6 +158,9 @@ class WebSettings:
             _positive,
         ),
     )
+    object_cache_mb: int = _cache_mb(256, "parsed object headers")
+    frame_cache_mb: int = _cache_mb(512, "decoded frames (and packed frame bodies)")
+    metadata_cache_mb: int = _cache_mb(64, "instance DICOM JSON (WADO-RS metadata)")
     token_networks: tuple[str, ...] = field(
         default=(),
         metadata=_doc(
@@ -278,34 +288,6 @@ SECTIONS: dict[str, type] = {
 }
 
 
-def _coerce_list(name: str, value: Any) -> tuple[str, ...]:
-    """A TOML list of text, or comma-separated text (from the environment), as a tuple."""
-    if isinstance(value, str):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        return tuple(item.strip() for item in value)
-    raise ConfigError(f"{name}: expected a list of text, got {value!r}")
-
-
-def _coerce(name: str, kind: type, value: Any) -> Any:
-    if kind is tuple:
-        return _coerce_list(name, value)
-    if kind is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name}: expected a whole number, got {value!r}")
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
-        if isinstance(value, int):
-            return value
-        raise ConfigError(f"{name}: expected a whole number, got {value!r}")
-    if not isinstance(value, str):
-        raise ConfigError(f"{name}: expected text, got {value!r}")
-    return value
-
-
 def _section(name: str, cls: type, values: Mapping[str, Any], origins: Mapping[str, str]) -> Any:
     """Build section `name` from `values`; errors are prefixed with the key's origin."""
     known = {f.name: f for f in fields(cls)}
@@ -315,10 +297,9 @@ def _section(name: str, cls: type, values: Mapping[str, Any], origins: Mapping[s
         if key not in known:
             raise ConfigError(f"{origin}: unknown setting [{name}] {key} (known: {', '.join(known)})")
         spec = known[key]
-        kind = int if spec.type in ("int", int) else tuple if str(spec.type).startswith("tuple") else str
         try:
-            value = _coerce(f"[{name}] {key}", kind, raw)
-        except ConfigError as exc:
+            value = coerce(f"[{name}] {key}", kind_of(spec.type), raw)
+        except ValueError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
         check = spec.metadata.get("check")
         problem = check(value) if check else None

@@ -229,6 +229,9 @@ class WebServer:
             session_idle=timedelta(minutes=settings.web.session_idle_minutes),
             session_absolute=timedelta(hours=settings.web.session_absolute_hours),
             max_frame_bytes=settings.web.max_frame_mb * 2**20,
+            object_cache_bytes=settings.web.object_cache_mb * 2**20,
+            frame_cache_bytes=settings.web.frame_cache_mb * 2**20,
+            metadata_cache_bytes=settings.web.metadata_cache_mb * 2**20,
             token_networks=networks_of(settings.web.token_networks),
             cors_origins=settings.web.cors_origins,
         )
