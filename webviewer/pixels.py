@@ -2,7 +2,8 @@
 
 Every transfer syntax we accept decodes through pydicom and its plugins (pylibjpeg's
 libjpeg, openjpeg and RLE decoders, pyjpegls, and pydicom's own deflate; 12-bit JPEG
-Extended that libjpeg refuses through GDCM, :mod:`webviewer.jpeg12`). Colour frames (RGB,
+Extended that libjpeg refuses through GDCM, :mod:`pacs.ops.jpeg12`; the choice of decoders is
+:mod:`pacs.ops.decoders`). Colour frames (RGB,
 YBR, palette) go out as 8-bit RGB. Decrypted objects and decoded frames are cached in
 memory only, within a byte budget, never on disk.
 
@@ -41,7 +42,7 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
 from pydicom.uid import UID, JPEGExtended12Bit, RLELossless
 
-from webviewer import jpeg12
+from pacs.ops import decoders, jpeg12
 from webviewer.decodelimits import (
     DecodeLimits,
     FrameError,
@@ -69,9 +70,9 @@ _FORMATS = {
     ("i", 2): "int16",
 }
 _UID = re.compile(r"^[0-9.]{1,64}$")
-# libjpeg first for JPEG Extended, GDCM's IJG codec for what libjpeg refuses (webviewer.jpeg12).
+# libjpeg first for JPEG Extended, GDCM's IJG codec for what libjpeg refuses (pacs.ops.jpeg12).
 _PREFERRED = {JPEGExtended12Bit: ("pylibjpeg", jpeg12.LABEL)}
-jpeg12.register()
+decoders.configure()
 
 
 def _number(value: float) -> str:

@@ -11,10 +11,7 @@ scales the image to fit inside w x h, keeping its proportions (a thumbnail fits
 :data:`THUMBNAIL_SIZE` unless asked otherwise); ``quality`` (1-100) is the JPEG quality.
 The answer is image/jpeg unless the ``Accept`` header prefers image/png.
 
-Pillow encodes the images. pydicom would also take Pillow as a decoder, first for JPEG and
-JPEG 2000, ahead of the libjpeg and openjpeg decoders whose behaviour the decoding limits are
-built around and whose samples the viewer has always shown; it is taken out of pydicom's
-decoders here, before any frame is decoded (the package imports this module with the app).
+Pillow encodes the images; it is no decoder here (:mod:`pacs.ops.decoders`).
 """
 
 from __future__ import annotations
@@ -27,8 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 from flask import Response, abort, current_app, request, stream_with_context
 from PIL import Image
-from pydicom.pixels import get_decoder
-from pydicom.uid import JPEG2000TransferSyntaxes, JPEGTransferSyntaxes
 
 from storage.archive import InstanceInfo
 from webviewer.decodelimits import FrameError
@@ -43,19 +38,6 @@ _NUMBER = r"\s*-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?\s*"
 _WINDOW = re.compile(rf"^({_NUMBER}),({_NUMBER})(?:,\s*([a-zA-Z_]+)\s*)?$")
 _VIEWPORT = re.compile(r"^\s*([0-9]{1,5})\s*,\s*([0-9]{1,5})\s*$")
 _MAX_VIEWPORT = 8192
-
-
-def _without_pillow_decoding() -> None:
-    for syntax in (*JPEGTransferSyntaxes, *JPEG2000TransferSyntaxes):
-        try:
-            decoder = get_decoder(syntax)
-        except NotImplementedError:  # pydicom decodes no JPEG 2000 Part 2
-            continue
-        if "pillow" in decoder.available_plugins:
-            decoder.remove_plugin("pillow")
-
-
-_without_pillow_decoding()
 
 
 class RenderError(ValueError):

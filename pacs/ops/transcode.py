@@ -48,7 +48,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from pacs.ops import jpeg12
+from pacs.ops import decoders
 from pacs.ops.decodelimits import (
     FrameError,
     FrameLimit,
@@ -66,7 +66,7 @@ DEFAULT_LIMIT = FrameLimit(256 * 2**20, "max_frame_mb's default")
 _LOSSY = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEG2000, JPEGLSNearLossless})
 _SWAP_WIDTH = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
 
-jpeg12.add_to_pydicom()
+decoders.configure()
 
 
 class TranscodeError(PacsError):
