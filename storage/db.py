@@ -97,6 +97,8 @@ class Study(Base):
     num_instances: Mapped[int] = mapped_column(Integer, default=0)
     # Frames of the current instances (an instance without Number of Frames is one).
     num_frames: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Timezone Offset From UTC ("-0500") of the first object that carries one; None if none did.
+    timezone_offset: Mapped[str | None] = mapped_column(String(5))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -145,6 +147,7 @@ class Instance(Base):
     frames: Mapped[int] = mapped_column(Integer)
     rows: Mapped[int | None] = mapped_column(Integer)
     columns: Mapped[int | None] = mapped_column(Integer)
+    bits_allocated: Mapped[int | None] = mapped_column(Integer)
     blob_id: Mapped[str] = mapped_column(String(32), unique=True)
     key_version: Mapped[int] = mapped_column(Integer)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)

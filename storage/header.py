@@ -27,6 +27,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from storage.errors import PacsError
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_TIMEZONE_OFFSET = re.compile(r"[+-]\d{4}")
 _SOP_INSTANCE_UID = 0x00080018
 
 
@@ -60,6 +61,7 @@ WANTED_TAGS: list[int] = [
         "Rows",
         "Columns",
         "BitsAllocated",
+        "TimezoneOffsetFromUTC",
     )
 ]
 
@@ -98,6 +100,9 @@ class InstanceHeader:
     columns: int | None
     pixel_data_short: bool = False
     patient_age: str = ""
+    bits_allocated: int | None = None
+    # Timezone Offset From UTC ("+0100"), None when absent or not of the form &ZZXX.
+    timezone_offset: str | None = None
 
 
 def is_valid_uid(value: str) -> bool:
@@ -127,6 +132,12 @@ def _text(ds: Dataset, keyword: str, limit: int) -> str:
     if isinstance(value, (list, tuple, MultiValue)):
         value = "\\".join(str(v) for v in value)
     return str(value).strip()[:limit]
+
+
+def _timezone_offset(ds: Dataset) -> str | None:
+    """Timezone Offset From UTC as written (``+0100``), or None when absent or malformed."""
+    value = _text(ds, "TimezoneOffsetFromUTC", 16)
+    return value if _TIMEZONE_OFFSET.fullmatch(value) else None
 
 
 def _integer(ds: Dataset, keyword: str) -> int | None:
@@ -241,4 +252,6 @@ def _header_from(ds: Dataset, transfer_syntax: str) -> InstanceHeader:
         rows=_integer(ds, "Rows"),
         columns=_integer(ds, "Columns"),
         patient_age=_text(ds, "PatientAge", 4),
+        bits_allocated=_integer(ds, "BitsAllocated"),
+        timezone_offset=_timezone_offset(ds),
     )

@@ -6,6 +6,7 @@ the caller commits. Creating a patient, study
 or series tolerates a concurrent writer creating the same one (PostgreSQL), and the
 per-study and per-series counts (instances and frames) always describe the current version
 of each instance. A new patient's name words go to ``patient_words`` (:mod:`storage.search`).
+A study's Timezone Offset From UTC is the first one an object stored in it carries.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     DateTime,
+    String,
     Table,
     bindparam,
     delete,
@@ -256,15 +258,24 @@ _COUNT_SERIES = text(
 )
 _COUNT_STUDY = text(
     "UPDATE studies SET num_instances = num_instances + :delta, num_frames = num_frames + :frames, "
+    "timezone_offset = COALESCE(timezone_offset, :timezone), "
     "updated_at = :now WHERE id = (SELECT study_fk FROM series WHERE id = :series)"
-).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+).bindparams(bindparam("now", type_=DateTime(timezone=True)), bindparam("timezone", type_=String(5)))
 
 
-def _count(connection: Connection, series_fk: int, delta: int, frames: int, now: datetime) -> None:
-    """Add `delta` instances of `frames` frames in all to the counts of a series and its study."""
+def _count(
+    connection: Connection,
+    series_fk: int,
+    delta: int,
+    frames: int,
+    now: datetime,
+    timezone: str | None = None,
+) -> None:
+    """Add `delta` instances of `frames` frames in all to the counts of a series and its study;
+    a `timezone` offset becomes the study's if it has none yet."""
     counts = {"delta": delta, "frames": frames, "series": series_fk}
     connection.execute(_COUNT_SERIES, counts)
-    connection.execute(_COUNT_STUDY, {**counts, "now": now})
+    connection.execute(_COUNT_STUDY, {**counts, "now": now, "timezone": timezone})
 
 
 def current_version(connection: Connection, sop_uid: str) -> CurrentVersion | None:
@@ -314,7 +325,7 @@ def add_instance(
         _count(connection, previous.series_fk, -1, -previous.frames, now)
     row = _instance_row(header, ref, version, series_fk, received_at or now)
     connection.execute(_INSERT, {**row, "frame_map": frame_map})
-    _count(connection, series_fk, +1, header.frames, now)
+    _count(connection, series_fk, +1, header.frames, now, header.timezone_offset)
     return version, (StoreOutcome.NEW_VERSION if previous is not None else StoreOutcome.STORED), learned
 
 
@@ -333,6 +344,7 @@ def _instance_row(
         "frames": header.frames,
         "rows": header.rows,
         "columns": header.columns,
+        "bits_allocated": header.bits_allocated,
         "blob_id": ref.blob_id,
         "key_version": ref.key_version,
         "wrapped_key": ref.wrapped_key,

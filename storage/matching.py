@@ -80,6 +80,7 @@ KEYS: dict[str, Key] = {
     "StudyID": Key("STUDY", Study.study_id, Kind.TEXT),
     "StudyDescription": Key("STUDY", Study.description, Kind.TEXT),
     "PatientAge": Key("STUDY", Study.patient_age, Kind.TEXT),
+    "TimezoneOffsetFromUTC": Key("STUDY", Study.timezone_offset, Kind.TEXT),
     "ReferringPhysicianName": Key("STUDY", Study.referring_name, Kind.PERSON_NAME, Study.referring_norm),
     "ModalitiesInStudy": Key("STUDY", Study.modalities, Kind.MODALITIES),
     "NumberOfStudyRelatedSeries": Key("STUDY", Study.num_series, Kind.COUNT),
@@ -96,6 +97,7 @@ KEYS: dict[str, Key] = {
     "NumberOfFrames": Key("IMAGE", Instance.frames, Kind.INTEGER),
     "Rows": Key("IMAGE", Instance.rows, Kind.INTEGER),
     "Columns": Key("IMAGE", Instance.columns, Kind.INTEGER),
+    "BitsAllocated": Key("IMAGE", Instance.bits_allocated, Kind.INTEGER),
 }
 
 

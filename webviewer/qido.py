@@ -5,7 +5,8 @@ Every level at every scope: ``/studies``, ``/series``, ``/instances``, ``/studie
 (:mod:`webviewer.qido_query`) are matched by C-FIND's matching (:mod:`storage.matching`) over
 the index alone: counts and modalities are columns there, so a page is one SELECT. Each
 result holds the required attributes of its level (PS3.18 Table 6.7.1-2 / 6.7.1-2a; a
-search of all series or instances adds those of the levels above), those asked for with
+search of all series or instances adds those of the levels above; Timezone Offset From UTC,
+kept per study, only where the study's objects carry it), those asked for with
 ``includefield`` that the index holds, an absolute RetrieveURL and InstanceAvailability
 ``ONLINE``. No match is ``200`` with ``[]``. Results beyond :data:`MAX_RESULTS` of a level
 are cut with the Warning of PS3.18 8.3.4.4; ``fuzzymatching=true`` is answered with the
@@ -60,6 +61,7 @@ STUDY_KEYS = (
     "StudyID",
     "NumberOfStudyRelatedSeries",
     "NumberOfStudyRelatedInstances",
+    "TimezoneOffsetFromUTC",
 )
 SERIES_KEYS = (
     "StudyInstanceUID",
@@ -68,6 +70,7 @@ SERIES_KEYS = (
     "SeriesDescription",
     "SeriesNumber",
     "NumberOfSeriesRelatedInstances",
+    "TimezoneOffsetFromUTC",
 )
 INSTANCE_KEYS = (
     "StudyInstanceUID",
@@ -78,7 +81,11 @@ INSTANCE_KEYS = (
     "Rows",
     "Columns",
     "NumberOfFrames",
+    "BitsAllocated",
+    "TimezoneOffsetFromUTC",
 )
+# Keys left out of a result, rather than sent empty, where the index holds no value.
+IF_PRESENT = frozenset({"TimezoneOffsetFromUTC"})
 _LEVEL_KEYS = {"STUDY": STUDY_KEYS, "SERIES": SERIES_KEYS, "IMAGE": INSTANCE_KEYS}
 _ABOVE = {"STUDY": (), "SERIES": ("STUDY",), "IMAGE": ("STUDY", "SERIES")}
 _RETRIEVE_URL, _AVAILABILITY = "00081190", "00080056"
@@ -156,6 +163,8 @@ def _json_model(level: str, keys: Iterable[str], rows: list[dict[str, Any]]) -> 
         item: dict[str, Any] = {}
         for keyword, tag, vr, values in slots:
             value = row.get(keyword)
+            if keyword in IF_PRESENT and value in (None, ""):
+                continue
             item[tag] = {"vr": vr, "Value": values(value)} if value not in (None, "") else {"vr": vr}
         item[_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
         item[_RETRIEVE_URL] = {"vr": "UR", "Value": [_retrieve_url(service, level, row)]}
