@@ -5,7 +5,8 @@
 streaming walk of the blob and stored) and decrypts only the chunks of the blob that hold
 the bytes asked for (:meth:`storage.blobs.BlobStore.read_range`). A deflated object's
 positions are in its inflated data set, so its bytes are inflated as they stream, up to the
-last byte wanted; memory stays bounded either way. The maps last used are kept in memory.
+last byte wanted; memory stays bounded either way. The maps last used are kept in memory, within
+:data:`MAPS_BUDGET` bytes (a map is counted at :data:`MAP_COST` and :data:`FRAGMENT_COST` a fragment).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from storage.framemap import FrameMap, unpack
 from storage.records import InstanceInfo
 from storage.walker import Part10Walker
 
-MAPS_KEPT = 256
+MAPS_BUDGET = 32 * 2**20
+MAP_COST, FRAGMENT_COST = 512, 200  # bytes of a map, of a fragment with its offsets (measured: 460, 213)
 _INFLATE_STEP = 1 << 20
 
 
@@ -40,25 +42,33 @@ class FrameReader:
         self._database = database
         self._blobs = blobs
         self._max_header_bytes = max_header_bytes
-        self._maps: OrderedDict[str, FrameMap] = OrderedDict()
+        self._maps: OrderedDict[str, tuple[FrameMap, int]] = OrderedDict()
+        self._maps_size = 0
         self._lock = threading.Lock()
 
     def frame_map(self, info: InstanceInfo) -> FrameMap:
         """The frame map of `info`: remembered, from the index, or found by walking its blob (then stored)."""
         blob_id = info.ref.blob_id
         with self._lock:
-            found = self._maps.get(blob_id)
-            if found is not None:
+            kept = self._maps.get(blob_id)
+            if kept is not None:
                 self._maps.move_to_end(blob_id)
-                return found
+                return kept[0]
         with self._database.read() as session:
             packed = session.scalar(select(Instance.frame_map).where(Instance.blob_id == blob_id))
         found = unpack(packed) if packed is not None else self._walk(info)
-        with self._lock:
-            self._maps[blob_id] = found
-            while len(self._maps) > MAPS_KEPT:
-                self._maps.popitem(last=False)
+        self._keep(blob_id, found)
         return found
+
+    def _keep(self, blob_id: str, found: FrameMap) -> None:
+        """Remember `found`, forgetting the maps least recently used beyond :data:`MAPS_BUDGET`."""
+        size = MAP_COST + FRAGMENT_COST * (len(found.fragments) + len(found.extended_offsets) // 2)
+        with self._lock:
+            old = self._maps.pop(blob_id, None)
+            self._maps_size += size - (old[1] if old is not None else 0)
+            self._maps[blob_id] = (found, size)
+            while self._maps_size > MAPS_BUDGET:
+                self._maps_size -= self._maps.popitem(last=False)[1][1]
 
     def _walk(self, info: InstanceInfo) -> FrameMap:
         """The frame map of an object indexed without one, from one pass over its blob; stored."""
