@@ -15,6 +15,7 @@ import re
 import shutil
 import time
 import tracemalloc
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,13 +24,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from pacs.core.accounts import Accounts
 from pacs.core.config import CONFIG_NAME, load_settings
 from pacs.core.context import Context, initialise, open_pacs
 from pacs.core.tokens import _REMEMBERED_ACCESSES, Tokens
 from pacs.serve.https import WebServer
+from storage.framemap import FrameMap
+from storage.frames import MAPS_BUDGET
 from tests.web.dicomweb_helpers import RAW, frame_url
 from tests.web.test_documents_bounded import _large_image
 from tests.web.test_large_object import _header, _part10, receive
@@ -40,6 +43,7 @@ MiB = 2**20
 FRAMES = 24  # 2 MiB each
 HEADERS = 10  # each about 230 KB encoded, 4.3 MB parsed, counted as 5.5 MB
 REFERENCES = 2000  # items of each header's sequence
+FRAGMENTS = 20_000  # of each object whose frame map is large: about 4 MB parsed
 SLACK = MiB // 2
 
 
@@ -221,3 +225,28 @@ def test_the_token_access_memory_keeps_its_number_of_entries(archive: Archive) -
     assert not tokens.accessed_recently(token.id, f"1.2.826.0.1.{count - _REMEMBERED_ACCESSES - 1}")
     assert tokens.accessed_recently(token.id, f"1.2.826.0.1.{count - _REMEMBERED_ACCESSES}")
     assert held < 4 * MiB, f"{held / MiB:.1f} MiB held"
+
+
+def _many_fragments() -> Iterator[bytes]:
+    """An encapsulated object of :data:`FRAGMENTS` one-fragment frames of a few bytes each."""
+    ds = _header(FRAGMENTS, JPEGBaseline8Bit)
+    ds.Rows = ds.Columns = 8
+    fragment = b"\xfe\xff\x00\xe0\x08\x00\x00\x00" + b"\xff\xd8\xff\xe0\x00\x00\x00\x00"
+    pixel_header = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\x00\x00\x00\x00"
+    return _part10(ds, pixel_header, iter([fragment * FRAGMENTS, b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"]))
+
+
+def test_the_frame_maps_kept_in_memory_keep_their_byte_budget(archive: Archive) -> None:
+    """Not the number of maps: one of an object of a million fragments takes about 200 MB."""
+    stored = archive.pacs.archive
+    infos = []
+    for _ in range(16):  # counted at 4 MB each: 64 MB in all
+        incoming = stored.receive()
+        for piece in _many_fragments():
+            incoming.write(piece)
+        infos.append(stored.instance(incoming.finish().sop_uid))
+    maps: list[weakref.ref[FrameMap]] = []
+    held = retained(lambda: maps.extend(weakref.ref(stored.frame_map(info)) for info in infos))
+    assert held < MAPS_BUDGET + SLACK, f"16 maps of {FRAGMENTS} fragments read, {held / MiB:.1f} MiB held"
+    assert maps[-1]() is not None and len(maps[-1]().fragments) == FRAGMENTS  # the latest is kept
+    assert maps[0]() is None  # the first was let go
