@@ -4,7 +4,7 @@
 ``/studies/{s}/series/{se}/instances/{i}/metadata`` answer a DICOM JSON array (PS3.18 F.2),
 one object per current instance in display order, built from the header before Pixel Data
 (:meth:`storage.archive.Archive.dataset_without_pixels`: only the chunks before it are
-decrypted). Pixel Data and every binary value longer than :data:`BULK_THRESHOLD` bytes
+decrypted). Pixel Data and every binary value longer than :data:`~webviewer.dicomjson.BULK_THRESHOLD` bytes
 (also within sequences) are given as a ``BulkDataURI`` under the instance's ``bulkdata/``:
 ``bulkdata/7FE00010`` for Pixel Data, ``bulkdata/{tag}`` or ``bulkdata/{sequence}/{item}/{tag}``
 (items from 1) for the others. Those answer ``multipart/related; type="application/octet-stream"``:
@@ -25,22 +25,20 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from webviewer.auth import physician_required
+from webviewer.dicomjson import BINARY_VRS, instance_dict
 from webviewer.dicomweb import DICOM_JSON, audited_once, check_uid, find_instance
 from webviewer.multipart import Part, content_type, new_boundary, not_acceptable, parse_accept, related
 from webviewer.pixels import MemoryCache
 from webviewer.urls import service_root
 
 bp = Blueprint("metadata", __name__, url_prefix="/dicomweb")
-BULK_THRESHOLD = 1024
 PIXEL_DATA = "7FE00010"
 OCTETS = "application/octet-stream"
-_BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 # Stands for the request's DICOMweb root in cached JSON; random, so no stored value can forge it.
 _ROOT_MARK = f"urn:pacs-root:{secrets.token_hex(16)}"
 _CACHE = "pacs.metadata"
@@ -76,22 +74,6 @@ def _header(info: InstanceInfo) -> Dataset:
         abort(404)
 
 
-def _is_bulk(elem: DataElement) -> bool:
-    return elem.VR in _BINARY_VRS and elem.value is not None and len(elem.value) > BULK_THRESHOLD
-
-
-def _bulk_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
-    """The ``bulkdata/`` path of every bulk value of `ds`, by the id of its element."""
-    found: dict[int, str] = {}
-    for elem in ds:
-        if elem.VR == "SQ":
-            for number, item in enumerate(elem.value, start=1):
-                found.update(_bulk_paths(item, f"{prefix}{elem.tag:08X}/{number}/"))
-        elif _is_bulk(elem):
-            found[id(elem)] = f"{prefix}{elem.tag:08X}"
-    return found
-
-
 def _has_pixels(ds: Dataset) -> bool:
     """Whether the object (of which `ds` is the header) is an image, so has Pixel Data after it."""
     return all(keyword in ds for keyword in ("Rows", "Columns", "BitsAllocated"))
@@ -110,12 +92,7 @@ def instance_json(info: InstanceInfo) -> str:
     if text is None:
         ds = _header(info)
         base = f"{_ROOT_MARK}{instance_path(info)}/bulkdata/"
-        paths = _bulk_paths(ds)
-
-        def uri(elem: DataElement) -> str:
-            return base + paths.get(id(elem), f"{elem.tag:08X}")
-
-        item = ds.to_json_dict(BULK_THRESHOLD, uri, suppress_invalid_tags=True)
+        item = instance_dict(ds, base)
         if _has_pixels(ds):
             item[PIXEL_DATA] = {"vr": _pixel_vr(ds), "BulkDataURI": base + PIXEL_DATA}
         text = json.dumps(item, separators=(",", ":"))
@@ -194,7 +171,7 @@ def _element(ds: Dataset, path: str) -> Any:
         elem = ds[int(parts[-1], 16)]
     except (KeyError, IndexError, ValueError, TypeError, AttributeError):
         abort(404)
-    if elem.VR not in _BINARY_VRS or elem.value is None:
+    if elem.VR not in BINARY_VRS or elem.value is None:
         abort(404)
     return elem.value
 
