@@ -52,12 +52,11 @@ class _DroppedError(Exception):
 def bulk_path(elem: DataElement, prefix: str) -> str:
     """The ``bulkdata/`` path of `elem` in the data set at `prefix`, as the metadata URIs name it.
 
-    A binary value longer than :data:`BULK_THRESHOLD` bytes is named by its place
-    (``{sequence}/{item}/{tag}``); any other value pydicom gives a URI for, by its tag alone.
+    A binary value is named by its place (``{sequence}/{item}/{tag}``), so the bulk data
+    endpoint finds it inside sequences too; any other value pydicom gives a URI for, by its tag.
     """
     tag = f"{elem.tag:08X}"
-    long = elem.VR in BINARY_VRS and elem.value is not None and len(elem.value) > BULK_THRESHOLD
-    return prefix + tag if long else tag
+    return prefix + tag if elem.VR in BINARY_VRS else tag
 
 
 def instance_dict(ds: Dataset, base: str) -> dict[str, Any]:
@@ -147,8 +146,7 @@ def _raw_json(raw: RawDataElement, vr: str, encodings: Any, base: str, prefix: s
         return {"vr": vr}
     if vr in _FAST_BINARY:
         if len(data) > _INLINE_MAX:
-            where = prefix if len(data) > BULK_THRESHOLD else ""
-            return {"vr": vr, "BulkDataURI": f"{base}{where}{raw.tag:08X}"}
+            return {"vr": vr, "BulkDataURI": f"{base}{prefix}{raw.tag:08X}"}
         return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("utf-8")}
     values = _values(data, vr, encodings)
     return {"vr": vr, "Value": values} if values else {"vr": vr}

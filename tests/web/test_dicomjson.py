@@ -83,7 +83,7 @@ def test_a_ct_header_is_written_from_its_raw_values(tmp_path: Path) -> None:
     assert [ds[tag].keyword for tag in converted] == ["SpecificCharacterSet"]
 
 
-def test_large_values_in_sequences_are_named_by_their_place() -> None:
+def test_bulk_values_in_sequences_are_named_by_their_place_whatever_their_length() -> None:
     ds = Dataset()
     item = Dataset()
     item.add_new(0x00091010, "OB", b"\x01" * (BULK_THRESHOLD + 2))
@@ -92,5 +92,5 @@ def test_large_values_in_sequences_are_named_by_their_place() -> None:
     ds.add_new(0x00091012, "OW", b"\x03" * 10)
     value = instance_dict(ds, BASE)["00089215"]["Value"][0]
     assert value["00091010"] == {"vr": "OB", "BulkDataURI": BASE + "00089215/1/00091010"}
-    assert value["00091011"] == {"vr": "OB", "BulkDataURI": BASE + "00091011"}
+    assert value["00091011"] == {"vr": "OB", "BulkDataURI": BASE + "00089215/1/00091011"}
     assert instance_dict(ds, BASE)["00091012"] == {"vr": "OW", "InlineBinary": "AwMDAwMDAwMDAw=="}
