@@ -54,7 +54,7 @@ from sqlalchemy import func, select
 from bench import common
 from bench.common import percentile
 from pacs.core.context import Context
-from storage.db import Instance, Series, Study
+from storage.models import Instance, Series, Study
 
 ORTHANC_OBJECTS_PER_S = 103.0
 TARGET_OBJECTS_PER_S = 300.0

@@ -16,7 +16,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from storage.db import Instance, Patient, Series, Study
+from storage.models import Instance, Patient, Series, Study
 
 Row = dict[str, Any]
 

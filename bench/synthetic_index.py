@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.engine import Engine
 
-from storage.db import Instance, Patient, Series, Study
 from storage.header import normalise_name
+from storage.models import Instance, Patient, Series, Study
 from storage.search import fill_name_words
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498.4242"

@@ -18,7 +18,7 @@ from bench.dicom_servers import BenchError
 from bench.synthetic_index import MODALITIES, Corpus, month_range
 from bench.web_client import Client, get
 from pacs.core.context import Context
-from storage.db import Study
+from storage.models import Study
 from storage.search import StudyQuery, restrictions
 
 PAGE_SIZE = 50  # WebConfig.page_size: the view asks search_studies() for one more

@@ -27,7 +27,7 @@ from sqlalchemy import exc as sa_exc
 
 from storage import index, matching, search, verify
 from storage.blobs import BlobRef, BlobStore
-from storage.db import Database, Instance, Patient, Series, Study
+from storage.db import Database
 from storage.errors import (
     ArchiveError,
     IndexUnavailableError,
@@ -41,6 +41,7 @@ from storage.header import HeaderError, InstanceHeader, is_valid_uid
 from storage.index import StoreOutcome, StoreResult
 from storage.ingest import IncomingObject
 from storage.locks import WriterLock
+from storage.models import Instance, Patient, Series, Study
 from storage.records import DeletedStudy, InstanceInfo, SeriesImage
 from storage.verify import VerifyReport
 

@@ -24,9 +24,10 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from sqlalchemy import select, update
 
 from storage.blobs import BlobStore
-from storage.db import Database, Instance
+from storage.db import Database
 from storage.errors import NotFoundError
 from storage.framemap import FrameMap, unpack
+from storage.models import Instance
 from storage.records import InstanceInfo
 from storage.walker import Part10Walker
 

@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session
 
 from storage import search
 from storage.blobs import BlobRef
-from storage.db import Instance, Patient, Series, Study
 from storage.header import InstanceHeader, normalise_name
+from storage.models import Instance, Patient, Series, Study
 
 
 class StoreOutcome(enum.Enum):

@@ -28,9 +28,9 @@ from pydicom.multival import MultiValue
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from storage.db import Instance, Patient, Series, Study
 from storage.errors import PacsError
 from storage.header import is_valid_uid, normalise_name
+from storage.models import Instance, Patient, Series, Study
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 _AMBIGUOUS_VRS = {"US or SS", "OB or OW", "US or OW", "US or SS or OW"}

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from sqlalchemy import func, select, update
 
 from storage import crypto
-from storage.db import Database, Instance
+from storage.db import Database
 from storage.keys import KeyRing
+from storage.models import Instance
 
 DEFAULT_BATCH = 256
 

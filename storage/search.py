@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, delete, exists, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
-from storage.db import Patient, PatientWord, Series, Study
+from storage.models import Patient, PatientWord, Series, Study
 
 WORD_LENGTH = 64  # the patient_words.word column
 MAX_WORDS = 8  # words of a search that are used; the rest are ignored

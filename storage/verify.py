@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from storage import reindex
 from storage.blobs import BlobRef
 from storage.crypto import IntegrityError
-from storage.db import Instance, Series, Study
 from storage.header import HeaderError, sop_instance_uid
 from storage.index import blob_ref
+from storage.models import Instance, Series, Study
 from storage.parts import ArchiveParts
 from storage.reindex import SweepReport
 

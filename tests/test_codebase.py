@@ -110,7 +110,8 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
 
-    from storage.db import Base, Database
+    from storage.db import Database
+    from storage.models import Base
 
     database = Database(create_engine(f"sqlite:///{tmp_path / 'plain.db'}"))
     database.migrate()

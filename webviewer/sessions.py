@@ -22,7 +22,8 @@ from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy import delete, select, update
 from werkzeug.datastructures import CallbackDict
 
-from storage.db import Database, WebSession, as_utc
+from storage.db import Database, as_utc
+from storage.models import WebSession
 
 COOKIE = "__Host-pacs"
 # last_seen is written at most this often, so that frame requests do not each write.

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from pacs.cli import archive, audit, backup, keys, nodes, users
+from pacs.cli import archive, audit, backup, keys, nodes, study, users
 from pacs.cli.common import EXIT_USAGE
 from storage.errors import PacsError
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``pacs`` command."""
     parser = argparse.ArgumentParser(prog="pacs", description="Hardened mini-PACS for small practices.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for area in (archive, audit, backup, nodes, keys, users):
+    for area in (archive, audit, backup, nodes, keys, users, study):
         area.register(commands)
     return parser
 

@@ -49,8 +49,9 @@ from pacs.core.throttle import ACCOUNT_FREE_FAILURES as ACCOUNT_FREE_FAILURES
 from pacs.core.throttle import ADDRESS_FREE_FAILURES as ADDRESS_FREE_FAILURES
 from pacs.core.throttle import LOCKOUT_AFTER, LOCKOUT_PERIOD
 from pacs.core.throttle import MAX_BACKOFF as MAX_BACKOFF
-from storage.db import Database, User, WebSession, as_utc
+from storage.db import Database, as_utc
 from storage.keys import KeyRing
+from storage.models import User, WebSession
 
 
 class LoginVerdict(enum.Enum):

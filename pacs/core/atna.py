@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from pacs.core.audit import EVENT_NAMES
-from storage.db import AuditRecord
+from storage.models import AuditRecord
 
 
 def export_xml(records: Iterable[AuditRecord], out: TextIO, audit_source: str = "mini-pacs") -> int:

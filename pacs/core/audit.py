@@ -50,8 +50,9 @@ from pacs.core.audit_vocabulary import EventID as EventID
 from pacs.core.audit_vocabulary import EventType as EventType
 from pacs.core.audit_vocabulary import Outcome as Outcome
 from storage import durable
-from storage.db import AuditRecord, Database, Study
+from storage.db import Database
 from storage.errors import PacsError
+from storage.models import AuditRecord, Study
 
 LOG = logging.getLogger(__name__)
 GENESIS = "0" * 64

@@ -28,8 +28,9 @@ from sqlalchemy.exc import IntegrityError
 
 from pacs.core import pki
 from pacs.core.config import check_ae_title
-from storage.db import Database, Node
+from storage.db import Database
 from storage.errors import PacsError
+from storage.models import Node
 
 PERMISSIONS = ("store", "find", "move", "get")
 DEFAULT_PERMISSIONS = frozenset({"store"})

@@ -21,8 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pacs.core.passwords import AccountError
-from storage.db import Database, User
+from storage.db import Database
 from storage.keys import KeyRing
+from storage.models import User
 
 TOTP_ISSUER = "mini-PACS"
 RECOVERY_CODES = 10

@@ -31,7 +31,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.db import LoginThrottle, as_utc
+from storage.db import as_utc
+from storage.models import LoginThrottle
 
 ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES = 3, 10
 LOCKOUT_AFTER = 10

@@ -32,8 +32,9 @@ from sqlalchemy.orm import Session
 from pacs.core.access_events import token_changed, token_refused, token_used
 from pacs.core.accounts import Account, Accounts
 from pacs.core.audit import Action, AuditLog
-from storage.db import AccessToken, Database, User, as_utc
+from storage.db import Database, as_utc
 from storage.errors import PacsError
+from storage.models import AccessToken, User
 
 PREFIX = "pacs_"
 SCOPES = ("read", "store")

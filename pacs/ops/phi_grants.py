@@ -16,7 +16,7 @@ from typing import Any
 
 from pacs.core.audit import Action, AuditLog, EventID, EventType
 from pacs.core.nodes import PHI_PERMISSIONS, EnrolledNode
-from storage.db import AuditRecord
+from storage.models import AuditRecord
 
 PAGE = 1000
 

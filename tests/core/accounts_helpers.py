@@ -13,7 +13,7 @@ from pacs.core.accounts import (
     Accounts,
 )
 from pacs.core.context import Context
-from storage.db import User
+from storage.models import User
 
 PASSPHRASE = "violet kestrel under the quarry"
 OTHER_PASSPHRASE = "seven lanterns drift past"

@@ -16,7 +16,7 @@ from pacs.cli import main
 from pacs.core.audit import Action, AuditEvent, EventID
 from pacs.core.config import Settings
 from pacs.core.context import Context
-from storage.db import AuditRecord
+from storage.models import AuditRecord
 
 COLUMNS = (
     "seq, recorded_at, event_id, event_type, action, outcome, user_id, source, "

@@ -22,7 +22,7 @@ from pacs.core.accounts import (
 )
 from pacs.core.context import Context
 from pacs.core.passwords import ESTIMATED_CHARACTERS, MIN_STRENGTH, one_time_password
-from storage.db import User
+from storage.models import User
 from tests.core.accounts_helpers import (
     ADDRESS,
     OTHER_PASSPHRASE,

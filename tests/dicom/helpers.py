@@ -24,7 +24,7 @@ from pynetdicom.sop_class import (
 )
 
 from pacs.core.context import Context
-from storage.db import AuditRecord
+from storage.models import AuditRecord
 from tests.conftest import NodeFiles, RunningDicom
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}

@@ -30,7 +30,7 @@ from pacs.core.context import CA_CERT, CA_KEY
 from pacs.core.nodes import NodeRegistry, issue_node_certificate
 from pacs.dicom.server import REFRESH_SECONDS
 from pacs.dicom.throttle import FREE_FAILURES
-from storage.db import Node
+from storage.models import Node
 from tests.conftest import NodeFiles, RunningDicom, running_dicom
 
 HANDSHAKE_SECONDS = 2

@@ -17,7 +17,7 @@ from pynetdicom.pdu_primitives import P_DATA
 from sqlalchemy import select
 
 from storage.archive import NotFoundError
-from storage.db import Instance
+from storage.models import Instance
 from tests.conftest import RunningDicom, blob_store
 from tests.dicom.helpers import _association, _storage
 

@@ -13,7 +13,7 @@ from pynetdicom.sop_class import (
 )
 
 from pacs.core.audit import EventID
-from storage.db import AuditRecord
+from storage.models import AuditRecord
 from tests.conftest import RunningDicom
 from tests.dicom.helpers import SUCCESS, QueryData, _association, _audit, _poll_audit, _storage
 

@@ -15,7 +15,7 @@ from pacs.core.accounts import Accounts
 from pacs.core.config import Settings, load_settings
 from pacs.core.context import open_pacs
 from pacs.ops import selfcheck
-from storage.db import Instance, WebSession
+from storage.models import Instance, WebSession
 from tests.conftest import RunningDicom
 from tests.data.make_series import make_ct_series
 from tests.ops.backup_helpers import (

@@ -26,9 +26,9 @@ from storage.archive import (
     OutOfSpaceError,
 )
 from storage.crypto import IntegrityError
-from storage.db import Instance, Series, Study
 from storage.header import HeaderError, is_valid_uid
 from storage.index import StoreOutcome
+from storage.models import Instance, Series, Study
 from tests.conftest import blob_store
 
 

@@ -28,8 +28,8 @@ from sqlalchemy import select
 from pacs.core.context import Context
 from storage import reindex
 from storage.crypto import CHUNK_SIZE, IntegrityError
-from storage.db import Instance
 from storage.framemap import FrameMapError, NoSuchFrameError
+from storage.models import Instance
 from storage.records import InstanceInfo
 from tests.storage.test_ingest_crash import lose_index_rows
 

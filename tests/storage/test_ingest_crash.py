@@ -35,7 +35,7 @@ from sqlalchemy import delete, func, select, update
 from pacs.core.config import load_settings
 from pacs.core.context import Context, open_pacs
 from storage.archive import NotFoundError
-from storage.db import Instance, Series, Study
+from storage.models import Instance, Series, Study
 from tests.conftest import NodeFiles, report_figure
 from tests.data.make_series import make_ct_series
 from tests.storage.crash_helpers import (

@@ -19,7 +19,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Boolean, Connection, bindparam, select, text
 
-from storage.db import MIGRATIONS, Database, PatientWord, Series, Study
+from storage.db import MIGRATIONS, Database
+from storage.models import PatientWord, Series, Study
 from storage.search import StudyQuery, find_studies
 
 PATIENTS = [(1, "DOE^JANE", "P1"), (2, "MÜLLER^JOSÉ", "P2")]

@@ -12,7 +12,8 @@ from alembic.config import Config
 from sqlalchemy import select
 
 from pacs.core.context import Context, open_pacs
-from storage.db import MIGRATIONS, Instance
+from storage.db import MIGRATIONS
+from storage.models import Instance
 from tests.storage.test_frame_map import packed_map, stored_frames
 
 

@@ -16,7 +16,8 @@ from sqlalchemy import inspect, select
 
 from pacs.core.context import Context
 from storage import reindex
-from storage.db import MIGRATIONS, Database, Instance, Series, Study
+from storage.db import MIGRATIONS, Database
+from storage.models import Instance, Series, Study
 from tests.data.make_series import make_ct_series
 from tests.storage.test_ingest_crash import lose_index_rows
 

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, update
 
 from pacs.core.context import Context
 from storage import reindex, search
-from storage.db import Instance, PatientWord, Series, Study
+from storage.models import Instance, PatientWord, Series, Study
 from storage.search import StudyQuery
 from tests.storage.study_files import Spec, write
 

@@ -23,7 +23,7 @@ from pacs.core.context import Context
 from pacs.core.tokens import TokenError
 from pacs.ops.selfcheck.access import check_access_tokens
 from pacs.ops.selfcheck.report import Finding, Note
-from storage.db import AccessToken, User
+from storage.models import AccessToken, User
 from tests.web.dicomweb_helpers import ACCESSED, Study, store_study
 from tests.web.web_helpers import ADDRESS, ADMIN, Browser, Web, details, is_redirect_to, make_web
 

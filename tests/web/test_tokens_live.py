@@ -21,7 +21,7 @@ from pacs.core.accounts import Accounts
 from pacs.core.config import load_settings, render_config, with_overrides
 from pacs.core.context import Context, open_pacs
 from pacs.core.tokens import Tokens
-from storage.db import AccessToken
+from storage.models import AccessToken
 from tests.web.browser import PHYSICIAN
 from tests.web.dicomweb_helpers import Study, store_study
 from tests.web.viewer_live import PASSWORD, Live, serve_archive

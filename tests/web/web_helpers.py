@@ -24,7 +24,7 @@ from werkzeug.test import TestResponse
 
 from pacs.core.accounts import Accounts
 from pacs.core.context import Context, initialise, open_pacs
-from storage.db import AuditRecord, WebSession
+from storage.models import AuditRecord, WebSession
 from webviewer import WebConfig, create_app
 from webviewer.sessions import COOKIE
 

@@ -14,7 +14,7 @@ from pacs.core.audit import EventID, Outcome
 from pacs.core.context import CA_CERT, Context
 from pacs.core.events import BACKUP_WHAT
 from pacs.ops.selfcheck.report import Finding, Note, Result
-from storage.db import Instance
+from storage.models import Instance
 
 BACKUP_MAX_AGE = timedelta(days=7)
 

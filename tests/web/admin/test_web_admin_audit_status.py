@@ -18,7 +18,7 @@ from pacs.core.audit import Action, AuditEvent, EventID
 from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT
 from pacs.core.nodes import NodeRegistry
 from pacs.serve.webadmin import PacsAdmin
-from storage.db import AuditRecord
+from storage.models import AuditRecord
 from tests.web.admin.admin_helpers import (
     _CHAIN,
     SCRIPT,

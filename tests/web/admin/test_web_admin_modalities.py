@@ -21,7 +21,7 @@ from pacs.core import pki
 from pacs.core.audit import Action, Outcome
 from pacs.core.nodes import NodeRegistry
 from pacs.serve.webadmin import PacsAdmin
-from storage.db import AuditRecord
+from storage.models import AuditRecord
 from tests.web.admin.admin_helpers import (
     NETWORK_CONFIGURATION,
     RESTRICTED,

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pacs.core.context import Context
-from storage.db import WebSession
+from storage.models import WebSession
 from tests.web.auth.auth_helpers import (
     AUTHENTICATION,
     LOGIN,
