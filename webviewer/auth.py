@@ -10,7 +10,8 @@ the lock tells an attacker nothing and keeps no one with both factors out. The s
 rotated when the password is accepted and again when the login completes.
 ``login_required`` guards every other page: it needs a completed login of an enabled
 account (a lockout ends no session), and sends an account that must change its password to
-the change form first. ``physician_required`` and ``admin_required`` add the role. Under the
+the change form first. ``physician_required`` and ``admin_required`` add the role, ``roles_required(*roles)``
+every one of several (study care: admin and physician). Under the
 DICOMweb root (:mod:`webviewer.apiauth`) a request is answered 401 instead of a redirect, and
 ``physician_required`` admits a Bearer token with the ``read`` scope instead of the session;
 ``store_required`` (STOW-RS) wants a physician's session (its CSRF token checked as for every
@@ -212,6 +213,24 @@ def _role_required(role: str, scope: str | None = None) -> Callable[[View], View
         if scope is None:
             return login_required(wrapped)  # type: ignore[return-value]
         return _session_or_token(wrapped, scope)  # type: ignore[arg-type]
+
+    return decorator
+
+
+def roles_required(*roles: str) -> Callable[[View], View]:
+    """A login with every one of `roles` (study care shows patient data and changes the archive)."""
+
+    def decorator(view: View) -> View:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            account = current_account()
+            if account is None or not set(roles) <= set(account.roles):
+                what = f"page for the {' and '.join(roles)} roles refused"
+                record(events.restricted_function_refused(me(), what, source=source(), path=request.path))
+                abort(403)
+            return view(*args, **kwargs)
+
+        return login_required(wrapped)  # type: ignore[return-value]
 
     return decorator
 
