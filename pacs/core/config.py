@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pacs.core.config_routes import Route, parse_routes
 from pacs.core.config_values import coerce, kind_of
 from storage.errors import PacsError
 
@@ -257,6 +258,7 @@ class Settings:
     web: WebSettings = WebSettings()
     storage: StorageSettings = StorageSettings()
     audit: AuditSettings = AuditSettings()
+    routes: tuple[Route, ...] = ()  # the [[route]] tables (pacs.core.config_routes)
 
     @property
     def key_dir(self) -> Path:
@@ -332,6 +334,7 @@ def parse_settings(content: str, data_dir: Path, environ: Mapping[str, str], *, 
         document = tomllib.loads(content)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+    routes = parse_routes(document.pop("route", None), origin, check_ae_title)
     for section, values in document.items():
         if section not in SECTIONS or not isinstance(values, dict):
             raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
@@ -346,7 +349,7 @@ def parse_settings(content: str, data_dir: Path, environ: Mapping[str, str], *, 
         merged[section][key] = value
         origins[section][key] = f"environment variable {variable}"
     sections = {name: _section(name, cls, merged[name], origins[name]) for name, cls in SECTIONS.items()}
-    return Settings(data_dir=data_dir.resolve(), **sections)
+    return Settings(data_dir=data_dir.resolve(), routes=routes, **sections)
 
 
 def _toml_value(value: Any) -> str:
