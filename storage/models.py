@@ -286,6 +286,18 @@ class ForwardJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class ForwardSent(Base):
+    """An instance version a forwarding job has delivered (the destination acknowledged it)."""
+
+    __tablename__ = "forward_sent"
+    __table_args__ = (UniqueConstraint("job_id", "sop_uid", "version", name="uq_forward_sent"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("forward_jobs.id", ondelete="CASCADE"))
+    sop_uid: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+
+
 # A patient's studies newest first, and all studies newest first, with what the study list's
 # search reads while it walks them (storage.search): no row is read for that.
 Index("ix_studies_patient_date", Study.patient_fk, Study.study_date, Study.study_time)
