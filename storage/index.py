@@ -173,6 +173,11 @@ def _patient_id(session: Connection, header: InstanceHeader) -> int:
     return row_id
 
 
+def patient_row(connection: Connection, header: InstanceHeader) -> int:
+    """The id of the patient row of `header`'s patient key, created (with its name words) if new."""
+    return _patient_id(connection, header)
+
+
 def _study_id(session: Connection, header: InstanceHeader, patient_fk: int, now: datetime) -> int:
     table = Study.__table__
     row_id, _ = _get_or_insert(
