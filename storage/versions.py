@@ -105,6 +105,7 @@ class ChangeRecord:
     source: str
     reason: str
     extra: dict[str, Any] = field(default_factory=dict)
+    undoes: int | None = None  # the change this one undoes, marked undone in the same transaction
 
 
 @dataclass
@@ -293,6 +294,8 @@ def rewrite(parts: VersionParts, plans: list[StudyRewrite], record: ChangeRecord
     parts.hold_writer_lock()
     try:
         studies = [_write_study(parts, plan, now, pending) for plan in plans]
+        if not pending and all(study.before == study.after for study in studies):
+            raise CorrectionError("nothing to change: the objects already hold these values")
         with parts.database.write_connection() as connection:
             change_id = _commit(connection, pending, studies, record, now)
     except BaseException:
@@ -338,7 +341,12 @@ def _commit(
         "reason": record.reason,
         "details": json.dumps(details, sort_keys=True),
     }
-    return connection.execute(insert(StudyChange).values(**row).returning(StudyChange.id)).scalar_one()
+    change_id = connection.execute(insert(StudyChange).values(**row).returning(StudyChange.id)).scalar_one()
+    if record.undoes is not None:
+        marked = update(StudyChange).where(StudyChange.id == record.undoes, StudyChange.undone_by.is_(None))
+        if connection.execute(marked.values(undone_by=change_id)).rowcount != 1:
+            raise CorrectionError(f"change {record.undoes} was undone meanwhile: nothing was changed")
+    return change_id
 
 
 def place_study(connection: Connection, header: InstanceHeader, now: datetime) -> str:
