@@ -93,8 +93,9 @@ def cmd_export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Write decrypted copies of a study's objects."""
     out = Path(args.outdir)
     with opened(args, environ) as pacs:
-        result = exporting.export_study(pacs, args.study_uid, out, user=actor())
-    print(f"exported {result.instances} objects in {result.series} series to {out}")
+        result = exporting.export_study(pacs, args.study_uid, out, user=actor(), original=args.original)
+    kind = "objects as received" if args.original else "objects"
+    print(f"exported {result.instances} {kind} in {result.series} series to {out}")
     return EXIT_OK
 
 
@@ -160,6 +161,9 @@ def register(commands: Subcommands) -> None:
     exp = add_command(commands, "export", cmd_export, "write decrypted copies of a study (audited)")
     exp.add_argument("study_uid", metavar="STUDY_UID")
     exp.add_argument("outdir", metavar="OUTDIR")
+    exp.add_argument(
+        "--original", action="store_true", help="write each object as it was received, before any correction"
+    )
     add_command(commands, "verify", cmd_verify, "re-authenticate every stored object and the index")
     add_command(
         commands, "migrate", cmd_migrate, "apply the index schema migrations of this version (audited)"

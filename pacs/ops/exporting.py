@@ -50,9 +50,15 @@ def _write_one(pacs: Context, info: InstanceInfo, target: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def export_study(pacs: Context, study_uid: str, out: Path, *, user: str) -> Exported:
-    """Write decrypted copies of the study's objects under `out` (0700 folders), audited as an Export."""
+def export_study(pacs: Context, study_uid: str, out: Path, *, user: str, original: bool = False) -> Exported:
+    """Write decrypted copies of the study's objects under `out` (0700 folders), audited as an Export.
+
+    The current version of each object is written, or with `original` its version 1, as it was
+    received (before any correction).
+    """
     instances = pacs.archive.study_instances(study_uid)
+    if original:
+        instances = [pacs.archive.instance(info.sop_uid, 1) for info in instances]
     folders: set[Path] = set()
     written = 0
     try:
