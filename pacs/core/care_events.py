@@ -77,12 +77,20 @@ def study_forwarded(
 
 
 def study_anonymized(
-    *, by: str, source: str, patient_id: str, study_uid: str, destination: str, **details: Any
+    *,
+    by: str,
+    source: str,
+    patient_id: str,
+    study_uid: str,
+    destination: str,
+    outcome: Outcome = Outcome.SUCCESS,
+    **details: Any,
 ) -> AuditEvent:
-    """A de-identified copy of a study was written to `destination` (a folder or a ZIP file)."""
+    """A de-identified copy of a study was written to `destination` (a folder or a ZIP file), or failed."""
     return AuditEvent(
         EventID.EXPORT,
         Action.READ,
+        outcome=outcome,
         user_id=by,
         source=source,
         patient_id=patient_id,
