@@ -205,6 +205,14 @@ class StorageSettings:
         default=300,
         metadata=_doc("Seconds between sweeps that index durable objects the index lacks.", _positive),
     )
+    trash_days: int = field(
+        default=30,
+        metadata=_doc("Days a deleted study stays restorable in the trash before its purge.", _not_negative),
+    )
+    retention_years: int = field(
+        default=0,
+        metadata=_doc("Years a study is kept (by Study Date, else receipt); 0: forever.", _not_negative),
+    )
 
 
 def _host_port(value: str) -> str | None:
