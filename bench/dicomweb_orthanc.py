@@ -2,22 +2,30 @@
 
 Debian's ``orthanc`` (1.10) and ``orthanc-dicomweb`` (1.7) packages, in the network
 namespace of ``bench/dicom_orthanc.py`` (Orthanc cannot listen on loopback only), with
-HTTP basic authentication and the plugin at ``/dicom-web/``. HTTPS (a certificate of the
-bench's throwaway CA) if Orthanc's works, else plain HTTP: the scheme used is returned.
-Objects are loaded with ``POST /instances``, several connections at once for the many small
-objects of the study corpus, then Orthanc is restarted before anything is timed.
+HTTP basic authentication and the plugin at ``/dicom-web/``. Objects are loaded over plain
+HTTP with ``POST /instances``, several connections at once for the many small objects of
+the study corpus; Orthanc is then restarted over plain HTTP and over HTTPS (a certificate
+of the bench's throwaway CA, ``SslEnabled``) for the measurements, on the same storage.
+
+Debian 12's Orthanc serves HTTPS through its ``libcivetweb`` 1.15, which loads OpenSSL by
+name at run time (``dlopen("libssl.so")``) and calls ``SSL_get_peer_certificate`` after
+every handshake; OpenSSL 3 has only ``SSL_get1_peer_certificate`` under that name's place,
+so the pointer is NULL and the worker thread jumps to address 0 (a segfault on the first
+request). :func:`tls_shim` builds a three-line ``libssl.so`` that defines the old name on
+top of the system's ``libssl.so.3`` and puts it first on Orthanc's ``LD_LIBRARY_PATH``
+(``gcc`` and ``libssl-dev``): Orthanc's own TLS then works unchanged.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +37,10 @@ from bench.web_orthanc import ORTHANC_HTTP_PORT, orthanc_config
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 DICOMWEB_ROOT = "/dicom-web"
 LOAD_CONNECTIONS = 4
+_SHIM_SOURCE = """#include <openssl/ssl.h>
+#undef SSL_get_peer_certificate
+X509 *SSL_get_peer_certificate(const SSL *ssl) { return SSL_get1_peer_certificate(ssl); }
+"""
 
 
 def plugin_unavailable() -> str:
@@ -36,6 +48,20 @@ def plugin_unavailable() -> str:
     if not Path(DICOMWEB_PLUGIN).exists():
         return f"{DICOMWEB_PLUGIN} not found; install it with 'apt-get install -y orthanc-dicomweb'"
     return ""
+
+
+def tls_shim(directory: Path) -> tuple[Path | None, str]:
+    """A directory holding the ``libssl.so`` shim of the module docstring, or None and why not."""
+    gcc = shutil.which("gcc")
+    if gcc is None or not Path("/usr/include/openssl/ssl.h").exists():
+        return None, "no gcc or OpenSSL headers to build the libssl shim (apt-get install gcc libssl-dev)"
+    directory.mkdir(mode=0o700)
+    (directory / "shim.c").write_text(_SHIM_SOURCE)
+    command = [gcc, "-shared", "-fPIC", "-O2", "-o", str(directory / "libssl.so"), str(directory / "shim.c")]
+    result = subprocess.run([*command, "-lssl"], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        return None, f"the libssl shim did not build: {result.stderr.strip()[:200]}"
+    return directory, ""
 
 
 def dicomweb_config(home: Path, certs: BenchPki, password: str, *, tls: bool) -> Path:
@@ -57,6 +83,7 @@ def dicomweb_config(home: Path, certs: BenchPki, password: str, *, tls: bool) ->
             "Host": f"{NS_ADDR}:{ORTHANC_HTTP_PORT}",
         },
     }
+    path = path.with_name("orthanc-tls.json" if tls else "orthanc-http.json")
     path.write_text(json.dumps(config, indent=2))
     return path
 
@@ -74,42 +101,23 @@ class Orthanc:
         return HttpsClient(NS_ADDR, ORTHANC_HTTP_PORT, self.cafile, basic_auth=self.auth)
 
 
-def _command(config: Path) -> list[str]:
-    return ["ip", "netns", "exec", NETNS, ORTHANC, str(config)]
-
-
 @contextmanager
 def _serve(
-    home: Path, config: Path, cafile: Path | None, auth: tuple[str, str], log: str
+    home: Path, config: Path, cafile: Path | None, auth: tuple[str, str], shim: Path | None, log: str
 ) -> Iterator[Orthanc]:
     """Orthanc on `config` until the block ends; its ``/system`` answered once."""
     env = dict(os.environ)
-    with server_process(_command(config), home / log, port=ORTHANC_HTTP_PORT, env=env) as proc:
-        orthanc = Orthanc(proc, cafile, auth, "HTTPS" if cafile else "plain HTTP")
+    if shim is not None:
+        env["LD_LIBRARY_PATH"] = str(shim)
+    command = ["ip", "netns", "exec", NETNS, ORTHANC, str(config)]
+    with server_process(command, home / log, port=ORTHANC_HTTP_PORT, env=env) as proc:
+        orthanc = Orthanc(proc, cafile, auth, "HTTPS" if cafile else "HTTP")
         client = orthanc.client()
         reply = get(client, "/system")
         client.close()
         if reply.status != 200:
             raise BenchError(f"Orthanc /system: HTTP {reply.status}")
         yield orthanc
-
-
-def choose_scheme(home: Path, certs: BenchPki, auth: tuple[str, str]) -> tuple[Path, Path | None, str]:
-    """The configuration to use: HTTPS if Orthanc answers over it, else plain HTTP (and why)."""
-    config = dicomweb_config(home, certs, auth[1], tls=True)
-    env = dict(os.environ)
-    with server_process(_command(config), home / "orthanc-tls.log", port=ORTHANC_HTTP_PORT, env=env) as proc:
-        client = HttpsClient(NS_ADDR, ORTHANC_HTTP_PORT, certs.server.ca, basic_auth=auth)
-        try:
-            get(client, "/system")
-            client.close()
-            return config, certs.server.ca, "HTTPS"
-        except (OSError, http.client.HTTPException) as exc:
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-            how = f"Orthanc exited with {proc.returncode}" if proc.returncode is not None else str(exc)
-    config = dicomweb_config(home, certs, auth[1], tls=False)
-    return config, None, f"plain HTTP, as its HTTPS failed on the first request ({how})"
 
 
 def _post(client: HttpsClient, body: bytes) -> str:
@@ -148,14 +156,33 @@ def upload_generated(
     return time.perf_counter() - began
 
 
-@contextmanager
-def orthanc_dicomweb(
+@dataclass(frozen=True)
+class Served:
+    """A loaded Orthanc's home: how to start it again over either scheme."""
+
+    home: Path
+    certs: BenchPki
+    auth: tuple[str, str]
+    shim: Path | None
+    why_no_tls: str
+
+    @contextmanager
+    def running(self, *, tls: bool) -> Iterator[Orthanc]:
+        """Orthanc restarted on the loaded storage, over HTTPS (`tls`) or plain HTTP."""
+        config = dicomweb_config(self.home, self.certs, self.auth[1], tls=tls)
+        cafile = self.certs.server.ca if tls else None
+        with _serve(
+            self.home, config, cafile, self.auth, self.shim, f"orthanc-{'tls' if tls else 'http'}.log"
+        ) as o:
+            yield o
+
+
+def loaded_orthanc(
     home: Path, certs: BenchPki, auth: tuple[str, str], load: Callable[[Orthanc], None]
-) -> Iterator[Orthanc]:
-    """A fresh Orthanc with the plugin, loaded by `load`, then restarted for the measurements."""
-    config, cafile, scheme = choose_scheme(home, certs, auth)
-    with _serve(home, config, cafile, auth, "orthanc-load.log") as orthanc:
+) -> Served:
+    """A fresh Orthanc with the plugin loaded by `load` over plain HTTP, then stopped."""
+    shim, why_no_tls = tls_shim(home / "shim")
+    config = dicomweb_config(home, certs, auth[1], tls=False)
+    with _serve(home, config, None, auth, shim, "orthanc-load.log") as orthanc:
         load(orthanc)
-    with _serve(home, config, cafile, auth, "orthanc.log") as orthanc:
-        orthanc.scheme = scheme
-        yield orthanc
+    return Served(home, certs, auth, shim, why_no_tls)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bench.common import MB, percentile
 from bench.dicomweb_measure import Figures
 
-WIDTHS = (44, 22, 22, 13, 8)
+WIDTHS = (44, 22, 22, 11, 7, 22, 8)
 
 
 def _latency(figures: Figures, kind: str) -> tuple[str, float]:
@@ -38,17 +38,33 @@ def _throughput(figures: Figures) -> tuple[str, float]:
     )
 
 
-def _row(label: str, ours: tuple[str, float], theirs: tuple[str, float], *, higher_is_better: bool) -> str:
-    """One line: our figure, Orthanc's, how many times faster we are, and whether that beats Orthanc."""
-    if ours[1] and theirs[1]:
-        ratio = ours[1] / theirs[1] if higher_is_better else theirs[1] / ours[1]
-        cells = [f"{ratio:.2f}x", "met" if ratio > 1 else "MISSED"]
-    else:
-        cells = ["-", "-"]
-    parts = [label, ours[0], theirs[0], *cells]
+def _ratio(ours: float, theirs: float, higher_is_better: bool) -> str:
+    if not (ours and theirs):
+        return "-"
+    return f"{ours / theirs if higher_is_better else theirs / ours:.2f}x"
+
+
+def _row(
+    label: str,
+    ours: tuple[str, float],
+    theirs: tuple[str, float],
+    plain: tuple[str, float],
+    *,
+    higher_is_better: bool,
+) -> str:
+    """One line: our figure, Orthanc's over HTTPS, how many times faster we are and whether that beats
+    it (the target), then Orthanc's over plain HTTP and our ratio to that.
+    """
+    ratio = _ratio(ours[1], theirs[1], higher_is_better)
+    verdict = "-" if ratio == "-" else ("met" if float(ratio[:-1]) > 1 else "MISSED")
+    cells = [label, ours[0], theirs[0], ratio, verdict, plain[0], _ratio(ours[1], plain[1], higher_is_better)]
+    return _line(cells)
+
+
+def _line(cells: Sequence[str]) -> str:
     return " ".join(
-        [parts[0].ljust(WIDTHS[0])]
-        + [cell.rjust(width) for cell, width in zip(parts[1:], WIDTHS[1:], strict=True)]
+        [cells[0].ljust(WIDTHS[0])]
+        + [cell.rjust(width) for cell, width in zip(cells[1:], WIDTHS[1:], strict=True)]
     )
 
 
@@ -58,72 +74,62 @@ def _cpu(figures: Figures, kind: str, count: int) -> str:
     return f"{figures.cpu_s[kind] / count * 1000:.1f} ms"
 
 
-def print_table(ours: Figures, orthanc: Figures, slices: int, limit: int) -> None:
-    """The four measurements (frames cold and warm), then the server CPU per request and notes."""
-    header = ["measurement", f"ours ({ours.note})", f"Orthanc ({orthanc.note})", "ours faster", "target"]
+def print_table(ours: Figures, orthanc: Figures, plain: Figures, slices: int, limit: int) -> None:
+    """The four measurements (frames cold and warm), then the server CPU per request and notes.
+
+    `orthanc` is Orthanc over HTTPS (the target's side), `plain` over plain HTTP.
+    """
     print(
-        " ".join(
-            [header[0].ljust(WIDTHS[0])] + [h.rjust(w) for h, w in zip(header[1:], WIDTHS[1:], strict=True)]
+        _line(
+            [
+                "measurement",
+                f"ours ({ours.note})",
+                f"Orthanc ({orthanc.note})",
+                "ours faster",
+                "target",
+                f"Orthanc ({plain.note})",
+                "vs HTTP",
+            ]
         )
     )
     print("-" * (sum(WIDTHS) + len(WIDTHS) - 1))
-    searches = len(ours.ms["qido"]) or len(orthanc.ms["qido"])
-    print(
-        _row(
-            f"QIDO /studies?PatientName=ABC*&limit={limit} ({searches}x)",
-            _latency(ours, "qido"),
-            _latency(orthanc, "qido"),
-            higher_is_better=False,
-        )
-    )
-    for kind, label in (("frames-cold", "first pass"), ("frames-warm", "second pass")):
-        print(
-            _row(
-                f"WADO-RS frame, multipart ({label}, {slices}x)",
-                _latency(ours, kind),
-                _latency(orthanc, kind),
-                higher_is_better=False,
-            )
-        )
-    for again, label in ((False, "first request"), (True, "again, median")):
-        print(
-            _row(
-                f"metadata of the {slices}-slice series ({label})",
-                _metadata(ours, again),
-                _metadata(orthanc, again),
-                higher_is_better=False,
-            )
-        )
-    print(
-        _row(
-            f"retrieve of the {slices}-slice series",
-            _throughput(ours),
-            _throughput(orthanc),
-            higher_is_better=True,
-        )
-    )
+    searches = len(ours.ms["qido"]) or len(orthanc.ms["qido"]) or len(plain.ms["qido"])
+    sides = (ours, orthanc, plain)
+    rows: list[tuple[str, Callable[[Figures], tuple[str, float]], bool]] = [
+        (f"QIDO /studies?PatientName=ABC*&limit={limit} ({searches}x)", lambda f: _latency(f, "qido"), False),
+        (f"WADO-RS frame, multipart (first pass, {slices}x)", lambda f: _latency(f, "frames-cold"), False),
+        (f"WADO-RS frame, multipart (second pass, {slices}x)", lambda f: _latency(f, "frames-warm"), False),
+        (f"metadata of the {slices}-slice series (first request)", lambda f: _metadata(f, False), False),
+        (f"metadata of the {slices}-slice series (again, median)", lambda f: _metadata(f, True), False),
+        (f"retrieve of the {slices}-slice series", _throughput, True),
+    ]
+    for label, figure, higher in rows:
+        print(_row(label, *(figure(side) for side in sides), higher_is_better=higher))
     print()
-    print("server CPU per request: ours / Orthanc")
+    print("server CPU per request: ours / Orthanc over HTTPS / Orthanc over HTTP")
     for kind in ("qido", "frames-cold", "frames-warm", "metadata", "retrieve"):
-        counts = (len(ours.ms[kind]), len(orthanc.ms[kind]))
-        print(f"  {kind:<12} {_cpu(ours, kind, counts[0]):>10} / {_cpu(orthanc, kind, counts[1])}")
-    _notes(ours, orthanc)
+        cpu = [_cpu(side, kind, len(side.ms[kind])) for side in sides]
+        print(f"  {kind:<12} {cpu[0]:>10} / {cpu[1]} / {cpu[2]}")
+    _notes(ours, orthanc, plain)
 
 
-def _notes(ours: Figures, orthanc: Figures) -> None:
+def _notes(ours: Figures, orthanc: Figures, plain: Figures) -> None:
     """Matches per search on both sides, sizes, failures."""
-    if ours.found and orthanc.found:
-        same = sum(a == b for a, b in zip(ours.found, orthanc.found, strict=False))
+    searched = orthanc if orthanc.found else plain
+    if ours.found and searched.found:
+        same = sum(a == b for a, b in zip(ours.found, searched.found, strict=False))
         print(
-            f"search results per query: ours {_spread(ours.found)}, Orthanc {_spread(orthanc.found)}; "
-            f"the same count in {same} of {min(len(ours.found), len(orthanc.found))} queries"
+            f"search results per query: ours {_spread(ours.found)}, Orthanc {_spread(searched.found)}; "
+            f"the same count in {same} of {min(len(ours.found), len(searched.found))} queries"
         )
-    if orthanc.reference:
+    for side in (orthanc, plain):
+        if not side.reference:
+            continue
         print(
-            f"orthanc: its core REST /instances/{{id}}/frames/0/raw (no DICOMweb lookup of the UIDs) "
-            f"p50 / p95 {percentile(orthanc.reference, 50):.1f} / {percentile(orthanc.reference, 95):.1f} ms"
+            f"{side.server}: its core REST /instances/{{id}}/frames/0/raw (no DICOMweb lookup of the UIDs) "
+            f"p50 / p95 {percentile(side.reference, 50):.1f} / {percentile(side.reference, 95):.1f} ms"
         )
-    for figures in (ours, orthanc):
+    for figures in (ours, orthanc, plain):
         if figures.retrieved:
             got = figures.retrieved[0]
             print(

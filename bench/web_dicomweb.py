@@ -11,9 +11,11 @@ HTTP basic authentication) gets the same CT through ``POST /instances`` and ever
 instance row of that index as a small object without pixel data
 (``bench/dicomweb_corpus.py``): the same patients, studies, series and UIDs. It is
 restarted before it is timed. Ours is ``pacs serve`` on free ports of 127.0.0.1 over
-HTTPS (its own CA trusted), a new physician logged in with password and TOTP; Orthanc
-over HTTPS if its HTTPS works, else plain HTTP (Debian's 1.10.1 crashes on the first
-HTTPS request on Debian 12; the table's header says which).
+HTTPS (its own CA trusted), a new physician's read token (``Authorization: Bearer``);
+Orthanc once over HTTPS (its own TLS, ``SslEnabled``, with the libssl shim of
+``bench/dicomweb_orthanc.py`` that Debian 12's build needs) and once over plain HTTP. The
+ratio and the target are against Orthanc over HTTPS, like for like (our archive serves
+HTTPS only); Orthanc's plain-HTTP figures are printed beside them.
 
 Against each server, one keep-alive connection per measurement (``bench/dicomweb_measure.py``):
 
@@ -56,11 +58,19 @@ from bench.dicom_orthanc import network_namespace, orthanc_unavailable, orthanc_
 from bench.dicom_servers import NS_ADDR, make_pki
 from bench.dicomweb_client import DicomwebClient, bearer_headers
 from bench.dicomweb_corpus import corpus_rows, small_object
-from bench.dicomweb_measure import Figures, Plan, SeriesRef, measure, orthanc_core_frames, search_prefixes
+from bench.dicomweb_measure import (
+    KINDS,
+    Figures,
+    Plan,
+    SeriesRef,
+    measure,
+    orthanc_core_frames,
+    search_prefixes,
+)
 from bench.dicomweb_orthanc import (
     DICOMWEB_ROOT,
     Orthanc,
-    orthanc_dicomweb,
+    loaded_orthanc,
     plugin_unavailable,
     upload_files,
     upload_generated,
@@ -121,30 +131,42 @@ def load_orthanc(
     print(f"orthanc: {len(rows)} small objects in {seconds:.0f} s ({len(rows) / seconds:.0f}/s)", flush=True)
 
 
+def _measure_one(orthanc: Orthanc, series: SeriesRef, plan: Plan, figures: Figures, ids: list[str]) -> None:
+    """The four measurements against a running Orthanc, then its own REST frames (for the notes)."""
+    print(f"orthanc: {orthanc_version()} over {orthanc.scheme}", flush=True)
+    basic = orthanc.client().auth
+
+    def connect() -> DicomwebClient:
+        return DicomwebClient(NS_ADDR, ORTHANC_HTTP_PORT, orthanc.cafile, {"Authorization": basic})
+
+    measure(connect, DICOMWEB_ROOT, orthanc.proc.pid, series, plan, figures)
+    client = connect()
+    figures.reference = orthanc_core_frames(client, ids, series.frame_bytes)
+    client.close()
+
+
 def measure_orthanc(
     workdir: Path, files: Sequence[Path], rows: list[dict[str, object]], series: SeriesRef, plan: Plan
-) -> Figures:
-    """Orthanc with the plugin in the namespace, loaded and restarted, the four measurements."""
-    figures = Figures("orthanc")
+) -> tuple[Figures, Figures]:
+    """Orthanc with the plugin in the namespace, loaded, then restarted over HTTPS and over plain HTTP
+    for the four measurements each: (HTTPS figures, HTTP figures).
+    """
+    tls, plain = Figures("orthanc", note="HTTPS"), Figures("orthanc-http", note="HTTP")
     auth = ("bench", secrets.token_urlsafe(12))
     ids: list[str] = []
     with network_namespace(), common.temp_dir("orthanc-", workdir) as home:
         certs = make_pki(home / "pki")
-        with orthanc_dicomweb(
-            home, certs, auth, lambda orthanc: load_orthanc(orthanc, files, rows, ids)
-        ) as orthanc:
-            figures.note = "HTTPS" if orthanc.cafile else "HTTP"
-            print(f"orthanc: {orthanc_version()} over {orthanc.scheme}", flush=True)
-            basic = orthanc.client().auth
-
-            def connect() -> DicomwebClient:
-                return DicomwebClient(NS_ADDR, ORTHANC_HTTP_PORT, orthanc.cafile, {"Authorization": basic})
-
-            measure(connect, DICOMWEB_ROOT, orthanc.proc.pid, series, plan, figures)
-            client = connect()
-            figures.reference = orthanc_core_frames(client, ids, series.frame_bytes)
-            client.close()
-    return figures
+        served = loaded_orthanc(home, certs, auth, lambda orthanc: load_orthanc(orthanc, files, rows, ids))
+        if served.why_no_tls:
+            tls.note = "HTTPS failed"
+            tls.failed = dict.fromkeys(KINDS, served.why_no_tls)
+            print(f"orthanc: no HTTPS: {served.why_no_tls}", flush=True)
+        else:
+            with served.running(tls=True) as orthanc:
+                _measure_one(orthanc, series, plan, tls, ids)
+        with served.running(tls=False) as orthanc:
+            _measure_one(orthanc, series, plan, plain, ids)
+    return tls, plain
 
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -178,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"load average {load}; index {args.db}, {args.studies} studies")
         print(f"Orthanc: {f'skipped: {why_not}' if why_not else orthanc_version()}", flush=True)
         ours, orthanc = Figures("ours", note="skipped"), Figures("orthanc", note="skipped")
+        plain = Figures("orthanc-http", note="skipped")
         with common.fresh_archive(args.db, workdir, args.pg_server) as pacs:
             series, surnames = fill(pacs, args, files)
             plan = Plan(
@@ -191,11 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ours = measure_ours(pacs, workdir, series, plan)
             if not why_not:
                 rows = corpus_rows(pacs.database.engine, series.study_uid)
-                orthanc = measure_orthanc(workdir, files, rows, series, plan)
+                orthanc, plain = measure_orthanc(workdir, files, rows, series, plan)
             if args.profile:
                 profile_requests(pacs, series, plan)
         print()
-        print_table(ours, orthanc, args.slices, args.limit)
+        print_table(ours, orthanc, plain, args.slices, args.limit)
         load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
         print(f"run took {time.perf_counter() - started:.0f} s; load average now {load}")
     return 0
