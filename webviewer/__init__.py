@@ -25,7 +25,20 @@ from pacs.core.tokens import Network, Tokens
 from storage.archive import Archive
 from storage.db import Database
 from webviewer import admin as admin_pages
-from webviewer import auth, cors, documents, metadata, qido, security, stow, studies, tokens, viewer, wado
+from webviewer import (
+    auth,
+    corrections,
+    cors,
+    documents,
+    metadata,
+    qido,
+    security,
+    stow,
+    studies,
+    tokens,
+    viewer,
+    wado,
+)
 from webviewer.admin import AdminBackend
 from webviewer.decodelimits import DecodeLimits
 from webviewer.pixels import MemoryCache
@@ -120,4 +133,5 @@ def create_app(
     app.register_blueprint(documents.bp)
     app.register_blueprint(admin_pages.bp)
     app.register_blueprint(tokens.bp)
+    app.register_blueprint(corrections.bp)
     return app
