@@ -22,8 +22,9 @@ from pacs.cli.common import (
 from pacs.core import events
 from pacs.core.accounts import Accounts
 from pacs.core.audit import Action
-from pacs.core.config import check_ae_title, load_settings
+from pacs.core.config import Settings, check_ae_title, load_settings
 from pacs.core.context import INCOMING, initialise, open_pacs
+from pacs.core.hostnames import check_hostname
 from pacs.ops import exporting, importer
 from pacs.ops.verify import verify
 from pacs.serve import service
@@ -34,6 +35,9 @@ def cmd_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     problem = check_ae_title(args.ae_title)
     if problem:
         raise CommandError(f"AE title {args.ae_title!r} {problem}")
+    problem = check_hostname(args.hostname)
+    if problem:
+        raise CommandError(f"host name {args.hostname!r} {problem}")
     settings = initialise(
         data_dir(args, environ),
         ae_title=args.ae_title,
@@ -43,8 +47,7 @@ def cmd_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         user=actor(),
     )
     print(f"Initialised a PACS in {settings.data_dir}")
-    print(f"  AE title       {settings.dicom.ae_title} (DICOM TLS port {settings.dicom.port})")
-    print(f"  web            https://{settings.server.hostname}:{settings.web.port}/")
+    _print_addresses(load_settings(settings.data_dir, environ))
     print(f"  index          {'PostgreSQL' if settings.storage.db_url else 'encrypted SQLite (SQLCipher)'}")
     print(f"  keys           {settings.key_dir} (keep a copy offline: without it nothing can be read)")
     pacs = open_pacs(settings)
@@ -62,6 +65,16 @@ def cmd_init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(f"  first admin    {account.name}, one-time password: {password}")
     print("                 (shown once; it must be changed, and TOTP enrolled, at the first login)")
     return EXIT_OK
+
+
+def _print_addresses(settings: Settings) -> None:
+    """Print the AE title, the ports `settings` (with the environment's overrides) use, and the URL."""
+    dicom, hostname = settings.dicom, settings.server.hostname
+    plaintext = f", plaintext port {dicom.plaintext_port} for legacy nodes" if dicom.plaintext_port else ""
+    print(f"  AE title       {dicom.ae_title} (DICOM TLS port {dicom.port}{plaintext})")
+    print(f"  web            https://{hostname}:{settings.web.port}/")
+    others = ", ".join(name for name in ("localhost", "127.0.0.1", "::1") if name != hostname)
+    print(f"  certificate    for {hostname} (and {others}): the name doctors and modalities must use")
 
 
 def cmd_import(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -147,7 +160,11 @@ def register(commands: Subcommands) -> None:
     """Add the archive's commands to the parser."""
     init = add_command(commands, "init", cmd_init, "create a new archive in an empty or new directory")
     init.add_argument("--ae-title", default="PACS", help="our AE title (default PACS)")
-    init.add_argument("--hostname", default="localhost", help="name or IP address for the server certificate")
+    init.add_argument(
+        "--hostname",
+        default="localhost",
+        help="the name or IP address doctors and modalities use to reach this server (default localhost)",
+    )
     init.add_argument("--db", metavar="URL", help="PostgreSQL URL instead of the embedded encrypted SQLite")
     init.add_argument("--admin", default="admin", help="name of the first admin user (default admin)")
     init.add_argument(

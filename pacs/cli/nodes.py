@@ -11,6 +11,14 @@ from pacs.core.nodes import NodeRegistry, phi_grant
 from pacs.ops import enrolment
 
 
+def _git_work_tree(path: Path) -> Path | None:
+    """The git work tree (a folder holding ``.git``) that `path` lies in, if any."""
+    for folder in (path.resolve(), *path.resolve().parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
 def cmd_modality_add(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Enrol a modality or workstation."""
     out = Path(args.issue_cert) if args.issue_cert else None
@@ -39,6 +47,11 @@ def cmd_modality_add(args: argparse.Namespace, environ: Mapping[str, str]) -> in
             f"+cf {out / 'ca.crt'} -aec {settings.dicom.ae_title} -aet {node.ae_title} "
             f"{settings.server.hostname} {settings.dicom.port}"
         )
+        if tree := _git_work_tree(out):
+            print(
+                f"  WARNING: {out} is inside the git work tree {tree}: move client.key to the modality "
+                "and delete it here; never commit it"
+            )
     if node.plaintext:
         print(f"  WARNING: {node.ae_title} uses UNENCRYPTED DICOM on port {settings.dicom.plaintext_port}")
     return EXIT_OK

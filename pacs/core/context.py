@@ -110,7 +110,7 @@ def _write_private(path: Path, content: str) -> None:
 
 def _create_tls(settings: Settings) -> None:
     settings.tls_dir.mkdir(mode=0o700)
-    ca = pki.create_ca(f"Mini-PACS CA {settings.server.hostname}")
+    ca = pki.create_ca(f"Mini-PACS CA {settings.server.hostname}"[:64])  # a CN holds 64 characters
     server = _issue_server_cert(settings, ca)
     pki.write_private_key(settings.key_dir / CA_KEY, ca.key)
     pki.write_private_key(settings.key_dir / SERVER_KEY, server.key)

@@ -39,6 +39,7 @@ from pacs.core.context import INCOMING, open_pacs
 from pacs.core.events import application_started, application_stopped
 from pacs.dicom.server import DicomServer, listening_socket
 from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
+from pacs.ops.trash_keeper import TrashKeeper
 from pacs.serve.https import WebServer
 from storage.errors import PacsError
 
@@ -88,11 +89,13 @@ ALONE = Role("pacs", dicom=True, web=True)
 
 
 def _banner(settings: Settings, workers: int) -> str:
+    """The start-up line: the ports in use and the address doctors open (the certificate's name)."""
     dicom, web = settings.dicom, settings.web
     processes = "1 process" if workers == 1 else f"{workers} DICOM worker processes"
+    plaintext = f", plaintext port {dicom.plaintext_port} for legacy nodes" if dicom.plaintext_port else ""
     return (
-        f"DICOM TLS listening on {dicom.bind}:{dicom.port} as {dicom.ae_title} ({processes}); "
-        f"web viewer on https://{web.bind}:{web.port}/"
+        f"DICOM TLS listening on {dicom.bind}:{dicom.port} as {dicom.ae_title} ({processes}){plaintext}; "
+        f"web viewer on https://{settings.server.hostname}:{web.port}/ (listening on {web.bind}:{web.port})"
     )
 
 
@@ -114,10 +117,11 @@ def _serve(
     pacs = open_pacs(settings)
     dicom = DicomServer(pacs, worker=role.dicom_worker, tls_socket=tls_socket) if role.dicom else None
     web = WebServer(pacs) if role.web else None
-    sweeper = None
+    sweeper = keeper = None
     if dicom is not None:
         full = role.dicom_worker in (None, 0)
         sweeper = PeriodicSweep(pacs.archive, pacs.audit, interval=settings.storage.sweep_seconds, full=full)
+        keeper = TrashKeeper(pacs.archive, pacs.audit, settings.storage) if full else None
     checkpoints = (
         checkpoint_loop(pacs, tls.client_context) if role.dicom and role.dicom_worker in (None, 0) else None
     )
@@ -131,6 +135,8 @@ def _serve(
             web.start()
         if sweeper is not None:
             sweeper.start()
+        if keeper is not None:
+            keeper.start()
         if checkpoints is not None:
             checkpoints.start()
         on_ready()
@@ -139,6 +145,8 @@ def _serve(
     finally:
         if sweeper is not None:
             sweeper.stop()
+        if keeper is not None:
+            keeper.stop()
         if web is not None:
             web.stop()
         if dicom is not None:
