@@ -1,31 +1,30 @@
 """Corrected attributes as new versions: a study's objects rewritten with some values replaced.
 
 :func:`rewrite` takes, for each study of one change, the attributes to set (patient and study
-attributes: never a UID) and writes, for every current instance of the study, a new version:
+attributes, never a UID) and writes a new version of every current instance of the study:
 
-1. the data set before Pixel Data is read from the current blob (only its chunks), the
-   values replaced and an item added to the Original Attributes Sequence (0400,0561) with
-   the values it had (PS3.3 C.12.1: reason ``CORRECT``);
-2. that header, then the bytes from Pixel Data to the end copied unchanged from the
-   current blob chunk by chunk, go through the walker and the encrypting
-   :class:`~storage.blobs.BlobWriter` ingest uses, with one durable flush per object: memory
-   holds the header and one chunk, never the pixel data, and no plaintext reaches the disk
-   (a deflated object, whose pixel data is inside the deflate stream, is read whole);
-3. once every blob is durable, one transaction makes them the current versions
+1. the data set before Pixel Data, read from the current blob (only its chunks), gets the
+   values and an Original Attributes Sequence (0400,0561) item with those it had (PS3.3
+   C.12.1, reason ``CORRECT``);
+2. that header, then the bytes from Pixel Data on copied chunk by chunk from the current
+   blob, go through the walker and the encrypting :class:`~storage.blobs.BlobWriter` ingest
+   uses, one durable flush per object: memory holds the header and a chunk, never the pixel
+   data, and no plaintext reaches the disk (a deflated object is read whole);
+3. once every blob is durable, one transaction makes them current
    (:func:`storage.index.add_instance`), points each study at the patient row of its new
-   values (creating it, updating its name, birth date and sex, and dropping a patient row
-   left without studies), sets the study row's attributes and records the change in
-   ``study_changes``.
+   values (created if new, its name, birth date and sex updated; a patient row left without
+   studies goes), sets the study row's attributes and records the change in ``study_changes``.
 
 A failure before that commit (a full disk, a damaged blob, an object changed meanwhile)
-deletes every blob the change wrote: the archive is as it was. The blobs of earlier
-versions, the received version 1 above all, are never touched. An instance whose current
-version already holds the values asked is left as it is, so a change that did not finish
-(the process killed between the flush and the commit) is completed by asking it again.
+deletes every blob the change wrote: the archive is as it was. Earlier versions' blobs, the
+received version 1 above all, are never touched. An instance that already holds the values
+is left as it is, so a change cut short (killed between a flush and the commit) is completed
+by asking it again.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import warnings
@@ -39,16 +38,16 @@ from pydicom.charset import convert_encodings, encode_string
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
-from storage import index, search
+from storage import index, patient_rows
 from storage.blobs import BlobRef, BlobStore, BlobWriter
 from storage.db import Database
-from storage.errors import NotFoundError, PacsError
+from storage.errors import NotFoundError, OutOfSpaceError, PacsError
 from storage.frames import FrameReader
-from storage.header import InstanceHeader, header_from, normalise_name
+from storage.header import InstanceHeader, header_from
 from storage.index import IdCache
-from storage.models import Patient, Study, StudyChange
+from storage.models import Study, StudyChange
 from storage.records import InstanceInfo
 from storage.walker import Part10Walker
 
@@ -229,8 +228,10 @@ def _write_version(
             writer.write(chunk)
         walked = walker.close()
         ref = writer.commit()
-    except BaseException:
+    except BaseException as exc:
         writer.abort()
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise OutOfSpaceError("disk full while writing a corrected version: nothing was changed") from exc
         raise
     return _Pending(info, walked.header(), ref, walked.frame_map.pack())
 
@@ -329,7 +330,7 @@ def _commit(
     for study in studies:
         header = by_study.get(study.study_uid, study.current)
         assert header is not None  # a study has instances
-        study.patient_key = place_study(connection, header, now)
+        study.patient_key = patient_rows.place_study(connection, header, now)
     details = {**record.extra, "studies": [study.as_json() for study in studies]}
     row = {
         "changed_at": now,
@@ -347,53 +348,3 @@ def _commit(
         if connection.execute(marked.values(undone_by=change_id)).rowcount != 1:
             raise CorrectionError(f"change {record.undoes} was undone meanwhile: nothing was changed")
     return change_id
-
-
-def place_study(connection: Connection, header: InstanceHeader, now: datetime) -> str:
-    """Point the study of `header` at the patient row of its values and set the study's attributes.
-
-    The patient row (found by its key, created by indexing if new) takes the header's name,
-    birth date and sex; a patient row left without studies is deleted. Returns the key.
-    """
-    key = index.patient_key(header)
-    patient_fk = index.patient_row(connection, header)
-    patient = connection.execute(select(Patient.id, Patient.name).where(Patient.id == patient_fk)).one()
-    connection.execute(
-        update(Patient)
-        .where(Patient.id == patient.id)
-        .values(
-            patient_id=header.patient_id,
-            issuer=header.issuer,
-            name=header.patient_name,
-            name_norm=normalise_name(header.patient_name),
-            birth_date=header.birth_date,
-            sex=header.sex,
-        )
-    )
-    if patient.name != header.patient_name:
-        search.remove_name_words(connection, patient.id)
-        search.add_name_words(connection, patient.id, header.patient_name)
-    old_fk = connection.execute(
-        select(Study.patient_fk).where(Study.study_uid == header.study_uid)
-    ).scalar_one()
-    connection.execute(
-        update(Study)
-        .where(Study.study_uid == header.study_uid)
-        .values(
-            patient_fk=patient.id,
-            study_date=header.study_date,
-            study_time=header.study_time.replace(":", ""),
-            accession=header.accession,
-            study_id=header.study_id,
-            description=header.study_description,
-            referring_name=header.referring_name,
-            referring_norm=normalise_name(header.referring_name),
-            updated_at=now,
-        )
-    )
-    if old_fk != patient.id:
-        left = connection.execute(select(func.count(Study.id)).where(Study.patient_fk == old_fk)).scalar_one()
-        if not left:
-            search.remove_name_words(connection, old_fk)
-            connection.execute(delete(Patient).where(Patient.id == old_fk))
-    return key
