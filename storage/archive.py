@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Select, select
 from sqlalchemy import exc as sa_exc
 
-from storage import index, matching, search, verify
+from storage import index, matching, search, trash, verify
 from storage.blobs import BlobRef, BlobStore
 from storage.db import Database
 from storage.errors import (
@@ -44,6 +44,7 @@ from storage.locks import WriterLock
 from storage.models import Instance, Patient, Series, Study
 from storage.records import DeletedStudy, InstanceInfo, SeriesImage
 from storage.verify import VerifyReport
+from storage.visibility import PurgeMark
 
 READ_SIZE = 1 << 20
 
@@ -68,6 +69,7 @@ class Archive:
         self._writer_lock = WriterLock(blobs.root / "lock")
         self._unindexed_guard = threading.Lock()
         self._ids = index.IdCache()
+        self._purges = PurgeMark(blobs.root / "purges")
         self._unindexed: set[str] = set()
         self.flusher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-flush")
         self._frames = FrameReader(database, blobs, max_header_bytes)
@@ -150,6 +152,8 @@ class Archive:
         that could still be lost. Retries once if a cached patient, study or series row
         vanished meanwhile.
         """
+        if self._purges.changed():
+            self._ids.clear()  # another process purged rows whose ids the cache may hold
         for attempt in (1, 2):
             try:
                 with self.database.write_connection(durable=False) as connection:
@@ -302,7 +306,10 @@ class Archive:
             .join(Series, Instance.series_fk == Series.id)
             .join(Study, Series.study_fk == Study.id)
             .where(
-                Study.study_uid == study_uid, Series.series_uid == series_uid, Instance.is_current.is_(True)
+                Study.study_uid == study_uid,
+                Series.series_uid == series_uid,
+                Instance.is_current.is_(True),
+                Study.deleted_at.is_(None),
             )
             .order_by(Instance.instance_number, Instance.id)
         )
@@ -316,20 +323,24 @@ class Archive:
             return [_info(*row) for row in session.execute(query.order_by(Instance.id))]
 
     def delete_study(self, study_uid: str) -> DeletedStudy:
-        """Delete a study, every version of its instances and their blobs."""
+        """Delete a study at once (trash or not), every version of its instances and their blobs."""
         self.hold_writer_lock()
-        with self.database.write() as session:
-            study = session.scalars(select(Study).where(Study.study_uid == study_uid)).one_or_none()
-            if study is None:
-                raise NotFoundError(f"no study {study_uid}")
-            patient_id = (
-                session.scalar(select(Patient.patient_id).where(Patient.id == study.patient_fk)) or ""
-            )
-            blob_ids = index.delete_study(session, study)
+        deleted = trash.delete_now(self.database, self._blobs.delete, study_uid)
+        self._forget_purged()
+        return deleted
+
+    def purge_study(self, study_uid: str, change: trash.Change) -> int:
+        """Destroy a study in the trash and every version's blob; see :func:`storage.trash.purge`."""
+        self.hold_writer_lock()
+        try:
+            return trash.purge(self.database, self._blobs.delete, study_uid, change)
+        finally:
+            self._forget_purged()
+
+    def _forget_purged(self) -> None:
+        """Forget cached row ids here, and tell the other processes to forget theirs."""
         self._ids.clear()
-        for blob_id in blob_ids:
-            self._blobs.delete(blob_id)
-        return DeletedStudy(study_uid, patient_id, len(blob_ids))
+        self._purges.touch()
 
     def verify(self, *, cleanup: bool = False, spool: Path | None = None) -> VerifyReport:
         """Check every stored object and the index; see :func:`storage.verify.verify`."""
@@ -341,12 +352,13 @@ class Archive:
 
 
 def _info_query() -> Select[tuple[Instance, str, str, str]]:
-    """Instances with the UIDs of their series and study and their patient's ID."""
+    """Instances with the UIDs of their series and study and their patient's ID, outside the trash."""
     return (
         select(Instance, Series.series_uid, Study.study_uid, Patient.patient_id)
         .join(Series, Instance.series_fk == Series.id)
         .join(Study, Series.study_fk == Study.id)
         .join(Patient, Study.patient_fk == Patient.id)
+        .where(Study.deleted_at.is_(None))
     )
 
 

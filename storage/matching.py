@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, aliased
 from storage.errors import PacsError
 from storage.header import is_valid_uid, normalise_name
 from storage.models import Instance, Patient, Series, Study
+from storage.visibility import live_patient
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 _AMBIGUOUS_VRS = {"US or SS", "OB or OW", "US or OW", "US or SS or OW"}
@@ -70,7 +71,9 @@ KEYS: dict[str, Key] = {
     "PatientSex": Key("PATIENT", Patient.sex, Kind.TEXT),
     "NumberOfPatientRelatedStudies": Key(
         "PATIENT",
-        select(func.count(_STUDY.id)).where(_STUDY.patient_fk == Patient.id).scalar_subquery(),
+        select(func.count(_STUDY.id))
+        .where(_STUDY.patient_fk == Patient.id, _STUDY.deleted_at.is_(None))
+        .scalar_subquery(),
         Kind.COUNT,
     ),
     "StudyInstanceUID": Key("STUDY", Study.study_uid, Kind.UID),
@@ -228,9 +231,12 @@ def validate(level: str, keys: Mapping[str, Any]) -> None:
 
 
 def _base(level: str) -> Select[Any]:
+    """The entities of `level` joined to those above them, less the trash (:mod:`storage.visibility`)."""
     query = select(Patient.id)
-    if level in ("STUDY", "SERIES", "IMAGE"):
-        query = query.join(Study, Study.patient_fk == Patient.id)
+    if level == "PATIENT":
+        query = query.where(live_patient())
+    else:
+        query = query.join(Study, Study.patient_fk == Patient.id).where(Study.deleted_at.is_(None))
     if level in ("SERIES", "IMAGE"):
         query = query.join(Series, Series.study_fk == Study.id)
     if level == "IMAGE":

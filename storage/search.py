@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Connection, Select, delete, exists, func, 
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import Patient, PatientWord, Series, Study
+from storage.visibility import live_study, trashed_study_ids
 
 WORD_LENGTH = 64  # the patient_words.word column
 MAX_WORDS = 8  # words of a search that are used; the rest are ignored
@@ -76,6 +77,7 @@ class StudyQuery:
     modality: str = ""
     accession: str = ""
     patient: int | None = None  # one patient's studies (the patient's row id)
+    trash: bool = False  # the studies in the trash (storage.trash) instead of all others
     sort: str = "date"
     descending: bool = True
     limit: int = 50
@@ -190,7 +192,7 @@ def restrictions(session: Session, query: StudyQuery) -> list[ColumnElement[bool
     the page soon fills. Either way about ``sqrt(51 x studies)`` rows are read at most.
     """
     dialect = session.get_bind().dialect.name
-    found = _dates(query)
+    found = [Study.id.in_(trashed_study_ids()) if query.trash else live_study(), *_dates(query)]
     on_patient = _patient_conditions(query, dialect)
     if on_patient:
         admitted = select(Patient.id).where(*on_patient)
@@ -241,7 +243,7 @@ def find_studies(session: Session, query: StudyQuery) -> list[StudyRow]:
     ).all()
     counted = (
         select(Study.patient_fk, func.count())
-        .where(Study.patient_fk.in_({row.id for row in rows}))
+        .where(Study.patient_fk.in_({row.id for row in rows}), live_study())
         .group_by(Study.patient_fk)
     )
     counts = {patient: count for patient, count in session.execute(counted)}
