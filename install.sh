@@ -423,11 +423,12 @@ service_active() {
     [ -z "$ROOT" ] && systemctl is-active --quiet "$SERVICE"
 }
 
-# Copies the source tree without checkouts, virtualenvs, build leftovers or archives.
+# Copies the source tree without checkouts, virtualenvs, build leftovers, archives or keys.
 copy_source() {
     mkdir "$WORK/src"
     tar -C "$SOURCE_DIR" \
-        --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist --exclude='*.egg-info' \
+        --exclude=./.git --exclude=./.venv --exclude=./.venv-pacs --exclude=./build --exclude=./dist \
+        --exclude='*.egg-info' --exclude='*-certs' --exclude='*.key' \
         --exclude=./pacs-data --exclude=./test-artifacts --exclude=./tests --exclude=./bench \
         --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache \
         -cf - . | tar -C "$WORK/src" -xf -

@@ -34,6 +34,15 @@ if command -v pg_lsclusters >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; 
     done
 fi
 
+# The tests' editable install goes into .venv; the archive itself runs from .venv-pacs (README),
+# which this script never touches. A regular install in .venv is what an earlier quick start
+# served from: reinstalling over it would delete the files of a running pacs serve under it.
+if compgen -G ".venv/lib/python3*/site-packages/webviewer/__init__.py" >/dev/null; then
+    echo "scripts/dev-setup.sh: .venv holds a regular install of the archive, which a running" \
+        "'pacs serve' may use; reinstalling would delete its files under it. Stop that server," \
+        "serve from .venv-pacs as the README's quick start does, remove .venv and run this again." >&2
+    exit 1
+fi
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
