@@ -75,12 +75,12 @@ def _problem(field: Field, value: str) -> str | None:
         if any(group.count("^") > 4 for group in groups):
             return "has more than 5 components (family^given^middle^prefix^suffix)"
         return None
-    if len(value) > field.limit:
-        return f"is longer than {field.limit} characters"
     if field.vr == "DA" and value:
         return None if _DATE.fullmatch(value) and _real_date(value) else "is not a date (YYYYMMDD)"
     if field.vr == "TM" and value:
         return None if _TIME.fullmatch(value) else "is not a time (HHMMSS)"
+    if len(value) > field.limit:
+        return f"is longer than {field.limit} characters"
     if field.vr == "CS" and value not in {"", "M", "F", "O"}:
         return "must be M, F or O"
     return None
