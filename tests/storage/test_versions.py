@@ -129,7 +129,7 @@ def test_a_disk_full_halfway_leaves_every_object_and_blob_as_it_was(pacs: Contex
                 )
                 sops.append(archive.store(sent.path).sop_uid)
             blobs_before = sorted(p.name for p in (mounted / "blobs").glob("??/*.blob"))
-            with pytest.raises(OutOfSpaceError, match="free|disk full"):
+            with pytest.raises(OutOfSpaceError, match=r"free|disk full"):
                 rewrite(archive, [StudyRewrite(study_uid, {"PatientName": "FULL^DISK"})], RECORD)
             assert sorted(p.name for p in (mounted / "blobs").glob("??/*.blob")) == blobs_before
             assert [archive.instance(sop).version for sop in sops] == [1, 1, 1]

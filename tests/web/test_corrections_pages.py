@@ -57,7 +57,9 @@ def _patient_of(pacs: Context, study_uid: str) -> tuple[str, str]:
 
 
 def _form_values(page: str) -> dict[str, str]:
-    return {name: html.unescape(value) for name, value in re.findall(r'<input name="(\w+)" value="([^"]*)"', page)}
+    return {
+        name: html.unescape(value) for name, value in re.findall(r'<input name="(\w+)" value="([^"]*)"', page)
+    }
 
 
 def test_edit_form_shows_the_current_values_and_the_limits_of_each_field(
