@@ -61,6 +61,7 @@ class Database:
         """Open PostgreSQL at `url`, or SQLCipher at `sqlite_path` when `url` is empty."""
         if url:
             engine = create_engine(engines.normalise_url(url), pool_pre_ping=True, hide_parameters=True)
+            engines.check_reachable(engine)
             lazy = create_engine(
                 engines.normalise_url(url),
                 pool_pre_ping=True,

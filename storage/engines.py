@@ -15,7 +15,16 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import QueuePool
+
+from storage.errors import PacsError
+
+URL_FORM = "postgresql://USER@HOST:PORT/DATABASE"
+
+
+class IndexUnreachableError(PacsError):
+    """The index database URL cannot be read, or the database at it cannot be reached."""
 
 
 def sqlite_url(path: Path, key: bytes) -> URL:
@@ -24,11 +33,26 @@ def sqlite_url(path: Path, key: bytes) -> URL:
 
 
 def normalise_url(url: str) -> URL:
-    """`url` parsed, PostgreSQL URLs pointed at the psycopg driver."""
-    parsed = make_url(url)
+    """`url` parsed, PostgreSQL URLs pointed at psycopg; :class:`IndexUnreachableError` if unreadable."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise IndexUnreachableError(
+            f"the index database URL cannot be read; its form is {URL_FORM}"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def check_reachable(engine: Engine) -> None:
+    """Connect to `engine` once; a failure is an :class:`IndexUnreachableError` with its first line."""
+    try:
+        engine.connect().close()
+    except DBAPIError as exc:
+        said = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        where = f"{engine.url.host or 'localhost'}:{engine.url.port or 5432}/{engine.url.database or ''}"
+        raise IndexUnreachableError(f"the index database at {where} cannot be reached: {said}") from None
 
 
 def tune_sqlite(engine: Engine, *, synchronous: str = "FULL") -> None:

@@ -71,16 +71,24 @@ def cmd_user_enable(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     return _set_disabled(args, environ, False)
 
 
+def _still_disabled(name: str) -> str:
+    """What to say after an unlock or reset of the disabled account `name`: neither enables it."""
+    return f"; {name} is disabled and cannot log in: run pacs user enable {name}"
+
+
 def cmd_user_unlock(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Lift a web user's lockout and login back-off (audited by the accounts service)."""
     with opened(args, environ) as pacs:
         account = _accounts(pacs).lift_lockout(args.name, actor=actor())
-    print(f"unlocked {account.name}" + (" (still disabled: pacs user enable)" if account.disabled else ""))
+    print(f"unlocked {account.name}" + (_still_disabled(account.name) if account.disabled else ""))
     return EXIT_OK
 
 
 def cmd_user_reset(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Give a web user a new one-time password and lift its lockout (and reset 2FA with --totp)."""
+    """Give a web user a new one-time password and lift its lockout (and reset 2FA with --totp).
+
+    A disabled account stays disabled (enabling is ``pacs user enable``), and the output says so.
+    """
     with opened(args, environ) as pacs:
         accounts = _accounts(pacs)
         password = accounts.reset_password(args.name, actor=actor())
@@ -93,7 +101,7 @@ def cmd_user_reset(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         pacs.audit.append(
             events.user_changed(Action.UPDATE, account.name, what, by=actor(), roles=account.roles)
         )
-    print(f"{account.name}: {what}" + ("; still disabled (pacs user enable)" if account.disabled else ""))
+    print(f"{account.name}: {what}" + (_still_disabled(account.name) if account.disabled else ""))
     print(f"one-time password: {password}  (to be changed at the next login)")
     return EXIT_OK
 

@@ -369,7 +369,7 @@ def test_user_reset_of_a_disabled_user_says_it_stays_disabled(
     _add(archive, capsys, "doc")
     assert archive.user(capsys, "disable", "doc")[0] == 0
     code, out, _ = archive.user(capsys, "reset", "doc")
-    assert code == 0 and "still disabled (pacs user enable)" in out
+    assert code == 0 and "doc is disabled and cannot log in: run pacs user enable doc" in out
     assert _account(archive, "doc").disabled
 
 
