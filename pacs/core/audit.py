@@ -282,7 +282,10 @@ class AuditLog:
         self,
         *,
         event_id: str = "",
+        event_type: str = "",
         user_id: str = "",
+        patient_id: str = "",
+        study_uid: str = "",
         since: str = "",
         until: str = "",
         failures_only: bool = False,
@@ -293,8 +296,14 @@ class AuditLog:
         query = select(AuditRecord)
         if event_id:
             query = query.where(AuditRecord.event_id == event_id)
-        if user_id:
-            query = query.where(AuditRecord.user_id == user_id)
+        for column, wanted in (
+            (AuditRecord.event_type, event_type),
+            (AuditRecord.user_id, user_id),
+            (AuditRecord.patient_id, patient_id),
+            (AuditRecord.study_uid, study_uid),
+        ):
+            if wanted:
+                query = query.where(column == wanted)
         if since:
             query = query.where(AuditRecord.recorded_at >= since)
         if until:
