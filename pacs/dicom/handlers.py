@@ -106,8 +106,11 @@ class DicomHandlers:
         slots: AssociationSlots,
         gate: ConnectionGate,
         frame_limit: FrameLimit,
+        delivered: Callable[[str, list[str], str], object] | None = None,
     ) -> None:
         self.archive = archive
+        # Told, when an association ends, which studies it stored new objects of (the [[route]] rules).
+        self.delivered = delivered
         self.slots = slots
         self.gate = gate
         self._states_lock = threading.Lock()
@@ -251,6 +254,17 @@ class DicomHandlers:
             self.audit.append_after(received)
         if state.failed:
             self.audit.append_after(events.objects_refused(state.failed, by=by, source=source))
+        self._route(state)
+
+    def _route(self, state: AssociationState) -> None:
+        """Tell :attr:`delivered` the studies the association stored new objects (or versions) of."""
+        studies = [uid for uid, tally in state.received.studies.items() if tally.stored or tally.new_versions]
+        if self.delivered is None or not studies:
+            return
+        try:
+            self.delivered(state.node.ae_title, studies, state.address)
+        except Exception:
+            LOG.exception("the forwarding rules could not queue the studies of %s", state.node.ae_title)
 
     def recheck(self, nodes: list[EnrolledNode]) -> int:
         """End every open association whose node was removed or lost what it was accepted on."""

@@ -68,6 +68,37 @@ def retrieve_contexts(instances: list[InstanceInfo]) -> list[PresentationContext
     ]
 
 
+def sub_operation(
+    archive: Archive, frame_limit: FrameLimit, outbox: sending.Outbox, info: InstanceInfo, *, streams: bool
+) -> Dataset:
+    """The C-STORE data set to send for `info` on `outbox`'s association.
+
+    A streamed placeholder, a transcoded copy, or a failure (no File Meta Transfer Syntax,
+    which pynetdicom refuses to send).
+    C-MOVE, C-GET and forwarding (:mod:`pacs.dicom.forwarder`) send each object through this.
+    """
+    sop_class, sop_uid = info.sop_class_uid, info.sop_uid
+    accepted = outbox.accepted(sop_class)
+    if not accepted:
+        return outbox.failed(sop_class, sop_uid, f"no presentation context for {UID(sop_class).name}")
+    try:
+        syntax = target_syntax(info.transfer_syntax, accepted)
+        stream = archive.open_instance(info)
+    except TranscodeError as error:
+        return outbox.failed(sop_class, sop_uid, str(error))
+    try:
+        if streams and syntax == info.transfer_syntax:
+            return outbox.placeholder(sop_class, sop_uid, syntax, sending.open_data_set(stream))
+        with stream:  # pydicom seeks; the object is being decoded whole anyway
+            return transcode_file(stream.read(), info.transfer_syntax, [syntax], frame_limit)
+    except TranscodeError as error:
+        stream.close()
+        return outbox.failed(sop_class, sop_uid, str(error))
+    except _UNREADABLE:
+        stream.close()
+        return outbox.failed(sop_class, sop_uid, "the stored object could not be read")
+
+
 class QueryRetrieve:
     """The query and retrieve handlers of one DICOM service (bound by ``DicomHandlers.bindings``)."""
 
@@ -180,27 +211,8 @@ class QueryRetrieve:
             outbox.close()
 
     def _sub_operation(self, outbox: sending.Outbox, info: InstanceInfo, *, streams: bool) -> Dataset:
-        """What to yield for `info`: a streamed placeholder, a transcoded copy, or a failure."""
-        sop_class, sop_uid = info.sop_class_uid, info.sop_uid
-        accepted = outbox.accepted(sop_class)
-        if not accepted:
-            return outbox.failed(sop_class, sop_uid, f"no presentation context for {UID(sop_class).name}")
-        try:
-            syntax = target_syntax(info.transfer_syntax, accepted)
-            stream = self.archive.open_instance(info)
-        except TranscodeError as error:
-            return outbox.failed(sop_class, sop_uid, str(error))
-        try:
-            if streams and syntax == info.transfer_syntax:
-                return outbox.placeholder(sop_class, sop_uid, syntax, sending.open_data_set(stream))
-            with stream:  # pydicom seeks; the object is being decoded whole anyway
-                return transcode_file(stream.read(), info.transfer_syntax, [syntax], self.frame_limit)
-        except TranscodeError as error:
-            stream.close()
-            return outbox.failed(sop_class, sop_uid, str(error))
-        except _UNREADABLE:
-            stream.close()
-            return outbox.failed(sop_class, sop_uid, "the stored object could not be read")
+        """What to yield for `info`; see :func:`sub_operation`."""
+        return sub_operation(self.archive, self.frame_limit, outbox, info, streams=streams)
 
     @staticmethod
     def _attach(event: Event, outbox: sending.Outbox) -> bool:

@@ -45,6 +45,7 @@ from pacs.dicom.slots import AssociationSlots
 from pacs.dicom.streaming import OpenObject
 from pacs.dicom.throttle import ConnectionGate
 from pacs.ops.decodelimits import FrameLimit
+from pacs.ops.forwarding import Forwarding
 
 LOG = logging.getLogger(__name__)
 REFRESH_SECONDS = 2.0
@@ -242,6 +243,7 @@ class DicomServer:
             slots=self.slots,
             gate=self.gate,
             frame_limit=FrameLimit(self.settings.dicom.max_frame_mb * 2**20, "[dicom] max_frame_mb"),
+            delivered=Forwarding(pacs.database, pacs.audit, self.settings.routes).delivered,
         )
         self.ae = self._make_ae()
         self._tls_context: ssl.SSLContext | None = None

@@ -30,14 +30,18 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from pacs.core import tls
 from pacs.core.audit import AuditEvent
 from pacs.core.checkpoints import checkpoint_loop, checkpoint_now
 from pacs.core.config import Settings
-from pacs.core.context import INCOMING, open_pacs
+from pacs.core.context import INCOMING, Context, open_pacs
 from pacs.core.events import application_started, application_stopped
+from pacs.dicom.forwarder import Forwarder
 from pacs.dicom.server import DicomServer, listening_socket
+from pacs.ops.forward_queue import ForwardQueue
+from pacs.ops.forwarding import check_routes
 from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
 from pacs.ops.trash_keeper import TrashKeeper
 from pacs.serve.https import WebServer
@@ -99,6 +103,26 @@ def _banner(settings: Settings, workers: int) -> str:
     )
 
 
+class _Task(Protocol):
+    """A background thread of a DICOM process: started after its servers, stopped before them."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def _background(pacs: Context, role: Role) -> list[_Task]:
+    """The sweep of unindexed objects; in the first (or only) DICOM process also the trash and forwarding."""
+    settings = pacs.settings
+    full = role.dicom_worker in (None, 0)
+    tasks: list[_Task] = [
+        PeriodicSweep(pacs.archive, pacs.audit, interval=settings.storage.sweep_seconds, full=full)
+    ]
+    if full:
+        tasks += [TrashKeeper(pacs.archive, pacs.audit, settings.storage)]
+        tasks += [Forwarder(pacs, ForwardQueue(pacs.database))]
+    return tasks
+
+
 def _serve(
     settings: Settings,
     stop: threading.Event,
@@ -117,36 +141,29 @@ def _serve(
     pacs = open_pacs(settings)
     dicom = DicomServer(pacs, worker=role.dicom_worker, tls_socket=tls_socket) if role.dicom else None
     web = WebServer(pacs) if role.web else None
-    sweeper = keeper = None
-    if dicom is not None:
-        full = role.dicom_worker in (None, 0)
-        sweeper = PeriodicSweep(pacs.archive, pacs.audit, interval=settings.storage.sweep_seconds, full=full)
-        keeper = TrashKeeper(pacs.archive, pacs.audit, settings.storage) if full else None
+    tasks = _background(pacs, role) if dicom is not None else []
     checkpoints = (
         checkpoint_loop(pacs, tls.client_context) if role.dicom and role.dicom_worker in (None, 0) else None
     )
     try:
         if start_event is not None:
+            check_routes(pacs.database, settings.routes)
             pacs.audit.append(start_event)
             reindex_alone_if_possible(pacs.archive, pacs.audit, why="start-up")
         if dicom is not None:
             dicom.start()
         if web is not None:
             web.start()
-        if sweeper is not None:
-            sweeper.start()
-        if keeper is not None:
-            keeper.start()
+        for task in tasks:
+            task.start()
         if checkpoints is not None:
             checkpoints.start()
         on_ready()
         gc.freeze()
         stop.wait()
     finally:
-        if sweeper is not None:
-            sweeper.stop()
-        if keeper is not None:
-            keeper.stop()
+        for task in reversed(tasks):
+            task.stop()
         if web is not None:
             web.stop()
         if dicom is not None:
@@ -229,6 +246,7 @@ class _Supervisor:
         """Audit the start and index what a crash left unindexed, before any worker writes."""
         pacs = open_pacs(self.settings)
         try:
+            check_routes(pacs.database, self.settings.routes)
             pacs.audit.append(event)
             reindex_alone_if_possible(pacs.archive, pacs.audit, why="start-up")
         finally:
