@@ -27,6 +27,7 @@ from storage.db import Database
 from webviewer import admin as admin_pages
 from webviewer import (
     auth,
+    care,
     corrections,
     cors,
     documents,
@@ -134,4 +135,5 @@ def create_app(
     app.register_blueprint(admin_pages.bp)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(corrections.bp)
+    app.register_blueprint(care.bp)
     return app
