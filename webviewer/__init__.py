@@ -26,6 +26,7 @@ from storage.archive import Archive
 from storage.db import Database
 from webviewer import admin as admin_pages
 from webviewer import (
+    anonymize,
     auth,
     care,
     corrections,
@@ -136,4 +137,5 @@ def create_app(
     app.register_blueprint(tokens.bp)
     app.register_blueprint(corrections.bp)
     app.register_blueprint(care.bp)
+    app.register_blueprint(anonymize.bp)
     return app

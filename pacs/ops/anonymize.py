@@ -27,18 +27,19 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from pacs.core import care_events
+from pacs.core.audit import AuditLog
 from pacs.core.audit_vocabulary import AuditEvent, Outcome
-from pacs.core.context import Context
 from pacs.ops.anonymize_sinks import Sink, sink_for
 from pacs.ops.deid import Deidentifier, Options
 from pacs.ops.exporting import export_names
+from storage.archive import Archive
 from storage.errors import ArchiveError
 from storage.framemap import FrameMap
 from storage.records import InstanceInfo
@@ -53,8 +54,23 @@ SECONDARY_CAPTURE = frozenset(
         "1.2.840.10008.5.1.4.1.1.7.4",
     }
 )
+ULTRASOUND = frozenset(
+    {"1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.3.1", "1.2.840.10008.5.1.4.1.1.6.2"}
+)
 _STEP = 1 << 20
 _DELIMITER = (0xFFFE, 0xE0DD)
+
+
+class Care(Protocol):
+    """What a copy uses: the archive and the audit trail (a ``pacs`` context, or the web's services)."""
+
+    @property
+    def archive(self) -> Archive:
+        """The archive the study is read from."""
+
+    @property
+    def audit(self) -> AuditLog:
+        """Where the copy is recorded."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +142,14 @@ def burned_in(ds: Dataset) -> tuple[str, bool]:
     return "not stated", likely
 
 
+def likely_flagged(instances: list[InstanceInfo]) -> int:
+    """How many of `instances` are ultrasound or secondary capture, by their SOP Class (what a form can say
+    before any header is read; objects that state burned-in annotation are flagged on top)."""
+    return sum(info.sop_class_uid in ULTRASOUND | SECONDARY_CAPTURE for info in instances)
+
+
 def copy_steps(
-    pacs: Context,
+    pacs: Care,
     study_uid: str,
     sink: Sink,
     options: Options,
@@ -159,7 +181,7 @@ def copy_steps(
 
 
 def anonymize_study(
-    pacs: Context,
+    pacs: Care,
     study_uid: str,
     sink: Sink,
     options: Options,
@@ -199,7 +221,7 @@ def _audit(
 
 
 def _copy_one(
-    pacs: Context, info: InstanceInfo, name: str, deid: Deidentifier, sink: Sink, allow_burned_in: bool
+    pacs: Care, info: InstanceInfo, name: str, deid: Deidentifier, sink: Sink, allow_burned_in: bool
 ) -> CopiedObject:
     """De-identify one object into `sink` as `name` (unless it is flagged and flagged ones are left out)."""
     deflated = info.transfer_syntax == DeflatedExplicitVRLittleEndian
@@ -223,7 +245,7 @@ def _copy_one(
     return copied
 
 
-def _object_bytes(pacs: Context, info: InstanceInfo, ds: Dataset, found: FrameMap | None) -> Iterator[bytes]:
+def _object_bytes(pacs: Care, info: InstanceInfo, ds: Dataset, found: FrameMap | None) -> Iterator[bytes]:
     """The de-identified object: its new header, then its Pixel Data element copied from the stored one."""
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
@@ -267,7 +289,7 @@ def _exactly(stored: BinaryIO, count: int) -> Iterator[bytes]:
 
 
 def anonymize_to_path(
-    pacs: Context,
+    pacs: Care,
     study_uid: str,
     out: Path,
     options: Options,

@@ -72,7 +72,8 @@ class Options:
                 len(value) <= 64 and value.isascii() and value.isprintable() and "\\" not in value
             ):
                 raise OptionError(
-                    f"the replacement {label} must be at most 64 printable ASCII characters, no \\"
+                    f"the replacement {label} must be at most 64 printable ASCII characters, "
+                    "without a backslash"
                 )
 
     def methods(self) -> list[str]:
