@@ -24,7 +24,7 @@ from storage.errors import NotFoundError, PacsError
 from storage.header import is_valid_uid
 from storage.study_details import StudyDetails
 from storage.trash import StudyRef
-from webviewer import studies
+from webviewer import people, studies
 from webviewer.auth import me, record, roles_required, source
 
 bp = Blueprint("care", __name__, url_prefix="/admin")
@@ -86,7 +86,13 @@ def show(study_uid: str) -> str:
             me(), source=source(), patient_id=found.ref.patient_id, study_uid=study_uid, how="care page"
         )
     )
-    return render_template("care/show.html", study=found)
+    shown = {
+        "name": people.person_name(found.ref.patient_name).name,
+        "born": people.iso_date(found.birth_date) or found.birth_date,
+        "date": people.iso_date(found.ref.study_date) or found.ref.study_date,
+        "time": people.iso_time(found.study_time)[:5],
+    }
+    return render_template("care/show.html", study=found, shown=shown)
 
 
 def _confirm(template: str, found: StudyDetails, error: PacsError | None = None) -> tuple[str, int]:
