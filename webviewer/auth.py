@@ -51,6 +51,7 @@ from pacs.core.accounts import Account, Accounts, LoginVerdict, PasswordPolicyEr
 from pacs.core.audit import AuditEvent, AuditLog, AuditUnavailableError
 from webviewer import apiauth
 from webviewer.sessions import rotate
+from webviewer.signin_messages import SIGNED_OUT, recovery_code_used
 
 bp = Blueprint("auth", __name__)
 FAILED = "Wrong user name, password or code, or too many attempts. Wait a moment and try again."
@@ -287,6 +288,8 @@ def totp() -> Response | str:
     if account is None:
         return _fail(name, step, "account disabled")
     _complete(name)
+    if step == "recovery code":
+        flash(recovery_code_used(account.recovery_codes_left))
     return redirect(_landing(account))
 
 
@@ -376,4 +379,6 @@ def logout() -> Response:
     session.clear()
     if isinstance(name, str):
         _audit_log().append_after(events.logout(name, source=source()))
+        rotate()  # the message below rides on a new, anonymous session
+        flash(SIGNED_OUT)
     return redirect(url_for("auth.login"))
