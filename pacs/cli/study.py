@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pacs.cli import study_anonymize, study_trash, study_versions
+from pacs.cli import study_anonymize, study_forward, study_trash, study_versions
 from pacs.cli.common import Subcommands, add_group
 
 
@@ -19,7 +19,7 @@ class Area(Protocol):
         """Add this area's actions to `studies`."""
 
 
-AREAS: tuple[Area, ...] = (study_trash, study_versions, study_anonymize)
+AREAS: tuple[Area, ...] = (study_trash, study_versions, study_forward, study_anonymize)
 
 
 def register(commands: Subcommands) -> None:

@@ -70,14 +70,16 @@ class Forwarding:
         with self.database.read() as session:
             return session.scalar(query) or ""
 
-    def _audit_queued(self, job: Job, *, source: str, after: bool = False) -> None:
+    def _audit_queued(
+        self, job: Job, *, source: str, after: bool = False, by: str = "", stage: str = "queued"
+    ) -> None:
         event = care_events.study_forwarded(
-            by=job.requested_by,
+            by=by or job.requested_by,
             source=source,
             patient_id=self._patient_id(job.study_uid),
             study_uid=job.study_uid,
             destination=job.destination,
-            stage="queued",
+            stage=stage,
             job=job.id,
             series_uid=job.series_uid,
         )
@@ -98,6 +100,18 @@ class Forwarding:
         for job in jobs:
             self._audit_queued(job, source=source)
         return jobs
+
+    def retry(self, job_id: int, *, by: str, source: str) -> Job:
+        """Put a failed job back (or make a pending one due now), audited (stage ``retry``)."""
+        job = self.queue.retry(job_id)
+        self._audit_queued(job, source=source, after=True, by=by, stage="retry")
+        return job
+
+    def cancel(self, job_id: int, *, by: str, source: str) -> Job:
+        """Stop a pending job, audited (stage ``cancelled``)."""
+        job = self.queue.cancel(job_id, by=by)
+        self._audit_queued(job, source=source, after=True, by=by, stage="cancelled")
+        return job
 
     def _modalities(self, study_uids: list[str]) -> dict[str, set[str]]:
         """The modalities of the series of each study in `study_uids`."""
