@@ -89,6 +89,8 @@ def test_the_index_answers_with_the_corrected_patient_and_study(pacs: Context, c
     assert found == []  # the old patient record had no other study: it is gone
     with pacs.database.read() as session:
         assert session.scalar(select(func.count(StudyChange.id))) == 1
+    report = pacs.archive.verify()
+    assert report.ok and report.checked == 12  # 6 received versions and 6 corrected ones
 
 
 def _query(**values: str) -> pydicom.Dataset:

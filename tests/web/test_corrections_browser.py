@@ -1,9 +1,10 @@
 """The correction pages in headless Chromium against ``pacs serve``: an admin who is also a physician
-edits a patient's name, sees the change in the history and the study list, undoes it, and opens
-the merge form.
+edits a patient's name, sees the change in the history and the study list, undoes it, moves the study to
+another patient and opens the merge form.
 
-Screenshots of the edit form, the history page and the merge form are written under the test's tmp path. Every
-page is watched for console errors and CSP violations (:func:`tests.web.viewer_live.watched_page`).
+Screenshots of the edit form, the history page, the move form and the merge form are written
+under the test's tmp path. Every page is watched for console errors and CSP violations
+(:func:`tests.web.viewer_live.watched_page`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.web.browser import Reader, log_in_reader, wait_for_path
 from tests.web.viewer_live import NEW_PASSWORD, PASSWORD, Live, serve_archive
 
 DOE = Spec("DOE^JANE", "PID-1001", "19700101", "F", "20240220", "143015", "ACC-2024-0042", "CT CHEST")
+ROE = Spec("ROE^RICHARD", "PID-2002", "19650505", "M", "20230101", "080000", "ACC-2023-0001")
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Reader]]:
     def seed(pacs: Context) -> Reader:
         for _ in range(2):
             pacs.archive.store(write(root / "in", DOE))
+        pacs.archive.store(write(root / "in", ROE))
         accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
         accounts.add("carer", frozenset({"admin", "physician"}), PASSWORD)
         totp = pyotp.TOTP(accounts.begin_totp_enrolment("carer"))
@@ -81,6 +84,17 @@ def test_a_name_edited_in_the_browser_shows_in_the_history_and_the_list_and_is_u
     expect(page.locator("#studies tbody tr[data-study]")).to_have_count(0)
     page.goto("/?name=jane")
     expect(page.locator("#studies tbody tr[data-study]")).to_have_count(1)
+
+    page.goto(f"/admin/studies/{DOE.study_uid}/move")
+    page.fill("#move-study input[name=patient_id]", ROE.patient_id)
+    page.fill("#move-study textarea[name=reason]", "sent under the wrong patient")
+    page.screenshot(path=str(tmp_path / "move-form.png"), full_page=True)
+    page.click("#move-study button[type=submit]")
+    wait_for_path(page, f"/admin/studies/{DOE.study_uid}/history")
+    expect(page.locator("#study-nav")).to_contain_text("ROE^RICHARD")
+    expect(page.locator("#history tr[data-kind=move]")).to_contain_text("PID-2002")
+    page.goto("/?patient_id=PID-2002")
+    expect(page.locator("#studies tbody tr[data-study]")).to_have_count(2)
 
     page.goto("/admin/patients/merge")  # the same login: a TOTP code is used once
     expect(page.locator("#merge-patients input[name=from_patient]")).to_have_attribute("maxlength", "64")

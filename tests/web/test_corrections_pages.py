@@ -169,3 +169,22 @@ def test_a_merge_on_the_web_is_undone_from_the_history_page(
     assert f"undone by change {int(change.group(1)) + 1}" in after
     kinds = [details["what"] for _, details in _corrections(web.pacs)]
     assert kinds == ["merge", "undo"]
+
+
+def test_a_value_the_form_does_not_offer_is_kept_when_another_field_is_edited(
+    web: Web, carer: Browser, tmp_path: Path
+) -> None:
+    odd = Spec("ODD^SEX", "PID-U", "19800101", "U", "20240101", "100000", "ACC-U")
+    web.pacs.archive.store(write(tmp_path / "odd", odd))
+    form = carer.get(f"/admin/studies/{odd.study_uid}/edit").text
+    assert '<option value="U" selected>U (as received)</option>' in form
+    response = carer.post(
+        f"/admin/studies/{odd.study_uid}/edit",
+        {**_form_values(form), "PatientSex": "U", "StudyID": "7", "reason": "r"},
+    )
+    assert response.status_code == 302
+    (info,) = web.pacs.archive.study_instances(odd.study_uid)
+    head = web.pacs.archive.dataset_without_pixels(info)
+    assert (head.PatientSex, head.StudyID, info.version) == ("U", "7", 2)
+    ((_, details),) = _corrections(web.pacs)
+    assert details["after"] == {"StudyID": "7"}
