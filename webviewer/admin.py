@@ -21,11 +21,12 @@ from pacs.core import events
 from pacs.core.accounts import AccountError, Accounts, parse_roles
 from pacs.core.audit import Action
 from storage.errors import PacsError
+from webviewer.audit_view import EVENT_CHOICES, audit_row, read_filters
 from webviewer.auth import admin_required, current_account, record, source
 from webviewer.paging import current_page, neighbours
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-AUDIT_PAGE = 100
+AUDIT_PAGE = 50
 
 
 @dataclass(frozen=True)
@@ -257,28 +258,28 @@ def remove() -> Response:
 @bp.get("/audit")
 @admin_required
 def audit_log() -> str:
-    """The audit log, newest first, with filters and the chain's verification (itself audited)."""
+    """The audit log, newest first, in words, with filters and the chain's verification (itself audited)."""
     log = current_app.extensions["pacs"].audit
-    filters = {
-        "event_id": request.args.get("event_id", "").strip()[:16],
-        "user_id": request.args.get("user", "").strip()[:128],
-        "since": request.args.get("since", "").strip()[:10],
-        "until": request.args.get("until", "").strip()[:10],
-    }
-    failures_only = request.args.get("failures") == "1"
+    filters = read_filters(request.args)
+    for problem in filters.problems:
+        flash(problem)
+    searched = filters.search_arguments()
     page = current_page()
     records = log.search(
-        **filters, failures_only=failures_only, limit=AUDIT_PAGE + 1, offset=(page - 1) * AUDIT_PAGE
+        **searched,
+        failures_only=filters.failures_only,
+        limit=AUDIT_PAGE + 1,
+        offset=(page - 1) * AUDIT_PAGE,
     )
     chain = log.verify()
-    viewed = {k: v for k, v in filters.items() if v}
+    viewed = {**searched, **({"failures_only": True} if filters.failures_only else {})}
     record(events.audit_log_used("audit log viewed", by=_me(), source=source(), filters=viewed))
     return render_template(
         "admin/audit.html",
-        records=records[:AUDIT_PAGE],
+        rows=[audit_row(r) for r in records[:AUDIT_PAGE]],
         chain=chain,
-        failures_only=failures_only,
         filters=filters,
+        events=EVENT_CHOICES,
         **neighbours("admin.audit_log", page, more=len(records) > AUDIT_PAGE),
     )
 

@@ -34,8 +34,9 @@ ADMIN_PAGES = ["/admin/users", "/admin/modalities", "/admin/audit", "/admin/stat
 USER_ACTIONS = ["disable", "enable", "reset-password", "reset-totp", "end-sessions", "lift-lockout"]
 
 _OTP = re.compile(r'id="one-time-password">([^<]+)<')
-_AUDIT_TABLE = re.compile(r'<table class="grid" id="audit">.*?<tbody>(.*?)</tbody>', re.S)
-_ROW = re.compile(r"<tr>(.*?)</tr>", re.S)
+_AUDIT_TABLE = re.compile(r'<table class="grid audit" id="audit">.*?<tbody>(.*?)</tbody>', re.S)
+_ROW = re.compile(r"<tr data-seq[^>]*>(.*?)</tr>", re.S)
+_TAG = re.compile(r"<[^>]+>")
 _CELL = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
 _STATUS_ROW = re.compile(r'<tr class="(ok|bad)"><th>([^<]*)</th><td>([^<]*)</td>')
 _CHAIN = re.compile(r'<p id="chain"[^>]*>\s*(.*?)\s*</p>', re.S)
@@ -95,10 +96,13 @@ def _ca_certificate(pacs: Context) -> x509.Certificate:
 
 
 def _audit_rows(page: str) -> list[list[str]]:
-    """The cells of each row of the audit table, top to bottom (unescaped)."""
+    """The text of the cells of each row of the audit table, top to bottom (tags removed, unescaped)."""
     table = _AUDIT_TABLE.search(page)
     assert table, "no audit table on the page"
-    return [[html.unescape(c).strip() for c in _CELL.findall(row)] for row in _ROW.findall(table.group(1))]
+    return [
+        [html.unescape(_TAG.sub("", c)).strip() for c in _CELL.findall(row)]
+        for row in _ROW.findall(table.group(1))
+    ]
 
 
 def _status(page: str) -> dict[str, tuple[str, bool]]:
