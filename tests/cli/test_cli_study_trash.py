@@ -193,3 +193,17 @@ def test_retention_dry_run_lists_exactly_the_old_studies_and_removal_is_audited(
     assert [(r["dry_run"], r["studies"], r["source"]) for r in runs] == [(True, 1, "cli"), (False, 1, "cli")]
     code, _, err = _run(capsys, "study", "retention", "--dry-run", "--data", str(filled))
     assert code == 2 and "retention_years is 0" in _one_line_error(err)
+
+
+def test_a_trashed_study_cannot_be_exported_until_restored(
+    capsys: pytest.CaptureFixture[str], filled: Path, files: TrashFiles, tmp_path: Path
+) -> None:
+    study = uid_of(files.first[0])
+    _run(capsys, "study", "delete", study, "--reason", "test", "--data", str(filled))
+    code, _, err = _run(capsys, "export", study, str(tmp_path / "out"), "--data", str(filled))
+    assert code == 2 and _one_line_error(err) == f"pacs: error: no study {study}"
+    assert list((tmp_path / "out").glob("**/*.dcm")) == []
+    _run(capsys, "study", "restore", study, "--data", str(filled))
+    code, _, err = _run(capsys, "export", study, str(tmp_path / "out"), "--data", str(filled))
+    assert code == 0, err
+    assert len(list((tmp_path / "out").glob("**/*.dcm"))) == 3
