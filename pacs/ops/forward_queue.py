@@ -259,5 +259,5 @@ class ForwardQueue:
         """How many jobs are in each state."""
         query = select(ForwardJob.state, func.count()).group_by(ForwardJob.state)
         with self._database.read() as session:
-            found = dict(session.execute(query).tuples().all())
+            found = {state: count for state, count in session.execute(query)}
         return {state: int(found.get(state, 0)) for state in STATES}
