@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -12,7 +13,7 @@ from sqlalchemy import select, update
 from pacs.core.audit_vocabulary import EventID
 from pacs.core.context import Context, open_pacs
 from pacs.ops import study_trash
-from pacs.ops.trash_keeper import keep_once
+from pacs.ops.trash_keeper import TrashKeeper, keep_once
 from storage import study_details
 from storage.errors import NotFoundError
 from storage.models import Instance, Patient, Series, Study, StudyChange
@@ -295,3 +296,19 @@ def test_blob_directory_paths_of_purged_blobs_are_gone(pacs: Context, stored: Tr
     assert all(path.exists() for path in paths)
     study_trash.purge_study(pacs.archive, pacs.audit, study, ADMIN)
     assert [path for path in paths if path.exists()] == []
+
+
+def test_the_keeper_thread_of_pacs_serve_purges_in_the_background(pacs: Context, stored: TrashFiles) -> None:
+    first = uid_of(stored.first[0])
+    study_trash.delete_study(pacs.archive, pacs.audit, first, ADMIN, "test")
+    storage = replace(pacs.settings.storage, trash_days=0)
+    keeper = TrashKeeper(pacs.archive, pacs.audit, storage, interval=3600, first=0.01)
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 30
+        while _blob_ids(pacs, first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        keeper.stop()
+    assert _blob_ids(pacs, first) == set()
+    assert study_trash.trashed(pacs.archive) == []
