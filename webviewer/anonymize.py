@@ -2,11 +2,12 @@
 
 The form shows the study (it reads patient data, hence the physician role; the admin role as for
 every study-care page) and the options of :mod:`pacs.ops.anonymize`: the replacement patient
-name and ID, Retain Longitudinal Temporal Information With Full Dates, Clean Descriptors, and
-whether objects that may show burned-in annotation are copied. The POST answers the ZIP as it
-is written, one object at a time (memory holds one object's header and a step of its pixel
-data); its ``MANIFEST.json`` lists every object and says which were flagged. The copy is
-audited with the user and the address the request came from.
+name and ID, dates removed, kept or shifted (Retain Longitudinal Temporal Information With
+Full or Modified Dates), Clean Descriptors, and whether objects that may show burned-in
+annotation are copied. The POST answers the ZIP as it is written, one object at a time (memory
+holds one object's header and a step of its pixel data); its ``MANIFEST.json`` lists every
+object and says which were flagged. The copy is audited with the user and the address the
+request came from.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def download(study_uid: str) -> Response | tuple[str, int]:
     instances = _study(study_uid)
     allow = request.form.get("allow_burned_in") == "on"
     options = Options(
-        retain_dates=request.form.get("retain_dates") == "on",
+        retain_dates=request.form.get("dates") == "keep",
+        shift_dates=request.form.get("dates") == "shift",
         clean_descriptors=request.form.get("clean_descriptors") == "on",
         patient_name=request.form.get("patient_name", "").strip(),
         patient_id=request.form.get("patient_id", "").strip(),

@@ -21,6 +21,7 @@ from pacs.ops.deid import Options
 _OPTION_WORDS = {
     "basic": "basic profile",
     "full_dates": "dates kept",
+    "modified_dates": "dates shifted",
     "clean_descriptors": "descriptors cleaned",
 }
 
@@ -38,6 +39,7 @@ def cmd_anonymize(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Write the de-identified copy of a study."""
     options = Options(
         retain_dates=args.retain_dates,
+        shift_dates=args.shift_dates,
         clean_descriptors=args.clean_descriptors,
         patient_name=args.patient_name or "",
         patient_id=args.patient_id or "",
@@ -78,6 +80,11 @@ def register(studies: Subcommands) -> None:
         "--retain-dates",
         action="store_true",
         help="keep dates and times (Retain Longitudinal Temporal Information With Full Dates)",
+    )
+    sub.add_argument(
+        "--shift-dates",
+        action="store_true",
+        help="move every date back by one random shift of the copy (... With Modified Dates)",
     )
     sub.add_argument(
         "--clean-descriptors",

@@ -124,6 +124,7 @@ class CopyReport:
         document = {
             "deidentification": self.options.methods(),
             "retain_dates": self.options.retain_dates,
+            "shift_dates": self.options.shift_dates,
             "clean_descriptors": self.options.clean_descriptors,
             "allow_burned_in": self.allow_burned_in,
             "patient_name": self.patient_name,
@@ -143,8 +144,10 @@ def burned_in(ds: Dataset) -> tuple[str, bool]:
 
 
 def likely_flagged(instances: list[InstanceInfo]) -> int:
-    """How many of `instances` are ultrasound or secondary capture, by their SOP Class (what a form can say
-    before any header is read; objects that state burned-in annotation are flagged on top)."""
+    """How many of `instances` are ultrasound or secondary capture images, by their SOP Class.
+
+    What a form can say before any header is read; objects stating burned-in annotation are flagged too.
+    """
     return sum(info.sop_class_uid in ULTRASOUND | SECONDARY_CAPTURE for info in instances)
 
 

@@ -8,9 +8,12 @@ the action of its row, recursively through sequences; a combined code keeps the 
 whenever the object had it (so an IOD's Type 1 and 2 attributes stay): with a dummy value
 where D is allowed and the original had a value, emptied otherwise, a new UID for ``X/Z/U*``.
 Private attributes and whole overlay planes (groups 60xx: their data may carry burned-in
-text) are removed; dates and date-times the table does not list are emptied unless dates are
-retained. Clean (C, Clean Descriptors option) keeps a text with every identifying value of the
-object, and every run of four or more digits, replaced by ``*``.
+text) are removed; dates and date-times the table does not list follow the dates' option
+too (emptied, kept or shifted). Clean (C) of a descriptor (Clean Descriptors option) keeps the
+text with every identifying value of the object, and every run of four or more digits, replaced
+by ``*``; clean of a date or date-time (Retain Longitudinal Temporal Information With Modified
+Dates) moves it by the copy's shift: 1 to 10 years back, a whole number of days drawn from the
+secret, the same for every date of the copy so intervals stay; times are kept.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hmac
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pydicom import __version__ as pydicom_version
 from pydicom.dataelem import DataElement
@@ -42,11 +46,13 @@ _DIGITS = re.compile(r"\d{4,}")
 _METHOD_CODES = {
     "basic": ("113100", "Basic Application Confidentiality Profile"),
     "full_dates": ("113106", "Retain Longitudinal Temporal Information Full Dates Option"),
+    "modified_dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
     "clean_descriptors": ("113105", "Clean Descriptors Option"),
 }
 _METHOD_NAMES = {
     "basic": "PS3.15 E.1 Basic Application Confidentiality Profile",
     "full_dates": "Retain Longitudinal Temporal Information Full Dates",
+    "modified_dates": "Retain Longitudinal Temporal Information Modified Dates",
     "clean_descriptors": "Clean Descriptors",
 }
 _DEFAULT_NAME = "ANONYMOUS"
@@ -61,12 +67,18 @@ class Options:
     """What the user chose: the options of the profile and the replacement patient name and ID."""
 
     retain_dates: bool = False
+    shift_dates: bool = False
     clean_descriptors: bool = False
     patient_name: str = ""
     patient_id: str = ""
 
     def check(self) -> None:
-        """Refuse a replacement name or ID that is not 1-64 printable ASCII characters without a backslash."""
+        """Refuse both date options at once, and a replacement name or ID the copy cannot carry.
+
+        A replacement is 1-64 printable ASCII characters without a backslash.
+        """
+        if self.retain_dates and self.shift_dates:
+            raise OptionError("dates are either kept or shifted, not both")
         for label, value in (("patient name", self.patient_name), ("patient ID", self.patient_id)):
             if value and not (
                 len(value) <= 64 and value.isascii() and value.isprintable() and "\\" not in value
@@ -80,6 +92,7 @@ class Options:
         """The profile and the options applied, as keys of the method tables (``basic`` first)."""
         chosen = ["basic"]
         chosen += ["full_dates"] if self.retain_dates else []
+        chosen += ["modified_dates"] if self.shift_dates else []
         chosen += ["clean_descriptors"] if self.clean_descriptors else []
         return chosen
 
@@ -101,8 +114,10 @@ class Deidentifier:
         self._secret = secret
         self._actions, self._patterns = deid_profile.basic_actions()
         self._identifying = set(self._actions) - deid_profile.descriptor_tags()
-        if options.retain_dates:
-            self._actions.update(dict.fromkeys(deid_profile.temporal_tags(), "K"))
+        if options.retain_dates or options.shift_dates:
+            kept = "K" if options.retain_dates else "C"
+            self._actions.update(dict.fromkeys(deid_profile.temporal_tags(), kept))
+        self.shift = -timedelta(days=365 + int.from_bytes(self._digest(b"date-shift")[:4], "big") % 3288)
         if options.clean_descriptors:
             self._actions.update(dict.fromkeys(deid_profile.descriptor_tags(), "C"))
         self.patient_name = options.patient_name or _DEFAULT_NAME
@@ -153,8 +168,14 @@ class Deidentifier:
             elem = ds[tag]
             code = self.action(tag)
             if code is None:
-                code = "Z" if elem.VR in ("DA", "DT") and not self.options.retain_dates else "K"
+                code = self._unlisted(elem.VR)
             self._act(ds, elem, resolve(code, elem.VR, not elem.is_empty), identifiers)
+
+    def _unlisted(self, vr: str) -> str:
+        """The action on an attribute the table does not list: dates follow the date option, others stay."""
+        if vr not in ("DA", "DT"):
+            return "K"
+        return "K" if self.options.retain_dates else "C" if self.options.shift_dates else "Z"
 
     def _act(self, ds: Dataset, elem: DataElement, action: str, identifiers: list[str]) -> None:
         """Carry out `action` (D, Z, X, K, C or U) on `elem` of `ds`."""
@@ -172,7 +193,9 @@ class Deidentifier:
             elem.value = self._new_uids(elem)
         elif action == "D":
             elem.value = _dummy(elem.VR)
-        elif action == "C" and elem.VR in TEXT_VRS:
+        elif action == "C" and elem.VR in ("DA", "DT"):
+            elem.value = _shifted(elem, self.shift)
+        elif action == "C" and elem.VR in TEXT_VRS and elem.VR != "TM":
             elem.value = _cleaned(elem, identifiers)
 
     def _new_uids(self, elem: DataElement) -> str | list[str]:
@@ -193,7 +216,13 @@ class Deidentifier:
             item.CodingSchemeDesignator = "DCM"
             codes.append(item)
         ds.DeidentificationMethodCodeSequence = codes
-        ds.LongitudinalTemporalInformationModified = "UNMODIFIED" if self.options.retain_dates else "REMOVED"
+        ds.LongitudinalTemporalInformationModified = (
+            "UNMODIFIED"
+            if self.options.retain_dates
+            else "MODIFIED"
+            if self.options.shift_dates
+            else "REMOVED"
+        )
 
     def _file_meta(self, ds: Dataset) -> FileMetaDataset:
         """A new file meta for `ds`: its classes and transfer syntax kept, nothing else of the original's."""
@@ -235,6 +264,21 @@ def _cleaned(elem: DataElement, identifiers: list[str]) -> str | list[str]:
     if elem.VM > 1:
         return [clean(str(value)) for value in elem.value]
     return clean(str(elem.value)) if elem.value else elem.value
+
+
+def _shifted(elem: DataElement, shift: timedelta) -> str | list[str]:
+    """The date (DA) or date-time (DT) value(s) of `elem` moved by `shift`; emptied if not a full date."""
+
+    def move(value: str) -> str:
+        try:
+            day = datetime.strptime(value[:8], "%Y%m%d") + shift
+        except ValueError:
+            return ""
+        return day.strftime("%Y%m%d") + value[8:]
+
+    if elem.VM > 1:
+        return [move(str(value)) for value in elem.value]
+    return move(str(elem.value)) if elem.value else ""
 
 
 def _dummy(vr: str) -> object:

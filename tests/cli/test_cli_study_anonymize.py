@@ -99,6 +99,10 @@ def test_anonymize_refuses_an_existing_target_and_an_unknown_study_in_one_line(
         str(data_dir),
     )
     assert code == 2 and "replacement patient ID" in _one_line_error(err)
+    argv = ["study", "anonymize", STUDY_UID, str(tmp_path / "n3"), "--retain-dates", "--shift-dates"]
+    code, _, err = _run(capsys, *argv, "--data", str(data_dir))
+    assert code == 2 and "either kept or shifted" in _one_line_error(err)
+    assert not (tmp_path / "n2").exists() and not (tmp_path / "n3").exists()
 
 
 def test_anonymize_is_audited_as_done_by_the_admin_on_the_box(
@@ -113,3 +117,12 @@ def test_anonymize_is_audited_as_done_by_the_admin_on_the_box(
     assert (last.event_id, last.source, last.study_uid) == ("110106", "cli", STUDY_UID)
     assert last.user_id.endswith("@cli")
     assert json.loads(last.details)["what"] == "anonymized copy"
+
+
+def test_anonymize_with_shift_dates_says_so(
+    data_dir: Path, study: MarkedStudy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["study", "anonymize", STUDY_UID, str(tmp_path / "c"), "--shift-dates", "--data", str(data_dir)]
+    code, stdout, _ = _run(capsys, *argv)
+    assert code == 0 and stdout.rstrip().endswith("; basic profile, dates shifted)")
+    assert {pydicom.dcmread(p).StudyDate for p in (tmp_path / "c").rglob("*.dcm")} - {STUDY_DATE, ""} != set()

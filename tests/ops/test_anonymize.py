@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from datetime import date, datetime
 from pathlib import Path
 
 import pydicom
@@ -13,7 +14,7 @@ import pytest
 from pacs.core.context import Context
 from pacs.ops.anonymize import MANIFEST, CopyReport, anonymize_to_path
 from pacs.ops.anonymize_sinks import TargetError
-from pacs.ops.deid import OptionError, Options
+from pacs.ops.deid import Deidentifier, OptionError, Options
 from pacs.ops.exporting import export_names
 from storage.errors import NotFoundError
 from tests.ops.anonymize_helpers import (
@@ -73,12 +74,13 @@ def test_no_byte_of_the_copy_holds_an_identifying_value_of_the_study(
 def test_every_copied_object_passes_dciodvfy_without_an_error_its_original_did_not_have(
     pacs: Context, study: MarkedStudy, tmp_path: Path
 ) -> None:
-    out = tmp_path / "copy"
-    _copy(pacs, out, Options(clean_descriptors=True))
     originals = _originals(pacs, study)
-    for name in _copies(out):
-        before, after = dciodvfy_errors(originals[name]), dciodvfy_errors(out / name)
-        assert after - before == set(), name
+    for number, options in enumerate([Options(clean_descriptors=True), Options(shift_dates=True)]):
+        out = tmp_path / f"copy{number}"
+        _copy(pacs, out, options)
+        for name in _copies(out):
+            before, after = dciodvfy_errors(originals[name]), dciodvfy_errors(out / name)
+            assert after - before == set(), name
 
 
 def test_the_copy_has_new_uids_the_same_in_every_object_and_in_its_references(
@@ -260,3 +262,38 @@ def test_an_existing_target_or_an_unknown_study_is_refused_and_nothing_is_writte
     with pytest.raises(NotFoundError):
         anonymize_to_path(pacs, "1.2.3.4", tmp_path / "x.zip", Options(), by="alice", source="cli")
     assert not (tmp_path / "x.zip").exists()
+
+
+def _day(value: str) -> date:
+    return datetime.strptime(value[:8], "%Y%m%d").date()
+
+
+def test_shift_dates_moves_every_date_of_the_copy_back_by_the_same_days_and_keeps_times(
+    pacs: Context, study: MarkedStudy, tmp_path: Path
+) -> None:
+    _copy(pacs, tmp_path / "copy", Options(shift_dates=True))
+    copies = _copies(tmp_path / "copy")
+    originals = {name: pydicom.dcmread(path) for name, path in _originals(pacs, study).items()}
+    shifts = set()
+    for name, ds in copies.items():
+        original = originals[name]
+        assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+        assert [item.CodeValue for item in ds.DeidentificationMethodCodeSequence] == ["113100", "113107"]
+        for keyword in ("StudyDate", "SeriesDate", "ContentDate"):
+            if original.get(keyword):
+                shifts.add(_day(original.get(keyword)) - _day(ds.get(keyword)))
+        if original.get("ContentTime"):
+            assert ds.ContentTime == original.ContentTime
+        assert ds.PatientBirthDate == ""  # not a longitudinal date: removed
+    (shift,) = shifts
+    assert 365 <= shift.days <= 3652
+    # each copy draws its shift from its own secret
+    assert (
+        Deidentifier(Options(shift_dates=True), b"a" * 32).shift != Deidentifier(Options(), b"b" * 32).shift
+    )
+
+
+def test_dates_cannot_be_kept_and_shifted_at_once(pacs: Context, study: MarkedStudy, tmp_path: Path) -> None:
+    with pytest.raises(OptionError, match="either kept or shifted"):
+        _copy(pacs, tmp_path / "copy", Options(retain_dates=True, shift_dates=True))
+    assert not (tmp_path / "copy").exists()

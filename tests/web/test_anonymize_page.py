@@ -45,7 +45,7 @@ def test_the_form_shows_the_study_its_options_and_how_many_objects_may_show_burn
     assert page.status_code == 200
     assert page.headers["Cache-Control"] == "no-store"
     assert MARKS["PatientName"] in page.text and "7 objects" in page.text
-    for name in ("patient_name", "patient_id", "retain_dates", "clean_descriptors", "allow_burned_in"):
+    for name in ("patient_name", "patient_id", "dates", "clean_descriptors", "allow_burned_in"):
         assert f'name="{name}"' in page.text
     assert re.search(r'name="patient_id" value="" maxlength="64"', page.text)
     burned_in = re.search(r'<p class="warning" id="burned-in">(.*?)</p>', page.text, re.S)
@@ -89,10 +89,12 @@ def test_posting_the_form_downloads_a_zip_without_identifying_values_audited_wit
 
 
 def test_allowing_burned_in_objects_copies_all_of_them(web: Web, carer: Browser, study: MarkedStudy) -> None:
-    answer = carer.post(PAGE, {"allow_burned_in": "on", "retain_dates": "on"})
+    answer = carer.post(PAGE, {"allow_burned_in": "on", "dates": "keep"})
     with zipfile.ZipFile(io.BytesIO(answer.data)) as archive:
         assert len([name for name in archive.namelist() if name.endswith(".dcm")]) == 7
     assert _exports(web)[-1]["options"] == ["basic", "full_dates"]
+    carer.post(PAGE, {"dates": "shift"})
+    assert _exports(web)[-1]["options"] == ["basic", "modified_dates"]
 
 
 @pytest.mark.parametrize("roles", [PHYSICIAN, ADMIN], ids=["physician only", "admin only"])
