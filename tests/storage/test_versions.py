@@ -164,3 +164,24 @@ def test_a_large_object_is_rewritten_in_bounded_memory(pacs: Context, tmp_path: 
     for chunk in pacs.archive._blobs.read_range(new.ref, new.size - tail, new.size):
         new_pixels.update(chunk)
     assert new_pixels.hexdigest() == original_pixels.hexdigest()
+
+
+def test_asking_a_change_again_completes_it_without_rewriting_what_already_holds_the_values(
+    pacs: Context, ct_dir: Path, tmp_path: Path
+) -> None:
+    paths = sorted(ct_dir.glob("*.dcm"))
+    for path in paths:
+        pacs.archive.store(path)
+    study_uid = pydicom.dcmread(paths[0]).StudyInstanceUID
+    done_already = pydicom.dcmread(paths[0])  # as if the sweep had indexed one version of a change cut short
+    done_already.PatientName = "ALONSO^QUIJANO"
+    done_already.save_as(tmp_path / "done.dcm")
+    pacs.archive.store(tmp_path / "done.dcm")
+    change = rewrite(pacs.archive, [StudyRewrite(study_uid, {"PatientName": "ALONSO^QUIJANO"})], RECORD)
+    rewritten = {sop for sop, _, _ in change.studies[0].instances}
+    assert len(rewritten) == 5 and str(done_already.SOPInstanceUID) not in rewritten
+    assert {row.patient_name for row in pacs.archive.search_studies(StudyQuery(name="quijano"))} == {
+        "ALONSO^QUIJANO"
+    }
+    with pytest.raises(CorrectionError, match="nothing to change"):
+        rewrite(pacs.archive, [StudyRewrite(study_uid, {"PatientName": "ALONSO^QUIJANO"})], RECORD)
