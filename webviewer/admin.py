@@ -44,11 +44,28 @@ class ModalityRow:
 
 @dataclass(frozen=True)
 class StatusRow:
-    """One line of the system status: what, its value, and whether it is fine."""
+    """One fact of the system status (what and its value); judging it is the findings' job."""
 
     what: str
     value: str
-    ok: bool
+
+
+@dataclass(frozen=True)
+class StatusFinding:
+    """A finding of ``pacs selfcheck``: the check, what is wrong, and the fix."""
+
+    check: str
+    message: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Posture:
+    """What ``pacs selfcheck`` reports: the checks run, the findings, and the notes (check, message)."""
+
+    checked: tuple[str, ...]
+    findings: tuple[StatusFinding, ...]
+    notes: tuple[tuple[str, str], ...]
 
 
 class GrantRefusedError(PacsError, ValueError):
@@ -89,6 +106,10 @@ class AdminBackend(Protocol):
 
     def status(self) -> list[StatusRow]:
         """Disk, certificates and the like."""
+        ...
+
+    def posture(self, *, user: str) -> Posture:
+        """Run every check of ``pacs selfcheck`` (audited as run by `user`) and return its report."""
         ...
 
 
@@ -287,5 +308,7 @@ def audit_log() -> str:
 @bp.get("/status")
 @admin_required
 def status() -> str:
-    """Disk, certificates and the other things an admin should glance at."""
-    return render_template("admin/status.html", rows=_backend().status())
+    """The findings of ``pacs selfcheck``, each with its fix, then disk, certificates and the like."""
+    backend = _backend()
+    posture = backend.posture(user=_me())
+    return render_template("admin/status.html", posture=posture, rows=backend.status())

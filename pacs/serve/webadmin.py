@@ -8,13 +8,13 @@ physician, and anything else raises :class:`webviewer.admin.GrantRefusedError`.
 
 from __future__ import annotations
 
-from pacs.core import pki
+from pacs.core import events, pki
 from pacs.core.config import Settings
 from pacs.core.context import CA_CERT, SERVER_CERT, Context
 from pacs.core.nodes import PHI_PERMISSIONS, EnrolledNode, NodeRegistry, PhiGrantError
-from pacs.ops import enrolment
+from pacs.ops import enrolment, selfcheck
 from pacs.ops.status import certificate_status, disk_status
-from webviewer.admin import GrantRefusedError, ModalityRow, StatusRow
+from webviewer.admin import GrantRefusedError, ModalityRow, Posture, StatusFinding, StatusRow
 
 
 class PacsAdmin:
@@ -84,42 +84,46 @@ class PacsAdmin:
         """Remove an enrolled node."""
         enrolment.remove(self._pacs, ae_title, user=user)
 
+    def posture(self, *, user: str) -> Posture:
+        """Run ``pacs selfcheck``'s checks, audited as the CLI audits them, and return what they report."""
+        report = selfcheck.run(self._pacs)
+        self._pacs.audit.append(events.selfcheck_run(by=user, findings=[f.message for f in report.findings]))
+        return Posture(
+            checked=tuple(report.checked),
+            findings=tuple(StatusFinding(f.check, f.message, f.fix) for f in report.findings),
+            notes=tuple((n.check, n.message) for n in report.notes),
+        )
+
     def status(self) -> list[StatusRow]:
-        """Free disk against the watermark, certificate expiry, the index and the plaintext port."""
+        """Free disk against the watermark, certificate expiry, the index, PHI grants and plaintext DICOM."""
         settings = self._settings
         disk = disk_status(settings)
-        rows = [
-            StatusRow(
-                "free disk (blobs)", f"{disk.free_mb:,} MiB (watermark {disk.watermark_mb:,} MiB)", disk.ok
-            )
-        ]
+        rows = [StatusRow("free disk (blobs)", f"{disk.free_mb:,} MiB (watermark {disk.watermark_mb:,} MiB)")]
         for label, path in (
             ("server certificate", settings.tls_dir / SERVER_CERT),
             ("CA certificate", settings.tls_dir / CA_CERT),
         ):
             cert = certificate_status(pki.load_certificate(path))
-            rows.append(StatusRow(label, f"expires in {cert.days:.0f} days", cert.ok))
+            rows.append(StatusRow(label, f"expires in {cert.days:.0f} days"))
         encrypted = (
             "SQLCipher (encrypted)" if self._pacs.database.is_sqlite else "PostgreSQL (see docs/SECURITY.md)"
         )
-        rows.append(StatusRow("index", encrypted, self._pacs.database.is_sqlite))
+        rows.append(StatusRow("index", encrypted))
         nodes = self._registry.all()
         rows.append(_phi_grants(nodes))
         plaintext = [n.ae_title for n in nodes if n.plaintext]
+        port = settings.dicom.plaintext_port
         rows.append(
             StatusRow(
                 "plaintext DICOM",
-                f"open on port {settings.dicom.plaintext_port} for {', '.join(plaintext)}"
-                if plaintext
-                else "closed",
-                not plaintext,
+                f"open on port {port} for {', '.join(plaintext)}" if plaintext else "closed",
             )
         )
         return rows
 
 
 def _phi_grants(nodes: list[EnrolledNode]) -> StatusRow:
-    """The nodes that may read patient data; fine unless one does so from a network or in clear."""
+    """The nodes that may read patient data, with their rights and transport."""
     granted = [n for n in nodes if n.permissions & PHI_PERMISSIONS]
     listed = [
         f"{n.ae_title} at {n.network} ({','.join(sorted(n.permissions & PHI_PERMISSIONS))}"
@@ -127,5 +131,4 @@ def _phi_grants(nodes: list[EnrolledNode]) -> StatusRow:
         + ")"
         for n in granted
     ]
-    exposed = any(n.plaintext or n.network.num_addresses > 1 for n in granted)
-    return StatusRow("PHI grants (find, move, get)", "; ".join(listed) or "none", not exposed)
+    return StatusRow("PHI grants (find, move, get)", "; ".join(listed) or "none")

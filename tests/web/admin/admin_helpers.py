@@ -38,7 +38,7 @@ _AUDIT_TABLE = re.compile(r'<table class="grid audit" id="audit">.*?<tbody>(.*?)
 _ROW = re.compile(r"<tr data-seq[^>]*>(.*?)</tr>", re.S)
 _TAG = re.compile(r"<[^>]+>")
 _CELL = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
-_STATUS_ROW = re.compile(r'<tr class="(ok|bad)"><th>([^<]*)</th><td>([^<]*)</td>')
+_STATUS_ROW = re.compile(r"<tr><th>([^<]*)</th><td>([^<]*)</td>")
 _CHAIN = re.compile(r'<p id="chain"[^>]*>\s*(.*?)\s*</p>', re.S)
 
 
@@ -105,11 +105,9 @@ def _audit_rows(page: str) -> list[list[str]]:
     ]
 
 
-def _status(page: str) -> dict[str, tuple[str, bool]]:
-    return {
-        html.unescape(what): (html.unescape(value), state == "ok")
-        for state, what, value in _STATUS_ROW.findall(page)
-    }
+def _status(page: str) -> dict[str, str]:
+    """The facts of the status page's table: what, and its value."""
+    return {html.unescape(what): html.unescape(value) for what, value in _STATUS_ROW.findall(page)}
 
 
 def _seed_audit(pacs: Context) -> None:
