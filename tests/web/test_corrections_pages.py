@@ -188,3 +188,17 @@ def test_a_value_the_form_does_not_offer_is_kept_when_another_field_is_edited(
     assert (head.PatientSex, head.StudyID, info.version) == ("U", "7", 2)
     ((_, details),) = _corrections(web.pacs)
     assert details["after"] == {"StudyID": "7"}
+
+
+def test_a_post_without_the_form_token_is_refused_and_values_are_escaped(
+    web: Web, carer: Browser, studies: dict[str, str]
+) -> None:
+    path = f"/admin/studies/{DOE.study_uid}/edit"
+    forged = carer.client.post(path, data={"PatientName": "X^Y", "reason": "forged"})
+    assert forged.status_code == 400
+    assert [info.version for info in web.pacs.archive.study_instances(DOE.study_uid)] == [1, 1]
+    response = carer.post(path, {"StudyDescription": "<img src=x onerror=alert(1)>", "reason": "<b>why</b>"})
+    assert response.status_code == 302
+    history = carer.get(f"/admin/studies/{DOE.study_uid}/history").text
+    assert "<img src=x" not in history and "&lt;img src=x onerror=alert(1)&gt;" in history
+    assert "<b>why</b>" not in history and "&lt;b&gt;why&lt;/b&gt;" in history
