@@ -161,10 +161,11 @@ def copy_steps(
     by: str,
     source: str,
 ) -> Iterator[CopyReport]:
-    """Write the de-identified copy into `sink`, yielding the report after each object; audited at the end.
+    """Write the de-identified copy into `sink`, yielding the report after each step; audited at the end.
 
-    The sink is finished (manifest written, ZIP closed) after the last object; on a failure it
-    is left to the caller to discard.
+    A step is a chunk of an object written (a header, or up to a MiB of pixel data), so a caller
+    streaming the sink's output holds no more than that. The sink is finished (manifest written,
+    ZIP closed) after the last object; on a failure it is left to the caller to discard.
     """
     options.check()
     instances = pacs.archive.study_instances(study_uid)
@@ -173,9 +174,15 @@ def copy_steps(
     outcome = Outcome.SERIOUS_FAILURE
     try:
         for name, info in export_names(instances):
-            report.objects.append(_copy_one(pacs, info, name, deid, sink, allow_burned_in))
-            yield report
-        sink.add(MANIFEST, iter([report.manifest()]))
+            copied, chunks = _prepare(pacs, info, name, deid, allow_burned_in)
+            report.objects.append(copied)
+            if copied.written:
+                with sink.member(name) as member:
+                    for chunk in chunks:
+                        member.write(chunk)
+                        yield report
+        with sink.member(MANIFEST) as member:
+            member.write(report.manifest())
         sink.finish()
         outcome = Outcome.SUCCESS
     finally:
@@ -223,10 +230,10 @@ def _audit(
     )
 
 
-def _copy_one(
-    pacs: Care, info: InstanceInfo, name: str, deid: Deidentifier, sink: Sink, allow_burned_in: bool
-) -> CopiedObject:
-    """De-identify one object into `sink` as `name` (unless it is flagged and flagged ones are left out)."""
+def _prepare(
+    pacs: Care, info: InstanceInfo, name: str, deid: Deidentifier, allow_burned_in: bool
+) -> tuple[CopiedObject, Iterator[bytes]]:
+    """One object as the manifest lists it, and its de-identified bytes (none if it is left out)."""
     deflated = info.transfer_syntax == DeflatedExplicitVRLittleEndian
     found = None if deflated else pacs.archive.frame_map(info)
     if found is None:
@@ -243,9 +250,7 @@ def _copy_one(
         flagged=flagged,
         written=allow_burned_in or not flagged,
     )
-    if copied.written:
-        sink.add(name, _object_bytes(pacs, info, deid.apply(ds), found))
-    return copied
+    return copied, _object_bytes(pacs, info, deid.apply(ds), found) if copied.written else iter(())
 
 
 def _object_bytes(pacs: Care, info: InstanceInfo, ds: Dataset, found: FrameMap | None) -> Iterator[bytes]:

@@ -1,7 +1,8 @@
 """Where an anonymized copy goes: a new folder, a new ZIP file, or a ZIP streamed to a writable object.
 
-A :class:`Sink` takes each file of the copy (a relative name such as ``S0001/I000001.dcm`` and
-its bytes as they come) and is finished once all are in, or discarded if the copy failed:
+A :class:`Sink` takes each file of the copy (a relative name such as ``S0001/I000001.dcm``),
+written through :meth:`Sink.member` as its bytes come, and is finished once all are in, or
+discarded if the copy failed:
 a folder or ZIP file left half-written is removed. A target that exists already is refused,
 so nothing is overwritten or mixed with an earlier copy. Folders are 0700, files 0600.
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -27,8 +29,8 @@ class Sink(Protocol):
 
     destination: str
 
-    def add(self, name: str, chunks: Iterable[bytes]) -> None:
-        """Write the file `name` (relative, ``/``-separated) from `chunks`."""
+    def member(self, name: str) -> AbstractContextManager[IO[bytes]]:
+        """The file `name` (relative, ``/``-separated) to write; complete once the block ends well."""
 
     def finish(self) -> None:
         """Complete the copy (a ZIP's directory is written)."""
@@ -51,16 +53,16 @@ class FolderSink:
         self.root = root
         self.destination = str(root.resolve())
 
-    def add(self, name: str, chunks: Iterable[bytes]) -> None:
-        """Write `name` under the folder, visible only once whole."""
+    @contextmanager
+    def member(self, name: str) -> Iterator[IO[bytes]]:
+        """The file `name` under the folder (0600), visible only once whole."""
         target = self.root.joinpath(*name.split("/"))
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.part")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as sink:
-                for chunk in chunks:
-                    sink.write(chunk)
+                yield sink
             os.link(partial, target)
         finally:
             partial.unlink(missing_ok=True)
@@ -81,11 +83,11 @@ class ZipSink:
         self._target = target
         self._zip = zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6)
 
-    def add(self, name: str, chunks: Iterable[bytes]) -> None:
-        """Add the member `name`, streamed (ZIP64 so any size fits)."""
+    @contextmanager
+    def member(self, name: str) -> Iterator[IO[bytes]]:
+        """The member `name`, streamed (ZIP64 so any size fits)."""
         with self._zip.open(name, "w", force_zip64=True) as member:
-            for chunk in chunks:
-                member.write(chunk)
+            yield member
 
     def finish(self) -> None:
         """Write the ZIP's central directory."""

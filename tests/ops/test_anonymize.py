@@ -12,11 +12,12 @@ import pydicom
 import pytest
 
 from pacs.core.context import Context
-from pacs.ops.anonymize import MANIFEST, CopyReport, anonymize_to_path
-from pacs.ops.anonymize_sinks import TargetError
+from pacs.ops.anonymize import MANIFEST, CopyReport, anonymize_to_path, copy_steps
+from pacs.ops.anonymize_sinks import TargetError, ZipSink
 from pacs.ops.deid import Deidentifier, OptionError, Options
 from pacs.ops.exporting import export_names
 from storage.errors import NotFoundError
+from tests.data.make_series import make_ct_series
 from tests.ops.anonymize_helpers import (
     DESCRIPTION,
     FRAME_OF_REFERENCE,
@@ -297,3 +298,35 @@ def test_dates_cannot_be_kept_and_shifted_at_once(pacs: Context, study: MarkedSt
     with pytest.raises(OptionError, match="either kept or shifted"):
         _copy(pacs, tmp_path / "copy", Options(retain_dates=True, shift_dates=True))
     assert not (tmp_path / "copy").exists()
+
+
+class _Recorder(io.RawIOBase):
+    """A write-only stream that counts what was written since it was last asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.pending += len(data)
+        return len(data)
+
+
+def test_a_streamed_copy_hands_out_at_most_a_step_of_pixel_data_at_a_time(
+    pacs: Context, tmp_path: Path
+) -> None:
+    # 2048 x 2048 x 16 bits: 8 MiB of pixel data in each of two slices
+    slices = make_ct_series(tmp_path / "big", slices=2, rows=2048, columns=2048, study_uid=STUDY_UID)
+    for path in slices:
+        pacs.archive.store(path)
+    recorder = _Recorder()
+    sink = ZipSink(recorder, "test")
+    steps, largest = 0, 0
+    for _ in copy_steps(pacs, STUDY_UID, sink, Options(), allow_burned_in=False, by="alice", source="cli"):
+        steps, largest = steps + 1, max(largest, recorder.pending)
+        recorder.pending = 0
+    assert steps > 16
+    assert largest <= 1 << 21  # one step of 1 MiB (and the ZIP's own few bytes), never an 8 MiB slice
