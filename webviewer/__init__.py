@@ -32,6 +32,7 @@ from webviewer import (
     corrections,
     cors,
     documents,
+    errors,
     metadata,
     qido,
     security,
@@ -125,6 +126,7 @@ def create_app(
     security.init_app(app)
     cors.init_app(app, config.cors_origins)
     auth.init_app(app)
+    errors.register(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(qido.bp)

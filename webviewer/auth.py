@@ -161,6 +161,11 @@ def _is_api() -> bool:
     return apiauth.is_api_path() or request.endpoint in _API_ENDPOINTS
 
 
+def is_api_request() -> bool:
+    """Whether this request comes from a script or a DICOMweb client (answered in text, not a page)."""
+    return _is_api()
+
+
 def login_required(view: View) -> View:
     """Let only a completed login of an enabled account through."""
 
@@ -208,6 +213,8 @@ def _role_required(role: str, scope: str | None = None) -> Callable[[View], View
             if account is None or role not in account.roles:
                 what = f"page for the {role} role refused"
                 record(events.restricted_function_refused(me(), what, source=source(), path=request.path))
+                if account is not None and request.endpoint == "studies.index" and not account.is_physician:
+                    return redirect(_landing(account))  # "/" is everyone's start; an admin's is elsewhere
                 abort(403)
             return view(*args, **kwargs)
 
