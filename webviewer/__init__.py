@@ -21,6 +21,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from pacs.core.accounts import Accounts
 from pacs.core.audit import AuditLog
+from pacs.core.config_routes import Route
 from pacs.core.tokens import Network, Tokens
 from storage.archive import Archive
 from storage.db import Database
@@ -33,6 +34,7 @@ from webviewer import (
     cors,
     documents,
     errors,
+    forwarding,
     metadata,
     qido,
     security,
@@ -67,6 +69,8 @@ class WebConfig:
     # Where access tokens may come from (empty: anywhere), and the origins CORS lets call DICOMweb.
     token_networks: tuple[Network, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    # The [[route]] forwarding rules of pacs.toml, shown (read-only) on the forwarding page.
+    routes: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,4 +144,5 @@ def create_app(
     app.register_blueprint(corrections.bp)
     app.register_blueprint(care.bp)
     app.register_blueprint(anonymize.bp)
+    app.register_blueprint(forwarding.bp)
     return app
