@@ -234,6 +234,7 @@ class WebServer:
             metadata_cache_bytes=settings.web.metadata_cache_mb * 2**20,
             token_networks=networks_of(settings.web.token_networks),
             cors_origins=settings.web.cors_origins,
+            routes=settings.routes,
         )
         self.app = create_app(
             config,
