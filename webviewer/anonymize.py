@@ -13,7 +13,7 @@ request came from.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from flask import Blueprint, Response, abort, current_app, flash, render_template, request
 
@@ -88,14 +88,15 @@ def form(study_uid: str) -> str:
     return _form(study_uid, _study(study_uid), Options(), False)
 
 
-def _zip(steps: Iterator[object], pipe: _Pipe, sink: ZipSink) -> Iterator[bytes]:
-    """The ZIP's bytes as each object of the copy is written."""
+def _zip(steps: Generator[object], pipe: _Pipe, sink: ZipSink) -> Iterator[bytes]:
+    """The ZIP's bytes as the copy is written; a download broken off ends the copy (audited as failed)."""
     try:
         for _ in steps:
             data = pipe.take()
             if data:
                 yield data
     except BaseException:
+        steps.close()
         sink.discard()
         raise
     yield pipe.take()

@@ -175,12 +175,12 @@ def copy_steps(
     try:
         for name, info in export_names(instances):
             copied, chunks = _prepare(pacs, info, name, deid, allow_burned_in)
-            report.objects.append(copied)
             if copied.written:
                 with sink.member(name) as member:
                     for chunk in chunks:
                         member.write(chunk)
                         yield report
+            report.objects.append(copied)  # once whole: a copy broken off counts only what it wrote
         with sink.member(MANIFEST) as member:
             member.write(report.manifest())
         sink.finish()

@@ -13,7 +13,7 @@ import os
 import shutil
 import zipfile
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -95,7 +95,8 @@ class ZipSink:
 
     def discard(self) -> None:
         """Stop writing (what a stream received is incomplete, and a browser sees a broken download)."""
-        self._zip.close()
+        with suppress(ValueError):  # a member still open: the ZIP stays unfinished
+            self._zip.close()
 
 
 class ZipFileSink(ZipSink):

@@ -93,7 +93,7 @@ def test_allowing_burned_in_objects_copies_all_of_them(web: Web, carer: Browser,
     with zipfile.ZipFile(io.BytesIO(answer.data)) as archive:
         assert len([name for name in archive.namelist() if name.endswith(".dcm")]) == 7
     assert _exports(web)[-1]["options"] == ["basic", "full_dates"]
-    carer.post(PAGE, {"dates": "shift"})
+    assert carer.post(PAGE, {"dates": "shift"}).data.startswith(b"PK")
     assert _exports(web)[-1]["options"] == ["basic", "modified_dates"]
 
 
@@ -129,3 +129,14 @@ def test_a_bad_replacement_id_shows_the_form_again_with_the_reason(
 def test_an_unknown_study_is_not_found(carer: Browser) -> None:
     assert carer.get("/admin/studies/1.2.3.4/anonymize").status_code == 404
     assert carer.get("/admin/studies/not-a-uid/anonymize").status_code == 404
+
+
+def test_a_download_broken_off_ends_the_copy_and_is_audited_as_failed(
+    web: Web, carer: Browser, study: MarkedStudy
+) -> None:
+    answer = carer.client.post(PAGE, data={"csrf_token": carer.token(PAGE)}, buffered=False)
+    first = next(iter(answer.response))
+    assert first.startswith(b"PK")
+    answer.close()
+    (record,) = [r for r in web.audit("110106") if details(r).get("what") == "anonymized copy"]
+    assert record.outcome == 8 and details(record)["written"] == 0
