@@ -227,7 +227,7 @@ def enrol() -> Response | tuple[str, int]:
     ae_title = request.form.get("ae_title", "").strip()
     host, allow = request.form.get("host", "").strip(), ",".join(request.form.getlist("allow")) or "store"
     if port_text and not port_text.isdigit():
-        flash(f"Not enrolled: port {port_text!r} is not a number")
+        flash(f"Not enrolled: Port for retrieves: {port_text!r} is not a number (1 to 65535)")
         return redirect(url_for("admin.modalities"))
     port = int(port_text) if port_text else None
     try:

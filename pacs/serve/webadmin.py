@@ -9,9 +9,18 @@ physician, and anything else raises :class:`webviewer.admin.GrantRefusedError`.
 from __future__ import annotations
 
 from pacs.core import events, pki
-from pacs.core.config import Settings
+from pacs.core.config import Settings, check_ae_title
 from pacs.core.context import CA_CERT, SERVER_CERT, Context
-from pacs.core.nodes import PHI_PERMISSIONS, EnrolledNode, NodeRegistry, PhiGrantError
+from pacs.core.nodes import (
+    PERMISSIONS,
+    PHI_PERMISSIONS,
+    EnrolledNode,
+    EnrolmentError,
+    NodeRegistry,
+    PhiGrantError,
+    parse_network,
+    parse_permissions,
+)
 from pacs.ops import enrolment, selfcheck
 from pacs.ops.status import certificate_status, disk_status
 from webviewer.admin import GrantRefusedError, ModalityRow, Posture, StatusFinding, StatusRow
@@ -54,6 +63,7 @@ class PacsAdmin:
 
         A PHI grant (find, move, get) is refused unless `roles` hold admin and physician.
         """
+        check_form(ae_title, host, allow, port)
         try:
             enrolled = enrolment.enrol(
                 self._pacs,
@@ -73,6 +83,7 @@ class PacsAdmin:
 
         Narrowing is open to any admin; adding find, move or get is a PHI grant.
         """
+        _check_rights(allow)
         try:
             return enrolment.change_rights(
                 self._pacs, ae_title, allow, authority=enrolment.web_admin(user, roles)
@@ -120,6 +131,31 @@ class PacsAdmin:
             )
         )
         return rows
+
+
+def _check_rights(allow: str) -> None:
+    """Refuse rights other than those of the form's "May" boxes, naming that field."""
+    try:
+        parse_permissions(allow)
+    except EnrolmentError:
+        raise EnrolmentError(f"May: tick one or more of {', '.join(PERMISSIONS)}") from None
+
+
+def check_form(ae_title: str, host: str, allow: str, port: int | None) -> None:
+    """Refuse what the enrolment form cannot enrol, in the words of its fields (the CLI's name flags)."""
+    problem = check_ae_title(ae_title)
+    if problem:
+        raise EnrolmentError(f"AE title {ae_title!r} {problem} (it has {len(ae_title)})")
+    try:
+        parse_network(host)
+    except EnrolmentError:
+        raise EnrolmentError(
+            f"Address (IP or CIDR): {host!r} is not an IP address or CIDR network, "
+            "such as 10.0.0.5 or 10.0.1.0/24"
+        ) from None
+    if port is not None and not 0 < port < 65536:
+        raise EnrolmentError(f"Port for retrieves: {port} is not a port number (1 to 65535)")
+    _check_rights(allow)
 
 
 def _phi_grants(nodes: list[EnrolledNode]) -> StatusRow:
