@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from pacs.core.config import parse_settings
 from pacs.core.config_routes import Route, RouteError
 from pacs.core.context import CA_CERT, CA_KEY, Context, open_pacs
 from pacs.core.nodes import NodeRegistry
+from pacs.ops import selfcheck
 from pacs.ops.forward_queue import FAILED, PENDING, SENT, Attempt, ForwardError, ForwardQueue, RetryPolicy
 from pacs.ops.forwarding import Forwarding, RouteCheckError, check_routes, route_problems
+from pacs.ops.selfcheck.forwarding import check_forwarding
+from pacs.ops.selfcheck.report import Finding, Note
 from storage.models import Study
 from tests.ops.trash_helpers import TrashFiles, make_trash_files, store, uid_of
 
@@ -186,3 +190,23 @@ def test_route_tables_are_read_into_the_settings(tmp_path: Path) -> None:
     ]
     with pytest.raises(RouteError, match="two \\[\\[route\\]\\] tables are named 'ct'"):
         parse_settings(text.replace('"all"', '"ct"'), tmp_path, {}, origin="pacs.toml")
+
+
+def test_selfcheck_reports_a_route_that_cannot_send_and_notes_failed_jobs(
+    filled: Context, files: TrashFiles
+) -> None:
+    routes = (Route(name="lost", to="NOBODY"), Route(name="fine", to="TELERAD"))
+    routed = replace(filled, settings=replace(filled.settings, routes=routes))
+    assert list(check_forwarding(routed, datetime.now(UTC))) == [
+        Finding(
+            "forwarding",
+            "route lost: destination NOBODY is not an enrolled node: pacs serve refuses to start, "
+            "and no study is sent by it",
+            "enrol the node with its port (pacs modality add ... --port N) or fix the [[route]] in pacs.toml",
+        )
+    ]
+    queue = ForwardQueue(filled.database)
+    queue.cancel(queue.enqueue("TELERAD", uid_of(files.first[0]), requested_by="alice").id, by="alice")
+    (note,) = check_forwarding(filled, datetime.now(UTC))
+    assert isinstance(note, Note) and note.message.startswith("1 forwarding job(s) failed")
+    assert "forwarding" in selfcheck.CHECKS

@@ -6,7 +6,8 @@ audit chain, free disk, backups, TLS, DICOMweb tokens and CORS) and yields :clas
 objects, each with the fix spelled out. Anything that is acceptable but worth knowing is a
 :class:`Note`. The command exits non-zero when there is any finding. The checks live by subject in
 :mod:`~pacs.ops.selfcheck.files`, :mod:`~pacs.ops.selfcheck.certificates`,
-:mod:`~pacs.ops.selfcheck.access` and :mod:`~pacs.ops.selfcheck.trail`.
+:mod:`~pacs.ops.selfcheck.access`, :mod:`~pacs.ops.selfcheck.trail` and
+:mod:`~pacs.ops.selfcheck.forwarding` (``[[route]]`` destinations, failed jobs).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pacs.ops.selfcheck.files import (
     check_key_rotation,
     check_permissions,
 )
+from pacs.ops.selfcheck.forwarding import check_forwarding
 from pacs.ops.selfcheck.report import Check, Finding, Note, Report, Result
 from pacs.ops.selfcheck.trail import check_audit_chain, check_audit_checkpoints, check_backup
 
@@ -51,6 +53,7 @@ CHECKS: dict[str, Check] = {
     "disk": check_disk,
     "backup": check_backup,
     "tls": check_tls,
+    "forwarding": check_forwarding,
 }
 
 
