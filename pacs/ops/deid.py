@@ -9,11 +9,13 @@ whenever the object had it (so an IOD's Type 1 and 2 attributes stay): with a du
 where D is allowed and the original had a value, emptied otherwise, a new UID for ``X/Z/U*``.
 Private attributes and whole overlay planes (groups 60xx: their data may carry burned-in
 text) are removed; dates and date-times the table does not list follow the dates' option
-too (emptied, kept or shifted). Clean (C) of a descriptor (Clean Descriptors option) keeps the
-text with every identifying value of the object, and every run of four or more digits, replaced
-by ``*``; clean of a date or date-time (Retain Longitudinal Temporal Information With Modified
-Dates) moves it by the copy's shift: 1 to 10 years back, a whole number of days drawn from the
-secret, the same for every date of the copy so intervals stay; times are kept.
+too (emptied, kept or shifted), and free text it does not list (LT, ST, UT, UC: the Text Value
+of an SR's content items, whose tree a D keeps) is cleaned. Clean (C) of a text (Clean
+Descriptors option) keeps it with every identifying value of the object, and every run of four
+or more digits, replaced by ``*``; clean of a date or date-time (Retain Longitudinal Temporal
+Information With Modified Dates) moves it by the copy's shift: 1 to 10 years back, a whole
+number of days drawn from the secret, the same for every date of the copy so intervals stay;
+times are kept.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ TEXT_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "DA", "DT"
 _IDENTIFYING_VRS = frozenset({"PN", "LO", "SH", "AE", "DA", "DT"})
 _DUMMY_TEXT = {"PN": "ANONYMOUS", "AE": "ANONYMOUS", "DA": "19000101", "TM": "000000"}
 _DUMMY_TEXT |= {"DT": "19000101000000", "AS": "000Y", "IS": "0", "DS": "0", "UR": ""}
+# Free text the table does not list (an SR's Text Value above all) is cleaned, whatever the options.
+_FREE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UC"})
 _BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 _NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "AT"})
 _DIGITS = re.compile(r"\d{4,}")
@@ -172,7 +176,9 @@ class Deidentifier:
             self._act(ds, elem, resolve(code, elem.VR, not elem.is_empty), identifiers)
 
     def _unlisted(self, vr: str) -> str:
-        """The action on an attribute the table does not list: dates follow the date option, others stay."""
+        """The action on an attribute the table does not list (see the module docstring)."""
+        if vr in _FREE_TEXT_VRS:
+            return "C"
         if vr not in ("DA", "DT"):
             return "K"
         return "K" if self.options.retain_dates else "C" if self.options.shift_dates else "Z"

@@ -54,6 +54,7 @@ MARKS = {
 }
 PRIVATE_MARK = "SECRET-PRIVATE-9911"
 REQUESTED_ID = "REQPROC-6161"
+FREE_TEXT = "Report for Dulcinea"
 # The attributes whose UIDs identify the originals (classes and transfer syntaxes are no secret).
 UID_KEYWORDS = frozenset(
     {
@@ -115,6 +116,18 @@ def _mark(ds: Dataset, number: int, ct_sop: str) -> None:
         ds.FrameOfReferenceUID = FRAME_OF_REFERENCE
     if ds.Modality == "SR":
         ds.CurrentRequestedProcedureEvidenceSequence = Sequence([_evidence(ct_sop)])
+        ds.ContentSequence.append(_text_item())
+
+
+def _text_item() -> Dataset:
+    """An SR text content item naming the patient, the ID and the date, as a report's free text does."""
+    concept = Dataset()
+    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = "121106", "DCM", "Comment"
+    item = Dataset()
+    item.RelationshipType, item.ValueType = "CONTAINS", "TEXT"
+    item.ConceptNameCodeSequence = Sequence([concept])
+    item.TextValue = f"{FREE_TEXT} Toboso, {MARKS['PatientID']}, seen {STUDY_DATE}"
+    return item
 
 
 def _evidence(ct_sop: str) -> Dataset:

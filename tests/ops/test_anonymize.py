@@ -21,6 +21,7 @@ from tests.data.make_series import make_ct_series
 from tests.ops.anonymize_helpers import (
     DESCRIPTION,
     FRAME_OF_REFERENCE,
+    FREE_TEXT,
     MARKS,
     SAMPLES,
     STUDY_DATE,
@@ -330,3 +331,13 @@ def test_a_streamed_copy_hands_out_at_most_a_step_of_pixel_data_at_a_time(
         recorder.pending = 0
     assert steps > 16
     assert largest <= 1 << 21  # one step of 1 MiB (and the ZIP's own few bytes), never an 8 MiB slice
+
+
+def test_the_free_text_of_an_sr_is_kept_without_the_identifying_values(
+    pacs: Context, study: MarkedStudy, tmp_path: Path
+) -> None:
+    _copy(pacs, tmp_path / "copy")
+    sr = _copies(tmp_path / "copy")["S0006/I000006.dcm"]
+    texts = [item.TextValue for item in sr.ContentSequence if item.ValueType == "TEXT"]
+    assert "Report for *" in texts[-1] and "*, *, seen *" in texts[-1]
+    assert FREE_TEXT not in texts[-1]
