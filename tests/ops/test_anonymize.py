@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 from pacs.core.context import Context
+from pacs.ops import corrections
 from pacs.ops.anonymize import MANIFEST, CopyReport, anonymize_to_path, copy_steps
 from pacs.ops.anonymize_sinks import TargetError, ZipSink
 from pacs.ops.deid import Deidentifier, OptionError, Options
@@ -341,3 +342,15 @@ def test_the_free_text_of_an_sr_is_kept_without_the_identifying_values(
     texts = [item.TextValue for item in sr.ContentSequence if item.ValueType == "TEXT"]
     assert "Report for *" in texts[-1] and "*, *, seen *" in texts[-1]
     assert FREE_TEXT not in texts[-1]
+
+
+def test_the_copy_is_made_from_the_current_versions_of_a_corrected_study(
+    pacs: Context, study: MarkedStudy, tmp_path: Path
+) -> None:
+    actor = corrections.Actor(by="alice", source="cli", reason="wrong description")
+    corrections.edit(pacs, STUDY_UID, {"StudyDescription": "Knee left 2 views"}, actor)
+    _copy(pacs, tmp_path / "copy", Options(clean_descriptors=True))
+    assert {ds.StudyDescription for ds in _copies(tmp_path / "copy").values()} == {"Knee left 2 views"}
+    for path in (tmp_path / "copy").rglob("*.dcm"):  # the correction's history item went with the profile
+        assert "OriginalAttributesSequence" not in pydicom.dcmread(path)
+        assert found_in(path.read_bytes(), study.identifying_values()) == set()
