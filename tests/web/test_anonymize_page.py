@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 
 from pacs.core.context import Context
 from tests.ops.anonymize_helpers import MARKS, STUDY_UID, MarkedStudy, found_in, store_marked_study
-from tests.web.web_helpers import ADDRESS, ADMIN, PHYSICIAN, Browser, Web, details, messages
+from tests.web.web_helpers import ADDRESS, ADMIN, PHYSICIAN, Browser, Web, details, link, messages
 
 CARE = frozenset({"admin", "physician"})
 PAGE = f"/admin/studies/{STUDY_UID}/anonymize"
@@ -140,3 +140,10 @@ def test_a_download_broken_off_ends_the_copy_and_is_audited_as_failed(
     answer.close()
     (record,) = [r for r in web.audit("110106") if details(r).get("what") == "anonymized copy"]
     assert record.outcome == 8 and details(record)["written"] == 0
+
+
+def test_the_study_page_links_to_the_anonymize_form(carer: Browser, study: MarkedStudy) -> None:
+    study_page = carer.get(f"/admin/studies/{STUDY_UID}")
+    assert study_page.status_code == 200
+    assert link(study_page.text, "anonymize") == PAGE
+    assert carer.get(PAGE).status_code == 200
