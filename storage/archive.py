@@ -123,18 +123,17 @@ class Archive:
             raise
         return incoming.finish()
 
-    def current_version_with(self, sop_uid: str, sha256: str) -> int | None:
-        """The version of `sop_uid` that is current and holds exactly `sha256`, if any.
+    def version_with(self, sop_uid: str, sha256: str) -> int | None:
+        """The latest version of `sop_uid`, current or not, that holds exactly `sha256`, if any.
 
         An index that cannot be asked answers None: the object is then stored, and a
         duplicate is recognised when it is indexed.
         """
         try:
             with self.database.engine.connect() as connection:
-                current = index.current_version(connection, sop_uid)
+                return index.held_version(connection, sop_uid, sha256)
         except sa_exc.DBAPIError:
             return None
-        return current.version if current is not None and current.sha256 == sha256 else None
 
     def index_blob(
         self,

@@ -253,6 +253,9 @@ _CURRENT = text(
     "SELECT id, version, sha256, series_fk, frames FROM instances "
     "WHERE sop_uid = :sop_uid AND is_current = :current"
 ).bindparams(bindparam("current", type_=Boolean))
+_HELD = text(
+    "SELECT MAX(version) FROM instances WHERE sop_uid = :sop_uid AND sha256 = :sha256"
+)
 _SUPERSEDE = text("UPDATE instances SET is_current = :current WHERE id = :id").bindparams(
     bindparam("current", type_=Boolean)
 )
@@ -289,6 +292,12 @@ def current_version(connection: Connection, sop_uid: str) -> CurrentVersion | No
     return CurrentVersion(*row) if row is not None else None
 
 
+def held_version(connection: Connection, sop_uid: str, sha256: str) -> int | None:
+    """The latest version of `sop_uid` whose content is exactly `sha256`, current or not."""
+    version: int | None = connection.execute(_HELD, {"sop_uid": sop_uid, "sha256": sha256}).scalar()
+    return version
+
+
 def add_instance(
     connection: Connection,
     header: InstanceHeader,
@@ -303,16 +312,20 @@ def add_instance(
     Returns the version, the outcome and the row ids used, for `cache` to remember
     once the transaction has committed.
 
-    If the current version already has the same SHA-256 nothing is added and its
-    version is returned with :attr:`StoreOutcome.DUPLICATE` (the caller discards the new
-    blob). A different object with the same SOP Instance UID becomes a new version;
+    If any version already has the same SHA-256 nothing is added and that version is
+    returned with :attr:`StoreOutcome.DUPLICATE` (the caller discards the new blob): an
+    object sent again after a correction leaves the corrected version current. A different
+    object with the same SOP Instance UID becomes a new version;
     the old one is kept, no longer current. `received_at` defaults to now; `frame_map`
     is the packed :class:`storage.framemap.FrameMap` of the object.
     """
     now = datetime.now(UTC)
     previous = current_version(connection, header.sop_uid)
-    if previous is not None and previous.sha256 == ref.sha256:
-        return previous.version, StoreOutcome.DUPLICATE, {}
+    if previous is not None:
+        held = previous.version if previous.sha256 == ref.sha256 else None
+        held = held or held_version(connection, header.sop_uid, ref.sha256)
+        if held is not None:
+            return held, StoreOutcome.DUPLICATE, {}
     learned: dict[tuple[str, str], int] = {}
     patient_fk = _cached(
         cache, learned, "patient", patient_key(header), lambda: _patient_id(connection, header)

@@ -125,7 +125,7 @@ class IncomingObject:
     def _store(self, writer: BlobWriter, header: InstanceHeader, frame_map: bytes) -> StoreResult:
         archive = self._archive
         writer.seal()
-        duplicate_of = archive.current_version_with(header.sop_uid, writer.sha256)
+        duplicate_of = archive.version_with(header.sop_uid, writer.sha256)
         if duplicate_of is not None:
             return StoreResult.of(StoreOutcome.DUPLICATE, header, duplicate_of, writer.size, writer.sha256)
         ref = writer.reference()
@@ -159,7 +159,7 @@ class IncomingObject:
         archive = self._archive
         referenced = archive.blob_referenced(ref.blob_id)
         if referenced:
-            current = archive.current_version_with(header.sop_uid, ref.sha256) or 1
+            current = archive.version_with(header.sop_uid, ref.sha256) or 1
             return StoreResult.of(StoreOutcome.STORED, header, current, ref.size, ref.sha256)
         if referenced is None:
             archive.remember_unindexed(ref.blob_id)

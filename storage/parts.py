@@ -37,8 +37,8 @@ class ArchiveParts(Protocol):
     def check_space(self, size: int = 0) -> None:
         """Raise OutOfSpaceError when `size` more bytes would pass the free-space watermark."""
 
-    def current_version_with(self, sop_uid: str, sha256: str) -> int | None:
-        """The current version of `sop_uid` if it has this content, else None."""
+    def version_with(self, sop_uid: str, sha256: str) -> int | None:
+        """The latest version of `sop_uid`, current or not, with this content, else None."""
 
     def index_blob(
         self,

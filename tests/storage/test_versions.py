@@ -93,6 +93,24 @@ def test_the_index_answers_with_the_corrected_patient_and_study(pacs: Context, c
     assert report.ok and report.checked == 12  # 6 received versions and 6 corrected ones
 
 
+def test_an_object_sent_again_after_a_correction_is_a_duplicate_and_the_correction_stays(
+    pacs: Context, ct_dir: Path
+) -> None:
+    from storage.index import StoreOutcome
+
+    sent = sorted(ct_dir.glob("*.dcm"))
+    for path in sent:
+        pacs.archive.store(path)
+    study_uid = pydicom.dcmread(sent[0]).StudyInstanceUID
+    rewrite(pacs.archive, [StudyRewrite(study_uid, {"PatientName": "RIGHT^NAME"})], RECORD)
+    again = pacs.archive.store(sent[0])
+    assert (again.outcome, again.version) == (StoreOutcome.DUPLICATE, 1)
+    assert pacs.archive.instance(again.sop_uid).version == 2
+    assert str(_stored(pacs.archive, again.sop_uid).PatientName) == "RIGHT^NAME"
+    (row,) = pacs.archive.search_studies(StudyQuery(name="right"))
+    assert row.study_uid == study_uid
+
+
 def _query(**values: str) -> pydicom.Dataset:
     ds = pydicom.Dataset()
     ds.PatientName = ""
