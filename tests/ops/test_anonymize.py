@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from pacs.core.context import Context
 from pacs.ops import corrections
@@ -202,7 +203,7 @@ def test_objects_that_may_show_burned_in_annotation_are_flagged_and_left_out_unl
 
 
 def test_an_object_that_says_it_has_burned_in_annotation_is_flagged(pacs: Context, tmp_path: Path) -> None:
-    source = pydicom.dcmread(pydicom.data.get_testdata_file("MR_small.dcm"))
+    source = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
     source.StudyInstanceUID = STUDY_UID
     source.BurnedInAnnotation = "YES"
     source.save_as(tmp_path / "burned.dcm", enforce_file_format=True)
@@ -354,3 +355,22 @@ def test_the_copy_is_made_from_the_current_versions_of_a_corrected_study(
     for path in (tmp_path / "copy").rglob("*.dcm"):  # the correction's history item went with the profile
         assert "OriginalAttributesSequence" not in pydicom.dcmread(path)
         assert found_in(path.read_bytes(), study.identifying_values()) == set()
+
+
+def test_a_deflated_object_is_copied_whole_and_deflated_again(pacs: Context, tmp_path: Path) -> None:
+    path = Path(get_testdata_file("image_dfl.dcm"))
+    source = pydicom.dcmread(path)
+    pacs.archive.store(path)
+    anonymize_to_path(
+        pacs,
+        source.StudyInstanceUID,
+        tmp_path / "copy",
+        Options(),
+        allow_burned_in=True,
+        by="a",
+        source="cli",
+    )
+    (copy,) = _copies(tmp_path / "copy").values()
+    assert copy.file_meta.TransferSyntaxUID == source.file_meta.TransferSyntaxUID
+    assert copy.PixelData == source.PixelData
+    assert copy.StudyInstanceUID != source.StudyInstanceUID and copy.PatientIdentityRemoved == "YES"
