@@ -372,9 +372,16 @@ def restore_done(*, by: str, ok: bool, file: str, backup_of: str, objects: int, 
 
 
 def export_done(
-    *, by: str, patient_id: str, study_uid: str, instances: int, written: int, destination: str
+    *,
+    by: str,
+    patient_id: str,
+    study_uid: str,
+    instances: int,
+    written: int,
+    destination: str,
+    original: bool = False,
 ) -> AuditEvent:
-    """``pacs export`` wrote `written` of a study's `instances` objects to `destination`."""
+    """``pacs export`` wrote `written` of a study's `instances` objects (as received, with `original`)."""
     return AuditEvent(
         EventID.EXPORT,
         Action.READ,
@@ -382,5 +389,10 @@ def export_done(
         user_id=by,
         patient_id=patient_id,
         study_uid=study_uid,
-        details={"instances": instances, "written": written, "destination": destination},
+        details={
+            "instances": instances,
+            "written": written,
+            "destination": destination,
+            "original": original,
+        },
     )

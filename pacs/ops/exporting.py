@@ -79,6 +79,7 @@ def export_study(pacs: Context, study_uid: str, out: Path, *, user: str, origina
                 instances=len(instances),
                 written=written,
                 destination=str(out.resolve()),
+                original=original,
             )
         )
     return Exported(instances=len(instances), series=len(folders))

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from sqlalchemy import select
 
+from pacs.core.audit_vocabulary import EventID
 from pacs.core.context import open_pacs
+from storage.models import AuditRecord
 from storage.search import StudyQuery
 from tests.cli.cli_helpers import _one_line_error, _run, _settings
 from tests.data.make_series import make_ct_series
@@ -43,6 +46,17 @@ def filled(data_dir: Path, sent: dict[str, list[Path]]) -> Path:
 
 def _study(sent: dict[str, list[Path]], patient: str) -> str:
     return str(pydicom.dcmread(sent[patient][0], stop_before_pixels=True).StudyInstanceUID)
+
+
+def _export_records(data: Path) -> list[tuple[str, bool]]:
+    """(study UID, as received) of every export the audit trail holds, oldest first."""
+    pacs = open_pacs(_settings(data))
+    try:
+        with pacs.database.read() as session:
+            rows = session.scalars(select(AuditRecord).where(AuditRecord.event_id == EventID.EXPORT))
+            return [(row.study_uid, json.loads(row.details)["original"]) for row in rows]
+    finally:
+        pacs.close()
 
 
 def _listed(data: Path) -> dict[str, tuple[str, str, str]]:
@@ -139,6 +153,7 @@ def test_move_files_the_study_under_the_other_patient_and_export_original_gives_
         return sorted(hashlib.sha256(path.read_bytes()).hexdigest() for path in paths)
 
     assert digests(list((tmp_path / "orig").rglob("*.dcm"))) == digests(sent["PID-DOE"])
+    assert _export_records(filled) == [(doe, True)]
     code, _, err = _run(capsys, "export", doe, str(tmp_path / "now"), "--data", str(filled))
     assert code == 0, err
     assert {str(pydicom.dcmread(p).PatientID) for p in (tmp_path / "now").rglob("*.dcm")} == {"PID-ROE"}
