@@ -69,12 +69,14 @@ def _explanation(error: HTTPException) -> Explanation:
     return EXPLANATIONS.get(error.code or 500, EXPLANATIONS[500])
 
 
-def _home() -> str:
-    """Where the page's link leads: the user's start page, or the login."""
+def _home() -> tuple[str, str]:
+    """Where the page's link leads, and its words: the user's start page, or the login."""
     account = current_account()
     if account is None:
-        return url_for("auth.login")
-    return url_for("studies.index") if account.is_physician else url_for("admin.users")
+        return url_for("auth.login"), "Go to the login"
+    if account.is_physician:
+        return url_for("studies.index"), "Back to the study list"
+    return url_for("admin.users"), "Back to the admin pages"
 
 
 def _text(error: HTTPException) -> Response:
@@ -93,7 +95,15 @@ def _page(error: HTTPException) -> Response:
         return error.response
     explanation = _explanation(error)
     try:
-        body = render_template("errors/error.html", code=error.code, explanation=explanation, home=_home())
+        home, home_label = _home()
+        body = render_template(
+            "errors/error.html",
+            code=error.code,
+            explanation=explanation,
+            home=home,
+            home_label=home_label,
+            detail=error.description if isinstance(error, CSRFError) else "",
+        )
     except Exception:
         body = f"{explanation.title}. {explanation.advice}\n"
     response = Response(body, status=error.code, mimetype="text/html")

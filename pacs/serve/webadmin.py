@@ -127,10 +127,18 @@ class PacsAdmin:
         rows.append(
             StatusRow(
                 "plaintext DICOM",
-                f"open on port {port} for {', '.join(plaintext)}" if plaintext else "closed",
+                _plaintext(port, plaintext),
             )
         )
         return rows
+
+
+def _plaintext(port: int, nodes: list[str]) -> str:
+    """The plaintext DICOM port and the nodes enrolled to use it, in words."""
+    if not nodes:
+        return f"port {port} open, no node may use it" if port else "closed"
+    state = f"open on port {port}" if port else "closed (the port is off)"
+    return f"{state} for {', '.join(nodes)}"
 
 
 def _check_rights(allow: str) -> None:

@@ -65,7 +65,7 @@ def test_a_get_of_a_form_target_is_405_with_allow(doc: Browser) -> None:
 def test_a_form_without_its_csrf_token_is_400_this_form_has_expired(doc: Browser) -> None:
     response = doc.client.post("/account/tokens", data={"name": "x"})
     assert _page(response, 400) == "This form has expired"
-    assert "Reload the page" in response.text
+    assert "Reload the page" in response.text and "The CSRF token is missing." in response.text
 
 
 def test_a_body_over_the_form_limit_is_413(doc: Browser) -> None:

@@ -75,7 +75,10 @@ def test_events_actions_and_outcomes_are_named_in_words(web: Web, boss: Browser)
         ("DICOM Study Deleted", "Read", "Minor failure", "u4"),
         ("DICOM Study Deleted", "Create", "Success", "u0"),
     ]
-    assert _EVENT_TITLE.findall(page)[:2] == ["110114 / 110122", "110105"]
+    assert _EVENT_TITLE.findall(page)[:2] == [
+        "User Authentication: Login (110114 / 110122)",
+        "DICOM Study Deleted (110105)",
+    ]
     classes = [state for _, state, _ in _ROW_TAG.findall(page)[:5]]
     assert classes == ["failure", "failure", "failure", "failure", "success"]
 
