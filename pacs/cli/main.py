@@ -1,7 +1,8 @@
 """The ``pacs`` entry point: the parser of every command, and errors shown as one line.
 
 Every error a user can cause is a :class:`~storage.errors.PacsError`; it ends the command
-with ``pacs: error: MESSAGE`` on stderr and exit status 2, never a traceback.
+with ``pacs: error: MESSAGE`` on stderr and exit status 2, never a traceback. A usage error
+(a missing or unknown argument) is one line too: ``pacs CMD: error: MESSAGE (see pacs CMD --help)``.
 """
 
 from __future__ import annotations
@@ -10,15 +11,24 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 from pacs.cli import archive, audit, backup, keys, nodes, study, users
 from pacs.cli.common import EXIT_USAGE
 from storage.errors import PacsError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line too (with where to look), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` on stderr and exit with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every ``pacs`` command."""
-    parser = argparse.ArgumentParser(prog="pacs", description="Hardened mini-PACS for small practices.")
+    """The argument parser of every ``pacs`` command (its subcommands' parsers are of the same class)."""
+    parser = OneLineParser(prog="pacs", description="Hardened mini-PACS for small practices.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for area in (archive, audit, backup, nodes, keys, users, study):
         area.register(commands)

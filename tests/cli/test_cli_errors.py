@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pacs.cli import main
 from pacs.core.accounts import Accounts
 from pacs.core.context import initialise, open_pacs
 from tests.cli.cli_helpers import _one_line_error, _run
@@ -87,6 +88,30 @@ BAD_INVOCATIONS: list[tuple[list[str], str]] = [
     (["init", "--data", "TMP/n4", "--db", "postgresql://bad:url:here"], "URL"),
     (["init", "--data", "TMP/n5", "--db", "postgresql://nobody@127.0.0.1:1/x"], "127.0.0.1:1"),
     (["init", "--data", "TMP/n6", "--db", "postgresql://nosuchrole@127.0.0.1:5432/test"], "nosuchrole"),
+    (["study", "list", "--date", "2024-13-45", "--data", "DATA"], "2024-13-45"),
+    (["study", "list", "--date", "20240101-2023", "--data", "DATA"], "20240101-2023"),
+    (["study", "show", "1.2.3.4", "--data", "DATA"], "1.2.3.4"),
+    (["study", "forward", "1.2.3.4", "--to", "NOPE", "--data", "DATA"], "NOPE"),
+]
+# Usage errors, caught by the argument parser: one line too, naming the command and its --help.
+BAD_USAGE: list[tuple[list[str], str]] = [
+    (["nosuch"], "pacs: error: argument COMMAND: invalid choice: 'nosuch'"),
+    (
+        ["user", "add", "x", "--data", "DATA"],
+        "pacs user add: error: the following arguments are required: --role",
+    ),
+    (
+        ["study", "delete", "1.2.3", "--data", "DATA"],
+        "pacs study delete: error: the following arguments are required",
+    ),
+    (
+        ["modality", "add", "X", "--host", "10.0.0.5", "--data", "DATA"],
+        "pacs modality add: error: one of the",
+    ),
+    (
+        ["modality", "add", "X", "--host", "10.0.0.5", "--port", "ten", "--cert", "c", "--data", "DATA"],
+        "'ten'",
+    ),
 ]
 
 
@@ -132,3 +157,16 @@ def test_an_init_refused_for_its_index_url_leaves_no_directory(
     )
     assert code == 2 and "cannot be reached" in _one_line_error(err)
     assert not (scratch / "n7").exists()
+
+
+@pytest.mark.parametrize(("argv", "says"), BAD_USAGE, ids=[" ".join(a[:3]) for a, _ in BAD_USAGE])
+def test_a_usage_error_is_one_line_with_where_to_look(
+    archive: tuple[Path, Path], capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    data, scratch = archive
+    with pytest.raises(SystemExit) as exited:
+        main(_filled(argv, data, scratch), environ={})
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert exited.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert says in lines[0] and lines[0].endswith("--help)"), lines[0]
