@@ -272,6 +272,10 @@ class Archive:
         """The data set of `info` before Pixel Data, with its file meta, reading only the chunks before it."""
         return self._frames.dataset_without_pixels(info)
 
+    def data_sets(self, infos: list[InstanceInfo]) -> Iterator[Dataset]:
+        """The data sets of `infos` before Pixel Data, in order, without file meta; read ahead in threads."""
+        return self._frames.data_sets(infos)
+
     def find(
         self, level: str, identifier: Dataset, *, limit: int | None = None, offset: int = 0
     ) -> list[Dataset]:

@@ -7,6 +7,11 @@ the bytes asked for (:meth:`storage.blobs.BlobStore.read_range`). A deflated obj
 positions are in its inflated data set, so its bytes are inflated as they stream, up to the
 last byte wanted; memory stays bounded either way. The maps last used are kept in memory, within
 :data:`MAPS_BUDGET` bytes (a map is counted at :data:`MAP_COST` and :data:`FRAGMENT_COST` a fragment).
+
+For many objects at once (a series' metadata), :meth:`FrameReader.frame_maps` looks their maps
+up with one query per :data:`QUERY_BATCH` objects, and :meth:`FrameReader.data_sets` reads their
+headers on :data:`HEADER_READERS` threads, at most :data:`HEADERS_AHEAD` ahead of the caller, so
+at most that many decrypted chunks are held at once.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ from __future__ import annotations
 import io
 import threading
 import zlib
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections import OrderedDict, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from sqlalchemy import select, update
 
 from storage.blobs import BlobStore
@@ -34,6 +40,9 @@ from storage.walker import Part10Walker
 MAPS_BUDGET = 32 * 2**20
 MAP_COST, FRAGMENT_COST = 512, 200  # bytes of a map, of a fragment with its offsets (measured: 460, 213)
 _INFLATE_STEP = 1 << 20
+QUERY_BATCH = 500
+HEADER_READERS = 2
+HEADERS_AHEAD = 8
 
 
 class FrameReader:
@@ -60,6 +69,31 @@ class FrameReader:
         found = unpack(packed) if packed is not None else self._walk(info)
         self._keep(blob_id, found)
         return found
+
+    def frame_maps(self, infos: Sequence[InstanceInfo]) -> list[FrameMap]:
+        """The frame maps of `infos`, in order, as :meth:`frame_map` finds them, but those not
+        remembered are fetched from the index together, one query per :data:`QUERY_BATCH`.
+        """
+        found: dict[str, FrameMap] = {}
+        with self._lock:
+            for info in infos:
+                kept = self._maps.get(info.ref.blob_id)
+                if kept is not None:
+                    self._maps.move_to_end(info.ref.blob_id)
+                    found[info.ref.blob_id] = kept[0]
+        missing = list({info.ref.blob_id: info for info in infos if info.ref.blob_id not in found}.values())
+        for first in range(0, len(missing), QUERY_BATCH):
+            batch = missing[first : first + QUERY_BATCH]
+            query = select(Instance.blob_id, Instance.frame_map).where(
+                Instance.blob_id.in_([info.ref.blob_id for info in batch])
+            )
+            with self._database.read() as session:
+                packed = {blob_id: value for blob_id, value in session.execute(query).all()}
+            for info in batch:
+                value = packed.get(info.ref.blob_id)
+                found[info.ref.blob_id] = unpack(value) if value is not None else self._walk(info)
+                self._keep(info.ref.blob_id, found[info.ref.blob_id])
+        return [found[info.ref.blob_id] for info in infos]
 
     def _keep(self, blob_id: str, found: FrameMap) -> None:
         """Remember `found`, forgetting the maps least recently used beyond :data:`MAPS_BUDGET`."""
@@ -117,6 +151,36 @@ class FrameReader:
         )
         ds.file_meta = pydicom.dcmread(io.BytesIO(meta)).file_meta
         return ds
+
+    def data_sets(self, infos: Sequence[InstanceInfo]) -> Iterator[Dataset]:
+        """The data sets of `infos` before Pixel Data, in order, without their file meta (the transfer
+        syntax is ``info.transfer_syntax``): the maps from :meth:`frame_maps`, each header's chunks
+        read, decrypted and parsed on the reader threads ahead of the caller (see the module docstring).
+        Raises NotFoundError when a blob is gone.
+        """
+        maps = self.frame_maps(infos)
+        with ThreadPoolExecutor(HEADER_READERS, thread_name_prefix="headers") as pool:
+            ahead: deque[Future[Dataset]] = deque()
+            try:
+                for info, found in zip(infos, maps, strict=True):
+                    ahead.append(pool.submit(self._data_set, info, found))
+                    if len(ahead) > HEADERS_AHEAD:
+                        yield ahead.popleft().result()
+                while ahead:
+                    yield ahead.popleft().result()
+            finally:
+                for future in ahead:
+                    future.cancel()
+
+    def _data_set(self, info: InstanceInfo, found: FrameMap) -> Dataset:
+        """The data set of `info` before Pixel Data, parsed from those bytes alone (no file meta)."""
+        syntax = UID(info.transfer_syntax)
+        head = b"".join(self._dataset_bytes(info, found, 0, found.pixel_start))
+        return read_dataset(
+            io.BytesIO(head),
+            is_implicit_VR=syntax.is_implicit_VR if syntax.is_transfer_syntax else False,
+            is_little_endian=syntax.is_little_endian if syntax.is_transfer_syntax else True,
+        )
 
     def _dataset_bytes(self, info: InstanceInfo, found: FrameMap, start: int, end: int) -> Iterator[bytes]:
         """The data set's bytes `start` .. `end` (inflated first for a deflated object)."""

@@ -2,9 +2,10 @@
 
 ``/studies/{s}/metadata``, ``/studies/{s}/series/{se}/metadata`` and
 ``/studies/{s}/series/{se}/instances/{i}/metadata`` answer a DICOM JSON array (PS3.18 F.2),
-one object per current instance in display order, built from the header before Pixel Data
-(:meth:`storage.archive.Archive.dataset_without_pixels`: only the chunks before it are
-decrypted). Pixel Data and every binary value longer than :data:`~webviewer.dicomjson.BULK_THRESHOLD` bytes
+one object per current instance in display order, built from the data set before Pixel Data
+(:meth:`storage.archive.Archive.data_sets`: only the chunks before it are decrypted, the frame
+maps of all the instances not cached are looked up together and their headers read ahead on a
+few threads). Pixel Data and every binary value longer than :data:`~webviewer.dicomjson.BULK_THRESHOLD` bytes
 (also within sequences) are given as a ``BulkDataURI`` under the instance's ``bulkdata/``:
 ``bulkdata/7FE00010`` for Pixel Data, ``bulkdata/{tag}`` or ``bulkdata/{sequence}/{item}/{tag}``
 (items from 1) for the others. Those answer ``multipart/related; type="application/octet-stream"``:
@@ -79,32 +80,46 @@ def _has_pixels(ds: Dataset) -> bool:
     return all(keyword in ds for keyword in ("Rows", "Columns", "BitsAllocated"))
 
 
-def _pixel_vr(ds: Dataset) -> str:
-    compressed = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))).is_compressed
-    return "OB" if compressed or int(ds.BitsAllocated) <= 8 else "OW"
+def _pixel_vr(ds: Dataset, syntax: str) -> str:
+    return "OB" if UID(syntax).is_compressed or int(ds.BitsAllocated) <= 8 else "OW"
 
 
-def instance_json(info: InstanceInfo) -> str:
-    """The DICOM JSON text of `info` with its bulk data URIs under :data:`_ROOT_MARK` (cached)."""
-    key = (info.sop_uid, info.version, info.ref.blob_id)
+def _cache_key(info: InstanceInfo) -> tuple[str, int, str]:
+    return (info.sop_uid, info.version, info.ref.blob_id)
+
+
+def _json_text(info: InstanceInfo, ds: Dataset) -> str:
+    """The DICOM JSON text of `info` (whose data set is `ds`), its bulk data URIs under :data:`_ROOT_MARK`."""
+    base = f"{_ROOT_MARK}{instance_path(info)}/bulkdata/"
+    item = instance_dict(ds, base)
+    if _has_pixels(ds):
+        item[PIXEL_DATA] = {"vr": _pixel_vr(ds, info.transfer_syntax), "BulkDataURI": base + PIXEL_DATA}
+    return json.dumps(item, separators=(",", ":"))
+
+
+def instance_texts(objects: list[InstanceInfo]) -> list[str]:
+    """The DICOM JSON texts of `objects`, in order: from the cache, the others built from their
+    headers, read together (:meth:`storage.archive.Archive.data_sets`), and cached; 404 when a
+    blob is gone.
+    """
     cache = _cache()
-    text = cache.get(key)
-    if text is None:
-        ds = _header(info)
-        base = f"{_ROOT_MARK}{instance_path(info)}/bulkdata/"
-        item = instance_dict(ds, base)
-        if _has_pixels(ds):
-            item[PIXEL_DATA] = {"vr": _pixel_vr(ds), "BulkDataURI": base + PIXEL_DATA}
-        text = json.dumps(item, separators=(",", ":"))
-        cache.put(key, text, size=2 * len(text) + 64)
-    return text
+    texts = {_cache_key(info): cache.get(_cache_key(info)) for info in objects}
+    missing = [info for info in objects if texts[_cache_key(info)] is None]
+    try:
+        for info, ds in zip(missing, _archive().data_sets(missing) if missing else [], strict=True):
+            text = _json_text(info, ds)
+            texts[_cache_key(info)] = text
+            cache.put(_cache_key(info), text, size=2 * len(text) + 64)
+    except NotFoundError:
+        abort(404)
+    return [str(texts[_cache_key(info)]) for info in objects]
 
 
 def _metadata(objects: list[InstanceInfo]) -> Response:
     """The DICOM JSON array of `objects`, with this request's root in its URIs."""
     if not objects:
         abort(404)
-    body = "[" + ",".join(instance_json(info) for info in objects) + "]"
+    body = "[" + ",".join(instance_texts(objects)) + "]"
     return Response(body.replace(_ROOT_MARK, _root()), mimetype=DICOM_JSON)
 
 
