@@ -19,8 +19,9 @@ import asyncio
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -49,6 +50,9 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
 STOP_GRACE = 10
 BACKLOG = 1024
+# A response body is written in pieces of about this size, two at most on their way at once.
+WRITE_BYTES = 1 << 20
+WRITES_IN_FLIGHT = 2
 _SECRET_PURPOSE = "web secret key v1"
 # Sent by the server on every response; the app's own copies are dropped so each appears once.
 SERVER_HEADERS = {**HEADERS, "Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -125,7 +129,8 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
         if int(declared) > self.max_body_size or len(body) > self.max_body_size:
             await _refuse(send, 413, _BODY_TOO_LARGE)
             return
-        await super().handle_http(scope, _replay(bytes(body)), send, sync_spawn, call_soon)
+        schedule = _scheduler(asyncio.get_running_loop())
+        await super().handle_http(scope, _replay(bytes(body)), send, sync_spawn, schedule)
 
     async def _store(
         self,
@@ -140,12 +145,19 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
             return
         self.stores += 1
         try:
-            await sync_spawn(self.run_app, _streamed_environ(scope, receive), partial(call_soon, send))
+            schedule = _scheduler(asyncio.get_running_loop())
+            await sync_spawn(self.run_app, _streamed_environ(scope, receive), partial(schedule, send))
         finally:
             self.stores -= 1
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def run_app(self, environ: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+    def run_app(self, environ: dict[str, Any], send: Callable[[dict[str, Any]], Future[None]]) -> None:
+        """Run the app on this worker thread; `send` schedules a message on the event loop.
+
+        The body goes out in writes of about :data:`WRITE_BYTES` (:func:`_coalesced`), and the
+        next one is read and prepared while the one before is still being sent: at most
+        :data:`WRITES_IN_FLIGHT` are scheduled at once, so memory stays bounded.
+        """
         started: list[dict[str, Any]] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
@@ -159,19 +171,50 @@ class _Wsgi(WSGIWrapper):  # type: ignore[misc]
             ]
 
         body = self.app(environ, start_response)
+        in_flight: deque[Future[None]] = deque()
         try:
-            sent = False
-            for chunk in body:
-                if not sent:
-                    send(started[0])
-                    sent = True
-                if chunk:
-                    send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if not sent:
-                send(started[0])
+            for chunk in _coalesced(body):
+                if not in_flight:
+                    in_flight.append(send(started[0]))
+                in_flight.append(send({"type": "http.response.body", "body": chunk, "more_body": True}))
+                while len(in_flight) > WRITES_IN_FLIGHT:
+                    in_flight.popleft().result()
+            if not in_flight:
+                in_flight.append(send(started[0]))
         finally:
+            while in_flight:
+                in_flight.popleft().result()
             if hasattr(body, "close"):
                 body.close()
+
+
+def _coalesced(body: Iterable[bytes]) -> Iterator[bytes]:
+    """The non-empty chunks of `body` gathered into pieces of at least :data:`WRITE_BYTES` (the last
+    may be smaller): a multipart answer's small part headers travel with the content they precede.
+    """
+    held: list[bytes] = []
+    size = 0
+    for chunk in body:
+        if not chunk:
+            continue
+        held.append(chunk)
+        size += len(chunk)
+        if size >= WRITE_BYTES:
+            yield held[0] if len(held) == 1 else b"".join(held)
+            held, size = [], 0
+    if held:
+        yield b"".join(held)
+
+
+def _scheduler(loop: asyncio.AbstractEventLoop) -> Callable[..., Future[Any]]:
+    """hypercorn's ``call_soon`` for :meth:`_Wsgi.run_app` that does not wait: the coroutine is
+    scheduled on `loop` and its future returned. Coroutines run in the order they are scheduled.
+    """
+
+    def schedule(func: Callable[..., Any], *args: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(func(*args), loop)
+
+    return schedule
 
 
 def _streamed_environ(scope: HTTPScope, receive: ASGIReceiveCallable) -> dict[str, Any]:
