@@ -171,6 +171,9 @@ def test_the_status_page_shows_the_selfcheck_finding_and_its_fix(
         expect(page.locator("h1")).to_have_text("You do not have access to this page")
         expect(page.locator("nav.main")).to_contain_text("Audit log")
         page.screenshot(path=str(tmp_path / "error-403.png"), full_page=True)
+        page.goto("/admin/modalities")
+        expect(page.locator("#ae-title-rule")).to_contain_text("1 to 16 characters")
+        page.screenshot(path=str(tmp_path / "modalities-form.png"), full_page=True)
 
 
 def test_an_unknown_study_is_a_404_page_in_the_layout(
