@@ -38,6 +38,7 @@ class Peer:
     commit_requests: list[list[str]] = field(default_factory=list)
     calling: set[str] = field(default_factory=set)
     refuse: set[str] = field(default_factory=set)  # refused (0xA700) once each
+    datasets: dict[str, Dataset] = field(default_factory=dict)  # by SOP Instance UID, with file meta
 
 
 def _server_context(dicom: RunningDicom, node: NodeFiles) -> ssl.SSLContext:
@@ -67,11 +68,13 @@ def _report(event: Event, action: Dataset, failed: bool) -> None:
     )
 
 
-def _peer_ae(peer: Peer, *, commitment: str | None) -> tuple[AE, list[tuple[object, object]]]:
+def _peer_ae(
+    peer: Peer, *, commitment: str | None, syntaxes: list[str]
+) -> tuple[AE, list[tuple[object, object]]]:
     """The AE and handlers of a peer; `commitment`: None (not offered), "confirm", "fail" or "silent"."""
     ae = AE(ae_title=peer.node.ae_title)
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(cx.abstract_syntax, syntaxes)
     lock = threading.Lock()
     actions: dict[int, Dataset] = {}
 
@@ -80,7 +83,10 @@ def _peer_ae(peer: Peer, *, commitment: str | None) -> tuple[AE, list[tuple[obje
             if str(event.dataset.SOPInstanceUID) in peer.refuse:
                 peer.refuse.discard(str(event.dataset.SOPInstanceUID))
                 return 0xA700
-            peer.received.append(str(event.dataset.SOPInstanceUID))
+            dataset = event.dataset
+            dataset.file_meta = event.file_meta
+            peer.received.append(str(dataset.SOPInstanceUID))
+            peer.datasets[str(dataset.SOPInstanceUID)] = dataset
             peer.calling.add(str(event.assoc.requestor.ae_title).strip())
         return 0x0000
 
@@ -112,13 +118,15 @@ def pynetdicom_peer(
     *,
     commitment: str | None = None,
     peer: Peer | None = None,
+    syntaxes: list[str] = ALL_TRANSFER_SYNTAXES,
 ) -> Iterator[Peer]:
     """A pynetdicom Storage SCP (and Storage Commitment SCP unless `commitment` is None) on `port`.
 
-    Pass the `peer` of an earlier run to keep counting what it received.
+    Pass the `peer` of an earlier run to keep counting what it received; `syntaxes` are the
+    transfer syntaxes it accepts.
     """
     peer = peer or Peer(node, port)
-    ae, handlers = _peer_ae(peer, commitment=commitment)
+    ae, handlers = _peer_ae(peer, commitment=commitment, syntaxes=syntaxes)
     server = ae.start_server(
         ("127.0.0.1", port), block=False, ssl_context=_server_context(dicom, node), evt_handlers=handlers
     )

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from sqlalchemy import update
 
 from pacs.core.context import open_pacs
 from pacs.dicom.forwarder import Forwarder
 from pacs.ops.forward_queue import FAILED, PENDING, SENT, ForwardQueue, Job, RetryPolicy
 from storage.models import Study
-from tests.conftest import RunningDicom
+from tests.conftest import RunningDicom, assert_same_dataset
 from tests.dicom.forward_peers import Peer, enrol_destination, pynetdicom_peer, storescp
 from tests.dicom.helpers import _audit, _sop_uid, _store_files, _study_uid
 
@@ -59,16 +60,23 @@ def _stages(dicom: RunningDicom, study_uid: str) -> list[str]:
 
 
 def test_a_queued_study_reaches_a_pynetdicom_peer_over_tls_and_its_commitment_is_confirmed(
-    dicom: RunningDicom, study: tuple[str, set[str]], queue: ForwardQueue
+    dicom: RunningDicom, study: tuple[str, set[str]], queue: ForwardQueue, ct_dir: Path
 ) -> None:
+    files = sorted(ct_dir.glob("*.dcm"))
     study_uid, instances = study
     node, port = enrol_destination(dicom, "TELERAD")
     queue.enqueue("TELERAD", study_uid, requested_by="alice")
-    with pynetdicom_peer(dicom, node, port, commitment="confirm") as peer:
+    # It prefers the stored syntax (Explicit VR Little Endian): each object streams as stored.
+    preferred = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    with pynetdicom_peer(dicom, node, port, commitment="confirm", syntaxes=preferred) as peer:
         job = _only(_forwarder(dicom, queue).run_due())
 
     assert sorted(peer.received) == sorted(instances)
     assert peer.calling == {dicom.ae_title}
+    for path in files:  # streamed as stored: the same data set, in the stored transfer syntax
+        received = peer.datasets[_sop_uid(path)]
+        assert_same_dataset(received, pydicom.dcmread(path))
+        assert received.file_meta.TransferSyntaxUID == pydicom.dcmread(path).file_meta.TransferSyntaxUID
     assert [sorted(request) for request in peer.commit_requests] == [sorted(instances)]
     assert (job.state, job.sent, job.failed, job.commitment) == (SENT, 6, 0, "confirmed")
     assert job.finished_at is not None
@@ -107,6 +115,24 @@ def test_a_study_reaches_dcmtk_storescp_over_tls_and_commitment_is_not_offered(
     received = {str(pydicom.dcmread(path).SOPInstanceUID) for path in outdir.iterdir()}
     assert received == instances
     assert (job.state, job.sent, job.commitment) == (SENT, 6, "not offered")
+
+
+def test_an_object_the_destination_cannot_take_as_stored_is_transcoded_for_it(
+    dicom: RunningDicom, study: tuple[str, set[str]], queue: ForwardQueue, ct_dir: Path
+) -> None:
+    node, port = enrol_destination(dicom, "OLDVIEW")
+    queue.enqueue("OLDVIEW", study[0], requested_by="alice")
+    with pynetdicom_peer(dicom, node, port, syntaxes=[ImplicitVRLittleEndian]) as peer:
+        job = _only(_forwarder(dicom, queue).run_due())
+    assert (job.state, job.sent) == (SENT, 6)
+    for path in sorted(ct_dir.glob("*.dcm")):
+        received, original = peer.datasets[_sop_uid(path)], pydicom.dcmread(path)
+        assert (
+            received.file_meta.TransferSyntaxUID
+            == ImplicitVRLittleEndian
+            != original.file_meta.TransferSyntaxUID
+        )
+        assert received.PixelData == original.PixelData
 
 
 def test_one_series_is_sent_alone(
