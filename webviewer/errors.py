@@ -83,7 +83,8 @@ def _text(error: HTTPException) -> Response:
     """The answer for a script or client: its own, if a view built one, else one line of text."""
     if error.response is not None:
         return error.response
-    response = Response(f"{error.code} {error.name}\n", status=error.code, mimetype="text/plain")
+    said = f": {error.description}" if isinstance(error, CSRFError) else ""
+    response = Response(f"{error.code} {error.name}{said}\n", status=error.code, mimetype="text/plain")
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
     return response

@@ -109,3 +109,9 @@ def test_a_script_fetch_of_an_unknown_study_gets_text(doc: Browser) -> None:
 def test_a_client_that_accepts_no_html_gets_text(doc: Browser) -> None:
     response = doc.client.get("/no/such/page", headers={"Accept": "application/json"})
     assert response.status_code == 404 and response.mimetype == "text/plain"
+
+
+def test_a_session_post_to_dicomweb_without_its_csrf_token_is_400_text(doc: Browser) -> None:
+    response = doc.client.post("/dicomweb/studies", data=b"x", content_type="application/dicom")
+    assert response.status_code == 400 and response.mimetype == "text/plain"
+    assert response.text == "400 Bad Request: The CSRF token is missing.\n"
