@@ -25,8 +25,8 @@ _EVENT_IDS = frozenset(str(code) for code in EventID)
 _EVENT_TYPES = frozenset(str(code) for code in EventType if code)
 # The events the filter offers: every event ID, then every event type, by name.
 EVENT_CHOICES: list[tuple[str, str]] = sorted(
-    ((code, EVENT_NAMES[code]) for code in _EVENT_IDS), key=lambda choice: choice[1]
-) + sorted(((code, EVENT_NAMES[code]) for code in _EVENT_TYPES), key=lambda choice: choice[1])
+    ((code, EVENT_NAMES.get(code, code)) for code in _EVENT_IDS), key=lambda choice: choice[1]
+) + sorted(((code, EVENT_NAMES.get(code, code)) for code in _EVENT_TYPES), key=lambda choice: choice[1])
 # Query argument -> (form label, longest value kept).
 _TEXT_FILTERS = {"user": ("User", 128), "patient": ("Patient ID", 64), "study": ("Study UID", 64)}
 
@@ -74,7 +74,7 @@ def read_filters(args: Mapping[str, str]) -> AuditFilters:
     """The filters of the query string `args` (``event_id`` is the older name of ``event``)."""
     problems: list[str] = []
     event = (args.get("event") or args.get("event_id") or "").strip()[:16]
-    if event and event not in EVENT_NAMES:
+    if event and event not in _EVENT_IDS | _EVENT_TYPES:
         problems.append(f"Event: {event!r} is not an event this archive records; that filter was left out.")
         event = ""
     texts = {name: args.get(name, "").strip()[:limit] for name, (_, limit) in _TEXT_FILTERS.items()}
