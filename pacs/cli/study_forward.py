@@ -64,21 +64,13 @@ def cmd_queue(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def cmd_retry(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Put a failed job back in the queue, or make a pending one due now."""
+def cmd_job(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``retry`` (a failed job back, or a pending one due now) or ``cancel`` (a pending job stopped)."""
     with opened(args, environ) as pacs:
         forwarding = Forwarding(pacs.database, pacs.audit, pacs.settings.routes)
-        job = forwarding.retry(args.job, by=actor(), source="cli")
-    print(f"due now: {line(job)}")
-    return EXIT_OK
-
-
-def cmd_cancel(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Stop a pending job (it is listed as failed, cancelled, and can be retried)."""
-    with opened(args, environ) as pacs:
-        forwarding = Forwarding(pacs.database, pacs.audit, pacs.settings.routes)
-        job = forwarding.cancel(args.job, by=actor(), source="cli")
-    print(f"cancelled: {line(job)}")
+        act = forwarding.retry if args.study_command == "retry" else forwarding.cancel
+        job = act(args.job, by=actor(), source="cli")
+    print(f"{'due now' if args.study_command == 'retry' else 'cancelled'}: {line(job)}")
     return EXIT_OK
 
 
@@ -92,9 +84,9 @@ def register(studies: Subcommands) -> None:
     listing = add_command(studies, "queue", cmd_queue, "list the forwarding jobs")
     listing.add_argument("--state", choices=STATES, help="only the jobs in this state")
     listing.add_argument("--json", action="store_true", help="JSON instead of one line per job")
-    for name, handler, help_ in (
-        ("retry", cmd_retry, "put a failed forwarding job back, or make a pending one due now"),
-        ("cancel", cmd_cancel, "stop a pending forwarding job"),
+    for name, help_ in (
+        ("retry", "put a failed forwarding job back, or make a pending one due now"),
+        ("cancel", "stop a pending forwarding job"),
     ):
-        sub = add_command(studies, name, handler, help_)
+        sub = add_command(studies, name, cmd_job, help_)
         sub.add_argument("job", type=int, metavar="JOB_ID", help="the job's number (pacs study queue)")

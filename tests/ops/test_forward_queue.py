@@ -9,17 +9,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from pacs.core import pki
 from pacs.core.config import parse_settings
 from pacs.core.config_routes import Route, RouteError
-from pacs.core.context import CA_CERT, CA_KEY, Context, open_pacs
-from pacs.core.nodes import NodeRegistry
+from pacs.core.context import Context, open_pacs
 from pacs.ops import selfcheck
 from pacs.ops.forward_queue import FAILED, PENDING, SENT, Attempt, ForwardError, ForwardQueue, RetryPolicy
 from pacs.ops.forwarding import Forwarding, RouteCheckError, check_routes, route_problems
 from pacs.ops.selfcheck.forwarding import check_forwarding
 from pacs.ops.selfcheck.report import Finding, Note
 from storage.models import Study
+from tests.ops.forward_helpers import enrol_node
 from tests.ops.trash_helpers import TrashFiles, make_trash_files, store, uid_of
 
 DOWN = Attempt(0, 3, error="TELERAD did not accept an association")
@@ -30,24 +29,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> TrashFiles:
     return make_trash_files(tmp_path_factory.mktemp("forward-queue"))
 
 
-def _enrol(pacs: Context, ae_title: str, port: int | None) -> None:
-    settings = pacs.settings
-    ca = pki.Issued(
-        key=pki.load_private_key(settings.key_dir / CA_KEY),
-        cert=pki.load_certificate(settings.tls_dir / CA_CERT),
-    )
-    issued = pki.issue_client_cert(ca, ae_title, server_auth=True)
-    NodeRegistry(pacs.database).add(
-        ae_title, host="127.0.0.1", certificate=issued.cert, cert_issued=True, port=port
-    )
-
-
 @pytest.fixture
 def filled(pacs: Context, files: TrashFiles) -> Context:
     """The archive with three studies, TELERAD (with a port) and CT1 (without) enrolled."""
     store(pacs, files.all)
-    _enrol(pacs, "TELERAD", 11112)
-    _enrol(pacs, "CT1", None)
+    enrol_node(pacs, "TELERAD", 11112)
+    enrol_node(pacs, "CT1", None)
     return pacs
 
 

@@ -16,30 +16,17 @@ import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
-from pacs.core import pki
 from pacs.core.accounts import Accounts
-from pacs.core.context import CA_CERT, CA_KEY, Context
-from pacs.core.nodes import NodeRegistry
+from pacs.core.context import Context
 from pacs.ops.forward_queue import Attempt, ForwardQueue
 from tests.conftest import _free_port
+from tests.ops.forward_helpers import enrol_node
 from tests.storage.study_files import Spec, write
 from tests.web.browser import Reader, log_in_reader, wait_for_path
 from tests.web.viewer_live import NEW_PASSWORD, PASSWORD, Live, serve_archive
 
 DOE = Spec("DOE^JANE", "PID-1001", "19700101", "F", "20240220", "143015", "ACC-2024-0042", "CT CHEST")
 ROUTE = '\n[[route]]\nname = "ct-to-telerad"\nfrom_ae = "CT1"\nmodality = "CT"\nto = "TELERAD"\n'
-
-
-def _enrol(pacs: Context, ae_title: str, port: int | None) -> None:
-    settings = pacs.settings
-    ca = pki.Issued(
-        key=pki.load_private_key(settings.key_dir / CA_KEY),
-        cert=pki.load_certificate(settings.tls_dir / CA_CERT),
-    )
-    issued = pki.issue_client_cert(ca, ae_title, server_auth=True)
-    NodeRegistry(pacs.database).add(
-        ae_title, host="127.0.0.1", certificate=issued.cert, cert_issued=True, port=port
-    )
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +36,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Reader]]:
     def seed(pacs: Context) -> Reader:
         pacs.archive.store(write(root / "in", DOE))
         for ae_title, port in (("TELERAD", _free_port()), ("OFFSITE", _free_port()), ("CT1", None)):
-            _enrol(pacs, ae_title, port)
+            enrol_node(pacs, ae_title, port)
         with (pacs.settings.data_dir / "pacs.toml").open("a") as config:
             config.write(ROUTE)
         queue = ForwardQueue(pacs.database)

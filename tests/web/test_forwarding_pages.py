@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from pacs.core import pki
 from pacs.core.audit_vocabulary import EventID
 from pacs.core.config_routes import Route
-from pacs.core.context import CA_CERT, CA_KEY, Context
-from pacs.core.nodes import NodeRegistry
+from pacs.core.context import Context
 from pacs.ops.forward_queue import FAILED, PENDING, ForwardQueue
 from storage.models import Study
+from tests.ops.forward_helpers import enrol_node
 from tests.web.dicomweb_helpers import Study as StoredStudy
 from tests.web.dicomweb_helpers import store_study
 from tests.web.web_helpers import ADDRESS, ADMIN, Browser, Web, make_web, messages
@@ -30,23 +29,11 @@ CARE = frozenset({"admin", "physician"})
 ROUTES = (Route(name="ct-out", from_ae="CT1", modality="CT", to="TELERAD"), Route(name="lost", to="NOBODY"))
 
 
-def _enrol(pacs: Context, ae_title: str, port: int | None) -> None:
-    settings = pacs.settings
-    ca = pki.Issued(
-        key=pki.load_private_key(settings.key_dir / CA_KEY),
-        cert=pki.load_certificate(settings.tls_dir / CA_CERT),
-    )
-    issued = pki.issue_client_cert(ca, ae_title, server_auth=True)
-    NodeRegistry(pacs.database).add(
-        ae_title, host="127.0.0.1", certificate=issued.cert, cert_issued=True, port=port
-    )
-
-
 @pytest.fixture
 def web(pacs: Context) -> Web:
     """The web viewer with two rules, TELERAD (with a port) and CT1 (without) enrolled."""
-    _enrol(pacs, "TELERAD", 11112)
-    _enrol(pacs, "CT1", None)
+    enrol_node(pacs, "TELERAD", 11112)
+    enrol_node(pacs, "CT1", None)
     return make_web(pacs, routes=ROUTES)
 
 
