@@ -40,7 +40,7 @@ from pynetdicom.events import Event
 from sqlalchemy import select
 
 from pacs.core import care_events, tls
-from pacs.core.audit import Outcome
+from pacs.core.audit import AuditEvent, Outcome
 from pacs.core.context import SERVER_CERT, SERVER_KEY, Context
 from pacs.core.nodes import EnrolledNode, NodeRegistry
 from pacs.dicom import sending
@@ -178,16 +178,11 @@ class Forwarder:
         finished = self.queue.finish(job, attempt)
         outcome = {SENT: Outcome.SUCCESS, FAILED: Outcome.SERIOUS_FAILURE}.get(finished.state)
         self.pacs.audit.append_after(
-            care_events.study_forwarded(
-                by=job.requested_by,
-                source=self.pacs.settings.dicom.ae_title,
-                patient_id=patient_id,
-                study_uid=job.study_uid,
-                destination=job.destination,
-                outcome=outcome if outcome is not None else Outcome.MINOR_FAILURE,
-                stage=finished.state,
-                job=job.id,
-                attempt=job.attempts,
+            self._event(
+                job,
+                patient_id,
+                finished.state,
+                outcome if outcome is not None else Outcome.MINOR_FAILURE,
                 sent=attempt.sent,
                 failed=attempt.failed,
                 commitment=attempt.commitment,
@@ -195,6 +190,23 @@ class Forwarder:
             )
         )
         return finished
+
+    def _event(
+        self, job: Job, patient_id: str, stage: str, outcome: Outcome = Outcome.SUCCESS, **details: object
+    ) -> AuditEvent:
+        """The audit record of an attempt at `job` (`stage`: ``sending``, or the state it ended in)."""
+        return care_events.study_forwarded(
+            by=job.requested_by,
+            source=self.pacs.settings.dicom.ae_title,
+            patient_id=patient_id,
+            study_uid=job.study_uid,
+            destination=job.destination,
+            outcome=outcome,
+            stage=stage,
+            job=job.id,
+            attempt=job.attempts,
+            **details,
+        )
 
     def _study(self, study_uid: str) -> tuple[str, bool] | None:
         """The patient ID of the study and whether it is in the trash; None if it is not in the archive."""
@@ -234,19 +246,7 @@ class Forwarder:
         except NotFoundError as error:
             return patient_id, Attempt(0, 0, error=str(error), final=True)
         try:
-            self.pacs.audit.append(
-                care_events.study_forwarded(
-                    by=job.requested_by,
-                    source=self.pacs.settings.dicom.ae_title,
-                    patient_id=patient_id,
-                    study_uid=job.study_uid,
-                    destination=job.destination,
-                    stage="sending",
-                    job=job.id,
-                    attempt=job.attempts,
-                    instances=len(instances),
-                )
-            )
+            self.pacs.audit.append(self._event(job, patient_id, "sending", instances=len(instances)))
         except Exception:
             LOG.exception("could not write the audit record of forwarding job %s; not sending", job.id)
             return patient_id, Attempt(0, len(instances), error="the audit trail cannot be written")

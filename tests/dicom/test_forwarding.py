@@ -81,6 +81,12 @@ def test_a_queued_study_reaches_a_pynetdicom_peer_over_tls_and_its_commitment_is
     assert (job.state, job.sent, job.failed, job.commitment) == (SENT, 6, 0, "confirmed")
     assert job.finished_at is not None
     assert _stages(dicom, study_uid) == ["sending", "sent"]
+    (record,) = _audit(dicom.pacs, "110104", lambda r: r.study_uid == study_uid and '"sent"' in r.details)
+    details = json.loads(record.details)
+    assert (record.user_id, record.outcome, record.patient_id) == ("alice", 0, "PID-Q-7731")
+    assert (details["destination"], details["sent"], details["failed"], details["commitment"]) == (
+        "TELERAD", 6, 0, "confirmed",
+    )  # fmt: skip
 
 
 def test_a_commitment_report_naming_failures_is_recorded_as_failed(
