@@ -17,6 +17,8 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import build_context
+from pynetdicom.sop_class import StorageCommitmentPushModel, Verification
 from sqlalchemy import update
 
 from pacs.core.context import open_pacs
@@ -25,7 +27,7 @@ from pacs.ops.forward_queue import FAILED, PENDING, SENT, ForwardQueue, Job, Ret
 from storage.models import Study
 from tests.conftest import RunningDicom, assert_same_dataset
 from tests.dicom.forward_peers import Peer, enrol_destination, pynetdicom_peer, storescp
-from tests.dicom.helpers import _audit, _sop_uid, _store_files, _study_uid
+from tests.dicom.helpers import _association, _audit, _sop_uid, _store_files, _study_uid
 
 AT_ONCE = RetryPolicy(base=timedelta(0), cap=timedelta(0), max_attempts=3)
 
@@ -263,3 +265,11 @@ def test_a_restart_of_the_sender_over_the_same_data_loses_nothing(
         second.stop()
     assert sorted(peer.received) == sorted(study[1])
     assert queue.jobs(SENT)[0].id == waiting.id
+
+
+def test_a_late_commitment_report_on_a_new_association_is_not_accepted(dicom: RunningDicom) -> None:
+    node, _ = enrol_destination(dicom, "TELERAD")
+    contexts = [build_context(StorageCommitmentPushModel), build_context(Verification)]
+    with _association(dicom, node, contexts) as assoc:
+        accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
+    assert accepted == {str(Verification)}
