@@ -108,12 +108,16 @@ class ForwardQueue:
         self._registry = NodeRegistry(database)
 
     def check_destination(self, ae_title: str) -> None:
-        """Raise :class:`ForwardError` unless `ae_title` is an enrolled node with a port."""
+        """Raise :class:`ForwardError` unless `ae_title` is an enrolled node with a port and one address."""
         node = self._registry.get(ae_title)
         if node is None:
             raise ForwardError(f"no node with AE title {ae_title!r} is enrolled")
         if node.port is None:
             raise ForwardError(f"node {ae_title} has no port to send to; enrol it with a port")
+        if node.network.num_addresses != 1:
+            raise ForwardError(
+                f"node {ae_title} is enrolled with a network ({node.network}), not one address"
+            )
 
     def enqueue(self, destination: str, study_uid: str, series_uid: str = "", *, requested_by: str) -> Job:
         """Queue a study (or one series of it) for `destination`; the job is committed on return."""

@@ -106,6 +106,20 @@ def test_a_sent_job_cannot_be_retried_or_cancelled(filled: Context, files: Trash
     assert queue.counts() == {PENDING: 0, FAILED: 0, SENT: 1}
 
 
+def test_a_node_without_a_port_or_enrolled_with_a_network_cannot_be_sent_to(
+    filled: Context, files: TrashFiles
+) -> None:
+    queue = ForwardQueue(filled.database)
+    with pytest.raises(ForwardError, match=r"^node CT1 has no port to send to; enrol it with a port$"):
+        queue.enqueue("CT1", uid_of(files.first[0]), requested_by="alice")
+    enrol_node(filled, "WARD", 11112, host="10.1.0.0/24")
+    with pytest.raises(
+        ForwardError, match=r"^node WARD is enrolled with a network \(10.1.0.0/24\), not one address$"
+    ):
+        queue.enqueue("WARD", uid_of(files.first[0]), requested_by="alice")
+    assert queue.jobs() == []
+
+
 def test_a_study_in_the_trash_cannot_be_queued(filled: Context, files: TrashFiles) -> None:
     study = uid_of(files.first[0])
     with filled.database.write() as session:
