@@ -239,6 +239,31 @@ class AccessToken(Base):
     revoked_by: Mapped[str | None] = mapped_column(String(64))
 
 
+class Passkey(Base):
+    """A WebAuthn credential (passkey) a user registered as a second factor (``pacs.core.passkeys``).
+
+    ``public_key`` is the COSE key the authenticator made; ``sign_count`` the last signature
+    counter seen (0 for authenticators that keep none); ``transports`` a comma-separated list
+    as the browser reported it.
+    """
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_fk: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    transports: Mapped[str] = mapped_column(String(128))
+    aaguid: Mapped[str] = mapped_column(String(36))
+    backup_eligible: Mapped[bool] = mapped_column(Boolean)
+    backed_up: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_from: Mapped[str | None] = mapped_column(String(64))
+
+
 class StudyChange(Base):
     """One change an admin made to the archive's studies, for their history and its undo.
 
