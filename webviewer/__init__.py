@@ -13,7 +13,7 @@ lets configured origins call the DICOMweb root.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import Flask
@@ -22,6 +22,7 @@ from flask_wtf.csrf import CSRFProtect
 from pacs.core.accounts import Accounts
 from pacs.core.audit import AuditLog
 from pacs.core.config_routes import Route
+from pacs.core.config_web_networks import WebNetworks
 from pacs.core.tokens import Network, Tokens
 from storage.archive import Archive
 from storage.db import Database
@@ -36,6 +37,7 @@ from webviewer import (
     errors,
     forwarding,
     metadata,
+    networkgate,
     qido,
     security,
     stow,
@@ -71,6 +73,8 @@ class WebConfig:
     cors_origins: tuple[str, ...] = ()
     # The [[route]] forwarding rules of pacs.toml, shown (read-only) on the forwarding page.
     routes: tuple[Route, ...] = ()
+    # [web] allowed_networks and trusted_proxies: who is refused, whose X-Forwarded-For counts.
+    networks: WebNetworks = field(default_factory=WebNetworks)
 
 
 @dataclass(frozen=True)
@@ -145,4 +149,6 @@ def create_app(
     app.register_blueprint(care.bp)
     app.register_blueprint(anonymize.bp)
     app.register_blueprint(forwarding.bp)
+    gate = networkgate.NetworkGate(app.wsgi_app, config.networks, networkgate.RefusalTrail(audit))
+    app.wsgi_app = gate  # type: ignore[method-assign]
     return app

@@ -19,6 +19,7 @@ from typing import Any
 
 from pacs.core.config_routes import Route, parse_routes
 from pacs.core.config_values import coerce, kind_of
+from pacs.core.config_web_networks import allowed_networks_field, trusted_proxies_field
 from storage.errors import PacsError
 
 CONFIG_NAME = "pacs.toml"
@@ -175,6 +176,8 @@ class WebSettings:
             _origins,
         ),
     )
+    allowed_networks: tuple[str, ...] = allowed_networks_field()
+    trusted_proxies: tuple[str, ...] = trusted_proxies_field()
 
 
 @dataclass(frozen=True)

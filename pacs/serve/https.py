@@ -33,6 +33,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
 from pacs.core.accounts import Accounts
 from pacs.core.config import networks_of
+from pacs.core.config_web_networks import WebNetworks
 from pacs.core.context import SERVER_CERT, SERVER_KEY, Context
 from pacs.core.sockets import listening_socket
 from pacs.core.tls import https_context
@@ -278,6 +279,7 @@ class WebServer:
             token_networks=networks_of(settings.web.token_networks),
             cors_origins=settings.web.cors_origins,
             routes=settings.routes,
+            networks=WebNetworks.of(settings.web.allowed_networks, settings.web.trusted_proxies),
         )
         self.app = create_app(
             config,
