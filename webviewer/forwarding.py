@@ -40,8 +40,9 @@ def _forwarding() -> Forwarding:
 
 
 def _destinations() -> list[EnrolledNode]:
-    """The enrolled nodes a study can be sent to: those with a port."""
-    return [node for node in NodeRegistry(_archive().database).all() if node.port is not None]
+    """The enrolled nodes a study can be sent to: those with a port and one address."""
+    nodes = NodeRegistry(_archive().database).all()
+    return [node for node in nodes if node.port is not None and node.network.num_addresses == 1]
 
 
 @bp.get("/forwarding")
