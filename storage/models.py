@@ -323,9 +323,43 @@ class ForwardSent(Base):
     version: Mapped[int] = mapped_column(Integer)
 
 
+
+class AlertRow(Base):
+    """An alert for a person, queued until each channel has taken it (the alert queue).
+
+    ``mail_state`` and ``syslog_state`` are ``pending``, ``sent``, ``failed`` or ``no channel``;
+    an alert with a pending channel is tried again at ``next_attempt_at``. ``key`` (with
+    ``kind``) keeps an alert that is still queued from being queued twice; it carries no PHI.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    mail_state: Mapped[str] = mapped_column(String(16))
+    syslog_state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(Text)
+
+
+class AlertCursor(Base):
+    """How far a stream of the audit trail has gone: the last record ``seq`` a channel took."""
+
+    __tablename__ = "alert_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+
 # A patient's studies newest first, and all studies newest first, with what the study list's
 # search reads while it walks them (storage.search): no row is read for that.
 Index("ix_studies_patient_date", Study.patient_fk, Study.study_date, Study.study_time)
 Index("ix_studies_newest", Study.study_date, Study.study_time, Study.id, Study.patient_fk)
 Index("ix_instances_series_current", Instance.series_fk, Instance.is_current)
 Index("ix_forward_jobs_due", ForwardJob.state, ForwardJob.next_attempt_at)
+Index("ix_alerts_due", AlertRow.next_attempt_at)
+Index("ix_alerts_kind_key", AlertRow.kind, AlertRow.key)
