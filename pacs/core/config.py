@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pacs.core.config_alerts import AlertSettings
+from pacs.core.config_passkeys import require_passkey_field
 from pacs.core.config_routes import Route, parse_routes
 from pacs.core.config_values import coerce, kind_of
 from pacs.core.config_web_networks import allowed_networks_field, trusted_proxies_field
@@ -178,6 +180,7 @@ class WebSettings:
     )
     allowed_networks: tuple[str, ...] = allowed_networks_field()
     trusted_proxies: tuple[str, ...] = trusted_proxies_field()
+    require_passkey: str = require_passkey_field()
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,7 @@ class Settings:
     web: WebSettings = WebSettings()
     storage: StorageSettings = StorageSettings()
     audit: AuditSettings = AuditSettings()
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # pacs.core.config_alerts
     routes: tuple[Route, ...] = ()  # the [[route]] tables (pacs.core.config_routes)
 
     @property
@@ -298,6 +302,7 @@ SECTIONS: dict[str, type] = {
     "web": WebSettings,
     "storage": StorageSettings,
     "audit": AuditSettings,
+    "alerts": AlertSettings,
 }
 
 

@@ -21,3 +21,20 @@ def network_refused(*, source: str, what: str, **details: Any) -> AuditEvent:
         event_type=EventType.NODE_AUTHENTICATION,
         details={"what": f"{what} refused: address not allowed", **details},
     )
+
+
+def alert_delivery_failed(*, channel: str, alert_id: int, kind: str, attempts: int, error: str) -> AuditEvent:
+    """Alert `alert_id` (of `kind`) was not delivered by `channel` (mail, syslog) in `attempts` attempts."""
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        Action.EXECUTE,
+        outcome=Outcome.SERIOUS_FAILURE,
+        user_id="pacs",
+        details={
+            "what": f"alert not delivered by {channel}",
+            "alert": alert_id,
+            "kind": kind,
+            "attempts": attempts,
+            "error": error,
+        },
+    )
