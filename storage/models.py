@@ -355,6 +355,22 @@ class AlertCursor(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
 
+
+class AlertMark(Base):
+    """What the alert producers remember across restarts (pacs.ops.alert_state): a name and its value.
+
+    Cursors into the audit trail, the thresholds already alerted for each certificate, the
+    failed forwarding jobs already alerted, the disk's side of the watermark, the last
+    selfcheck findings and when the daily check last ran.
+    """
+
+    __tablename__ = "alert_marks"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 # A patient's studies newest first, and all studies newest first, with what the study list's
 # search reads while it walks them (storage.search): no row is read for that.
 Index("ix_studies_patient_date", Study.patient_fk, Study.study_date, Study.study_time)
