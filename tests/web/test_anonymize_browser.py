@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
-import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
-from pacs.core.accounts import Accounts
 from pacs.core.context import Context
 from tests.ops.anonymize_helpers import STUDY_UID, MarkedStudy, found_in, store_marked_study
 from tests.web.browser import Reader, wait_for_path
-from tests.web.viewer_live import NEW_PASSWORD, PASSWORD, Live, serve_archive
+from tests.web.viewer_live import Live, add_readers, serve_archive
 
 CARER = "carer"
 
@@ -31,12 +28,7 @@ CARER = "carer"
 def _seed(pacs: Context) -> tuple[MarkedStudy, Reader]:
     """The marked study, and a user with both roles who enrolled TOTP and chose a password."""
     study = store_marked_study(pacs, pacs.settings.data_dir.parent / "marked")
-    accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
-    accounts.add(CARER, frozenset({"admin", "physician"}), PASSWORD)
-    totp = pyotp.TOTP(accounts.begin_totp_enrolment(CARER))
-    assert accounts.confirm_totp(CARER, totp.at(time.time() - 30)) is not None
-    accounts.change_password(CARER, NEW_PASSWORD)
-    return study, Reader(CARER, NEW_PASSWORD, totp)
+    return study, add_readers(pacs, [CARER], frozenset({"admin", "physician"}))[CARER]
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,16 @@ errors and CSP violations (:func:`tests.web.viewer_live.watched_page`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
-from pacs.core.accounts import Accounts
 from pacs.core.context import Context
 from tests.data.make_series import make_ct_series
 from tests.web.browser import Reader, log_in, wait_for_path
-from tests.web.viewer_live import NEW_PASSWORD, PASSWORD, Live, serve_archive
+from tests.web.viewer_live import Live, add_readers, serve_archive
 
 ROWS = "#care-studies tbody tr[data-study]"
 
@@ -38,12 +35,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Reader]]:
                 root / pid, slices=3, rows=16, columns=16, patient_name=name, patient_id=pid, study_date=date
             ):
                 pacs.archive.store(path)
-        accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
-        accounts.add("carer", frozenset({"admin", "physician"}), PASSWORD)
-        totp = pyotp.TOTP(accounts.begin_totp_enrolment("carer"))
-        assert accounts.confirm_totp("carer", totp.at(time.time() - 30)) is not None
-        accounts.change_password("carer", NEW_PASSWORD)
-        return Reader("carer", NEW_PASSWORD, totp)
+        return add_readers(pacs, ["carer"], frozenset({"admin", "physician"}))["carer"]
 
     with serve_archive(root, seed, []) as served:
         yield served

@@ -9,19 +9,16 @@ under the test's tmp path. Every page is watched for console errors and CSP viol
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
-from pacs.core.accounts import Accounts
 from pacs.core.context import Context
 from tests.storage.study_files import Spec, write
 from tests.web.browser import Reader, log_in_reader, wait_for_path
-from tests.web.viewer_live import NEW_PASSWORD, PASSWORD, Live, serve_archive
+from tests.web.viewer_live import Live, add_readers, serve_archive
 
 DOE = Spec("DOE^JANE", "PID-1001", "19700101", "F", "20240220", "143015", "ACC-2024-0042", "CT CHEST")
 ROE = Spec("ROE^RICHARD", "PID-2002", "19650505", "M", "20230101", "080000", "ACC-2023-0001")
@@ -35,12 +32,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Reader]]:
         for _ in range(2):
             pacs.archive.store(write(root / "in", DOE))
         pacs.archive.store(write(root / "in", ROE))
-        accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
-        accounts.add("carer", frozenset({"admin", "physician"}), PASSWORD)
-        totp = pyotp.TOTP(accounts.begin_totp_enrolment("carer"))
-        assert accounts.confirm_totp("carer", totp.at(time.time() - 30)) is not None
-        accounts.change_password("carer", NEW_PASSWORD)
-        return Reader("carer", NEW_PASSWORD, totp)
+        return add_readers(pacs, ["carer"], frozenset({"admin", "physician"}))["carer"]
 
     with serve_archive(root, seed, []) as served:
         yield served

@@ -82,12 +82,12 @@ class Live(Generic[T]):
         return ssl.create_default_context(cafile=str(self.ca))
 
 
-def add_readers(pacs: Context, names: list[str]) -> dict[str, Reader]:
-    """Each of `names` as a physician who enrolled TOTP and changed the given password to their own."""
+def add_readers(pacs: Context, names: list[str], roles: frozenset[str] = PHYSICIAN) -> dict[str, Reader]:
+    """Each of `names` as a user of `roles` who enrolled TOTP and changed the given password to their own."""
     accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
     readers = {}
     for name in names:
-        accounts.add(name, PHYSICIAN, PASSWORD)
+        accounts.add(name, roles, PASSWORD)
         totp = pyotp.TOTP(accounts.begin_totp_enrolment(name))
         # The previous step confirms the enrolment: the current one stays usable for the login.
         assert accounts.confirm_totp(name, totp.at(time.time() - 30)) is not None

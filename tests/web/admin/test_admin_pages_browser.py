@@ -8,22 +8,19 @@ test's tmp path; no page may break the CSP.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pyotp
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from pacs.core import pki
-from pacs.core.accounts import Accounts
 from pacs.core.audit import Action, AuditEvent, EventID, EventType, Outcome
 from pacs.core.context import CA_CERT, CA_KEY, Context
 from pacs.core.nodes import NodeRegistry
 from tests.web.browser import TIMEOUT_MS, Reader, wait_for_path
-from tests.web.viewer_live import NEW_PASSWORD, PASSWORD, Live, new_context, serve_archive
+from tests.web.viewer_live import Live, add_readers, new_context, serve_archive
 
 ADMINS = ("boss", "chief")
 PHYSICIAN_READER = "doc"
@@ -31,15 +28,7 @@ PHYSICIAN_READER = "doc"
 
 def _add_admins(pacs: Context) -> dict[str, Reader]:
     """Admins (no physician role) who enrolled TOTP and chose their own password."""
-    accounts = Accounts(pacs.database, pacs.keyring, audit=pacs.audit)
-    admins = {}
-    for name in ADMINS:
-        accounts.add(name, frozenset({"admin"}), PASSWORD)
-        totp = pyotp.TOTP(accounts.begin_totp_enrolment(name))
-        assert accounts.confirm_totp(name, totp.at(time.time() - 30)) is not None
-        accounts.change_password(name, NEW_PASSWORD)
-        admins[name] = Reader(name, NEW_PASSWORD, totp)
-    return admins
+    return add_readers(pacs, list(ADMINS), frozenset({"admin"}))
 
 
 def _seed(pacs: Context) -> dict[str, Reader]:
