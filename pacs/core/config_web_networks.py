@@ -1,11 +1,12 @@
 """Who may use the web viewer: ``[web] allowed_networks``, ``[web] trusted_proxies`` and the client address.
 
 Both keys are lists of addresses or CIDR networks (``"10.8.0.0/24"``, ``"192.168.1.5"``) and are
-fields of :class:`pacs.core.config.WebSettings`, defined here. ``allowed_networks`` empty means
-any address: the web viewer always asks for a password and a second factor, and a fresh
-install stays reachable over the clinic's VPN; ``pacs selfcheck`` flags a web port that listens
-on every address with no list. ``trusted_proxies`` empty means no proxy is trusted, so an
-``X-Forwarded-For`` header is ignored.
+fields of :class:`pacs.core.config.WebSettings`, defined here. ``allowed_networks`` defaults to
+:data:`PRIVATE_NETWORKS`, the loopback, private (RFC 1918, RFC 4193), link-local and carrier-grade
+NAT ranges (RFC 6598, which Tailscale uses): a fresh install answers the clinic's LAN, its VPN and
+a reverse proxy on the same host, and not the Internet. An empty list means any address;
+``pacs selfcheck`` flags a web port that listens on every address and answers any of them.
+``trusted_proxies`` empty means no proxy is trusted, so an ``X-Forwarded-For`` header is ignored.
 
 :meth:`WebNetworks.client` is the one rule deciding a request's client address: the TCP peer,
 unless the peer is a trusted proxy; then the right-most ``X-Forwarded-For`` entry that is not
@@ -23,6 +24,17 @@ from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+PRIVATE_NETWORKS = (
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+)
 
 
 def parse_address(text: str) -> Address | None:
@@ -46,15 +58,16 @@ def check_networks(values: tuple[str, ...]) -> str | None:
     return None
 
 
-def _networks_field(text: str) -> Any:
-    return field(default=(), metadata={"doc": text, "check": check_networks})
+def _networks_field(text: str, default: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"doc": text, "check": check_networks})
 
 
 def allowed_networks_field() -> Any:
     """The ``[web] allowed_networks`` field of :class:`pacs.core.config.WebSettings`."""
     return _networks_field(
-        "Addresses or CIDRs the web viewer and DICOMweb answer (tokens included); others get 403;"
-        " empty: any address."
+        "Addresses or CIDRs the web viewer and DICOMweb answer (tokens included), others get 403;"
+        " default: loopback and private ranges (LAN, VPN); empty: any address.",
+        PRIVATE_NETWORKS,
     )
 
 
@@ -103,6 +116,11 @@ class WebNetworks:
             if not _within(hop, self.proxies):
                 return str(hop)
         return str(hop)
+
+    @property
+    def answers_any(self) -> bool:
+        """Whether every address is allowed (an empty list, or a ``/0`` in it)."""
+        return not self.allowed or any(network.prefixlen == 0 for network in self.allowed)
 
     def allows(self, address: str) -> bool:
         """Whether a client at `address` may use the web viewer at all."""

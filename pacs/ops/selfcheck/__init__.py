@@ -7,7 +7,8 @@ objects, each with the fix spelled out. Anything that is acceptable but worth kn
 :class:`Note`. The command exits non-zero when there is any finding. The checks live by subject in
 :mod:`~pacs.ops.selfcheck.files`, :mod:`~pacs.ops.selfcheck.certificates`,
 :mod:`~pacs.ops.selfcheck.access`, :mod:`~pacs.ops.selfcheck.trail` and
-:mod:`~pacs.ops.selfcheck.forwarding` (``[[route]]`` destinations, failed jobs).
+:mod:`~pacs.ops.selfcheck.forwarding` (``[[route]]`` destinations, failed jobs) and
+:mod:`~pacs.ops.selfcheck.web_exposure` (who can reach the web viewer).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pacs.ops.selfcheck.files import (
 from pacs.ops.selfcheck.forwarding import check_forwarding
 from pacs.ops.selfcheck.report import Check, Finding, Note, Report, Result
 from pacs.ops.selfcheck.trail import check_audit_chain, check_audit_checkpoints, check_backup
+from pacs.ops.selfcheck.web_exposure import check_web_exposure
 
 __all__ = ["BACKUP_WHAT", "CHECKS", "Check", "Finding", "Note", "Report", "Result", "run"]
 
@@ -54,6 +56,7 @@ CHECKS: dict[str, Check] = {
     "backup": check_backup,
     "tls": check_tls,
     "forwarding": check_forwarding,
+    "web-exposure": check_web_exposure,
 }
 
 
