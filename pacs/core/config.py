@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pacs.core.config_alerts import AlertSettings
+from pacs.core.config_passkeys import require_passkey_field
 from pacs.core.config_routes import Route, parse_routes
 from pacs.core.config_values import coerce, kind_of
 from pacs.core.config_web_networks import allowed_networks_field, trusted_proxies_field
@@ -179,6 +180,7 @@ class WebSettings:
     )
     allowed_networks: tuple[str, ...] = allowed_networks_field()
     trusted_proxies: tuple[str, ...] = trusted_proxies_field()
+    require_passkey: str = require_passkey_field()
 
 
 @dataclass(frozen=True)

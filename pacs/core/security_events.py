@@ -23,6 +23,67 @@ def network_refused(*, source: str, what: str, **details: Any) -> AuditEvent:
     )
 
 
+def _passkey(action: Action, user: str, what: str, *, source: str, **details: Any) -> AuditEvent:
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        action,
+        outcome=Outcome.SUCCESS,
+        user_id=user,
+        source=source,
+        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+        details={"what": what, "user": user, **details},
+    )
+
+
+def passkey_registered(user: str, *, source: str, passkey: str, passkey_id: int, aaguid: str) -> AuditEvent:
+    """`user` registered a passkey named `passkey` (its row `passkey_id`, its authenticator's `aaguid`)."""
+    return _passkey(
+        Action.CREATE,
+        user,
+        "passkey registered",
+        source=source,
+        passkey=passkey,
+        id=passkey_id,
+        aaguid=aaguid,
+    )
+
+
+def passkey_renamed(user: str, *, source: str, passkey_id: int, old: str, new: str) -> AuditEvent:
+    """`user` renamed their passkey `passkey_id` from `old` to `new`."""
+    return _passkey(Action.UPDATE, user, "passkey renamed", source=source, id=passkey_id, old=old, new=new)
+
+
+def passkey_removed(user: str, *, source: str, passkey_id: int, passkey: str) -> AuditEvent:
+    """`user` removed their passkey `passkey` (row `passkey_id`); it no longer logs in."""
+    return _passkey(Action.DELETE, user, "passkey removed", source=source, id=passkey_id, passkey=passkey)
+
+
+def passkey_registration_failed(user: str, *, source: str, reason: str) -> AuditEvent:
+    """A passkey `user` offered for registration was refused for `reason`."""
+    return AuditEvent(
+        EventID.SECURITY_ALERT,
+        Action.CREATE,
+        outcome=Outcome.MINOR_FAILURE,
+        user_id=user,
+        source=source,
+        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+        details={"what": "passkey registration refused", "user": user, "reason": reason},
+    )
+
+
+def passkey_login_succeeded(user: str, *, source: str, passkey: str, passkey_id: int) -> AuditEvent:
+    """`user` completed a login with the password and the passkey `passkey` (row `passkey_id`)."""
+    return AuditEvent(
+        EventID.USER_AUTHENTICATION,
+        Action.EXECUTE,
+        outcome=Outcome.SUCCESS,
+        user_id=user,
+        source=source,
+        event_type=EventType.LOGIN,
+        details={"factor": "passkey", "passkey": passkey, "id": passkey_id},
+    )
+
+
 def alert_delivery_failed(*, channel: str, alert_id: int, kind: str, attempts: int, error: str) -> AuditEvent:
     """Alert `alert_id` (of `kind`) was not delivered by `channel` (mail, syslog) in `attempts` attempts."""
     return AuditEvent(
@@ -37,4 +98,16 @@ def alert_delivery_failed(*, channel: str, alert_id: int, kind: str, attempts: i
             "attempts": attempts,
             "error": error,
         },
+    )
+
+
+def assessment_written(*, by: str, findings: list[str], sha256: str, formats: list[str]) -> AuditEvent:
+    """A security assessment report (``pacs selfcheck --report``) was written: its hash, its findings."""
+    return AuditEvent(
+        EventID.APPLICATION_ACTIVITY,
+        Action.CREATE,
+        outcome=Outcome.MINOR_FAILURE if findings else Outcome.SUCCESS,
+        user_id=by,
+        event_type=EventType.SECURITY_CONFIGURATION,
+        details={"what": "assessment report", "findings": findings, "sha256": sha256, "formats": formats},
     )
