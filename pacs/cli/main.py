@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
-from pacs.cli import archive, audit, backup, keys, nodes, study, users
+from pacs.cli import alerts, archive, audit, backup, daily, keys, nodes, study, users
 from pacs.cli.common import EXIT_USAGE
 from storage.errors import PacsError
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``pacs`` command (its subcommands' parsers are of the same class)."""
     parser = OneLineParser(prog="pacs", description="Hardened mini-PACS for small practices.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for area in (archive, audit, backup, nodes, keys, users, study):
+    for area in (archive, audit, backup, nodes, keys, users, study, daily, alerts):
         area.register(commands)
     return parser
 

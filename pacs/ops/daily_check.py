@@ -14,6 +14,7 @@ fail their TLS handshakes, and the log says why.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives import hashes
@@ -79,17 +80,25 @@ def log_server_certificate(settings: Settings, now: datetime) -> str:
     return problem
 
 
+@dataclass(frozen=True)
+class DailyResult:
+    """What one daily check found, and how many alerts it queued."""
+
+    report: selfcheck.Report
+    alerts: int
+
+
 def run_daily_check(
     pacs: Context, queue: AlertQueue, now: datetime | None = None, *, by: str = "pacs"
-) -> selfcheck.Report:
+) -> DailyResult:
     """Run the selfcheck, alert what changed and the certificates' thresholds, send a checkpoint."""
     now = now or datetime.now(UTC)
     state = AlertState(pacs.database)
     report = selfcheck.run(pacs, now)
     pacs.audit.append_after(events.selfcheck_run(by=by, findings=[f.message for f in report.findings]))
-    selfcheck_alerts(report.findings, queue, state)
-    certificate_alerts(pacs, queue, state, now)
-    checkpoint_alert(pacs.audit, pacs.keyring, queue, state)
+    alerts = selfcheck_alerts(report.findings, queue, state)
+    alerts += certificate_alerts(pacs, queue, state, now)
+    alerts += int(checkpoint_alert(pacs.audit, pacs.keyring, queue, state))
     log_server_certificate(pacs.settings, now)
     state.put(LAST_RUN, now.isoformat())
-    return report
+    return DailyResult(report, alerts)

@@ -40,6 +40,8 @@ from pacs.core.context import INCOMING, Context, open_pacs
 from pacs.core.events import application_started, application_stopped
 from pacs.dicom.forwarder import Forwarder
 from pacs.dicom.server import DicomServer, listening_socket
+from pacs.ops.alert_watch import AlertWatch
+from pacs.ops.alerts import AlertQueue, alert_sender
 from pacs.ops.forward_queue import ForwardQueue
 from pacs.ops.forwarding import check_routes
 from pacs.ops.reindex import PeriodicSweep, reindex_alone_if_possible
@@ -111,7 +113,7 @@ class _Task(Protocol):
 
 
 def _background(pacs: Context, role: Role) -> list[_Task]:
-    """The sweep of unindexed objects; in the first (or only) DICOM process also the trash and forwarding."""
+    """The sweep of unindexed objects; in the first (or only) DICOM process the trash, forwarding, alerts."""
     settings = pacs.settings
     full = role.dicom_worker in (None, 0)
     tasks: list[_Task] = [
@@ -120,6 +122,8 @@ def _background(pacs: Context, role: Role) -> list[_Task]:
     if full:
         tasks += [TrashKeeper(pacs.archive, pacs.audit, settings.storage)]
         tasks += [Forwarder(pacs, ForwardQueue(pacs.database))]
+        tasks += [AlertWatch(pacs, AlertQueue(pacs.database), window_minutes=settings.alerts.window_minutes)]
+        tasks += [alert_sender(pacs)]
     return tasks
 
 
