@@ -80,7 +80,7 @@ def _audit_log() -> AuditLog:
 
 
 def source() -> str:
-    """The address this request comes from, for its audit record."""
+    """The client address of this request (decided by :mod:`webviewer.networkgate`) for audit, throttle."""
     return request.remote_addr or ""
 
 
