@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from pacs.cli.common import (
 from pacs.core import atna, checkpoints, events
 from pacs.core.context import Context
 from pacs.ops import selfcheck
+from pacs.ops.assessment_report import write_report
 
 
 def _checkpoint_lines(name: str) -> list[str]:
@@ -77,8 +79,27 @@ def cmd_audit_export(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     return EXIT_OK
 
 
+def _write_assessment(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``--report OUT``: the assessment report as HTML, or PDF when OUT ends in .pdf."""
+    out = Path(args.report)
+    pdf = out.suffix.lower() == ".pdf"
+    with opened(args, environ) as pacs:
+        written = write_report(pacs, by=actor(), pdf=pdf)
+    try:
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as document:
+            document.write(written.pdf if pdf and written.pdf is not None else written.html)
+    except OSError as exc:
+        raise CommandError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    count = len(written.report.findings)
+    print(f"assessment report written to {out}: {count} findings (sha256 of the HTML {written.entry.sha256})")
+    return EXIT_OK if written.report.ok else EXIT_FAILED
+
+
 def cmd_selfcheck(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Report the security posture; non-zero when anything needs fixing."""
+    if args.report:
+        return _write_assessment(args, environ)
     with opened(args, environ) as pacs:
         report = selfcheck.run(pacs)
         pacs.audit.append(events.selfcheck_run(by=actor(), findings=[f.message for f in report.findings]))
@@ -100,7 +121,14 @@ def register(commands: Subcommands) -> None:
     check = add_command(
         commands, "selfcheck", cmd_selfcheck, "security posture report; non-zero exit on any finding"
     )
-    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    output = check.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the report as JSON")
+    output.add_argument(
+        "--report",
+        metavar="OUT",
+        help="write the security assessment report to OUT: HTML, or PDF when OUT ends in .pdf "
+        "(a copy is kept in DATA/reports/)",
+    )
     audit = add_group(commands, "audit", "verify or export the audit trail")
     verify = add_command(audit, "verify", cmd_audit_verify, "check the hash chain of the audit trail")
     verify.add_argument(

@@ -105,7 +105,7 @@ class ReportHistory:
         with os.fdopen(descriptor, "a", encoding="utf-8") as index:
             index.write(json.dumps(asdict(entry)) + "\n")
             index.flush()
-            os.fsync(index.fileno())
+            durable.flush_file(index.fileno())
         return entry
 
     def path(self, name: str) -> Path:

@@ -42,7 +42,7 @@ def render_pdf(html: str) -> bytes:
     """The report `html` as a PDF (A4, numbered pages)."""
     try:
         import weasyprint  # heavy, and needed only for a PDF
-    except ImportError:
+    except (ImportError, OSError):  # not installed, or its Pango library is missing
         raise PdfUnavailableError(
             "a PDF needs WeasyPrint (pip install weasyprint, and Debian's libpango-1.0-0); "
             "write the report as HTML instead"
