@@ -15,7 +15,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 APT_PACKAGES=(dcmtk postgresql openssl python3-venv chromium chromium-driver systemd shellcheck iproute2
-    util-linux mount e2fsprogs nodejs zbar-tools dicom3tools libpango-1.0-0 libpangoft2-1.0-0 poppler-utils)
+    util-linux mount e2fsprogs nodejs zbar-tools dicom3tools libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
+    rsyslog rsyslog-gnutls)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
