@@ -26,6 +26,8 @@ from pacs.core.config_alerts import AlertSettings
 from storage.models import AuditRecord
 
 TIMEOUT = 30.0
+# How long the server has to refuse us (our certificate) after the handshake, before we send.
+REFUSAL_WAIT = 0.5
 AUDIT_MSGID, ALERT_MSGID = "DICOM+RFC3881", "PACS-ALERT"
 _AUDIT_PRI, _ALERT_PRI = 10 * 8 + 5, 10 * 8 + 4
 _BOM = "\ufeff"
@@ -101,8 +103,32 @@ class SyslogChannel:
             socket.create_connection((host, port), timeout=TIMEOUT) as raw,
             context.wrap_socket(raw, server_hostname=host) as tls,
         ):
+            _still_open(tls)
             tls.sendall(b"".join(frame(message) for message in messages))
             _close(tls)
+
+
+def _still_open(tls: ssl.SSLSocket) -> None:
+    """Raise ConnectionError if the server closes the connection just after the handshake.
+
+    In TLS 1.3 the client's handshake ends before the server has checked the client's
+    certificate; a server that refuses it (rsyslog's ``PermittedPeer``) then just closes,
+    and a batch sent at once would look delivered.
+    """
+    tls.settimeout(REFUSAL_WAIT)
+    try:
+        data = tls.recv(1)
+    except TimeoutError:
+        return
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionResetError):
+        data = b""
+    finally:
+        tls.settimeout(TIMEOUT)
+    raise ConnectionError(
+        "the syslog server closed the connection after the TLS handshake (does it accept our certificate?)"
+        if not data
+        else "the syslog server sent data, which RFC 5425 servers do not"
+    )
 
 
 def _close(tls: ssl.SSLSocket) -> None:

@@ -312,6 +312,28 @@ class AlertSender:
             )
         )
 
+    def trial(self, alerts: Sequence[Alert]) -> dict[str, str]:
+        """Send `alerts` through every channel now, past the queue; per channel what happened, in one line."""
+        results: dict[str, str] = {}
+        channels = {"mail": self.mail, "syslog": self.syslog}
+        for channel, sink in channels.items():
+            if sink is None:
+                results[channel] = (
+                    f"no channel ([alerts] {'smtp' if channel == 'mail' else 'syslog'}_host is empty)"
+                )
+                continue
+            try:
+                if isinstance(sink, MailChannel):
+                    for alert in alerts:
+                        sink.send(alert)
+                else:
+                    sink.send([sink.alert_message(alert) for alert in alerts])
+            except (OSError, ValueError) as exc:
+                results[channel] = f"failed: {sink.name}: {_reason(exc)}"
+                continue
+            results[channel] = f"sent {len(alerts)} alerts: {sink.name}"
+        return results
+
     def start(self) -> None:
         """Send in the background: at once, then every `interval` seconds (longer while a channel fails)."""
         self._thread.start()
@@ -347,3 +369,9 @@ def alert_sender(pacs: Context, retry: RetryPolicy | None = None) -> AlertSender
     queue = AlertQueue(pacs.database)
     hostname = settings.server.hostname
     return AlertSender(queue, settings.alerts, pacs.audit, hostname=hostname, identity=identity, retry=retry)
+
+
+def trial_alerts(by: str) -> list[Alert]:
+    """One alert of each kind, saying that it is a test sent by `by` and that nothing happened."""
+    text = f"A test of the archive's alerts, sent by {by} with 'pacs alerts test'. Nothing has happened."
+    return [Alert(kind, f"test alert ({kind})", text) for kind in KINDS]
