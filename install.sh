@@ -10,6 +10,7 @@ SOURCE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SOURCE_DIR
 readonly DEFAULT_DICOM_PORT=2762 DEFAULT_WEB_PORT=8443
 readonly SERVICE=pacs.service SERVICE_USER=pacs
+readonly CHECK_SERVICE=pacs-selfcheck.service CHECK_TIMER=pacs-selfcheck.timer
 
 # Options.
 ROOT=""
@@ -43,6 +44,8 @@ archive and its keys are always kept, and the new version's index migrations are
   keys      /etc/pacs/keys               (user pacs, 0700; /etc/pacs is root:pacs 0750)
   backups   /var/backups/pacs            (user pacs, 0700): where "sudo pacs backup" may write
   service   /etc/systemd/system/$SERVICE (0644), runs as the system user pacs
+  selfcheck /etc/systemd/system/$CHECK_TIMER and $CHECK_SERVICE (0644): the daily
+            selfcheck, whose findings, expiring certificates and checkpoint go out as alerts
   command   /usr/local/bin/pacs          (0755): "sudo pacs ..." runs pacs as user pacs
 
 Options:
@@ -178,6 +181,7 @@ set_paths() {
     KEYS="$ETC/keys"
     BACKUPS="$ROOT/var/backups/pacs"
     UNIT="$ROOT/etc/systemd/system/$SERVICE"
+    CHECK_UNITS=("$ROOT/etc/systemd/system/$CHECK_SERVICE" "$ROOT/etc/systemd/system/$CHECK_TIMER")
     WRAPPER="$ROOT/usr/local/bin/pacs"
     CONFIG="$DATA/pacs.toml"
 }
@@ -555,6 +559,8 @@ set_ports() {
 
 install_unit() {
     install -D -m 0644 -o 0 -g 0 "$SOURCE_DIR/deploy/pacs.service" "$UNIT"
+    install -D -m 0644 -o 0 -g 0 "$SOURCE_DIR/deploy/$CHECK_SERVICE" "${CHECK_UNITS[0]}"
+    install -D -m 0644 -o 0 -g 0 "$SOURCE_DIR/deploy/$CHECK_TIMER" "${CHECK_UNITS[1]}"
 }
 
 install_wrapper() {
@@ -581,6 +587,7 @@ start_service() {
     local waited
     systemctl daemon-reload
     systemctl enable --quiet "$SERVICE"
+    systemctl enable --now --quiet "$CHECK_TIMER"
     say "(re)starting $SERVICE"
     RESTART_ON_EXIT=0
     systemctl restart "$SERVICE"
@@ -621,6 +628,7 @@ mini-PACS $version is $where.
   keys           $KEYS (user pacs, 0700): keep an offline copy; without it nothing can be read
   code           $VENV
   service        $SERVICE (systemctl status $SERVICE; journalctl -u $SERVICE)
+  selfcheck      daily by $CHECK_TIMER (systemctl list-timers $CHECK_TIMER)
   admin command  $WRAPPER (runs as user pacs: sudo pacs ...)
 
   first admin    ${ADMIN_NAME:-admin}
@@ -691,10 +699,19 @@ do_install() {
 }
 
 do_uninstall() {
-    local removed=()
+    local removed=() check_unit
     if [ -z "$ROOT" ] && [ -f "$UNIT" ]; then
         systemctl disable --now --quiet "$SERVICE" || true
     fi
+    if [ -z "$ROOT" ] && [ -f "${CHECK_UNITS[1]}" ]; then
+        systemctl disable --now --quiet "$CHECK_TIMER" || true
+    fi
+    for check_unit in "${CHECK_UNITS[@]}"; do
+        if [ -f "$check_unit" ]; then
+            rm -f "$check_unit"
+            removed+=("$check_unit")
+        fi
+    done
     if [ -f "$UNIT" ]; then
         rm -f "$UNIT"
         removed+=("$UNIT")

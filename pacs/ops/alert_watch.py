@@ -3,10 +3,10 @@
 Every :data:`SCAN_SECONDS` it reads the audit trail from its cursors (Security Alerts per source
 and window, lockouts), the free disk against the watermark and the failed forwarding jobs
 (:mod:`pacs.ops.alert_sources`, :mod:`pacs.ops.alert_conditions`), and runs the daily check
-(:mod:`pacs.ops.daily_check`) when it is due. At start it logs the server certificate's state
-if it has expired or expires soon. Alerts go to the durable queue of :mod:`pacs.ops.alerts`;
-everything it remembers is in the index, so a new watch over the same archive goes on where the
-last one stopped.
+(:mod:`pacs.ops.daily_check`) when it is due. At start, and then daily, it logs the server
+certificate's state if it has expired or expires soon. Alerts go to the durable queue of
+:mod:`pacs.ops.alerts`; everything it remembers is in the index, so a new watch over the same
+archive goes on where the last one stopped.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pacs.ops.alert_conditions import disk_alert, forward_alerts
 from pacs.ops.alert_sources import scan_lockouts, scan_security_alerts
 from pacs.ops.alert_state import AlertState
 from pacs.ops.alerts import AlertQueue
-from pacs.ops.daily_check import due, log_server_certificate, run_daily_check
+from pacs.ops.daily_check import DAILY, due, log_server_certificate, run_daily_check
 
 LOG = logging.getLogger(__name__)
 SCAN_SECONDS = 60.0
@@ -36,12 +36,12 @@ class AlertWatch:
         self._state = AlertState(pacs.database)
         self._window_minutes = window_minutes
         self._interval = interval
+        self._logged: datetime | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alert-watch", daemon=True)
 
     def start(self) -> None:
-        """Log the server certificate's state if it needs attention, then watch in the background."""
-        log_server_certificate(self._pacs.settings, datetime.now(UTC))
+        """Watch in the background (the first round, at once, logs the server certificate's state)."""
         self._thread.start()
 
     def stop(self) -> None:
@@ -61,11 +61,15 @@ class AlertWatch:
         return queued
 
     def tick(self, now: datetime | None = None) -> None:
-        """One round: :meth:`scan`, and the daily check if no process ran it in the last day."""
+        """One round: :meth:`scan`, the daily check if no process ran it in the last day, and once a
+        day (the first round too) the server certificate's line in the log if it needs attention."""
         now = now or datetime.now(UTC)
         self.scan(now)
         if due(self._state, now):
-            run_daily_check(self._pacs, self._queue, now)
+            run_daily_check(self._pacs, self._queue, now, log=False)
+        if self._logged is None or now - self._logged >= DAILY:
+            log_server_certificate(self._pacs.settings, now)
+            self._logged = now
 
     def _run(self) -> None:
         while True:

@@ -89,9 +89,12 @@ class DailyResult:
 
 
 def run_daily_check(
-    pacs: Context, queue: AlertQueue, now: datetime | None = None, *, by: str = "pacs"
+    pacs: Context, queue: AlertQueue, now: datetime | None = None, *, by: str = "pacs", log: bool = True
 ) -> DailyResult:
-    """Run the selfcheck, alert what changed and the certificates' thresholds, send a checkpoint."""
+    """Run the selfcheck, alert what changed and the certificates' thresholds, send a checkpoint.
+
+    With `log`, also write the server certificate's line (the watch of ``pacs serve`` writes its own).
+    """
     now = now or datetime.now(UTC)
     state = AlertState(pacs.database)
     report = selfcheck.run(pacs, now)
@@ -99,6 +102,7 @@ def run_daily_check(
     alerts = selfcheck_alerts(report.findings, queue, state)
     alerts += certificate_alerts(pacs, queue, state, now)
     alerts += int(checkpoint_alert(pacs.audit, pacs.keyring, queue, state))
-    log_server_certificate(pacs.settings, now)
+    if log:
+        log_server_certificate(pacs.settings, now)
     state.put(LAST_RUN, now.isoformat())
     return DailyResult(report, alerts)

@@ -145,6 +145,14 @@ def test_unit_is_the_shipped_one(installed: Installation) -> None:
     assert installed.unit.read_bytes() == (REPO / "deploy" / "pacs.service").read_bytes()
 
 
+def test_the_daily_selfcheck_timer_and_its_service_are_the_shipped_ones(installed: Installation) -> None:
+    for name in ("pacs-selfcheck.service", "pacs-selfcheck.timer"):
+        path = installed.root / "etc/systemd/system" / name
+        info = path.lstat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 0, 0o644)
+        assert path.read_bytes() == (REPO / "deploy" / name).read_bytes()
+
+
 def test_pacs_is_a_locked_system_user_without_a_login_shell(installed: Installation) -> None:
     name, _, uid, gid, _, home, shell = _account(installed.root, "passwd", "pacs")
     assert (int(uid), int(gid)) == (installed.uid, installed.gid)
@@ -481,6 +489,8 @@ def test_uninstall_removes_code_unit_and_command_and_keeps_data_and_keys(
     assert not (installed.root / "opt/pacs").exists()
     assert not installed.unit.exists()
     assert not installed.wrapper.exists()
+    assert not (installed.root / "etc/systemd/system/pacs-selfcheck.timer").exists()
+    assert not (installed.root / "etc/systemd/system/pacs-selfcheck.service").exists()
     assert _snapshot(installed.keys) == keys and keys
     assert _snapshot(installed.data) == data and data
     assert _account(installed.root, "passwd", "pacs")
