@@ -323,7 +323,6 @@ class ForwardSent(Base):
     version: Mapped[int] = mapped_column(Integer)
 
 
-
 class AlertRow(Base):
     """An alert for a person, queued until each channel has taken it (the alert queue).
 
