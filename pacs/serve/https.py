@@ -260,9 +260,6 @@ def _listening_socket(bind: str, port: int) -> socket.socket:
     """
     sock = listening_socket(bind, port, backlog=BACKLOG)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    import os as _o
-    if _o.environ.get("XB"):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(_o.environ["XB"]))
     sock.setblocking(False)
     return sock
 
