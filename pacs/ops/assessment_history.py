@@ -58,7 +58,8 @@ class ReportHistory:
         self.directory = data_dir / REPORTS
 
     def entries(self) -> list[ReportEntry]:
-        """Every report run recorded, newest first (a line that cannot be read is skipped)."""
+        """Every report run recorded, newest first (the index is in the order written; a line that
+        cannot be read is skipped)."""
         try:
             lines = (self.directory / INDEX).read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
@@ -69,7 +70,7 @@ class ReportHistory:
                 found.append(ReportEntry(**json.loads(line)))
             except (ValueError, TypeError):
                 continue
-        return sorted(found, key=lambda entry: entry.written_at, reverse=True)
+        return found[::-1]
 
     def stem_for(self, when: datetime) -> str:
         """A file name stem for a report of `when` that no kept report uses yet."""
