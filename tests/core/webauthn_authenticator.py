@@ -1,8 +1,9 @@
 """A software WebAuthn authenticator for tests without a browser: it answers options as a browser would.
 
-It holds one ES256 key pair, answers ``navigator.credentials.create`` with a ``none``
-attestation and ``navigator.credentials.get`` with a signed assertion, for any origin and RP ID
-it is told (so tests can be the phishing page), and counts its signatures like a real one.
+It holds one ES256 key pair (or an Ed25519 one read from a browser's authenticator, to sign
+with), answers ``navigator.credentials.create`` with a ``none`` attestation and
+``navigator.credentials.get`` with a signed assertion, for any origin and RP ID it is told (so
+tests can be the phishing page), and counts its signatures like a real one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from webauthn.helpers import bytes_to_base64url
 
 ORIGIN = "https://localhost"
@@ -32,10 +34,13 @@ class SoftAuthenticator:
     """One credential: its id, key and signature counter."""
 
     credential_id: bytes = field(default_factory=lambda: os.urandom(16))
-    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
     sign_count: int = 0
 
     def _cose_key(self) -> bytes:
+        assert isinstance(self.key, ec.EllipticCurvePrivateKey), "only an ES256 key registers here"
         numbers = self.key.public_key().public_numbers()
         x, y = numbers.x.to_bytes(32, "big"), numbers.y.to_bytes(32, "big")
         return bytes(cbor2.dumps({1: 2, 3: -7, -1: 1, -2: x, -3: y}))
@@ -75,7 +80,10 @@ class SoftAuthenticator:
         auth_data = self._auth_data(rp, _UP | _UV)
         client_data = self._client_data("webauthn.get", options, origin)
         signed = auth_data + hashlib.sha256(client_data).digest()
-        signature = self.key.sign(signed, ec.ECDSA(hashes.SHA256()))
+        if isinstance(self.key, Ed25519PrivateKey):
+            signature = self.key.sign(signed)
+        else:
+            signature = self.key.sign(signed, ec.ECDSA(hashes.SHA256()))
         response = {
             "clientDataJSON": _b64(client_data),
             "authenticatorData": _b64(auth_data),
