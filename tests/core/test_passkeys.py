@@ -8,12 +8,14 @@ page of another origin or for another RP ID, which the service must refuse.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from webauthn.helpers import bytes_to_base64url
 
 from pacs.core.accounts import LOCKOUT_AFTER, MAX_BACKOFF, Accounts, LoginVerdict
 from pacs.core.audit import EventID, EventType
+from pacs.core.config import ConfigError, Settings, parse_settings, with_overrides
 from pacs.core.context import Context
 from pacs.core.passkeys import PasskeyError, Passkeys, RelyingParty
 from tests.core.accounts_helpers import ADDRESS, PHYSICIAN, Clock
@@ -234,3 +236,16 @@ def test_the_relying_party_is_the_hostname_and_its_https_origin() -> None:
     assert RelyingParty.of("pacs.clinic.example", 8443).origin == "https://pacs.clinic.example:8443"
     assert RelyingParty.of("pacs.clinic.example", 443).origin == "https://pacs.clinic.example"
     assert RelyingParty.of("pacs.clinic.example", 443).rp_id == "pacs.clinic.example"
+
+
+def test_require_passkey_is_none_or_admins_in_pacs_toml_and_the_environment(tmp_path: Path) -> None:
+    base = Settings(data_dir=tmp_path)
+    assert base.web.require_passkey == "none"
+    assert with_overrides(base, "web", require_passkey="admins").web.require_passkey == "admins"
+    with pytest.raises(ConfigError, match=r"\[web\] require_passkey"):
+        with_overrides(base, "web", require_passkey="everyone")
+    content = '[web]\nrequire_passkey = "admins"\n'
+    parsed = parse_settings(content, tmp_path, {}, origin="pacs.toml")
+    assert parsed.web.require_passkey == "admins"
+    environ = {"PACS_WEB_REQUIRE_PASSKEY": "none"}
+    assert parse_settings(content, tmp_path, environ, origin="pacs.toml").web.require_passkey == "none"
