@@ -24,6 +24,7 @@ from pacs.ops.daily_check import DAILY, due, log_server_certificate, run_daily_c
 
 LOG = logging.getLogger(__name__)
 SCAN_SECONDS = 60.0
+STOP_TIMEOUT = 60.0
 
 
 class AlertWatch:
@@ -45,10 +46,10 @@ class AlertWatch:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop watching (a round in progress finishes first)."""
+        """Stop watching (a round in progress gets :data:`STOP_TIMEOUT` seconds to finish)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout=STOP_TIMEOUT)
 
     def scan(self, now: datetime | None = None) -> int:
         """Queue the alerts of the audit trail, the disk and the forwarding jobs; return how many."""
