@@ -114,22 +114,36 @@ def tls_profiles(pacs: Context) -> list[probe.PortProfile]:
     certs, keys = settings.tls_dir, settings.key_dir
     identity = probe.ClientIdentity(certs / SERVER_CERT, keys / SERVER_KEY)
     dicom_host, web_host = _local(settings.dicom.bind), _local(settings.web.bind)
-    profiles = []
-    if probe.answers(dicom_host, settings.dicom.port):
-        profiles.append(
-            probe.probe("DICOM", dicom_host, settings.dicom.port, identity=identity, ca=certs / CA_CERT)
-        )
-    else:
-        context = tls.server_context(certs / SERVER_CERT, keys / SERVER_KEY, certs / CA_CERT)
-        profiles.append(
-            probe.configured("DICOM", dicom_host, settings.dicom.port, context, _configured_chain(pacs))
-        )
-    if probe.answers(web_host, settings.web.port):
-        profiles.append(probe.probe("web", web_host, settings.web.port, ca=certs / CA_CERT))
-    else:
-        web: ssl.SSLContext = tls.https_context(str(certs / SERVER_CERT), str(keys / SERVER_KEY))
-        profiles.append(probe.configured("web", web_host, settings.web.port, web, _configured_chain(pacs)))
-    return profiles
+    dicom = tls.server_context(certs / SERVER_CERT, keys / SERVER_KEY, certs / CA_CERT)
+    web = tls.https_context(str(certs / SERVER_CERT), str(keys / SERVER_KEY))
+    return [
+        _profile(pacs, "DICOM", dicom_host, settings.dicom.port, dicom, identity),
+        _profile(pacs, "web", web_host, settings.web.port, web, None),
+    ]
+
+
+def _profile(
+    pacs: Context,
+    name: str,
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    identity: probe.ClientIdentity | None,
+) -> probe.PortProfile:
+    """The port probed if it answers (and the probe was not cut short), else its configured profile."""
+    chain = _configured_chain(pacs)
+    if not probe.answers(host, port):
+        return probe.configured(name, host, port, context, chain)
+    probed = probe.probe(name, host, port, identity=identity, ca=pacs.settings.tls_dir / CA_CERT)
+    profile = probe.configured(name, host, port, context, chain)
+    if not probed.cut_short(profile):
+        return probed
+    profile.note = (
+        "the port is running but closed some of the probe's connections unanswered: its connection "
+        "throttle refuses this address for a while after repeated failed connections (such as a "
+        "report moments ago); profile of the configuration"
+    )
+    return profile
 
 
 def nodes(pacs: Context) -> list[NodeRow]:

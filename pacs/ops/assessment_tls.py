@@ -53,6 +53,8 @@ class VersionResult:
     accepted: bool
     ciphers: tuple[str, ...] = ()
     detail: str = ""
+    # The connection was closed before the server answered the hello, with no TLS alert.
+    closed: bool = False
 
 
 @dataclass
@@ -66,6 +68,18 @@ class PortProfile:
     versions: list[VersionResult] = field(default_factory=list)
     client_certificate_required: bool | None = None
     chain: list[CertificateFacts] = field(default_factory=list)
+    note: str = ""
+
+    def cut_short(self, configured: PortProfile) -> bool:
+        """Whether a version the `configured` profile accepts was closed unanswered on the wire.
+
+        A refused version may be closed unanswered (the web port does so); an accepted one
+        only when the connection was refused at accept, before TLS.
+        """
+        return any(
+            probed.closed and expected.accepted
+            for probed, expected in zip(self.versions, configured.versions, strict=True)
+        )
 
 
 @dataclass(frozen=True)
@@ -152,7 +166,11 @@ def _version(
     try:
         cipher, der = _handshake(host, port, _client_context(version, identity))
     except (ssl.SSLError, OSError) as exc:
-        return VersionResult(label, False, detail=getattr(exc, "reason", None) or str(exc)), b""
+        reason = getattr(exc, "reason", None) or str(exc)
+        closed = (
+            isinstance(exc, ssl.SSLEOFError | ConnectionError) or reason == "UNEXPECTED_EOF_WHILE_READING"
+        )
+        return VersionResult(label, False, detail=reason, closed=closed), b""
     if version is ssl.TLSVersion.TLSv1_2:
         return VersionResult(label, True, _tls12_suites(host, port, identity, cipher)), der
     return VersionResult(label, True, (cipher,)), der

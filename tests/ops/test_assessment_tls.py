@@ -9,13 +9,17 @@ described from its configuration instead.
 
 from __future__ import annotations
 
+import re
 import select
+import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from pacs.cli import main
 from pacs.core.config import load_settings
 from pacs.core.context import Context, initialise, open_pacs
 from pacs.ops import assessment
@@ -29,14 +33,19 @@ ECDSA_SUITES = {
 }
 TLS13_SUITES = {"TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256"}
 OPENSSL = "/usr/bin/openssl"
+BOUND = {"PACS_DICOM_BIND": "127.0.0.1", "PACS_WEB_BIND": "127.0.0.1"}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
-    """A running ``pacs serve``, and the archive opened with the same ports."""
-    root = tmp_path_factory.mktemp("served")
+def ports() -> dict[str, str]:
+    """The environment that puts both ports on free ports of 127.0.0.1."""
+    return {"PACS_DICOM_PORT": str(_free_port()), "PACS_WEB_PORT": str(_free_port())}
+
+
+@contextmanager
+def serving(root: Path, ports: dict[str, str]) -> Iterator[Context]:
+    """A running ``pacs serve`` of a new archive under `root`, and the archive opened with its ports."""
     settings = initialise(root / "data", ae_title="PACS", hostname="localhost", db_url="", user="test")
-    ports = {"PACS_DICOM_PORT": str(_free_port()), "PACS_WEB_PORT": str(_free_port())}
     process = pacs_serve(settings.data_dir, root / "serve.log", PACS_DICOM_WORKERS="1", **ports)
     try:
         assert process.stdout is not None
@@ -44,8 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
         assert ready and "web viewer on https://" in process.stdout.readline(), (
             root / "serve.log"
         ).read_text()
-        environ = {**ports, "PACS_DICOM_BIND": "127.0.0.1", "PACS_WEB_BIND": "127.0.0.1"}
-        pacs = open_pacs(load_settings(settings.data_dir, environ))
+        pacs = open_pacs(load_settings(settings.data_dir, {**ports, **BOUND}))
         try:
             yield pacs
         finally:
@@ -55,6 +63,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
         process.wait(timeout=60)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, ports: dict[str, str]) -> Iterator[Context]:
+    """A running ``pacs serve``, and the archive opened with the same ports."""
+    with serving(tmp_path_factory.mktemp("served"), ports) as pacs:
+        yield pacs
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +160,39 @@ def test_a_stopped_archive_is_described_from_its_configuration(tmp_path: Path) -
         assert profile.chain[0].role == "server certificate (tls/server.crt)"
     assert found["DICOM"].client_certificate_required is True
     assert found["web"].client_certificate_required is False
+
+
+def test_the_report_of_a_running_archive_shows_both_ports_probed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ports = {"PACS_DICOM_PORT": str(_free_port()), "PACS_WEB_PORT": str(_free_port())}
+    out = tmp_path / "assessment.html"
+    with serving(tmp_path, ports) as pacs:
+        code = main(
+            ["selfcheck", "--data", str(pacs.settings.data_dir), "--report", str(out)],
+            environ={**ports, **BOUND},
+        )
+    assert code == 0
+    html = out.read_text()
+    assert html.count("Probed on the wire") == 2 and "Not running" not in html and "Not probed" not in html
+    for port in ("dicom", "web"):
+        section = re.search(rf'<section class="port" id="tls-{port}">(.*?)</section>', html, re.S)
+        assert section, port
+        rows = dict(
+            re.findall(r'<tr data-version="([^"]+)"><td>[^<]*</td>\s*<td>(.*?)</td>', section.group(1), re.S)
+        )
+        assert ["refused" in rows["TLS 1.0"], "refused" in rows["TLS 1.1"]] == [True, True]
+        assert ["accepted" in rows["TLS 1.2"], "accepted" in rows["TLS 1.3"]] == [True, True]
+        assert "ECDHE-ECDSA-CHACHA20-POLY1305" in section.group(1)
+
+
+def test_a_probe_the_connection_throttle_cuts_short_falls_back_to_the_configuration(
+    served: Context, profiles: dict[str, PortProfile]
+) -> None:
+    port = profiles["DICOM"].port
+    for _ in range(12):  # failed connections: the DICOM port then refuses this address for a while
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    again = {profile.name: profile for profile in assessment.tls_profiles(served)}
+    assert again["DICOM"].running is False and "connection throttle" in again["DICOM"].note
+    assert _accepted(again["DICOM"]) == {"TLS 1.0": False, "TLS 1.1": False, "TLS 1.2": True, "TLS 1.3": True}
+    assert again["web"].running is True and again["web"].note == ""
