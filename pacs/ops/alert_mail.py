@@ -3,7 +3,8 @@
 The server's certificate is verified against ``[alerts] smtp_ca_file`` (or the system's trust
 store) and must name ``smtp_host``; TLS 1.2 or later. The password is read from
 ``smtp_password_file`` at each send, and refused when that file may be read by others than
-its owner. :meth:`MailChannel.send` returns once the server has accepted the message (250).
+its owner. :meth:`MailChannel.send` returns once the server has accepted the message (250), and
+raises :class:`MessageRefusedError` when the server refused that message alone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ TIMEOUT = 30.0
 
 class MailError(PacsError, ValueError):
     """Alert e-mail cannot be sent as configured; the message says why."""
+
+
+class MessageRefusedError(MailError):
+    """The server took the connection and the login but refused this one message."""
 
 
 class Message(Protocol):
@@ -102,9 +107,12 @@ class MailChannel:
             try:
                 if self.settings.smtp_user:
                     smtp.login(self.settings.smtp_user, password)
-                smtp.send_message(self.message(alert))
             except smtplib.SMTPException as exc:
                 raise MailError(f"{self.settings.smtp_host}: {_smtp_reason(exc)}") from None
+            try:
+                smtp.send_message(self.message(alert))
+            except smtplib.SMTPException as exc:
+                raise MessageRefusedError(f"{self.settings.smtp_host}: {_smtp_reason(exc)}") from None
 
 
 def _smtp_reason(exc: smtplib.SMTPException) -> str:

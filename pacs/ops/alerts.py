@@ -29,7 +29,7 @@ from pacs.core.audit import AuditLog
 from pacs.core.config_alerts import AlertSettings
 from pacs.core.context import SERVER_CERT, SERVER_KEY, Context
 from pacs.core.security_events import alert_delivery_failed
-from pacs.ops.alert_mail import MailChannel
+from pacs.ops.alert_mail import MailChannel, MessageRefusedError
 from pacs.ops.alert_syslog import SyslogChannel, audit_message
 from storage.db import Database
 from storage.models import AlertCursor, AlertRow, AuditRecord
@@ -264,10 +264,18 @@ class AlertSender:
             for alert in alerts:
                 self.queue.mark(alert.id, "mail", NO_CHANNEL)
             return
+        down: BaseException | None = None  # the server, the login or the settings: the rest wait
         for alert in alerts:
+            if down is not None:
+                self._failed(alert, "mail", down, outcome)
+                continue
             try:
                 self.mail.send(alert)
+            except MessageRefusedError as exc:
+                self._failed(alert, "mail", exc, outcome)
+                continue
             except (OSError, ValueError) as exc:
+                down = exc
                 self._failed(alert, "mail", exc, outcome)
                 continue
             self.queue.mark(alert.id, "mail", SENT)
@@ -347,13 +355,16 @@ class AlertSender:
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
+            backlog = False
             try:
-                failures = 0 if self.run_once().ok else failures + 1
+                outcome = self.run_once()
+                failures = 0 if outcome.ok else failures + 1
+                backlog = outcome.ok and outcome.audit_records == AUDIT_BATCH
             except Exception:
                 LOG.exception("the alert sender failed; trying again later")
                 failures += 1
             pause = min(self._interval * 2 ** min(failures, 6), self.retry.cap.total_seconds())
-            self._stop.wait(pause)
+            self._stop.wait(0 if backlog else pause)
 
 
 def _reason(exc: BaseException) -> str:

@@ -58,22 +58,27 @@ def peer_pki(directory: Path, name: str = "127.0.0.1") -> PeerPki:
 
 @dataclass
 class Mailbox:
-    """What the SMTP server received: the messages, and the logins it saw."""
+    """What the server received: messages, logins, AUTH attempts. It refuses subjects with "refuse me"."""
 
     messages: list[Message] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
     tls: list[bool] = field(default_factory=list)
+    auth_attempts: int = 0
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:  # noqa: N802
         """Keep the message (aiosmtpd's hook)."""
-        self.messages.append(message_from_bytes(envelope.original_content or b""))
+        message = message_from_bytes(envelope.original_content or b"")
+        if "refuse me" in str(message["Subject"]):
+            return "550 5.7.1 refused by the test's server"
+        self.messages.append(message)
         self.tls.append(server.transport.get_extra_info("ssl_object") is not None)
         return "250 OK"
 
     def authenticate(
         self, server: Any, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
-        """Accept only the test's user and password."""
+        """Accept only the test's user and password (counting every attempt)."""
+        self.auth_attempts += 1
         good = isinstance(data, LoginPassword) and (data.login, data.password) == (
             SMTP_USER.encode(),
             SMTP_PASSWORD.encode(),

@@ -113,13 +113,31 @@ def test_a_wrong_password_is_refused_by_the_server_and_the_alert_stays_pending(
     archive: Context, peer: PeerPki
 ) -> None:
     queue = AlertQueue(archive.database)
-    queue.put(Alert("disk", "disk low", "text"))
+    for n in range(3):
+        queue.put(Alert("disk", f"disk low {n}", "text"))
     wrong = password_file(archive.settings.data_dir, "not-the-password", name="wrong")
     with smtp_server(peer, implicit=False) as (port, mailbox):
         settings = mail_settings(archive, peer, port, implicit=False, smtp_password_file=str(wrong))
         outcome = sender(archive, settings).run_once()
     assert "535" in outcome.errors["mail"] and mailbox.messages == []
-    assert queue.pending()[0].mail_state == PENDING
+    assert [alert.mail_state for alert in queue.pending()] == [PENDING] * 3
+    # One login per run (smtplib tries PLAIN, then LOGIN), not one per alert: no lockout at the server.
+    assert mailbox.auth_attempts == 2
+    assert all("535" in alert.last_error for alert in queue.pending())
+
+
+def test_a_message_the_server_refuses_alone_does_not_hold_back_the_others(
+    archive: Context, peer: PeerPki
+) -> None:
+    queue = AlertQueue(archive.database)
+    queue.put(Alert("forward", "refuse me", "the test's server refuses this subject"))
+    queue.put(Alert("forward", "forwarding job 4 failed", "TELERAD did not answer"))
+    with smtp_server(peer, implicit=False) as (port, mailbox):
+        outcome = sender(archive, mail_settings(archive, peer, port, implicit=False)).run_once()
+        [message] = mailbox.wait_for(1)
+    [refused] = queue.pending()
+    assert message["Subject"].endswith("forwarding job 4 failed") and outcome.sent["mail"] == 1
+    assert refused.subject == "refuse me" and "550 5.7.1 refused by the test's server" in refused.last_error
 
 
 def test_a_password_file_others_may_read_is_refused_before_connecting(
