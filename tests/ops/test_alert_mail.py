@@ -185,3 +185,25 @@ def test_alerts_queued_while_the_mail_server_is_down_go_once_it_is_back(
     assert sorted(message["Subject"].rpartition(": ")[2] for message in messages) == [
         f"forwarding job {n} failed" for n in range(3)
     ]
+
+
+def test_a_new_sender_over_the_same_archive_sends_what_is_left_and_nothing_twice(
+    archive: Context, peer: PeerPki
+) -> None:
+    queue = AlertQueue(archive.database)
+    with smtp_server(peer, implicit=True) as (port, mailbox):
+        settings = mail_settings(archive, peer, port, implicit=True)
+        for n in range(2):
+            queue.put(Alert("lockout", f"account user{n} locked", "5 failed logins"))
+        assert sender(archive, settings).run_once().sent["mail"] == 2
+        for n in range(2, 4):
+            queue.put(Alert("lockout", f"account user{n} locked", "5 failed logins"))
+        reopened = open_pacs(settings)  # the next start: a new connection, queue and sender
+        try:
+            assert sender(reopened, settings).run_once(datetime.now(UTC) + LATER).sent["mail"] == 2
+        finally:
+            reopened.close()
+        messages = mailbox.wait_for(4)
+    assert sorted(message["Subject"].rpartition(": ")[2] for message in messages) == [
+        f"account user{n} locked" for n in range(4)
+    ]
