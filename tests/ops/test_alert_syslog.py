@@ -1,7 +1,8 @@
 """Alerts and the audit trail (PS3.15 A.5 XML) to a real rsyslogd with rsyslog-gnutls on 127.0.0.1 over TLS.
 
 rsyslogd runs in the foreground with its own configuration (imtcp, gtls driver, mode 1, AuthMode
-x509/name naming our archive, or anon), writing what it receives to a file of the test.
+x509/name naming our archive, or anon), writing what it receives to a file of the test. Each
+test runs on the embedded index and on PostgreSQL (the queue's claim and the audit cursor).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ HOSTNAME = "pacs.clinic.example"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return initialise(tmp_path / "data", ae_title="PACS", hostname=HOSTNAME, db_url="", user="t")
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """A new archive named pacs.clinic.example, on each index backend."""
+    return initialise(tmp_path / "data", ae_title="PACS", hostname=HOSTNAME, db_url=db_url, user="t")
 
 
 @pytest.fixture
