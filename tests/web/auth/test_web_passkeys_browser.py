@@ -6,7 +6,9 @@ A user registers a passkey from the account page after a full login, logs out, a
 the password and the passkey. The same credential's key (read back from the authenticator)
 then signs assertions for another origin and another RP ID, as a relaying phishing page would
 get them: the server refuses both; once the passkey is removed, even a right assertion is
-refused. The refusals are read back from the running archive's audit trail. Screenshots of the
+refused. The server requires passkeys for admins: an admin is sent to register one after a
+TOTP login, and then a valid TOTP code no longer logs them in, the passkey does. The refusals
+are read back from the running archive's audit trail. Screenshots of the
 account page and of the login step offering the passkey are written under the test's tmp path.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,15 +31,22 @@ from pacs.core.config import load_settings
 from pacs.core.context import Context, open_pacs
 from tests.core.webauthn_authenticator import SoftAuthenticator
 from tests.web.browser import Reader, log_in_reader, wait_for_path
-from tests.web.viewer_live import Live, serve_archive
+from tests.web.viewer_live import Live, add_readers, serve_archive
 
 PHISHING_ORIGIN = "https://pacs-login.example"
+ADMIN = frozenset({"admin"})
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[None]]:
-    def seed(pacs: Context) -> None:
-        return None
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live[Reader]]:
+    """``pacs serve`` with ``[web] require_passkey = "admins"``, two physicians and an admin."""
+
+    def seed(pacs: Context) -> Reader:
+        config = pacs.settings.data_dir / "pacs.toml"
+        text = config.read_text()
+        assert 'require_passkey = "none"' in text
+        config.write_text(text.replace('require_passkey = "none"', 'require_passkey = "admins"'))
+        return add_readers(pacs, ["root"], ADMIN)["root"]
 
     with serve_archive(tmp_path_factory.mktemp("passkeys-browser"), seed, ["ana", "ben"]) as served:
         yield served
@@ -96,7 +106,7 @@ def _post_assertion(page: Page, clone: SoftAuthenticator, **answer: Any) -> str:
     return str(sent.json()["redirect"])
 
 
-def _audit(live: Live[None], user: str) -> list[dict[str, Any]]:
+def _audit(live: Live[Reader], user: str) -> list[dict[str, Any]]:
     pacs = open_pacs(load_settings(live.home.parent / "data", {}))
     try:
         return [json.loads(r.details) for r in pacs.audit.records() if r.user_id == user]
@@ -105,7 +115,7 @@ def _audit(live: Live[None], user: str) -> list[dict[str, Any]]:
 
 
 def test_a_passkey_registered_on_the_account_page_logs_in_instead_of_the_code(
-    page: Page, live: Live[None], authenticator: tuple[CDPSession, str], tmp_path: Path
+    page: Page, live: Live[Reader], authenticator: tuple[CDPSession, str], tmp_path: Path
 ) -> None:
     ana = live.readers["ana"]
     log_in_reader(page, ana)
@@ -132,7 +142,7 @@ def test_a_passkey_registered_on_the_account_page_logs_in_instead_of_the_code(
 
 
 def test_assertions_for_another_origin_or_rp_id_and_of_a_removed_passkey_are_refused(
-    page: Page, live: Live[None], authenticator: tuple[CDPSession, str], tmp_path: Path
+    page: Page, live: Live[Reader], authenticator: tuple[CDPSession, str], tmp_path: Path
 ) -> None:
     ben = live.readers["ben"]
     log_in_reader(page, ben)
@@ -166,3 +176,37 @@ def test_assertions_for_another_origin_or_rp_id_and_of_a_removed_passkey_are_ref
     assert len(refusals) == 3, refusals
     assert "origin" in refusals[0].lower() and "rp id" in refusals[1].lower()
     assert refusals[2] == "not a registered passkey of this user"
+
+
+def test_an_admin_registers_a_passkey_before_anything_else_and_then_cannot_use_a_code(
+    page: Page, live: Live[Reader], authenticator: tuple[CDPSession, str], tmp_path: Path
+) -> None:
+    root = live.seeded
+    page.goto("/login")
+    page.fill("#username", root.name)
+    page.fill("#password", root.password)
+    page.click("#submit")
+    wait_for_path(page, "/login/totp")
+    expect(page.locator("#use-passkey-button")).to_have_count(0)
+    page.fill("#code", root.totp.now())
+    page.click("#submit")
+    wait_for_path(page, "/account/passkeys")
+    expect(page.locator(".flash")).to_contain_text("Passkeys are required for admins")
+    page.screenshot(path=str(tmp_path / "admin-must-register.png"), full_page=True)
+    _add_passkey(page, "Root's key")
+    page.goto("/admin/users")
+    wait_for_path(page, "/admin/users")
+
+    _log_out_and_enter_password(page, root)
+    page.fill("#code", root.totp.at(time.time() + 30))  # a fresh, valid code: refused for an admin
+    page.click("#submit")
+    wait_for_path(page, "/login")
+    expect(page.locator(".flash")).to_contain_text("Wrong user name, password or code")
+    page.fill("#username", root.name)
+    page.fill("#password", root.password)
+    page.click("#submit")
+    wait_for_path(page, "/login/totp")
+    page.click("#use-passkey-button")
+    wait_for_path(page, "/admin/users")
+    reasons = [d.get("reason") for d in _audit(live, "root") if d.get("step") == "totp"]
+    assert reasons == ["a passkey is required for admins"]
