@@ -22,6 +22,8 @@ from pacs.cli.common import (
 from pacs.core import atna, checkpoints, events
 from pacs.core.context import Context
 from pacs.ops import selfcheck
+from pacs.ops.alert_sources import chain_alert
+from pacs.ops.alerts import AlertQueue
 from pacs.ops.assessment_report import write_report
 
 
@@ -43,6 +45,8 @@ def cmd_audit_verify(args: argparse.Namespace, environ: Mapping[str, str]) -> in
         scan = checkpoints.Signer(pacs.keyring).scan(lines) if lines is not None else None
         rolled_back = checkpoints.check_trail(pacs.audit, scan, args.checkpoint) if scan is not None else []
         pacs.audit.append(events.audit_log_used("verify", by=actor()))
+        if broken := [*report.problems, *rolled_back]:
+            AlertQueue(pacs.database).put(chain_alert(broken, found_by="pacs audit verify"))
         if args.reanchor and not report.ok:
             pacs.audit.reanchor(actor(), report)
     for problem in report.acknowledged:

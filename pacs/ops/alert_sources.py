@@ -12,6 +12,7 @@ carries a signed checkpoint line (:mod:`pacs.core.checkpoints`) off the applianc
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -176,3 +177,15 @@ def checkpoint_alert(audit: AuditLog, keyring: KeyRing, queue: AlertQueue, state
     )
     state.put(CHECKPOINT_MARK, str(newest[0]))
     return True
+
+
+def chain_alert(problems: list[str], *, found_by: str) -> Alert:
+    """The alert of an audit trail `found_by` (e.g. ``pacs audit verify``) found broken or rolled back."""
+    listed = "\n".join(f"- {problem}" for problem in problems)
+    return Alert(
+        "audit-chain",
+        f"the audit trail is broken: {problems[0]}",
+        f"{found_by} found:\n{listed}\nFind out who changed the index database or put an older copy "
+        "back; then acknowledge with: pacs audit verify --reanchor",
+        key=hashlib.sha256("\n".join(problems).encode()).hexdigest()[:32],
+    )

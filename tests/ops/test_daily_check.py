@@ -16,7 +16,7 @@ from pacs.cli.main import main
 from pacs.core import pki
 from pacs.core.checkpoints import Signer
 from pacs.core.config import Settings
-from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, Context
+from pacs.core.context import CA_CERT, CA_KEY, SERVER_CERT, Context, open_pacs
 from pacs.ops.alert_conditions import selfcheck_alerts
 from pacs.ops.alert_state import AlertState
 from pacs.ops.alert_watch import AlertWatch
@@ -133,3 +133,19 @@ def test_pacs_daily_check_skips_when_it_ran_within_the_hours_given(
     assert capsys.readouterr().out.startswith("skipped: the daily check ran at ")
     assert main(["daily-check", "--data", data]) == 0
     assert "alerts queued" in capsys.readouterr().out
+
+
+def test_pacs_audit_verify_finding_a_broken_chain_queues_an_alert(settings: Settings) -> None:
+    data = str(settings.data_dir)
+    assert main(["audit", "verify", "--data", data]) == 0
+    pacs = open_pacs(settings)
+    try:
+        assert _alerts(pacs, "audit-chain") == []
+        with pacs.database.write() as session:
+            session.execute(text("UPDATE audit_log SET details = '{}' WHERE seq = 1"))
+        assert main(["audit", "verify", "--data", data]) != 0
+        (alert,) = _alerts(pacs, "audit-chain")
+    finally:
+        pacs.close()
+    assert alert.subject == "the audit trail is broken: record 1 was altered (its MAC does not match)"
+    assert "pacs audit verify found:" in alert.text
