@@ -38,9 +38,11 @@ from pacs.core.context import SERVER_CERT, SERVER_KEY, Context
 from pacs.core.passkeys import RelyingParty
 from pacs.core.sockets import listening_socket
 from pacs.core.tls import https_context
+from pacs.ops.assessment_report import ReportDesk
 from pacs.serve.streamed_body import StreamedBody
 from pacs.serve.webadmin import PacsAdmin
 from webviewer import WebConfig, create_app
+from webviewer import assessment as assessment_page
 from webviewer.security import HEADERS
 from webviewer.stow import is_stow_request
 
@@ -292,6 +294,7 @@ class WebServer:
             database=pacs.database,
             admin=PacsAdmin(pacs),
         )
+        assessment_page.attach(self.app, ReportDesk(pacs))
         self._bind = (settings.web.bind, settings.web.port)
         self._config = server_config(str(settings.tls_dir / SERVER_CERT), str(settings.key_dir / SERVER_KEY))
         self._socket: socket.socket | None = None
