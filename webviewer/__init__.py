@@ -31,7 +31,6 @@ from storage.db import Database
 from webviewer import admin as admin_pages
 from webviewer import (
     anonymize,
-    assessment,
     auth,
     care,
     corrections,
@@ -156,7 +155,6 @@ def create_app(
     app.register_blueprint(care.bp)
     app.register_blueprint(anonymize.bp)
     app.register_blueprint(forwarding.bp)
-    app.register_blueprint(assessment.bp)
     passkeys.init_app(app, database, audit, config.relying_party)
     gate = networkgate.NetworkGate(app.wsgi_app, config.networks, networkgate.RefusalTrail(audit))
     app.wsgi_app = gate  # type: ignore[method-assign]

@@ -4,8 +4,8 @@
 HTML and PDF for download, and every earlier one; ``POST /admin/assessment`` writes a new
 report (what ``pacs selfcheck --report`` writes, audited the same way). Reports are
 downloaded as attachments, never shown inside the app: they carry their own inline style,
-which the app's Content-Security-Policy would refuse. ``pacs`` passes in the
-:class:`AssessmentDesk` with :func:`attach`; without one the page answers 404.
+which the app's Content-Security-Policy would refuse. ``pacs`` adds the page
+and its :class:`AssessmentDesk` with :func:`attach`; an app without it has no such page.
 """
 
 from __future__ import annotations
@@ -52,14 +52,14 @@ class AssessmentDesk(Protocol):
 
 
 def attach(app: Flask, desk: AssessmentDesk) -> None:
-    """Let the page of `app` offer the reports of `desk`."""
+    """Add the page to `app` (and to its admin menu), offering the reports of `desk`."""
+    app.register_blueprint(bp)
     app.extensions[_EXTENSION] = desk
+    app.config["ASSESSMENT_PAGE"] = True
 
 
 def _desk() -> AssessmentDesk:
-    desk: AssessmentDesk | None = current_app.extensions.get(_EXTENSION)
-    if desk is None:
-        abort(404)
+    desk: AssessmentDesk = current_app.extensions[_EXTENSION]
     return desk
 
 

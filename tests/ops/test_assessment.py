@@ -81,7 +81,8 @@ def test_a_plaintext_node_enrolled_is_named_in_the_report_with_its_fix(pacs: Con
     assert f"Fix: {finding.fix}" in _text(item.group(1).encode())
     node = re.search(r'<tr data-node="OLDUS">(.*?)</tr>', html, re.S)
     assert node and "plaintext exception" in node.group(1) and "10.0.0.7/32" in node.group(1)
-    assert "Plaintext exceptions: OLDUS may send without TLS (the plaintext port is off" in _text(written.html)
+    exception = "Plaintext exceptions: OLDUS may send without TLS (the plaintext port is off"
+    assert exception in _text(written.html)
     assert re.search(r"Enrolled nodes and their rights</td><td><span class=\"state state-finding\">", html)
     assert "1 finding to fix" in _text(written.html)
 

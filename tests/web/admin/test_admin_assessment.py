@@ -20,7 +20,8 @@ from pacs.ops import selfcheck
 from pacs.ops.assessment_history import ReportHistory
 from pacs.ops.assessment_report import ReportDesk
 from tests.ops.test_assessment import enrol_plaintext
-from tests.web.web_helpers import PHYSICIAN, Browser, Web, is_redirect_to
+from tests.web.admin.admin_helpers import make_admin_web
+from tests.web.web_helpers import ADMIN, PHYSICIAN, Browser, Web, is_redirect_to
 from webviewer import assessment
 
 PAGE = "/admin/assessment"
@@ -151,3 +152,10 @@ def test_the_page_in_chromium(web: Web, boss: Browser) -> None:
             page.screenshot(path=str(ARTIFACTS / "admin-page.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_an_app_without_the_desk_has_no_page_and_no_menu_entry(web: Web) -> None:
+    bare = make_admin_web(web.pacs)
+    admin = bare.logged_in(bare.user("chief", ADMIN))
+    assert admin.get(PAGE).status_code == 404
+    assert 'id="nav-assessment"' not in admin.get("/admin/users").text
