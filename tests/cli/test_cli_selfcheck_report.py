@@ -90,3 +90,14 @@ def test_a_report_that_cannot_be_written_is_one_line_of_error(
     out = tmp_path / "missing" / "assessment.html"
     assert main(["selfcheck", "--data", str(data_dir), "--report", str(out)], environ={}) == 2
     assert f"cannot write the report to {out}: No such file or directory" in capsys.readouterr().err
+
+
+def test_the_report_itself_is_a_checkpoint_that_pacs_audit_verify_accepts(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "assessment.html"
+    main(["selfcheck", "--data", str(data_dir), "--report", str(out)], environ={})
+    main(["selfcheck", "--data", str(data_dir)], environ={})  # the trail goes on after the report
+    capsys.readouterr()
+    assert main(["audit", "verify", "--data", str(data_dir), "--checkpoint", str(out)], environ={}) == 0
+    assert f"1 checkpoints of this archive in {out}: trail holds every one" in capsys.readouterr().out
