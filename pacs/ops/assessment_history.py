@@ -29,6 +29,10 @@ class ReportNotFoundError(PacsError, LookupError):
     """No kept report has this name."""
 
 
+class ReportHistoryError(PacsError):
+    """``DATA/reports/`` cannot be read or written (e.g. made by another user); the message says why."""
+
+
 @dataclass(frozen=True)
 class ReportEntry:
     """One report run as the index records it."""
@@ -64,6 +68,10 @@ class ReportHistory:
             lines = (self.directory / INDEX).read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise ReportHistoryError(
+                f"cannot read the reports in {self.directory}: {exc.strerror or exc}"
+            ) from None
         found = []
         for line in lines:
             try:
@@ -89,7 +97,20 @@ class ReportHistory:
     def keep(
         self, when: datetime, html: bytes, pdf: bytes | None, *, findings: int, by: str, stem: str
     ) -> ReportEntry:
-        """Keep the report's files under `stem` and record the run; return its entry."""
+        """Keep the report's files under `stem` and record the run; return its entry.
+
+        Raises :class:`ReportHistoryError` when the directory cannot be written.
+        """
+        try:
+            return self._keep(when, html, pdf, findings=findings, by=by, stem=stem)
+        except OSError as exc:
+            raise ReportHistoryError(
+                f"cannot keep the report in {self.directory}: {exc.strerror or exc}"
+            ) from None
+
+    def _keep(
+        self, when: datetime, html: bytes, pdf: bytes | None, *, findings: int, by: str, stem: str
+    ) -> ReportEntry:
         self.directory.mkdir(mode=0o700, exist_ok=True)
         durable.write_new(self.directory / f"{stem}.html", html, 0o600)
         if pdf is not None:

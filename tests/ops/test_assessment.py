@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyotp
@@ -28,7 +29,7 @@ from pacs.core.audit import EventID
 from pacs.core.context import CA_CERT, CA_KEY, Context, initialise, open_pacs
 from pacs.core.nodes import NodeRegistry
 from pacs.ops import selfcheck
-from pacs.ops.assessment_history import INDEX, REPORTS, ReportHistory, ReportNotFoundError
+from pacs.ops.assessment_history import INDEX, REPORTS, ReportHistory, ReportHistoryError, ReportNotFoundError
 from pacs.ops.assessment_report import write_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,3 +201,12 @@ def test_the_html_renders_in_chromium_with_the_finding_visible(pacs: Context, tm
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_a_reports_directory_that_cannot_be_written_is_one_line_of_error(pacs: Context) -> None:
+    (pacs.settings.data_dir / REPORTS).write_text("not a directory")
+    with pytest.raises(ReportHistoryError, match=r"^cannot read the reports in .*/reports: Not a directory$"):
+        write_report(pacs, by="boss", pdf=False)
+    history = ReportHistory(pacs.settings.data_dir)
+    with pytest.raises(ReportHistoryError, match=r"^cannot keep the report in .*/reports: "):
+        history.keep(datetime.now(UTC), b"<p>x</p>", None, findings=0, by="boss", stem="assessment-x")
