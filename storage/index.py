@@ -253,9 +253,7 @@ _CURRENT = text(
     "SELECT id, version, sha256, series_fk, frames FROM instances "
     "WHERE sop_uid = :sop_uid AND is_current = :current"
 ).bindparams(bindparam("current", type_=Boolean))
-_HELD = text(
-    "SELECT MAX(version) FROM instances WHERE sop_uid = :sop_uid AND sha256 = :sha256"
-)
+_HELD = text("SELECT MAX(version) FROM instances WHERE sop_uid = :sop_uid AND sha256 = :sha256")
 _SUPERSEDE = text("UPDATE instances SET is_current = :current WHERE id = :id").bindparams(
     bindparam("current", type_=Boolean)
 )
