@@ -13,7 +13,14 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.encaps import get_frame
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    generate_uid,
+)
 
 from tests.conftest import SAMPLE_NAMES
 from tests.web import dicomweb_helpers
@@ -28,7 +35,12 @@ lite, reader = dicomweb_helpers.lite, dicomweb_helpers.reader  # the module's sh
 
 
 def sample(lite: Web, name: str) -> tuple[Path, Stored]:
-    path = Path(get_testdata_file(name))
+    """A pydicom test file stored under a SOP Instance UID of its own: several samples share one,
+    and the archive keeps an object it already holds as a duplicate, whatever became current since."""
+    ds = pydicom.dcmread(get_testdata_file(name))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    path = lite.pacs.settings.data_dir.parent / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path)
     return path, store_one(lite.pacs, path)
 
 
