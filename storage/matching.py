@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, aliased
 from storage.errors import PacsError
 from storage.header import is_valid_uid, normalise_name
 from storage.models import Instance, Patient, Series, Study
-from storage.visibility import live_patient
+from storage.visibility import live_patient, live_study
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 _AMBIGUOUS_VRS = {"US or SS", "OB or OW", "US or OW", "US or SS or OW"}
@@ -72,7 +72,7 @@ KEYS: dict[str, Key] = {
     "NumberOfPatientRelatedStudies": Key(
         "PATIENT",
         select(func.count(_STUDY.id))
-        .where(_STUDY.patient_fk == Patient.id, _STUDY.deleted_at.is_(None))
+        .where(_STUDY.patient_fk == Patient.id, live_study(_STUDY.id))
         .scalar_subquery(),
         Kind.COUNT,
     ),
@@ -236,7 +236,7 @@ def _base(level: str) -> Select[Any]:
     if level == "PATIENT":
         query = query.where(live_patient())
     else:
-        query = query.join(Study, Study.patient_fk == Patient.id).where(Study.deleted_at.is_(None))
+        query = query.join(Study, Study.patient_fk == Patient.id).where(live_study())
     if level in ("SERIES", "IMAGE"):
         query = query.join(Series, Series.study_fk == Study.id)
     if level == "IMAGE":
