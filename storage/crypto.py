@@ -202,7 +202,8 @@ def decrypt_chunks(
     aead, aad = AESGCM(dek), header + identity
     source.seek(base + first * (chunk_size + _TAG_BYTES))
     for counter in range(first, min(last, count - 1) + 1):
-        sealed = source.read(chunk_size + _TAG_BYTES)
+        # Exactly the chunk's length: asking more of a short last chunk costs a fresh buffer.
+        sealed = source.read(min(chunk_size, plaintext_size - counter * chunk_size) + _TAG_BYTES)
         try:
             yield aead.decrypt(_nonce(prefix, counter, counter == count - 1), sealed, aad)
         except InvalidTag as exc:
