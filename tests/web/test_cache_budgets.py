@@ -37,7 +37,9 @@ from tests.web.dicomweb_helpers import RAW, frame_url
 from tests.web.test_documents_bounded import _large_image
 from tests.web.test_large_object import _header, _part10, receive
 from tests.web.viewer_live import PASSWORD
-from tests.web.web_helpers import ADDRESS, PHYSICIAN, Clock, Web
+from tests.web.web_helpers import PHYSICIAN, Clock, Web
+
+CLINIC_ADDRESS = "192.168.1.20"  # in the default [web] allowed_networks, as pacs serve builds the app
 
 MiB = 2**20
 FRAMES = 24  # 2 MiB each
@@ -103,7 +105,7 @@ def served(archive: Archive, toml: dict[str, int], env: dict[str, str]) -> tuple
     (data_dir / CONFIG_NAME).write_text(text)
     app = WebServer(replace(archive.pacs, settings=load_settings(data_dir, env))).app
     client = app.test_client()
-    client.environ_base.update({"wsgi.url_scheme": "https", "REMOTE_ADDR": ADDRESS})
+    client.environ_base.update({"wsgi.url_scheme": "https", "REMOTE_ADDR": CLINIC_ADDRESS})
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {archive.token}"
     return client, app
 
@@ -176,7 +178,7 @@ def test_the_header_cache_keeps_the_budget_set_in_pacs_toml(
     services = app.extensions["pacs"]
     assert services.config.object_cache_bytes == 12 * MiB
     web = Web(app, archive.pacs, services.accounts, Clock(time.time()))  # the app's accounts keep real time
-    client = web.logged_in(web.user("doctor")).client
+    client = web.logged_in(web.user("doctor"), CLINIC_ADDRESS).client
     _ok(client, _tags(archive.frames))
     held = retained(lambda: [_ok(client, _tags(ds)) for ds in archive.headers])
     assert held < 12 * MiB + SLACK, f"{HEADERS} headers of 4.3 MB parsed asked for, {held / MiB:.1f} MiB held"
