@@ -4,8 +4,11 @@
 (quoted parameter values, ``q`` values; ``q=0`` refused items are dropped). :func:`related`
 writes a multipart/related body as a stream: the parts are taken one at a time from an
 iterable and each part's body is passed on chunk by chunk, so an answer of many large
-objects never sits in memory. The boundary is random (:func:`new_boundary`), so no part's
-content can end a part early by chance. :func:`not_acceptable` ends a request whose
+objects never sits in memory. When every part's size is known beforehand,
+:func:`related_length` gives the body's length, so it can be sent with a ``Content-Length``
+instead of chunked (which costs the HTTPS server about twice the CPU per byte). The
+boundary is random (:func:`new_boundary`), so no part's content can end a part early by
+chance. :func:`not_acceptable` ends a request whose
 ``Accept`` header names nothing the server can produce (406, with the reason as text).
 """
 
@@ -81,11 +84,21 @@ def parse_accept(header: str | None) -> list[MediaRange]:
 
 @dataclass(frozen=True)
 class Part:
-    """One body part: its Content-Type, an optional Content-Location, and its content in chunks."""
+    """One body part: its Content-Type, an optional Content-Location, its content in chunks and,
+    if known beforehand, the content's size in bytes.
+    """
 
     content_type: str
     chunks: Iterable[bytes]
     location: str | None = None
+    size: int | None = None
+
+    def head(self, boundary: str) -> bytes:
+        """The delimiter and header fields that open this part in a body with `boundary`."""
+        fields = [f"Content-Type: {self.content_type}"]
+        if self.location:
+            fields.append(f"Content-Location: {self.location}")
+        return f"--{boundary}\r\n".encode() + "\r\n".join(fields).encode() + b"\r\n\r\n"
 
 
 def new_boundary() -> str:
@@ -100,15 +113,25 @@ def content_type(root_type: str, boundary: str) -> str:
 
 def related(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
     """The multipart/related body of `parts` with `boundary`, streamed part by part, chunk by chunk."""
-    delimiter = f"--{boundary}".encode()
     for part in parts:
-        head = [f"Content-Type: {part.content_type}"]
-        if part.location:
-            head.append(f"Content-Location: {part.location}")
-        yield delimiter + b"\r\n" + "\r\n".join(head).encode() + b"\r\n\r\n"
+        yield part.head(boundary)
         yield from part.chunks
         yield b"\r\n"
-    yield delimiter + b"--\r\n"
+    yield _closing(boundary)
+
+
+def related_length(parts: Iterable[Part], boundary: str) -> int | None:
+    """The length of :func:`related` of `parts` (not read), or None if a part's size is unknown."""
+    total = len(_closing(boundary))
+    for part in parts:
+        if part.size is None:
+            return None
+        total += len(part.head(boundary)) + part.size + 2
+    return total
+
+
+def _closing(boundary: str) -> bytes:
+    return f"--{boundary}--\r\n".encode()
 
 
 def not_acceptable(message: str) -> NoReturn:

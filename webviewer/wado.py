@@ -7,7 +7,9 @@ would default to Explicit VR Little Endian; sending the stored object unchanged 
 clients expect and costs nothing). Otherwise it is transcoded to an accepted uncompressed
 syntax (:func:`pacs.ops.transcode.transcode_for`). Objects that cannot be sent as asked are
 left out: the answer is then 206 with a ``Warning`` saying how many and why, or 406 when none
-can be sent. Stored objects are streamed a blob chunk at a time, never read whole. Every
+can be sent. Stored objects are streamed a blob chunk at a time, never read whole; an answer
+of stored objects only declares its ``Content-Length`` (their sizes are in the index), so it
+is not sent chunked. Every
 retrieve is audited as an export of its objects, and the study as accessed
 (:func:`webviewer.dicomweb.audited_once`). Frames are :mod:`webviewer.wado_frames`, rendered
 images :mod:`webviewer.rendered`.
@@ -34,7 +36,15 @@ from storage.errors import PacsError
 from webviewer import rendered, wado_frames
 from webviewer.auth import me, physician_required, record, source
 from webviewer.dicomweb import audited_once, check_uid, find_instance
-from webviewer.multipart import Part, content_type, new_boundary, not_acceptable, parse_accept, related
+from webviewer.multipart import (
+    Part,
+    content_type,
+    new_boundary,
+    not_acceptable,
+    parse_accept,
+    related,
+    related_length,
+)
 
 bp = Blueprint("wado", __name__, url_prefix="/dicomweb")
 DICOM = "application/dicom"
@@ -128,16 +138,20 @@ class _Sender:
         its part has not started, so the others still arrive whole.
         """
         for info, syntax in plans:
-            kind = f"{DICOM}; transfer-syntax={syntax}"
             if syntax == info.transfer_syntax:
-                yield Part(kind, self.archive.read_instance(info), location(info))
+                yield self.stored(info)
                 continue
             try:
                 data = self.transcoded(info, syntax)
             except (PacsError, pydicom.errors.InvalidDicomError) as exc:
                 self.log.warning("WADO-RS left %s out: %s", info.sop_uid, exc)
                 continue
-            yield Part(kind, (data,), location(info))
+            yield Part(f"{DICOM}; transfer-syntax={syntax}", (data,), location(info))
+
+    def stored(self, info: InstanceInfo) -> Part:
+        """The part of `info` as stored: its blob streamed (read once the part is sent), its size known."""
+        kind = f"{DICOM}; transfer-syntax={info.transfer_syntax}"
+        return Part(kind, self.archive.read_instance(info), location(info), size=info.size)
 
 
 def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
@@ -165,8 +179,12 @@ def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
     )
     sender = _Sender(services.archive, services.decoding, current_app.logger)
     boundary = new_boundary()
-    body = related(sender.parts(plans), boundary)
+    as_stored = all(syntax == info.transfer_syntax for info, syntax in plans)
+    parts = [sender.stored(info) for info, _ in plans] if as_stored else None
+    body = related(parts if parts is not None else sender.parts(plans), boundary)
     response = Response(body, status=206 if refused else 200, content_type=content_type(DICOM, boundary))
+    if parts is not None:
+        response.content_length = related_length(parts, boundary)
     if refused:
         reason = refused[0].replace('"', "'")
         response.headers["Warning"] = f'299 - "{len(refused)} of {len(objects)} objects left out: {reason}"'

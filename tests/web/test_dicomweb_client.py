@@ -212,6 +212,23 @@ def test_a_study_is_retrieved_as_the_objects_sent(client: DICOMwebClient, live: 
         assert_same_object(got[sop], ds)
 
 
+def test_a_study_retrieve_over_https_has_a_length_and_is_not_chunked(live: Live[Seeded]) -> None:
+    ct = live.seeded.ct
+    session = requests.Session()
+    session.verify, session.trust_env = str(live.ca), False
+    headers = {
+        "Authorization": f"Bearer {live.seeded.token}",
+        "Accept": "multipart/related; type=application/dicom",
+    }
+    with session.get(f"{live.base_url}/dicomweb/studies/{ct.uid}", headers=headers, stream=True) as response:
+        body = response.raw.read()
+    session.close()
+    assert "Transfer-Encoding" not in response.headers
+    assert response.headers["Content-Length"] == str(len(body))
+    sent = [path.read_bytes() for _, path in ct.series[ct.series_uid]]
+    assert all(original in body for original in sent)
+
+
 def test_a_series_is_retrieved_as_the_object_sent(client: DICOMwebClient, live: Live[Seeded]) -> None:
     mr = live.seeded.stored[MR]
     (got,) = client.retrieve_series(mr.study_uid, mr.series_uid)

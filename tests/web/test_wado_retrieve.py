@@ -65,6 +65,15 @@ def test_an_instance_asked_without_accept_is_the_stored_object_streamed(doc: Bro
     assert [part.body for part in parts(response, DICOM)] == [ct.path(3).read_bytes()]
 
 
+def test_a_retrieve_of_stored_objects_declares_its_exact_length(doc: Browser, mixed: Study) -> None:
+    for target in (url(mixed.uid), url(mixed.uid, list(mixed.series)[1])):
+        response = doc.client.get(target, headers={"Accept": ANY_SYNTAX})
+        assert response.headers["Content-Length"] == str(len(response.data))
+        assert [part.body for part in parts(response, DICOM)] == originals(
+            mixed, None if target == url(mixed.uid) else list(mixed.series)[1]
+        )
+
+
 def test_a_retrieve_is_audited_as_an_export_and_the_study_as_accessed_once(
     web: Web, doc: Browser, ct: Study
 ) -> None:
@@ -143,6 +152,15 @@ def test_implicit_little_endian_is_sent_when_only_that_is_asked(
     got = parsed(part)
     assert got.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     assert np.array_equal(got.pixel_array, pydicom.dcmread(path).pixel_array)
+
+
+def test_a_transcoded_retrieve_is_streamed_without_a_declared_length(lite: Web, reader: Browser) -> None:
+    stored = store_one(lite.pacs, Path(get_testdata_file("JPEG2000.dcm")))
+    target = url(stored.study_uid, stored.series_uid, stored.sop_uid)
+    response = reader.client.get(target, headers=asking(ExplicitVRLittleEndian))
+    assert "Content-Length" not in response.headers
+    [part] = parts(response, DICOM)
+    assert parsed(part).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
 
 
 def test_a_syntax_the_archive_cannot_produce_is_not_acceptable(
