@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom.dataset import Dataset
-from sqlalchemy import Select, select
+from sqlalchemy import Connection, Select, select
 from sqlalchemy import exc as sa_exc
 
 from storage import index, matching, search, trash, verify
@@ -40,6 +40,7 @@ from storage.frames import FrameReader
 from storage.header import HeaderError, InstanceHeader, is_valid_uid
 from storage.index import StoreOutcome, StoreResult
 from storage.ingest import IncomingObject
+from storage.json_texts import JsonTexts
 from storage.locks import WriterLock
 from storage.models import Instance, Patient, Series, Study
 from storage.records import DeletedStudy, InstanceInfo, SeriesImage
@@ -73,13 +74,10 @@ class Archive:
         self._unindexed: set[str] = set()
         self.flusher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-flush")
         self._frames = FrameReader(database, blobs, max_header_bytes)
+        self.json_texts = JsonTexts(database, blobs, self._frames)
 
     def hold_writer_lock(self) -> None:
-        """Take the shared writer lock now (it is taken by the first store otherwise).
-
-        A server holds it from its start, so that clean-ups needing no writer wait for
-        it to stop.
-        """
+        """Take the shared writer lock now, not at the first store (a server does, so clean-ups wait)."""
         self._writer_lock.hold_shared()
 
     def close(self) -> None:
@@ -141,15 +139,14 @@ class Archive:
         ref: BlobRef,
         *,
         received_at: datetime | None = None,
-        before_commit: Callable[[], object] | None = None,
+        before_commit: Callable[[Connection], object] | None = None,
         frame_map: bytes | None = None,
     ) -> tuple[int, StoreOutcome]:
         """Commit the index rows of a blob (not flushed: the blob is the source of truth).
 
-        `before_commit` runs between writing the rows and committing them: the store
-        path waits there for the blob to be durable, so no row ever points at a blob
-        that could still be lost. Retries once if a cached patient, study or series row
-        vanished meanwhile.
+        `before_commit` runs between writing the rows and committing them, on their connection:
+        the store path waits there for the blob to be durable, so no row ever points at a blob
+        that could still be lost. Retries once if a cached patient, study or series row vanished meanwhile.
         """
         if self._purges.changed():
             self._ids.clear()  # another process purged rows whose ids the cache may hold
@@ -160,7 +157,7 @@ class Archive:
                         connection, header, ref, self._ids, received_at=received_at, frame_map=frame_map
                     )
                     if before_commit is not None:
-                        before_commit()
+                        before_commit(connection)
                 self._ids.remember(learned)
                 return version, outcome
             except sa_exc.IntegrityError:
@@ -259,12 +256,11 @@ class Archive:
         return self._frames.frame_map(info)
 
     def frame_bytes(self, info: InstanceInfo, number: int) -> bytes:
-        """The stored (encoded) bytes of frame `number` (1-based) of `info`, decrypting only their chunks.
+        """The stored bytes of frame `number` (from 1) of `info`: native samples or fragments joined.
 
-        Native data gives the frame's samples, encapsulated data the frame's fragments
-        joined. Raises :class:`~storage.framemap.NoSuchFrameError` (a :class:`NotFoundError`)
-        for a frame the object lacks, :class:`~storage.framemap.FrameMapError` when its
-        frames cannot be told apart, and IntegrityError if the blob was altered.
+        Only their chunks are decrypted. Raises :class:`~storage.framemap.NoSuchFrameError` (a
+        NotFoundError) for a frame the object lacks, :class:`~storage.framemap.FrameMapError`
+        when its frames cannot be told apart, and IntegrityError if the blob was altered.
         """
         return self._frames.frame_bytes(info, number)
 

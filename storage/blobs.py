@@ -108,6 +108,10 @@ class BlobWriter:
         assert self._sealed, "seal the blob first"
         return BlobRef(self.blob_id, self._key_version, self._wrapped, self._size, self.sha256)
 
+    def seal_beside(self, purpose: str, data: bytes) -> bytes:
+        """`data` sealed beside this blob for `purpose` (see :func:`storage.crypto.seal_beside`)."""
+        return crypto.seal_beside(self._dek, self.blob_id.encode(), purpose, data)
+
     def commit(self) -> BlobRef:
         """Seal the blob and flush it to the device; return its reference."""
         assert self._file is not None, "blob writer is closed"
@@ -211,9 +215,20 @@ class BlobStore:
         Raises :class:`storage.crypto.IntegrityError` if the blob was altered,
         truncated or swapped, and FileNotFoundError if it is gone.
         """
-        dek = crypto.unwrap_key(self.keyring.kek(ref.key_version), ref.wrapped_key, ref.blob_id.encode())
+        dek = self._data_key(ref)
         with open(self.path_of(ref.blob_id), "rb") as source:
             yield from crypto.decrypt_stream(source, dek, ref.blob_id.encode())
+
+    def open_beside(self, ref: BlobRef, purpose: str, sealed: bytes) -> bytes:
+        """What was sealed beside the blob of `ref` for `purpose`; IntegrityError if it was altered."""
+        return crypto.open_beside(self._data_key(ref), ref.blob_id.encode(), purpose, sealed)
+
+    def seal_beside(self, ref: BlobRef, purpose: str, data: bytes) -> bytes:
+        """`data` sealed beside the stored blob of `ref` for `purpose`."""
+        return crypto.seal_beside(self._data_key(ref), ref.blob_id.encode(), purpose, data)
+
+    def _data_key(self, ref: BlobRef) -> bytes:
+        return crypto.unwrap_key(self.keyring.kek(ref.key_version), ref.wrapped_key, ref.blob_id.encode())
 
     def read_range(self, ref: BlobRef, start: int, end: int) -> Iterator[bytes]:
         """Yield the plaintext bytes `start` .. `end` (exclusive) of `ref`, decrypting only their chunks.
@@ -222,7 +237,7 @@ class BlobStore:
         checked against ``ref.size``).
         """
         identity = ref.blob_id.encode()
-        dek = crypto.unwrap_key(self.keyring.kek(ref.key_version), ref.wrapped_key, identity)
+        dek = self._data_key(ref)
         end = min(end, ref.size)
         if start >= end:
             return

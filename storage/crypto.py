@@ -17,6 +17,10 @@ Format 2 blobs carry their own wrapped data key in a *key slot* right after the 
 header, so a blob can be decrypted, and re-indexed, without its index row: the blob is
 the source of truth. The slot is authenticated by its own wrapping (bound to the blob
 id), not by the chunks. Format 1 blobs (no slot) are still read.
+
+A value derived from an object and kept in the index (its DICOM JSON) is sealed *beside*
+its blob (:func:`seal_beside`): under a key derived from the blob's data key for that
+purpose, bound to the blob id, so it is as readable as the blob, key rotations included.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage.errors import PacsError
 
@@ -66,6 +72,29 @@ def unwrap_key(kek: bytes, wrapped: bytes, identity: bytes) -> bytes:
         return AESGCM(kek).decrypt(nonce, sealed, b"pacs-dek\x00" + identity)
     except InvalidTag as exc:
         raise IntegrityError("wrapped data key failed authentication") from exc
+
+
+def _beside_key(dek: bytes, purpose: str) -> AESGCM:
+    info = b"pacs-beside\x00" + purpose.encode()
+    return AESGCM(HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=info).derive(dek))
+
+
+def seal_beside(dek: bytes, identity: bytes, purpose: str, data: bytes) -> bytes:
+    """Seal `data` kept with the blob of `dek` and `identity`, for `purpose`: ``nonce || ciphertext``."""
+    nonce = os.urandom(_WRAP_NONCE_BYTES)
+    return nonce + _beside_key(dek, purpose).encrypt(nonce, data, identity)
+
+
+def open_beside(dek: bytes, identity: bytes, purpose: str, sealed: bytes) -> bytes:
+    """Open what :func:`seal_beside` sealed; raise :class:`IntegrityError` on any mismatch."""
+    try:
+        return _beside_key(dek, purpose).decrypt(
+            sealed[:_WRAP_NONCE_BYTES], sealed[_WRAP_NONCE_BYTES:], identity
+        )
+    except InvalidTag as exc:
+        raise IntegrityError(
+            f"the {purpose} kept beside blob {identity.decode()} failed authentication"
+        ) from exc
 
 
 def encode_key_slot(key_version: int, wrapped: bytes) -> bytes:

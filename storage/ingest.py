@@ -7,9 +7,10 @@ and straight into the encrypting :class:`~storage.blobs.BlobWriter`; no plaintex
 written anywhere. :meth:`IncomingObject.finish` then:
 
 1. proves the object complete and reads its header and frame map (:mod:`storage.framemap`);
-2. seals the blob and, unless the index already holds the same bytes as the current
-   version (a duplicate, dropped before it is flushed), flushes it with one ``fdatasync``
-   while the index rows are written in the same moment;
+2. seals the blob and, unless the index already holds the same bytes as some version (a
+   duplicate, dropped before it is flushed), flushes it with one ``fdatasync`` while the
+   index rows are written and then its DICOM JSON (:mod:`storage.instance_json`, from the
+   head the walk kept; building it first would hold the GIL the flush needs to start);
 3. commits the index rows once the blob is durable, without flushing them: the blob is
    the source of truth, and a lost commit is re-indexed from it (:mod:`storage.reindex`).
 
@@ -23,16 +24,20 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
 from storage.blobs import BlobRef, BlobWriter
 from storage.errors import ArchiveError, IndexUnavailableError, ObjectTooLargeError, OutOfSpaceError
 from storage.header import HeaderError, InstanceHeader
 from storage.index import StoreOutcome, StoreResult
+from storage.instance_json import PURPOSE, instance_path, text_from_head
+from storage.json_texts import keep_text
 from storage.parts import ArchiveParts
 from storage.walker import Part10Walker
 
 SPACE_CHECK_BYTES = 8 << 20
+HEAD_KEPT = 1 << 20  # most bytes of a data set before Pixel Data kept for its DICOM JSON
 
 
 class IncomingObject:
@@ -40,7 +45,7 @@ class IncomingObject:
 
     def __init__(self, archive: ArchiveParts) -> None:
         self._archive = archive
-        self._walker = Part10Walker(max_header=archive.max_header_bytes)
+        self._walker = Part10Walker(max_header=archive.max_header_bytes, keep_head=HEAD_KEPT)
         self._writer: BlobWriter | None = None
         self._error: ArchiveError | HeaderError | None = None
         self._size = 0
@@ -114,7 +119,7 @@ class IncomingObject:
             if check is not None:
                 check(header)
             assert self._writer is not None  # the walker saw bytes, so they were written
-            return self._store(self._writer, header, walked.frame_map.pack())
+            return self._store(self._writer, header, walked.frame_map.pack(), walked.head)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise OutOfSpaceError("disk full while writing the object") from exc
@@ -122,7 +127,9 @@ class IncomingObject:
         finally:
             self._discard()
 
-    def _store(self, writer: BlobWriter, header: InstanceHeader, frame_map: bytes) -> StoreResult:
+    def _store(
+        self, writer: BlobWriter, header: InstanceHeader, frame_map: bytes, head: bytes | None
+    ) -> StoreResult:
         archive = self._archive
         writer.seal()
         duplicate_of = archive.version_with(header.sop_uid, writer.sha256)
@@ -131,9 +138,14 @@ class IncomingObject:
         ref = writer.reference()
         # The index rows are written while the blob is flushed, and committed after.
         flushed = archive.flusher.submit(writer.commit)
+
+        def describe_then_wait(connection: Connection) -> None:
+            keep_text(connection, ref.blob_id, _sealed_text(writer, header, head))
+            flushed.result()
+
         try:
             version, outcome = archive.index_blob(
-                header, ref, before_commit=flushed.result, frame_map=frame_map
+                header, ref, before_commit=describe_then_wait, frame_map=frame_map
             )
         except BaseException as exc:
             if flushed.exception() is not None:
@@ -170,6 +182,18 @@ class IncomingObject:
         if _disk_full(exc):
             raise OutOfSpaceError("disk full while indexing the object") from exc
         raise IndexUnavailableError("the index could not be written; the object was not stored") from exc
+
+
+def _sealed_text(writer: BlobWriter, header: InstanceHeader, head: bytes | None) -> bytes | None:
+    """The object's DICOM JSON sealed beside its blob; None if its head was not kept or does not convert."""
+    if head is None:
+        return None
+    path = instance_path(header.study_uid, header.series_uid, header.sop_uid)
+    try:
+        text = text_from_head(head, header.transfer_syntax, path)
+    except Exception:  # derived data never refuses an object: its first request writes the text instead
+        return None
+    return writer.seal_beside(PURPOSE, text.encode())
 
 
 def _disk_full(exc: sa_exc.DBAPIError) -> bool:

@@ -133,6 +133,8 @@ class Instance(Base):
     pixel_data_short: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Where the header and each frame lie in the blob (storage.framemap); None until first computed.
     frame_map: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # Its DICOM JSON (storage.instance_json) sealed beside the blob; None until first written.
+    dicom_json: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class AuditRecord(Base):

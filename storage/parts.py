@@ -16,6 +16,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import Connection
+
 from storage.blobs import BlobRef, BlobStore
 from storage.db import Database
 from storage.header import InstanceHeader
@@ -46,7 +48,7 @@ class ArchiveParts(Protocol):
         ref: BlobRef,
         *,
         received_at: datetime | None = None,
-        before_commit: Callable[[], object] | None = None,
+        before_commit: Callable[[Connection], object] | None = None,
         frame_map: bytes | None = None,
     ) -> tuple[int, StoreOutcome]:
         """Index a durable blob; return its version and what indexing it did."""

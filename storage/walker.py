@@ -7,7 +7,9 @@ structure of the data set (nested sequences and items, encapsulated pixel data, 
 and at :meth:`Part10Walker.close` proves the object is complete. Values are skipped, not
 decoded: only the wanted top-level attributes are kept, as pydicom raw elements converted
 by pydicom itself (:func:`storage.header.header_from`), and where Pixel Data and its
-fragments lie (:class:`storage.framemap.FrameMap`).
+fragments lie (:class:`storage.framemap.FrameMap`). Asked to (`keep_head`), it also keeps a
+copy of the data set before Pixel Data while that stays within `keep_head` bytes, for the
+object's DICOM JSON (:mod:`storage.instance_json`).
 
 The identifying header is everything before group 0029; it must end within a
 configured number of bytes, so that a peer cannot make us read a huge prefix before
@@ -25,6 +27,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
+from storage.filemeta import LONG_VRS, PREAMBLE, meta_end, read_meta
 from storage.framemap import MAP_TAGS, FrameMap, PixelsSeen
 from storage.header import WANTED_TAGS, HeaderError, InstanceHeader, header_from
 
@@ -35,11 +38,9 @@ PIXEL_DATA = 0x7FE00010
 HEADER_ENDS_AT = 0x00290000  # the first tag that is no longer part of the identifying header
 MAX_ATTRIBUTE = 4096
 MAX_META = 1 << 16
-_PREAMBLE = 132
 _UNDEFINED = 0xFFFFFFFF
 _INFLATE_STEP = 1 << 16  # most bytes inflated per call
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _TRANSFER_SYNTAX = 0x00020010
 _WANTED = frozenset(WANTED_TAGS) | frozenset(MAP_TAGS)
 
@@ -65,6 +66,7 @@ class WalkedObject:
     explicit: bool
     little_endian: bool
     frame_map: FrameMap
+    head: bytes | None = None  # the data set before Pixel Data, if kept
 
     def header(self) -> InstanceHeader:
         """The validated header of the object (see :func:`storage.header.header_from`)."""
@@ -85,6 +87,7 @@ class _DatasetParser:
     little: bool
     max_header: int
     max_depth: int
+    keep_head: int = 0
     position: int = 0
     elements: dict[int, RawDataElement] = field(default_factory=dict)
     header_end: int | None = None
@@ -94,14 +97,19 @@ class _DatasetParser:
     _collect: tuple[int, str | None, int] | None = None
     _value: bytearray = field(default_factory=bytearray)
     _stack: list[_Frame] = field(default_factory=list)
+    _head: bytearray | None = None
 
     def __post_init__(self) -> None:
+        if self.keep_head:
+            self._head = bytearray()
         self._u16 = struct.Struct("<H" if self.little else ">H")
         self._u32 = struct.Struct("<I" if self.little else ">I")
         self._tag_format = struct.Struct("<HH" if self.little else ">HH")
 
     def feed(self, data: memoryview) -> None:
         """Follow the structure through `data`; raise :class:`HeaderError` when it is malformed."""
+        if self._head is not None and self.pixels.element_start is None:
+            self._head += data
         offset, size = 0, len(data)
         while offset < size:
             if self._skip:
@@ -127,11 +135,26 @@ class _DatasetParser:
                 self._element()
         if self.header_end is None and self.position > self.max_header:
             raise HeaderError(f"the header does not end within {self.max_header} bytes")
+        if self._head is not None:
+            self._trim_head()
+
+    def _trim_head(self) -> None:
+        """Drop what the kept head holds from Pixel Data on, or all of it once it is too long."""
+        assert self._head is not None
+        end = self.pixels.element_start if self.pixels.element_start is not None else len(self._head)
+        if end > self.keep_head:
+            self._head = None
+        elif end < len(self._head):
+            del self._head[end:]
+
+    def head(self) -> bytes | None:
+        """The data set before Pixel Data, if it was kept."""
+        return bytes(self._head) if self._head is not None else None
 
     def _header_size(self) -> int:
         """Bytes of the element header now being read (8, or 12 for an explicit long VR)."""
         if len(self._pending) >= 6 and self._explicit_here() and not self._is_delimiter():
-            return 12 if bytes(self._pending[4:6]).decode("latin-1") in _LONG_VRS else 8
+            return 12 if bytes(self._pending[4:6]).decode("latin-1") in LONG_VRS else 8
         return 8
 
     def _explicit_here(self) -> bool:
@@ -266,9 +289,10 @@ def _is_sequence(tag: int) -> bool:
 class Part10Walker:
     """Follows a DICOM Part 10 object fed in pieces; see the module docstring."""
 
-    def __init__(self, *, max_header: int, max_depth: int = 16) -> None:
+    def __init__(self, *, max_header: int, max_depth: int = 16, keep_head: int = 0) -> None:
         self.max_header = max_header
         self.max_depth = max_depth
+        self.keep_head = keep_head
         self._prefix = bytearray()
         self._dataset_start = 0
         self.transfer_syntax = ""
@@ -288,16 +312,16 @@ class Part10Walker:
     def _take_meta(self) -> bytes | None:
         """Parse preamble and file meta once buffered; return the data set bytes after them."""
         prefix = self._prefix
-        if len(prefix) < _PREAMBLE:
+        if len(prefix) < PREAMBLE:
             return None
         if prefix[128:132] != b"DICM":
             raise HeaderError("not a DICOM Part 10 file (no 'DICM' prefix)")
-        end = self._meta_length()
+        end = meta_end(prefix)
         if end is None:
             if len(prefix) > MAX_META:
                 raise HeaderError("malformed: the file meta information does not end")
             return None
-        elements = _read_meta(bytes(prefix[_PREAMBLE:end]))
+        elements = read_meta(bytes(prefix[PREAMBLE:end]))
         syntax = elements.get(_TRANSFER_SYNTAX, b"").decode("ascii", "replace").strip("\0 ")
         if not syntax:
             raise HeaderError("missing Transfer Syntax UID")
@@ -308,34 +332,13 @@ class Part10Walker:
             little=syntax != EXPLICIT_BIG,
             max_header=self.max_header,
             max_depth=self.max_depth,
+            keep_head=self.keep_head,
         )
         if syntax == DEFLATED:
             self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         rest = bytes(prefix[end:])
         self._prefix = bytearray()
         return rest
-
-    def _meta_length(self) -> int | None:
-        """Offset of the first data set byte, once enough of the meta group is buffered."""
-        prefix = self._prefix
-        if len(prefix) < _PREAMBLE + 12:
-            return None
-        group, element = struct.unpack_from("<HH", prefix, _PREAMBLE)
-        if (group, element) == (2, 0) and prefix[_PREAMBLE + 4 : _PREAMBLE + 6] == b"UL":
-            end = _PREAMBLE + 12 + struct.unpack_from("<I", prefix, _PREAMBLE + 8)[0]
-            return end if len(prefix) >= end else None
-        position = _PREAMBLE
-        while position + 8 <= len(prefix):
-            if struct.unpack_from("<H", prefix, position)[0] != 2:
-                return position
-            vr = bytes(prefix[position + 4 : position + 6]).decode("latin-1")
-            if vr in _LONG_VRS:
-                if position + 12 > len(prefix):
-                    return None
-                position += 12 + struct.unpack_from("<I", prefix, position + 8)[0]
-            else:
-                position += 8 + struct.unpack_from("<H", prefix, position + 6)[0]
-        return None
 
     def _feed_dataset(self, data: memoryview) -> None:
         assert self._dataset is not None
@@ -357,7 +360,7 @@ class Part10Walker:
         """Check that the object is complete and return what the walk found."""
         dataset = self._dataset
         if dataset is None:
-            if len(self._prefix) >= _PREAMBLE and self._prefix[128:132] == b"DICM":
+            if len(self._prefix) >= PREAMBLE and self._prefix[128:132] == b"DICM":
                 raise HeaderError("truncated: the file ends inside the file meta information")
             raise HeaderError("not a DICOM Part 10 file (no 'DICM' prefix)")
         if self._inflater is not None and not self._inflater.eof:
@@ -374,24 +377,5 @@ class Part10Walker:
             explicit=dataset.explicit,
             little_endian=dataset.little,
             frame_map=dataset.pixels.frame_map(self._dataset_start, dataset.position, dataset.elements),
+            head=dataset.head(),
         )
-
-
-def _read_meta(meta: bytes) -> dict[int, bytes]:
-    """The values of the file meta elements (explicit VR little endian) in `meta`."""
-    values: dict[int, bytes] = {}
-    position = 0
-    while position + 8 <= len(meta):
-        group, element = struct.unpack_from("<HH", meta, position)
-        vr = meta[position + 4 : position + 6].decode("latin-1")
-        if vr in _LONG_VRS:
-            length = struct.unpack_from("<I", meta, position + 8)[0]
-            position += 12
-        else:
-            length = struct.unpack_from("<H", meta, position + 6)[0]
-            position += 8
-        if group != 2 or position + length > len(meta):
-            raise HeaderError("malformed: the file meta information is cut short")
-        values[(group << 16) | element] = meta[position : position + length]
-        position += length
-    return values

@@ -2,26 +2,24 @@
 
 ``/studies/{s}/metadata``, ``/studies/{s}/series/{se}/metadata`` and
 ``/studies/{s}/series/{se}/instances/{i}/metadata`` answer a DICOM JSON array (PS3.18 F.2),
-one object per current instance in display order, built from the data set before Pixel Data
-(:meth:`storage.archive.Archive.data_sets`: only the chunks before it are decrypted, the frame
-maps of all the instances not cached are looked up together and their headers read ahead on a
-few threads). Pixel Data and every binary value longer than :data:`~webviewer.dicomjson.BULK_THRESHOLD` bytes
-(also within sequences) are given as a ``BulkDataURI`` under the instance's ``bulkdata/``:
+one object per current instance in display order: the texts written at ingest and kept in the
+index (:class:`storage.json_texts.JsonTexts`, one query for a series), or built from the data set
+before Pixel Data for an object that has none yet (:mod:`storage.instance_json`). Pixel Data and
+every binary value longer than :data:`~storage.dicomjson.BULK_THRESHOLD` bytes (also within
+sequences) are given as a ``BulkDataURI`` under the instance's ``bulkdata/``:
 ``bulkdata/7FE00010`` for Pixel Data, ``bulkdata/{tag}`` or ``bulkdata/{sequence}/{item}/{tag}``
 (items from 1) for the others. Those answer ``multipart/related; type="application/octet-stream"``:
 one part with the value; for Pixel Data in a compressed transfer syntax, one part per frame
 (its fragments joined) typed ``application/octet-stream; transfer-syntax={UID}``.
 
-Each instance's JSON text is kept in a memory cache bounded by ``[web] metadata_cache_mb``,
-keyed by SOP Instance UID, version and blob, with a random mark in place of the request's root
-(so one entry serves every host name). Access is audited as the study's
+Each instance's JSON text is also kept in a memory cache bounded by ``[web] metadata_cache_mb``,
+keyed by SOP Instance UID, version and blob, with :data:`storage.instance_json.ROOT` in place of
+the request's root (so one entry serves every host name). Access is audited as the study's
 (:func:`webviewer.dicomweb.audited_once`).
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,8 +28,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from storage.archive import Archive, InstanceInfo, NotFoundError
+from storage.dicomjson import BINARY_VRS
+from storage.instance_json import ROOT, has_pixels
 from webviewer.auth import physician_required
-from webviewer.dicomjson import BINARY_VRS, instance_dict
 from webviewer.dicomweb import DICOM_JSON, audited_once, check_uid, find_instance
 from webviewer.multipart import Part, content_type, new_boundary, not_acceptable, parse_accept, related
 from webviewer.pixels import MemoryCache
@@ -40,8 +39,6 @@ from webviewer.urls import service_root
 bp = Blueprint("metadata", __name__, url_prefix="/dicomweb")
 PIXEL_DATA = "7FE00010"
 OCTETS = "application/octet-stream"
-# Stands for the request's DICOMweb root in cached JSON; random, so no stored value can forge it.
-_ROOT_MARK = f"urn:pacs-root:{secrets.token_hex(16)}"
 _CACHE = "pacs.metadata"
 
 
@@ -58,15 +55,6 @@ def _cache() -> MemoryCache:
     return cache
 
 
-def _root() -> str:
-    return service_root()
-
-
-def instance_path(info: InstanceInfo) -> str:
-    """The path of `info` under the DICOMweb root."""
-    return f"/studies/{info.study_uid}/series/{info.series_uid}/instances/{info.sop_uid}"
-
-
 def _header(info: InstanceInfo) -> Dataset:
     """The data set of `info` before Pixel Data, or 404 when its blob is gone."""
     try:
@@ -75,39 +63,19 @@ def _header(info: InstanceInfo) -> Dataset:
         abort(404)
 
 
-def _has_pixels(ds: Dataset) -> bool:
-    """Whether the object (of which `ds` is the header) is an image, so has Pixel Data after it."""
-    return all(keyword in ds for keyword in ("Rows", "Columns", "BitsAllocated"))
-
-
-def _pixel_vr(ds: Dataset, syntax: str) -> str:
-    return "OB" if UID(syntax).is_compressed or int(ds.BitsAllocated) <= 8 else "OW"
-
-
 def _cache_key(info: InstanceInfo) -> tuple[str, int, str]:
     return (info.sop_uid, info.version, info.ref.blob_id)
 
 
-def _json_text(info: InstanceInfo, ds: Dataset) -> str:
-    """The DICOM JSON text of `info` (whose data set is `ds`), its bulk data URIs under :data:`_ROOT_MARK`."""
-    base = f"{_ROOT_MARK}{instance_path(info)}/bulkdata/"
-    item = instance_dict(ds, base)
-    if _has_pixels(ds):
-        item[PIXEL_DATA] = {"vr": _pixel_vr(ds, info.transfer_syntax), "BulkDataURI": base + PIXEL_DATA}
-    return json.dumps(item, separators=(",", ":"))
-
-
 def instance_texts(objects: list[InstanceInfo]) -> list[str]:
-    """The DICOM JSON texts of `objects`, in order: from the cache, the others built from their
-    headers, read together (:meth:`storage.archive.Archive.data_sets`), and cached; 404 when a
-    blob is gone.
+    """The DICOM JSON texts of `objects`, in order: from the cache, the others from the archive
+    (:class:`storage.json_texts.JsonTexts`) and cached; 404 when a blob is gone.
     """
     cache = _cache()
     texts = {_cache_key(info): cache.get(_cache_key(info)) for info in objects}
     missing = [info for info in objects if texts[_cache_key(info)] is None]
     try:
-        for info, ds in zip(missing, _archive().data_sets(missing) if missing else [], strict=True):
-            text = _json_text(info, ds)
+        for info, text in zip(missing, _archive().json_texts.texts(missing) if missing else [], strict=True):
             texts[_cache_key(info)] = text
             cache.put(_cache_key(info), text, size=2 * len(text) + 64)
     except NotFoundError:
@@ -120,7 +88,7 @@ def _metadata(objects: list[InstanceInfo]) -> Response:
     if not objects:
         abort(404)
     body = "[" + ",".join(instance_texts(objects)) + "]"
-    return Response(body.replace(_ROOT_MARK, _root()), mimetype=DICOM_JSON)
+    return Response(body.replace(ROOT, service_root()), mimetype=DICOM_JSON)
 
 
 def _study_objects(study: str) -> list[InstanceInfo]:
@@ -221,7 +189,7 @@ def bulkdata(study: str, series_uid: str, sop: str, path: str) -> Response:
     ds = _header(info)
     audited_once(study)
     if path.upper() == PIXEL_DATA:
-        if not _has_pixels(ds):
+        if not has_pixels(ds):
             abort(404)
         if not UID(str(ds.file_meta.get("TransferSyntaxUID", ""))).is_compressed and not _byte_aligned(ds):
             not_acceptable("the frames of this object are bit-packed: fetch them from /frames")

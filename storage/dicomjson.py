@@ -2,7 +2,7 @@
 
 :func:`instance_dict` gives exactly what pydicom's ``Dataset.to_json_dict(BULK_THRESHOLD,
 handler, suppress_invalid_tags=True)`` gives after every element was converted in pydicom's
-default (warning) validation mode, with the bulk data URIs of :mod:`webviewer.metadata`,
+default (warning) validation mode, with the bulk data URIs of :mod:`storage.instance_json`,
 without building pydicom's DataElements: values pydicom keeps as ``RawDataElement`` are
 converted by VR here (text decoded with :func:`pydicom.charset.decode_bytes` in the data
 set's character set, numbers with :mod:`struct`). Anything unusual (a VR looked up in the

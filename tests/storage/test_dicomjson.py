@@ -13,8 +13,8 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from storage.dicomjson import BINARY_VRS, BULK_THRESHOLD, instance_dict
 from tests.data.make_series import make_ct_series
-from webviewer.dicomjson import BINARY_VRS, BULK_THRESHOLD, instance_dict
 
 BASE = "https://host/dicomweb/studies/1/series/2/instances/3/bulkdata/"
 
