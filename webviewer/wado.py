@@ -18,7 +18,7 @@ images :mod:`webviewer.rendered`.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from logging import Logger
 
@@ -33,6 +33,7 @@ from pacs.ops.decodelimits import FrameError, FrameLimit, check_codestream, geom
 from pacs.ops.transcode import TranscodeError, target_syntax, transcode_file
 from storage.archive import Archive, InstanceInfo, NotFoundError
 from storage.errors import PacsError
+from storage.instance_json import instance_path
 from webviewer import rendered, wado_frames
 from webviewer.auth import me, physician_required, record, source
 from webviewer.dicomweb import audited_once, check_uid, find_instance
@@ -48,7 +49,6 @@ from webviewer.multipart import (
 
 bp = Blueprint("wado", __name__, url_prefix="/dicomweb")
 DICOM = "application/dicom"
-ROOT = "/dicomweb/studies"
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def plan(info: InstanceInfo, wanted: Wanted) -> str:
 
 def location(info: InstanceInfo) -> str:
     """The Studies Service's URL of `info`."""
-    return f"{ROOT}/{info.study_uid}/series/{info.series_uid}/instances/{info.sop_uid}"
+    return "/dicomweb" + instance_path(info.study_uid, info.series_uid, info.sop_uid)
 
 
 def decodable(archive: Archive, info: InstanceInfo, limit: FrameLimit) -> None:
@@ -138,20 +138,16 @@ class _Sender:
         its part has not started, so the others still arrive whole.
         """
         for info, syntax in plans:
-            if syntax == info.transfer_syntax:
-                yield self.stored(info)
+            kind = f"{DICOM}; transfer-syntax={syntax}"
+            if syntax == info.transfer_syntax:  # read once the part is sent; its size is in the index
+                yield Part(kind, self.archive.read_instance(info), location(info), size=info.size)
                 continue
             try:
                 data = self.transcoded(info, syntax)
             except (PacsError, pydicom.errors.InvalidDicomError) as exc:
                 self.log.warning("WADO-RS left %s out: %s", info.sop_uid, exc)
                 continue
-            yield Part(f"{DICOM}; transfer-syntax={syntax}", (data,), location(info))
-
-    def stored(self, info: InstanceInfo) -> Part:
-        """The part of `info` as stored: its blob streamed (read once the part is sent), its size known."""
-        kind = f"{DICOM}; transfer-syntax={info.transfer_syntax}"
-        return Part(kind, self.archive.read_instance(info), location(info), size=info.size)
+            yield Part(kind, (data,), location(info))
 
 
 def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
@@ -180,10 +176,10 @@ def _retrieve(study: str, objects: list[InstanceInfo]) -> Response:
     sender = _Sender(services.archive, services.decoding, current_app.logger)
     boundary = new_boundary()
     as_stored = all(syntax == info.transfer_syntax for info, syntax in plans)
-    parts = [sender.stored(info) for info, _ in plans] if as_stored else None
-    body = related(parts if parts is not None else sender.parts(plans), boundary)
+    parts: Iterable[Part] = list(sender.parts(plans)) if as_stored else sender.parts(plans)
+    body = related(parts, boundary)
     response = Response(body, status=206 if refused else 200, content_type=content_type(DICOM, boundary))
-    if parts is not None:
+    if as_stored:
         response.content_length = related_length(parts, boundary)
     if refused:
         reason = refused[0].replace('"', "'")
